@@ -1,0 +1,1 @@
+"""The ASL engine: definitions, validation, the resumable interpreter and the local driver."""

@@ -1,0 +1,686 @@
+"""Validate and compile a definition in one pass, reporting every problem at once.
+
+Each problem names where it is (`States.CheckStock.Catch[0].Next`) and what is wrong. The walk keeps
+going after a problem so that a user fixing a definition sees the whole list, as `smq validate` shows.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+
+from smq.engine import choice as choice_rules
+from smq.engine.errors import ALL, DefinitionError, Problem
+from smq.engine.intrinsics import IntrinsicSyntaxError, is_intrinsic_text, parse_intrinsic
+from smq.engine.model import (
+    NULL_PATH,
+    Catcher,
+    ChoiceBranch,
+    ChoiceState,
+    FailState,
+    IntOrPath,
+    Machine,
+    MapState,
+    ParallelState,
+    PassState,
+    Retrier,
+    State,
+    SucceedState,
+    TaskState,
+    WaitState,
+)
+from smq.engine.paths import Path, PathSyntaxError, compile_path, compile_reference_path
+from smq.engine.templates import Template, TemplateError, compile_expression, compile_template
+from smq.engine.timestamps import parse_timestamp
+
+COMMON_FIELDS = {"Type", "Comment", "QueryLanguage"}
+FLOW_FIELDS = {"Next", "End"}
+IO_FIELDS = {"InputPath", "OutputPath"}
+RESULT_FIELDS = {"Parameters", "ResultSelector", "ResultPath"}
+ERROR_FIELDS = {"Retry", "Catch"}
+
+STATE_FIELDS: dict[str, set[str]] = {
+    "Pass": COMMON_FIELDS | FLOW_FIELDS | IO_FIELDS | {"Parameters", "Result", "ResultPath", "Assign"},
+    "Task": COMMON_FIELDS
+    | FLOW_FIELDS
+    | IO_FIELDS
+    | RESULT_FIELDS
+    | ERROR_FIELDS
+    | {"Resource", "TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds", "HeartbeatSecondsPath"}
+    | {"Assign", "Credentials"},
+    "Choice": COMMON_FIELDS | IO_FIELDS | {"Choices", "Default", "Assign"},
+    "Wait": COMMON_FIELDS | FLOW_FIELDS | IO_FIELDS | {"Seconds", "SecondsPath", "Timestamp", "TimestampPath"}
+    | {"Assign"},
+    "Succeed": COMMON_FIELDS | IO_FIELDS,
+    "Fail": COMMON_FIELDS | {"Error", "Cause", "ErrorPath", "CausePath"},
+    "Parallel": COMMON_FIELDS | FLOW_FIELDS | IO_FIELDS | RESULT_FIELDS | ERROR_FIELDS | {"Branches", "Assign"},
+    "Map": COMMON_FIELDS
+    | FLOW_FIELDS
+    | IO_FIELDS
+    | RESULT_FIELDS
+    | ERROR_FIELDS
+    | {"ItemsPath", "ItemSelector", "ItemProcessor", "Iterator", "MaxConcurrency", "MaxConcurrencyPath"}
+    | {"ToleratedFailurePercentage", "ToleratedFailurePercentagePath", "ToleratedFailureCount"}
+    | {"ToleratedFailureCountPath", "ItemBatcher", "ItemReader", "ResultWriter", "Label", "Assign"},
+}
+MACHINE_FIELDS = {"StartAt", "States", "Comment", "Version", "TimeoutSeconds", "QueryLanguage"}
+SUB_MACHINE_FIELDS = {"StartAt", "States", "Comment", "ProcessorConfig", "QueryLanguage"}
+MAX_STATE_NAME = 80
+MAX_INT_FIELD = 99_999_999
+VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def load_definition(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
+    """A definition from a dict, JSON text or YAML text."""
+    if isinstance(source, dict):
+        return source
+    if isinstance(source, bytes):
+        source = source.decode("utf-8")
+    if not isinstance(source, str):
+        raise DefinitionError([Problem("definition", f"expected a dict or JSON/YAML text, got {type(source).__name__}")])
+    try:
+        loaded = json.loads(source)
+    except json.JSONDecodeError as json_error:
+        try:
+            loaded = yaml.safe_load(source)
+        except yaml.YAMLError as yaml_error:
+            raise DefinitionError(
+                [Problem("definition", f"neither valid JSON ({json_error}) nor valid YAML ({yaml_error})")]
+            ) from None
+    if not isinstance(loaded, dict):
+        raise DefinitionError([Problem("definition", f"the top level must be an object, got {type(loaded).__name__}")])
+    return loaded
+
+
+def compile_machine(definition: dict[str, Any]) -> Machine:
+    """Validate and compile; raise DefinitionError listing every problem."""
+    compiler = _Compiler()
+    machine = compiler.machine(definition, "", top_level=True)
+    if compiler.problems:
+        raise DefinitionError(compiler.problems)
+    assert machine is not None
+    return machine
+
+
+def validate_definition(definition: dict[str, Any]) -> list[Problem]:
+    compiler = _Compiler()
+    compiler.machine(definition, "", top_level=True)
+    return compiler.problems
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def report(self, where: str, message: str) -> None:
+        self.problems.append(Problem(where, message))
+
+    # ------------------------------------------------------------------ machines
+
+    def machine(self, definition: Any, where: str, *, top_level: bool = False) -> Machine | None:
+        if not isinstance(definition, dict):
+            self.report(where or "definition", f"must be an object, got {type(definition).__name__}")
+            return None
+        allowed = MACHINE_FIELDS if top_level else SUB_MACHINE_FIELDS
+        for key in definition:
+            if key not in allowed:
+                self.report(_join(where, key), f"unknown field (allowed: {', '.join(sorted(allowed))})")
+        if definition.get("QueryLanguage", "JSONPath") != "JSONPath":
+            self.report(
+                _join(where, "QueryLanguage"),
+                f"{definition['QueryLanguage']!r} is not supported yet; smq runs JSONPath definitions",
+            )
+        timeout = definition.get("TimeoutSeconds")
+        if timeout is not None and not (_is_int(timeout) and 0 < timeout <= MAX_INT_FIELD):
+            self.report(_join(where, "TimeoutSeconds"), f"must be a positive integer, got {timeout!r}")
+        if "Version" in definition and definition["Version"] != "1.0":
+            self.report(_join(where, "Version"), f"only '1.0' is defined, got {definition['Version']!r}")
+        raw_states = definition.get("States")
+        start_at = definition.get("StartAt")
+        if not isinstance(raw_states, dict) or not raw_states:
+            self.report(_join(where, "States"), "required: a non-empty object of states")
+            raw_states = {}
+        if not isinstance(start_at, str):
+            self.report(_join(where, "StartAt"), "required: the name of the first state")
+        elif raw_states and start_at not in raw_states:
+            self.report(_join(where, "StartAt"), f"no state named {start_at!r}")
+        states: dict[str, State] = {}
+        for name, raw in raw_states.items():
+            state_where = _join(where, f"States.{name}")
+            if len(name) > MAX_STATE_NAME:
+                self.report(state_where, f"a state name is at most {MAX_STATE_NAME} characters")
+            state = self.state(name, raw, state_where, raw_states)
+            if state is not None:
+                states[name] = state
+        if isinstance(start_at, str) and start_at in raw_states:
+            self.check_reachable(start_at, raw_states, where)
+        pure = all(_state_is_pure(state) for state in states.values())
+        return Machine(
+            start_at=start_at if isinstance(start_at, str) else "",
+            states=states,
+            timeout_seconds=timeout if _is_int(timeout) else None,
+            comment=definition.get("Comment"),
+            pure=pure,
+            definition=definition,
+        )
+
+    def check_reachable(self, start_at: str, raw_states: dict[str, Any], where: str) -> None:
+        seen = {start_at}
+        todo = [start_at]
+        while todo:
+            raw = raw_states.get(todo.pop())
+            if not isinstance(raw, dict):
+                continue
+            for target in _targets(raw):
+                if target in raw_states and target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        for name in raw_states:
+            if name not in seen:
+                self.report(_join(where, f"States.{name}"), f"unreachable: no path from StartAt {start_at!r} leads here")
+
+    # ------------------------------------------------------------------ states
+
+    def state(self, name: str, raw: Any, where: str, siblings: dict[str, Any]) -> State | None:
+        if not isinstance(raw, dict):
+            self.report(where, f"a state must be an object, got {type(raw).__name__}")
+            return None
+        state_type = raw.get("Type")
+        if state_type not in STATE_FIELDS:
+            known = ", ".join(sorted(STATE_FIELDS))
+            self.report(_join(where, "Type"), f"unknown state type {state_type!r} (known: {known})")
+            return None
+        allowed = STATE_FIELDS[state_type]
+        for key in raw:
+            if key not in allowed:
+                self.report(_join(where, key), f"unknown field for a {state_type} state")
+        if raw.get("QueryLanguage", "JSONPath") != "JSONPath":
+            self.report(_join(where, "QueryLanguage"), f"{raw['QueryLanguage']!r} is not supported yet")
+        next_state, end = self.flow(raw, where, siblings, state_type)
+        common: dict[str, Any] = {
+            "name": name,
+            "type": state_type,
+            "next": next_state,
+            "end": end,
+            "input_path": self.io_path(raw, "InputPath", where),
+            "output_path": self.io_path(raw, "OutputPath", where),
+        }
+        if "Assign" in raw:
+            common["assign"] = self.assign(raw["Assign"], _join(where, "Assign"))
+        builder: Callable[[dict[str, Any], str, dict[str, Any], dict[str, Any]], State | None] = getattr(
+            self, f"state_{state_type.lower()}"
+        )
+        return builder(raw, where, siblings, common)
+
+    def flow(self, raw: dict[str, Any], where: str, siblings: dict[str, Any], state_type: str) -> tuple[str | None, bool]:
+        next_state, end = raw.get("Next"), raw.get("End", False)
+        if state_type in ("Choice", "Succeed", "Fail"):
+            return None, False
+        if end is not False and end is not True:
+            self.report(_join(where, "End"), f"must be true or false, got {end!r}")
+            end = False
+        if next_state is not None and end:
+            self.report(where, "has both Next and End: true; a state either continues or ends")
+        elif next_state is None and not end:
+            self.report(where, "needs Next (the state to go to) or End: true")
+        if next_state is not None:
+            if not isinstance(next_state, str):
+                self.report(_join(where, "Next"), f"must be a state name, got {next_state!r}")
+                next_state = None
+            elif next_state not in siblings:
+                self.report(_join(where, "Next"), f"no state named {next_state!r}")
+        return next_state, bool(end)
+
+    def io_path(self, raw: dict[str, Any], key: str, where: str) -> Any:
+        if key not in raw:
+            return None
+        value = raw[key]
+        if value is None:
+            return NULL_PATH
+        return self.path(value, _join(where, key))
+
+    def path(self, value: Any, where: str, *, reference: bool = False) -> Path | None:
+        if not isinstance(value, str):
+            self.report(where, f"must be a JSONPath string, got {value!r}")
+            return None
+        try:
+            return compile_reference_path(value) if reference else compile_path(value)
+        except PathSyntaxError as exc:
+            self.report(where, str(exc))
+            return None
+
+    def template(self, value: Any, where: str, *, require_object: bool = False) -> Template | None:
+        if require_object and not isinstance(value, dict):
+            self.report(where, f"must be an object, got {type(value).__name__}")
+            return None
+        try:
+            return compile_template(value, where)
+        except TemplateError as exc:
+            self.report(exc.where, exc.message)
+            return None
+
+    def assign(self, value: Any, where: str) -> Template | None:
+        if not isinstance(value, dict):
+            self.report(where, f"must be an object of variable names, got {type(value).__name__}")
+            return None
+        for key in value:
+            name = key[:-2] if key.endswith(".$") else key
+            if not VARIABLE_NAME.match(name) or len(name) > 80:
+                self.report(f"{where}.{key}", f"{name!r} is not a valid variable name (letters, digits, '_')")
+        return self.template(value, where)
+
+    def result_fields(self, raw: dict[str, Any], where: str, *, parameters: bool = True) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        if parameters and "Parameters" in raw:
+            fields["parameters"] = self.template(raw["Parameters"], _join(where, "Parameters"))
+        if "ResultSelector" in raw:
+            fields["result_selector"] = self.template(
+                raw["ResultSelector"], _join(where, "ResultSelector"), require_object=True
+            )
+        if "ResultPath" in raw:
+            if raw["ResultPath"] is None:
+                fields["result_path_mode"] = "discard"
+            else:
+                path = self.path(raw["ResultPath"], _join(where, "ResultPath"), reference=True)
+                if path is not None and path.keys:
+                    fields["result_path_mode"] = "path"
+                    fields["result_path"] = path
+        return fields
+
+    def error_handling(self, raw: dict[str, Any], where: str, siblings: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "retriers": tuple(self.retriers(raw.get("Retry", []), _join(where, "Retry"))),
+            "catchers": tuple(self.catchers(raw.get("Catch", []), _join(where, "Catch"), siblings)),
+        }
+
+    def error_equals(self, value: Any, where: str, is_last: bool) -> tuple[str, ...]:
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            self.report(where, "required: a non-empty array of error names")
+            return ()
+        if ALL in value and len(value) > 1:
+            self.report(where, "States.ALL must appear alone in ErrorEquals")
+        if ALL in value and not is_last:
+            self.report(where, "States.ALL must be in the last retrier or catcher")
+        return tuple(value)
+
+    def retriers(self, raw: Any, where: str) -> list[Retrier]:
+        if not isinstance(raw, list):
+            self.report(where, "must be an array of retriers")
+            return []
+        retriers = []
+        allowed = {"ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds", "JitterStrategy", "Comment"}
+        for index, item in enumerate(raw):
+            at = f"{where}[{index}]"
+            if not isinstance(item, dict):
+                self.report(at, "a retrier must be an object")
+                continue
+            for key in item:
+                if key not in allowed:
+                    self.report(f"{at}.{key}", "unknown field for a retrier")
+            errors_ = self.error_equals(item.get("ErrorEquals"), f"{at}.ErrorEquals", index == len(raw) - 1)
+            interval = item.get("IntervalSeconds", 1)
+            if not (_is_int(interval) and 1 <= interval <= MAX_INT_FIELD):
+                self.report(f"{at}.IntervalSeconds", f"must be an integer from 1 to {MAX_INT_FIELD}, got {interval!r}")
+                interval = 1
+            attempts = item.get("MaxAttempts", 3)
+            if not (_is_int(attempts) and 0 <= attempts <= MAX_INT_FIELD):
+                self.report(f"{at}.MaxAttempts", f"must be an integer from 0 to {MAX_INT_FIELD}, got {attempts!r}")
+                attempts = 0
+            backoff = item.get("BackoffRate", 2.0)
+            if not (_is_number(backoff) and backoff >= 1.0):
+                self.report(f"{at}.BackoffRate", f"must be a number >= 1.0, got {backoff!r}")
+                backoff = 1.0
+            max_delay = item.get("MaxDelaySeconds")
+            if max_delay is not None and not (_is_int(max_delay) and 0 < max_delay < 31_622_401):
+                self.report(f"{at}.MaxDelaySeconds", f"must be an integer from 1 to 31622400, got {max_delay!r}")
+                max_delay = None
+            jitter = item.get("JitterStrategy", "NONE")
+            if jitter not in ("FULL", "NONE"):
+                self.report(f"{at}.JitterStrategy", f"must be FULL or NONE, got {jitter!r}")
+                jitter = "NONE"
+            retriers.append(Retrier(errors_, float(interval), attempts, float(backoff), max_delay, jitter))
+        return retriers
+
+    def catchers(self, raw: Any, where: str, siblings: dict[str, Any]) -> list[Catcher]:
+        if not isinstance(raw, list):
+            self.report(where, "must be an array of catchers")
+            return []
+        catchers = []
+        allowed = {"ErrorEquals", "Next", "ResultPath", "Assign", "Comment"}
+        for index, item in enumerate(raw):
+            at = f"{where}[{index}]"
+            if not isinstance(item, dict):
+                self.report(at, "a catcher must be an object")
+                continue
+            for key in item:
+                if key not in allowed:
+                    self.report(f"{at}.{key}", "unknown field for a catcher")
+            errors_ = self.error_equals(item.get("ErrorEquals"), f"{at}.ErrorEquals", index == len(raw) - 1)
+            target = item.get("Next")
+            if not isinstance(target, str):
+                self.report(f"{at}.Next", "required: the state to go to when this catcher matches")
+                target = ""
+            elif target not in siblings:
+                self.report(f"{at}.Next", f"no state named {target!r}")
+            result_path: Path | None = compile_path("$")
+            if "ResultPath" in item:
+                result_path = (
+                    None if item["ResultPath"] is None else self.path(item["ResultPath"], f"{at}.ResultPath", reference=True)
+                )
+            assign = self.assign(item["Assign"], f"{at}.Assign") if "Assign" in item else None
+            catchers.append(Catcher(errors_, target, result_path, assign))
+        return catchers
+
+    def int_or_path(
+        self, raw: dict[str, Any], key: str, where: str, *, minimum: float = 0, maximum: float = MAX_INT_FIELD,
+        integer: bool = True,
+    ) -> IntOrPath | None:
+        path_key = key + "Path"
+        if key in raw and path_key in raw:
+            self.report(where, f"{key} and {path_key} are exclusive; give one")
+            return None
+        if key in raw:
+            value = raw[key]
+            ok = (_is_int(value) if integer else _is_number(value)) and minimum <= value <= maximum
+            if not ok:
+                kind = "an integer" if integer else "a number"
+                self.report(_join(where, key), f"must be {kind} from {minimum:g} to {maximum:g}, got {value!r}")
+                return None
+            return IntOrPath(key, value=value)
+        if path_key in raw:
+            path = self.path(raw[path_key], _join(where, path_key))
+            return IntOrPath(key, path=path) if path is not None else None
+        return None
+
+    # ------------------------------------------------------------------ per type
+
+    def state_pass(self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]) -> State:
+        return PassState(
+            **common,
+            **self.result_fields(raw, where),
+            result=raw.get("Result"),
+            has_result="Result" in raw,
+        )
+
+    def state_task(self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]) -> State:
+        resource = raw.get("Resource")
+        if not isinstance(resource, str) or not resource:
+            self.report(_join(where, "Resource"), "required: the name or ARN of a registered handler")
+            resource = ""
+        elif resource.endswith(".waitForTaskToken") or resource.endswith(".sync") or ".sync:" in resource:
+            self.report(_join(where, "Resource"), f"{resource!r}: callback and .sync integrations are not supported yet")
+        timeout = self.int_or_path(raw, "TimeoutSeconds", where, minimum=1)
+        heartbeat = self.int_or_path(raw, "HeartbeatSeconds", where, minimum=1)
+        if (
+            timeout is not None
+            and heartbeat is not None
+            and timeout.value is not None
+            and heartbeat.value is not None
+            and heartbeat.value >= timeout.value
+        ):
+            self.report(_join(where, "HeartbeatSeconds"), "must be smaller than TimeoutSeconds")
+        return TaskState(
+            **common,
+            **self.result_fields(raw, where),
+            **self.error_handling(raw, where, siblings),
+            resource=resource,
+            function_name=_literal_function_name(raw),
+            timeout=timeout,
+            heartbeat=heartbeat,
+        )
+
+    def state_choice(self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]) -> State:
+        if "Next" in raw or "End" in raw:
+            self.report(where, "a Choice state takes neither Next nor End: its rules and Default say where to go")
+        rules = raw.get("Choices")
+        branches: list[ChoiceBranch] = []
+        if not isinstance(rules, list) or not rules:
+            self.report(_join(where, "Choices"), "required: a non-empty array of choice rules")
+            rules = []
+        for index, rule in enumerate(rules):
+            at = f"{where}.Choices[{index}]"
+            if not self.choice_rule(rule, at, top_level=True):
+                continue
+            target = rule.get("Next")
+            if not isinstance(target, str):
+                self.report(f"{at}.Next", "required: the state to go to when this rule matches")
+                continue
+            if target not in siblings:
+                self.report(f"{at}.Next", f"no state named {target!r}")
+            assign = self.assign(rule["Assign"], f"{at}.Assign") if "Assign" in rule else None
+            branches.append(ChoiceBranch(choice_rules.compile_rule(rule), target, assign))
+        default = raw.get("Default")
+        if default is not None and (not isinstance(default, str) or default not in siblings):
+            self.report(_join(where, "Default"), f"no state named {default!r}")
+        return ChoiceState(**common, branches=tuple(branches), default=default)
+
+    def choice_rule(self, rule: Any, where: str, *, top_level: bool) -> bool:
+        """Check one rule; True when it compiles."""
+        if not isinstance(rule, dict):
+            self.report(where, "a choice rule must be an object")
+            return False
+        extra = {"Next", "Assign", "Comment"} if top_level else {"Comment"}
+        combinators = [key for key in choice_rules.COMBINATORS if key in rule]
+        operators = [key for key in rule if key in choice_rules.ALL_OPERATORS]
+        if not top_level and "Next" in rule:
+            self.report(f"{where}.Next", "only top-level choice rules take Next")
+        if "Condition" in rule:
+            self.report(f"{where}.Condition", "Condition is JSONata; JSONPath rules use Variable and an operator")
+            return False
+        if len(combinators) + len(operators) != 1:
+            self.report(
+                where,
+                "a choice rule needs exactly one comparison operator (e.g. StringEquals) or one of And/Or/Not, "
+                f"found {', '.join(combinators + operators) or 'none'}",
+            )
+            return False
+        allowed = extra | set(combinators) | set(operators) | ({"Variable"} if operators else set())
+        ok = True
+        for key in rule:
+            if key not in allowed:
+                self.report(f"{where}.{key}", "unknown field in a choice rule")
+                ok = False
+        if combinators:
+            key = combinators[0]
+            value = rule[key]
+            if key == "Not":
+                return self.choice_rule(value, f"{where}.Not", top_level=False) and ok
+            if not isinstance(value, list) or not value:
+                self.report(f"{where}.{key}", "must be a non-empty array of choice rules")
+                return False
+            results = [self.choice_rule(r, f"{where}.{key}[{i}]", top_level=False) for i, r in enumerate(value)]
+            return all(results) and ok
+        operator = operators[0]
+        if "Variable" not in rule:
+            self.report(f"{where}.Variable", f"required with {operator}")
+            return False
+        if self.path(rule["Variable"], f"{where}.Variable") is None:
+            ok = False
+        operand = rule[operator]
+        at = f"{where}.{operator}"
+        if operator in choice_rules.TYPE_TESTS:
+            if not isinstance(operand, bool):
+                self.report(at, f"must be true or false, got {operand!r}")
+                ok = False
+        elif operator in choice_rules.PATH_OPERATORS:
+            if self.path(operand, at) is None:
+                ok = False
+        else:
+            kind, _ = choice_rules.COMPARISON_OPERATORS[operator]
+            valid = {
+                "string": isinstance(operand, str),
+                "number": _is_number(operand),
+                "boolean": isinstance(operand, bool),
+                "timestamp": parse_timestamp(operand) is not None,
+            }[kind]
+            if not valid:
+                expected = {"timestamp": "an ISO-8601 timestamp string with offset"}.get(kind, f"a {kind}")
+                self.report(at, f"must be {expected}, got {operand!r}")
+                ok = False
+        return ok
+
+    def state_wait(self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]) -> State:
+        given = [key for key in ("Seconds", "SecondsPath", "Timestamp", "TimestampPath") if key in raw]
+        if len(given) != 1:
+            self.report(where, f"a Wait state needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath; got {given or 'none'}")
+        fields: dict[str, Any] = {}
+        if "Seconds" in raw:
+            seconds = raw["Seconds"]
+            if not (_is_int(seconds) and 0 <= seconds <= MAX_INT_FIELD):
+                self.report(_join(where, "Seconds"), f"must be a non-negative integer, got {seconds!r}")
+            else:
+                fields["seconds"] = seconds
+        if "Timestamp" in raw:
+            if parse_timestamp(raw["Timestamp"]) is None:
+                self.report(_join(where, "Timestamp"), f"must be an ISO-8601 timestamp with offset, got {raw['Timestamp']!r}")
+            else:
+                fields["timestamp"] = raw["Timestamp"]
+        if "SecondsPath" in raw:
+            fields["seconds_path"] = self.path(raw["SecondsPath"], _join(where, "SecondsPath"))
+        if "TimestampPath" in raw:
+            fields["timestamp_path"] = self.path(raw["TimestampPath"], _join(where, "TimestampPath"))
+        return WaitState(**common, **fields)
+
+    def state_succeed(self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]) -> State:
+        return SucceedState(**common)
+
+    def state_fail(self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]) -> State:
+        fields: dict[str, Any] = {}
+        for key, path_key, literal_field, expr_field in (
+            ("Error", "ErrorPath", "error", "error_expr"),
+            ("Cause", "CausePath", "cause", "cause_expr"),
+        ):
+            if key in raw and path_key in raw:
+                self.report(where, f"{key} and {path_key} are exclusive; give one")
+            if key in raw:
+                if not isinstance(raw[key], str):
+                    self.report(_join(where, key), f"must be a string, got {raw[key]!r}")
+                else:
+                    fields[literal_field] = raw[key]
+            if path_key in raw:
+                value = raw[path_key]
+                if is_intrinsic_text(value):
+                    try:
+                        fields[expr_field] = parse_intrinsic(value).evaluate
+                    except IntrinsicSyntaxError as exc:
+                        self.report(_join(where, path_key), str(exc))
+                elif self.path(value, _join(where, path_key)) is not None:
+                    fields[expr_field] = compile_expression(value, path_key)
+        return FailState(**common, **fields)
+
+    def state_parallel(self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]) -> State:
+        raw_branches = raw.get("Branches")
+        branches = []
+        if not isinstance(raw_branches, list) or not raw_branches:
+            self.report(_join(where, "Branches"), "required: a non-empty array of sub-machines")
+            raw_branches = []
+        for index, branch in enumerate(raw_branches):
+            machine = self.machine(branch, f"{where}.Branches[{index}]")
+            if machine is not None:
+                branches.append(machine)
+        return ParallelState(
+            **common,
+            **self.result_fields(raw, where),
+            **self.error_handling(raw, where, siblings),
+            branches=tuple(branches),
+        )
+
+    def state_map(self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]) -> State:
+        fields: dict[str, Any] = {}
+        if "ItemSelector" in raw and "Parameters" in raw:
+            self.report(where, "ItemSelector and (legacy) Parameters are exclusive; use ItemSelector")
+        selector_key = "ItemSelector" if "ItemSelector" in raw else "Parameters" if "Parameters" in raw else None
+        if selector_key is not None:
+            fields["item_selector"] = self.template(raw[selector_key], _join(where, selector_key))
+        if "ItemsPath" in raw:
+            fields["items_path"] = self.path(raw["ItemsPath"], _join(where, "ItemsPath"))
+        for unsupported in ("ItemReader", "ResultWriter"):
+            if unsupported in raw:
+                self.report(_join(where, unsupported), "reads or writes S3; not supported by smq (pass items in the input)")
+        processor_key = [key for key in ("ItemProcessor", "Iterator") if key in raw]
+        if len(processor_key) != 1:
+            self.report(where, "a Map state needs exactly one of ItemProcessor or (legacy) Iterator")
+        else:
+            key = processor_key[0]
+            sub = raw[key]
+            at = _join(where, key)
+            mode = "INLINE"
+            if isinstance(sub, dict) and "ProcessorConfig" in sub:
+                config = sub["ProcessorConfig"]
+                if not isinstance(config, dict):
+                    self.report(f"{at}.ProcessorConfig", "must be an object")
+                else:
+                    mode = config.get("Mode", "INLINE")
+                    if mode not in ("INLINE", "DISTRIBUTED"):
+                        self.report(f"{at}.ProcessorConfig.Mode", f"must be INLINE or DISTRIBUTED, got {mode!r}")
+                    execution_type = config.get("ExecutionType", "STANDARD")
+                    if execution_type not in ("STANDARD", "EXPRESS"):
+                        self.report(f"{at}.ProcessorConfig.ExecutionType", f"must be STANDARD or EXPRESS, got {execution_type!r}")
+            fields["mode"] = mode
+            fields["processor"] = self.machine(sub, at)
+        fields["max_concurrency"] = self.int_or_path(raw, "MaxConcurrency", where)
+        fields["tolerated_failure_percentage"] = self.int_or_path(
+            raw, "ToleratedFailurePercentage", where, maximum=100, integer=False
+        )
+        fields["tolerated_failure_count"] = self.int_or_path(raw, "ToleratedFailureCount", where)
+        if "ItemBatcher" in raw:
+            batcher = raw["ItemBatcher"]
+            at = _join(where, "ItemBatcher")
+            if not isinstance(batcher, dict):
+                self.report(at, "must be an object")
+            else:
+                fields["max_items_per_batch"] = self.int_or_path(batcher, "MaxItemsPerBatch", at, minimum=1)
+                if "BatchInput" in batcher:
+                    fields["batch_input"] = self.template(batcher["BatchInput"], f"{at}.BatchInput", require_object=True)
+        if "Label" in raw and (not isinstance(raw["Label"], str) or len(raw["Label"]) > 40):
+            self.report(_join(where, "Label"), "must be a string of at most 40 characters")
+        return MapState(
+            **common,
+            **self.result_fields(raw, where, parameters=False),
+            **self.error_handling(raw, where, siblings),
+            **fields,
+        )
+
+
+def _literal_function_name(raw: dict[str, Any]) -> str | None:
+    parameters = raw.get("Parameters")
+    name = parameters.get("FunctionName") if isinstance(parameters, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _targets(raw: dict[str, Any]) -> list[str]:
+    targets: list[str] = []
+    for value in (raw.get("Next"), raw.get("Default")):
+        if isinstance(value, str):
+            targets.append(value)
+    for key in ("Choices", "Catch"):
+        items = raw.get(key)
+        if isinstance(items, list):
+            targets.extend(item["Next"] for item in items if isinstance(item, dict) and isinstance(item.get("Next"), str))
+    return targets
+
+
+def _state_is_pure(state: State) -> bool:
+    if isinstance(state, (TaskState, WaitState)):
+        return False
+    if isinstance(state, ParallelState):
+        return all(branch.pure for branch in state.branches)
+    if isinstance(state, MapState):
+        return state.processor is None or state.processor.pure
+    return True

@@ -1,0 +1,154 @@
+"""The resumable state of an execution, and what each step leaves in history.
+
+A `Cursor` says where an execution is: the next state to run, its raw input, the workflow variables,
+retry counters and, when a state is half done (a Wait that is waiting), what it had computed. It is
+plain JSON, so it can be checkpointed to a database and resumed by any process.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from smq.engine.timestamps import format_timestamp
+
+CURSOR_FORMAT = 1
+
+
+def iso(epoch: float | None) -> str | None:
+    return None if epoch is None else format_timestamp(datetime.fromtimestamp(epoch, UTC))
+
+
+@dataclass(frozen=True)
+class ExecutionInfo:
+    """Who this execution is; the `$$.Execution` and `$$.StateMachine` parts of the Context object."""
+
+    id: str
+    name: str
+    input: Any
+    start_time: float
+    state_machine_id: str
+    state_machine_name: str
+    role_arn: str = "arn:aws:iam::000000000000:role/smq"
+    redrive_count: int = 0
+
+    def execution_context(self) -> dict[str, Any]:
+        return {
+            "Id": self.id,
+            "Input": self.input,
+            "StartTime": iso(self.start_time),
+            "Name": self.name,
+            "RoleArn": self.role_arn,
+            "RedriveCount": self.redrive_count,
+        }
+
+    def state_machine_context(self) -> dict[str, Any]:
+        return {"Id": self.state_machine_id, "Name": self.state_machine_name}
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where an execution stands between two steps. JSON round-trips exactly."""
+
+    execution: ExecutionInfo
+    state: str
+    input: Any
+    variables: dict[str, Any] = field(default_factory=dict)
+    retry_counts: tuple[int, ...] = ()
+    attempt: int = 1
+    pending: dict[str, Any] | None = None
+    not_before: float | None = None
+    transitions: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["retry_counts"] = list(self.retry_counts)
+        data["format"] = CURSOR_FORMAT
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Cursor:
+        data = dict(data)
+        fmt = data.pop("format", CURSOR_FORMAT)
+        if fmt != CURSOR_FORMAT:
+            raise ValueError(f"unsupported cursor format {fmt!r} (this smq reads format {CURSOR_FORMAT})")
+        data["execution"] = ExecutionInfo(**data["execution"])
+        data["retry_counts"] = tuple(data.get("retry_counts", ()))
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> Cursor:
+        return cls.from_dict(json.loads(text))
+
+    def moved(self, **changes: Any) -> Cursor:
+        return replace(self, **changes)
+
+
+# History entry statuses.
+SUCCEEDED = "SUCCEEDED"
+FAILED = "FAILED"
+RETRIED = "RETRIED"
+CAUGHT = "CAUGHT"
+
+
+@dataclass(slots=True)
+class HistoryEntry:
+    """One visit of one state: what it got, and what it produced or raised."""
+
+    state_name: str
+    state_type: str
+    status: str
+    input: Any
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+    entered_at: float = 0.0
+    exited_at: float = 0.0
+    attempt: int = 1
+    scope: str = ""  # "" at the top level; "Map[3]" or "Parallel[1]" paths inside sub-machines
+    sequence: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.state_name
+
+    @property
+    def type(self) -> str:
+        return self.state_type
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sequence": self.sequence,
+            "state_name": self.state_name,
+            "state_type": self.state_type,
+            "status": self.status,
+            "input": self.input,
+            "output": self.output,
+            "error": self.error,
+            "cause": self.cause,
+            "attempt": self.attempt,
+            "scope": self.scope,
+            "entered_at": iso(self.entered_at),
+            "timestamp": iso(self.exited_at),
+        }
+
+
+@dataclass
+class Step:
+    """What running one state produced: the next cursor, or the end of the execution."""
+
+    entries: list[HistoryEntry]
+    cursor: Cursor | None = None  # the next position when the execution goes on
+    status: str | None = None  # final status when it ends here
+    output: Any = None
+    error: str | None = None
+    cause: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.cursor is None

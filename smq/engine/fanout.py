@@ -1,0 +1,198 @@
+"""Parallel branches and Map iterations: sub-executions run concurrently, results kept in order.
+
+Each branch or item is a sub-machine driven by the same interpreter, in a scope that starts with a
+copy of the outer workflow variables (inner assignments never leak out, as in AWS). Sub-machines
+made only of Pass/Choice/Succeed/Fail/nested fan-outs cannot block, so they run inline; the others
+run on a bounded thread pool honouring MaxConcurrency.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from smq.engine import errors, interpreter
+from smq.engine.cursor import Cursor, HistoryEntry
+from smq.engine.driver import ABORTED, SUCCEEDED, TIMED_OUT, Outcome, drive
+from smq.engine.errors import StatesError
+from smq.engine.model import Machine, MapState, ParallelState
+from smq.engine.paths import PathNotFound, Scope
+from smq.engine.runtime import ExecutionAborted, ExecutionTimedOut, Runtime
+
+
+def _sub_cursor(parent: Cursor, machine: Machine, item_input: Any) -> Cursor:
+    return Cursor(
+        execution=parent.execution,
+        state=machine.start_at,
+        input=item_input,
+        variables=dict(parent.variables),
+    )
+
+
+def _raise_if_interrupted(outcome: Outcome) -> None:
+    if outcome.status == TIMED_OUT:
+        raise ExecutionTimedOut(outcome.cause or "timed out")
+    if outcome.status == ABORTED:
+        raise ExecutionAborted(outcome.cause or "aborted")
+
+
+def _run_all(
+    jobs: list[tuple[Machine, Any, str]],
+    parent: Cursor,
+    runtime: Runtime,
+    concurrency: int,
+    inline: bool,
+    nested: list[HistoryEntry],
+    on_failure: Callable[[int, Outcome], bool],
+) -> list[Outcome | None]:
+    """Drive every job; `on_failure` returns True to stop the rest (the state fails)."""
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+
+    def run_one(index: int) -> Outcome:
+        machine, item_input, label = jobs[index]
+        outcome = drive(machine, _sub_cursor(parent, machine, item_input), runtime, scope=label)
+        _raise_if_interrupted(outcome)
+        return outcome
+
+    if inline or len(jobs) <= 1 or concurrency == 1:
+        for index in range(len(jobs)):
+            outcome = run_one(index)
+            outcomes[index] = outcome
+            nested.extend(outcome.history)
+            if outcome.status != SUCCEEDED and on_failure(index, outcome):
+                break
+        return outcomes
+
+    workers = min(len(jobs), concurrency or runtime.max_workers, runtime.max_workers)
+    stop = threading.Event()
+
+    def guarded(index: int) -> Outcome | None:
+        if stop.is_set():
+            return None
+        return run_one(index)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smq-fanout") as pool:
+        futures: list[Future[Outcome | None]] = [pool.submit(guarded, i) for i in range(len(jobs))]
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in done:
+                exc = future.exception()
+                if exc is not None:
+                    stop.set()
+                    raise exc
+                index = futures.index(future)
+                outcome = future.result()
+                outcomes[index] = outcome
+                if outcome is not None and outcome.status != SUCCEEDED and on_failure(index, outcome):
+                    stop.set()
+    for outcome in outcomes:
+        if outcome is not None:
+            nested.extend(outcome.history)
+    return outcomes
+
+
+def run_parallel(
+    state: ParallelState, cursor: Cursor, effective: Any, entered_at: float, runtime: Runtime, nested: list[HistoryEntry]
+) -> list[Any]:
+    jobs = [(branch, effective, f"{state.name}[{i}]") for i, branch in enumerate(state.branches)]
+    failure: list[Outcome] = []
+
+    def on_failure(index: int, outcome: Outcome) -> bool:
+        failure.append(outcome)
+        return True
+
+    inline = all(branch.pure for branch in state.branches)
+    outcomes = _run_all(jobs, cursor, runtime, 0, inline, nested, on_failure)
+    if failure:
+        first = failure[0]
+        raise StatesError(first.error, first.cause)
+    return [outcome.output for outcome in outcomes if outcome is not None]
+
+
+def run_map(
+    state: MapState, cursor: Cursor, scope: Scope, entered_at: float, runtime: Runtime, nested: list[HistoryEntry]
+) -> list[Any]:
+    effective = scope.data
+    if state.items_path is None:
+        items = effective
+    else:
+        try:
+            items = scope.read(state.items_path)
+        except PathNotFound:
+            raise interpreter.runtime_error(
+                state, f"The ItemsPath '{state.items_path.text}' could not be found in the input"
+            ) from None
+    if not isinstance(items, list):
+        raise interpreter.runtime_error(
+            state, f"The ItemsPath field must select a JSON array, got {interpreter._preview(items)}"
+        )
+    concurrency = interpreter.resolve_number(state, state.max_concurrency, scope, allow_numeric_string=True) or 0
+    tolerated_count = interpreter.resolve_number(state, state.tolerated_failure_count, scope)
+    tolerated_pct = interpreter.resolve_number(
+        state, state.tolerated_failure_percentage, scope, integer=False, maximum=100
+    )
+    batch_size = interpreter.resolve_number(state, state.max_items_per_batch, scope, minimum=1)
+
+    inputs: list[Any] = []
+    if batch_size:
+        extra = state.batch_input(scope) if state.batch_input is not None else {}
+        size = int(batch_size)
+        for start in range(0, len(items), size):
+            inputs.append({**extra, "Items": items[start : start + size]})
+    else:
+        for index, item in enumerate(items):
+            if state.item_selector is None:
+                inputs.append(item)
+                continue
+            item_context = {"Map": {"Item": {"Index": index, "Value": item}}}
+            item_scope = Scope(
+                effective, cursor.variables, interpreter.context_factory(cursor, state, entered_at, item_context)
+            )
+            inputs.append(state.item_selector(item_scope))
+
+    assert state.processor is not None
+    processor = state.processor
+    jobs = [(processor, item_input, f"{state.name}[{i}]") for i, item_input in enumerate(inputs)]
+    total = len(jobs)
+    tolerant = tolerated_count is not None or tolerated_pct is not None
+    failures: list[Outcome] = []
+
+    def exceeded(count: int) -> bool:
+        if tolerated_count is not None and count > tolerated_count:
+            return True
+        if tolerated_pct is not None and total and count * 100.0 / total > tolerated_pct:
+            return True
+        return False
+
+    def on_failure(index: int, outcome: Outcome) -> bool:
+        failures.append(outcome)
+        return not tolerant or exceeded(len(failures))
+
+    outcomes = _run_all(jobs, cursor, runtime, int(concurrency), processor.pure, nested, on_failure)
+    if failures:
+        if not tolerant:
+            first = failures[0]
+            raise StatesError(first.error, first.cause)
+        if exceeded(len(failures)):
+            raise StatesError(
+                errors.EXCEED_TOLERATED_FAILURE_THRESHOLD,
+                f"The Map state '{state.name}' had {len(failures)} failed item(s) of {total}, above its tolerated threshold",
+            )
+    results: list[Any] = []
+    for outcome in outcomes:
+        assert outcome is not None
+        if outcome.status == SUCCEEDED:
+            results.append(outcome.output)
+        else:
+            failed: dict[str, Any] = {"Error": outcome.error}
+            if outcome.cause is not None:
+                failed["Cause"] = outcome.cause
+            results.append(failed)
+    return results
+
+
+interpreter.run_parallel = run_parallel
+interpreter.run_map = run_map

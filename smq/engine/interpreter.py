@@ -1,0 +1,449 @@
+"""The interpreter: one state at a time, from a Cursor to a Step.
+
+`run_state(machine, cursor, runtime)` runs the state the cursor points at and returns either the next
+cursor or the end of the execution, plus the history entries it produced. It keeps no state of its
+own between calls, which is what makes executions resumable from any checkpoint: persistence, crash
+recovery, redrive and long waits are drivers around this function, not other interpreters.
+
+Data flow follows AWS exactly: InputPath → Parameters → (task) → ResultSelector → ResultPath (into the
+raw input) → OutputPath; `null` InputPath/OutputPath give `{}` and a `null` ResultPath keeps the input.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from typing import Any
+
+from smq.engine import errors
+from smq.engine.cursor import CAUGHT, FAILED, RETRIED, SUCCEEDED, Cursor, HistoryEntry, Step
+from smq.engine.errors import StatesError, error_matches
+from smq.engine.handlers import LAMBDA_INVOKE, TaskContext
+from smq.engine.invoke import call_handler
+from smq.engine.model import (
+    NULL_PATH,
+    ChoiceState,
+    FailState,
+    IntOrPath,
+    Machine,
+    MapState,
+    ParallelState,
+    PassState,
+    ResultState,
+    State,
+    SucceedState,
+    TaskState,
+    WaitState,
+)
+from smq.engine.paths import PathNotFound, Scope, set_at
+from smq.engine.runtime import Runtime
+from smq.engine.timestamps import parse_timestamp
+
+MAX_WAIT_SECONDS = 2**31 - 1  # AWS rejects a Wait longer than this ("delay is too long")
+
+# Parallel and Map delegate their sub-machines to the fan-out module (set at import to avoid a cycle).
+run_parallel: Callable[..., list[Any]]
+run_map: Callable[..., list[Any]]
+
+
+def runtime_error(state: State, message: str) -> StatesError:
+    return StatesError(errors.RUNTIME, f"An error occurred while executing the state '{state.name}'. {message}")
+
+
+def context_factory(cursor: Cursor, state: State, entered_at: float, extra: dict[str, Any] | None = None):
+    """A builder for the Context object; called only if a path actually reads `$$`."""
+
+    def build() -> dict[str, Any]:
+        from smq.engine.cursor import iso
+
+        state_ctx: dict[str, Any] = {"Name": state.name, "EnteredTime": iso(entered_at)}
+        if isinstance(state, (TaskState, ParallelState, MapState)):
+            state_ctx["RetryCount"] = cursor.attempt - 1
+        context: dict[str, Any] = {
+            "Execution": cursor.execution.execution_context(),
+            "StateMachine": cursor.execution.state_machine_context(),
+            "State": state_ctx,
+        }
+        if extra:
+            context.update(extra)
+        return context
+
+    return build
+
+
+def apply_input_path(state: State, scope: Scope) -> Any:
+    path = state.input_path
+    if path is None:
+        return scope.data
+    if path is NULL_PATH:
+        return {}
+    try:
+        return scope.read(path)  # type: ignore[arg-type]
+    except PathNotFound:
+        raise runtime_error(state, f"Invalid path '{path.text}' : No results for path: {path.text}") from None  # type: ignore[union-attr]
+
+
+def apply_output_path(state: State, scope: Scope) -> Any:
+    path = state.output_path
+    if path is None:
+        return scope.data
+    if path is NULL_PATH:
+        return {}
+    try:
+        return scope.read(path)  # type: ignore[arg-type]
+    except PathNotFound:
+        raise runtime_error(state, f"Invalid path '{path.text}' : No results for path: {path.text}") from None  # type: ignore[union-attr]
+
+
+def apply_result_path(state: ResultState, raw_input: Any, result: Any) -> Any:
+    mode = state.result_path_mode
+    if mode == "replace":
+        return result
+    if mode == "discard":
+        return raw_input
+    assert state.result_path is not None and state.result_path.keys is not None
+    try:
+        return set_at(raw_input, state.result_path.keys, result)
+    except PathNotFound:
+        raise StatesError(
+            errors.RESULT_PATH_MATCH_FAILURE,
+            f"Unable to apply ResultPath '{state.result_path.text}' to input {_preview(raw_input)} "
+            f"in state '{state.name}'",
+        ) from None
+
+
+def check_size(state: State, value: Any, runtime: Runtime) -> None:
+    limit = runtime.payload_limit
+    if limit is None:
+        return
+    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+    if size > limit:
+        raise StatesError(
+            errors.DATA_LIMIT_EXCEEDED,
+            f"The state/task '{state.name}' returned a result of {size} bytes, "
+            f"exceeding the maximum number of bytes ({limit}) service limit.",
+        )
+
+
+def resolve_number(
+    state: State, spec: IntOrPath | None, scope: Scope, *, integer: bool = True, minimum: float = 0,
+    maximum: float | None = None, allow_numeric_string: bool = False,
+) -> float | None:
+    """The value of a `X` / `XPath` field pair; a bad path value is States.Runtime, naming the field."""
+    if spec is None:
+        return None
+    if spec.path is None:
+        return spec.value
+    field = f"{spec.field_name}Path"
+    try:
+        value = scope.read(spec.path)
+    except PathNotFound:
+        raise runtime_error(state, f"The {field} parameter does not reference an input value: {spec.path.text}") from None
+    if allow_numeric_string and isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            pass
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not numeric or (integer and not float(value).is_integer()) or value < minimum or (
+        maximum is not None and value > maximum
+    ):
+        kind = "a long value" if integer else "a number"
+        raise runtime_error(state, f"The {field} parameter cannot be parsed as {kind}: {spec.path.text} == {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _preview(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _entry(state: State, cursor: Cursor, status: str, entered_at: float, runtime: Runtime, **fields: Any) -> HistoryEntry:
+    return HistoryEntry(
+        state_name=state.name,
+        state_type=state.type,
+        status=status,
+        input=cursor.input,
+        entered_at=entered_at,
+        exited_at=runtime.clock(),
+        attempt=cursor.attempt,
+        **fields,
+    )
+
+
+def _advance(
+    state: State, cursor: Cursor, output: Any, variables: dict[str, Any], entry: HistoryEntry, next_state: str | None
+) -> Step:
+    if next_state is None:
+        return Step([entry], status=SUCCEEDED, output=output)
+    return Step(
+        [entry],
+        cursor=cursor.moved(
+            state=next_state,
+            input=output,
+            variables=variables,
+            retry_counts=(),
+            attempt=1,
+            pending=None,
+            not_before=None,
+            transitions=cursor.transitions + 1,
+        ),
+    )
+
+
+def _assigned(variables: dict[str, Any], assign: Callable[[Scope], Any] | None, scope: Scope) -> dict[str, Any]:
+    """Evaluate Assign against the values before this state, then apply all at once (AWS rule)."""
+    if assign is None:
+        return variables
+    updates = assign(scope)
+    merged = dict(variables)
+    merged.update(updates)
+    return merged
+
+
+# ---------------------------------------------------------------------------------------- entry point
+
+
+def run_state(machine: Machine, cursor: Cursor, runtime: Runtime) -> Step:
+    """Run the state `cursor.state` of `machine` once."""
+    state = machine.states[cursor.state]
+    entered_at = cursor.pending.get("entered_at", runtime.clock()) if cursor.pending else runtime.clock()
+    scope = Scope(cursor.input, cursor.variables, context_factory(cursor, state, entered_at))
+    try:
+        if isinstance(state, ResultState):
+            return _run_result_state(state, cursor, scope, entered_at, runtime)
+        if isinstance(state, ChoiceState):
+            return _run_choice(state, cursor, scope, entered_at, runtime)
+        if isinstance(state, WaitState):
+            return _run_wait(state, cursor, scope, entered_at, runtime)
+        if isinstance(state, SucceedState):
+            effective = apply_input_path(state, scope)
+            output = apply_output_path(state, scope.with_data(effective))
+            entry = _entry(state, cursor, SUCCEEDED, entered_at, runtime, output=output)
+            return Step([entry], status=SUCCEEDED, output=output)
+        if isinstance(state, FailState):
+            return _run_fail(state, cursor, scope, entered_at, runtime)
+        raise AssertionError(f"unhandled state type {state.type}")
+    except StatesError as err:
+        # Errors outside a Task/Parallel/Map body (paths, Choice, Wait) cannot be caught: the execution fails.
+        entry = _entry(state, cursor, FAILED, entered_at, runtime, error=err.error, cause=err.cause)
+        return Step([entry], status=FAILED, error=err.error, cause=err.cause)
+
+
+def _run_fail(state: FailState, cursor: Cursor, scope: Scope, entered_at: float, runtime: Runtime) -> Step:
+    error, cause = state.error, state.cause
+    for field, expr in (("ErrorPath", state.error_expr), ("CausePath", state.cause_expr)):
+        if expr is None:
+            continue
+        try:
+            value = expr(scope)
+        except StatesError as exc:
+            text = getattr(expr, "__self__", None)
+            detail = f" ({text.text})" if text is not None else ""
+            raise runtime_error(state, f"The {field} field could not be evaluated{detail}: {exc.cause}") from None
+        if not isinstance(value, str):
+            raise runtime_error(state, f"The {field} field must select a string, got {_preview(value)}")
+        if field == "ErrorPath":
+            error = value
+        else:
+            cause = value
+    entry = _entry(state, cursor, FAILED, entered_at, runtime, error=error, cause=cause)
+    return Step([entry], status=FAILED, error=error, cause=cause)
+
+
+def _run_choice(state: ChoiceState, cursor: Cursor, scope: Scope, entered_at: float, runtime: Runtime) -> Step:
+    effective = apply_input_path(state, scope)
+    data_scope = scope.with_data(effective)
+    for branch in state.branches:
+        if branch.predicate(data_scope):
+            target, assign = branch.next, branch.assign
+            break
+    else:
+        if state.default is None:
+            raise StatesError(
+                errors.NO_CHOICE_MATCHED,
+                f"No Choice Rule matched and no Default is given in state '{state.name}'",
+            )
+        target, assign = state.default, state.assign
+    variables = _assigned(cursor.variables, assign, data_scope)
+    output = apply_output_path(state, data_scope)
+    entry = _entry(state, cursor, SUCCEEDED, entered_at, runtime, output=output)
+    return _advance(state, cursor, output, variables, entry, target)
+
+
+def _run_wait(state: WaitState, cursor: Cursor, scope: Scope, entered_at: float, runtime: Runtime) -> Step:
+    effective = apply_input_path(state, scope)
+    data_scope = scope.with_data(effective)
+    if cursor.pending is None:
+        until = _wake_time(state, data_scope, runtime)
+        if until > runtime.clock():
+            # Half done: come back at `until`. The driver sleeps (locally) or stores a timer (later).
+            return Step([], cursor=cursor.moved(pending={"entered_at": entered_at, "until": until}, not_before=until))
+    variables = _assigned(cursor.variables, state.assign, data_scope)
+    output = apply_output_path(state, data_scope)
+    entry = _entry(state, cursor, SUCCEEDED, entered_at, runtime, output=output)
+    return _advance(state, cursor, output, variables, entry, state.next)
+
+
+def _wake_time(state: WaitState, scope: Scope, runtime: Runtime) -> float:
+    now = runtime.clock()
+    if state.seconds is not None:
+        return now + state.seconds
+    if state.seconds_path is not None:
+        seconds = resolve_number(state, IntOrPath("Seconds", path=state.seconds_path), scope, maximum=MAX_WAIT_SECONDS)
+        assert seconds is not None
+        return now + seconds
+    text: Any = state.timestamp
+    if state.timestamp_path is not None:
+        try:
+            text = scope.read(state.timestamp_path)
+        except PathNotFound:
+            raise runtime_error(
+                state, f"The TimestampPath parameter does not reference an input value: {state.timestamp_path.text}"
+            ) from None
+    moment = parse_timestamp(text)
+    if moment is None:
+        raise runtime_error(
+            state,
+            "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time "
+            f"format string: {state.timestamp_path.text if state.timestamp_path else ''} == {text!r}",
+        )
+    until = moment.timestamp()
+    if until - now > MAX_WAIT_SECONDS:
+        raise runtime_error(state, "Wait state delay is too long.")
+    return until
+
+
+# ------------------------------------------------------------------------------ Pass, Task, Parallel, Map
+
+
+def _run_result_state(state: ResultState, cursor: Cursor, scope: Scope, entered_at: float, runtime: Runtime) -> Step:
+    raw_input = cursor.input
+    effective = apply_input_path(state, scope)
+    nested: list[HistoryEntry] = []
+    try:
+        if isinstance(state, MapState):
+            result = run_map(state, cursor, scope.with_data(effective), entered_at, runtime, nested)
+        else:
+            if state.parameters is not None:
+                effective = state.parameters(scope.with_data(effective))
+            if isinstance(state, PassState):
+                result = state.result if state.has_result else effective
+            elif isinstance(state, TaskState):
+                result = _invoke_task(state, cursor, effective, scope, runtime)
+            else:
+                assert isinstance(state, ParallelState)
+                result = run_parallel(state, cursor, effective, entered_at, runtime, nested)
+        if state.result_selector is not None:
+            result = state.result_selector(scope.with_data(result))
+        result_scope = scope.with_data(result)
+        variables = _assigned(cursor.variables, state.assign, result_scope)
+        combined = apply_result_path(state, raw_input, result)
+        output = apply_output_path(state, scope.with_data(combined))
+        if not isinstance(state, PassState) or state.has_result or state.parameters is not None:
+            check_size(state, output, runtime)
+    except StatesError as err:
+        return _handle_error(state, cursor, scope, entered_at, runtime, err, nested)
+    entry = _entry(state, cursor, SUCCEEDED, entered_at, runtime, output=output)
+    step = _advance(state, cursor, output, variables, entry, state.next)
+    if nested:
+        step.entries[:0] = nested
+    return step
+
+
+def _handle_error(
+    state: ResultState,
+    cursor: Cursor,
+    scope: Scope,
+    entered_at: float,
+    runtime: Runtime,
+    err: StatesError,
+    nested: list[HistoryEntry],
+) -> Step:
+    """Retry (first matching retrier only), else Catch (first matching catcher), else fail."""
+    error, cause = err.error, err.cause
+    for index, retrier in enumerate(state.retriers):
+        if not error_matches(retrier.error_equals, error):
+            continue
+        counts = list(cursor.retry_counts) or [0] * len(state.retriers)
+        if counts[index] < retrier.max_attempts:
+            delay = retrier.interval_seconds * retrier.backoff_rate ** counts[index]
+            if retrier.max_delay_seconds is not None:
+                delay = min(delay, retrier.max_delay_seconds)
+            if retrier.jitter == "FULL":
+                delay = random.uniform(0, delay)
+            counts[index] += 1
+            entry = _entry(state, cursor, RETRIED, entered_at, runtime, error=error, cause=cause)
+            next_cursor = cursor.moved(
+                retry_counts=tuple(counts),
+                attempt=cursor.attempt + 1,
+                pending=None,
+                not_before=runtime.clock() + delay,
+                transitions=cursor.transitions + 1,
+            )
+            return Step([*nested, entry], cursor=next_cursor)
+        break  # only the first matching retrier applies, even when it is exhausted
+    for catcher in state.catchers:
+        if not error_matches(catcher.error_equals, error):
+            continue
+        error_output: dict[str, Any] = {"Error": error}
+        if cause is not None:
+            error_output["Cause"] = cause
+        variables = _assigned(cursor.variables, catcher.assign, scope.with_data(error_output))
+        if catcher.result_path is None:
+            output = cursor.input
+        elif not catcher.result_path.keys:
+            output = error_output
+        else:
+            try:
+                output = set_at(cursor.input, catcher.result_path.keys, error_output)
+            except PathNotFound:
+                fail = StatesError(
+                    errors.RESULT_PATH_MATCH_FAILURE,
+                    f"Unable to apply the catcher's ResultPath '{catcher.result_path.text}' in state '{state.name}'",
+                )
+                entry = _entry(state, cursor, FAILED, entered_at, runtime, error=fail.error, cause=fail.cause)
+                return Step([*nested, entry], status=FAILED, error=fail.error, cause=fail.cause)
+        entry = _entry(state, cursor, CAUGHT, entered_at, runtime, output=output, error=error, cause=cause)
+        step = _advance(state, cursor, output, variables, entry, catcher.next)
+        step.entries[:0] = nested
+        return step
+    entry = _entry(state, cursor, FAILED, entered_at, runtime, error=error, cause=cause)
+    return Step([*nested, entry], status=FAILED, error=error, cause=cause)
+
+
+def _invoke_task(state: TaskState, cursor: Cursor, effective: Any, scope: Scope, runtime: Runtime) -> Any:
+    registry = runtime.handlers
+    is_lambda_invoke = state.resource == LAMBDA_INVOKE
+    function_name = effective.get("FunctionName") if is_lambda_invoke and isinstance(effective, dict) else None
+    try:
+        name = registry.resolve_name(state.resource, function_name)
+    except Exception as exc:
+        raise runtime_error(state, str(exc)) from None
+    payload = (effective.get("Payload", {}) if isinstance(effective, dict) else {}) if is_lambda_invoke else effective
+    timeout = resolve_number(state, state.timeout, scope, minimum=1)
+    heartbeat = resolve_number(state, state.heartbeat, scope, minimum=1)
+    remaining = None if runtime.deadline is None else max(0.0, runtime.deadline - runtime.clock())
+    ctx = TaskContext(
+        execution_id=cursor.execution.id,
+        execution_name=cursor.execution.name,
+        state_name=state.name,
+        attempt=cursor.attempt,
+        deadline=None,
+    )
+    isolated = json.loads(json.dumps(payload))  # the handler may mutate its input; history must not change
+    result = call_handler(
+        registry, name, isolated, ctx, timeout=timeout, heartbeat=heartbeat, execution_remaining=remaining,
+        abort=runtime.abort,
+    )
+    try:
+        result = json.loads(json.dumps(result))
+    except (TypeError, ValueError) as exc:
+        raise StatesError(
+            errors.TASK_FAILED,
+            f"the handler for '{state.resource}' in state '{state.name}' returned a value that is not JSON: {exc}",
+        ) from None
+    if is_lambda_invoke:
+        return {"ExecutedVersion": "$LATEST", "Payload": result, "StatusCode": 200}
+    return result

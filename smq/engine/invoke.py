@@ -1,0 +1,99 @@
+"""Calling a Task's handler: error naming, TimeoutSeconds and HeartbeatSeconds.
+
+Without a timeout the handler runs inline, the fast path. With one it runs on its own daemon thread
+while this thread watches the clock and the heartbeat; a timed-out handler cannot be killed (Python
+has no safe way), so it is abandoned and its `ctx.heartbeat()` raises TaskCancelled from then on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from smq.engine import errors
+from smq.engine.errors import StatesError
+from smq.engine.handlers import HandlerRegistry, TaskContext, TaskError
+from smq.engine.runtime import ExecutionAborted, ExecutionTimedOut
+
+_POLL_SECONDS = 0.05
+
+
+def error_of(exc: BaseException) -> StatesError:
+    """The ASL error an exception stands for: an explicit name, else the exception's class name."""
+    if isinstance(exc, StatesError):
+        return exc
+    if isinstance(exc, TaskError):
+        return StatesError(exc.error, exc.cause)
+    explicit = getattr(exc, "error_name", None)
+    name = explicit if isinstance(explicit, str) and explicit else type(exc).__name__
+    return StatesError(name, str(exc) or type(exc).__name__)
+
+
+def call_handler(
+    registry: HandlerRegistry,
+    name: str,
+    payload: Any,
+    ctx: TaskContext,
+    *,
+    timeout: float | None,
+    heartbeat: float | None,
+    execution_remaining: float | None,
+    abort: threading.Event,
+) -> Any:
+    """Run the handler; raise StatesError for its failure or a timeout."""
+    if timeout is None and heartbeat is None and execution_remaining is None:
+        try:
+            return registry.call(name, payload, ctx)
+        except Exception as exc:  # any handler failure becomes an ASL error
+            raise error_of(exc) from exc
+    return _call_watched(registry, name, payload, ctx, timeout, heartbeat, execution_remaining, abort)
+
+
+def _call_watched(
+    registry: HandlerRegistry,
+    name: str,
+    payload: Any,
+    ctx: TaskContext,
+    timeout: float | None,
+    heartbeat: float | None,
+    execution_remaining: float | None,
+    abort: threading.Event,
+) -> Any:
+    outcome: dict[str, Any] = {}
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            outcome["result"] = registry.call(name, payload, ctx)
+        except BaseException as exc:  # noqa: BLE001 - handed to the watching thread
+            outcome["error"] = exc
+        finally:
+            done.set()
+
+    started = time.monotonic()
+    ctx.deadline = started + timeout if timeout is not None else None
+    ctx._last_heartbeat = started
+    thread = threading.Thread(target=target, name=f"smq-task-{ctx.state_name}", daemon=True)
+    thread.start()
+    while not done.wait(_POLL_SECONDS):
+        now = time.monotonic()
+        if abort.is_set():
+            ctx._cancelled.set()
+            raise ExecutionAborted("the execution was stopped")
+        if timeout is not None and now - started >= timeout:
+            ctx._cancelled.set()
+            raise StatesError(errors.TIMEOUT, f"Task '{ctx.state_name}' timed out after {timeout:g} seconds")
+        if heartbeat is not None and now - ctx._last_heartbeat >= heartbeat:
+            ctx._cancelled.set()
+            raise StatesError(
+                errors.HEARTBEAT_TIMEOUT,
+                f"Task '{ctx.state_name}' sent no heartbeat for {heartbeat:g} seconds",
+            )
+        if execution_remaining is not None and now - started >= execution_remaining:
+            ctx._cancelled.set()
+            raise ExecutionTimedOut("the execution exceeded its TimeoutSeconds")
+    if "error" in outcome:
+        exc = outcome["error"]
+        raise error_of(exc) from exc
+    return outcome.get("result")

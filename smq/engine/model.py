@@ -1,0 +1,165 @@
+"""The compiled form of a state machine: one frozen object per state, paths and templates precompiled.
+
+Built by `smq.engine.compiler` from a validated definition; read by the interpreter. Nothing here
+parses text at run time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from smq.engine.choice import Predicate
+from smq.engine.paths import Path
+from smq.engine.templates import Template
+
+
+class _NullPath:
+    """`"InputPath": null` / `"OutputPath": null`: the state sees (or emits) `{}`."""
+
+    def __repr__(self) -> str:
+        return "NULL_PATH"
+
+
+NULL_PATH = _NullPath()
+
+
+@dataclass(frozen=True, slots=True)
+class Retrier:
+    error_equals: tuple[str, ...]
+    interval_seconds: float = 1.0
+    max_attempts: int = 3
+    backoff_rate: float = 2.0
+    max_delay_seconds: float | None = None
+    jitter: str = "NONE"
+
+
+@dataclass(frozen=True, slots=True)
+class Catcher:
+    error_equals: tuple[str, ...]
+    next: str
+    result_path: Path | None  # None: discard the error output, keep the input
+    assign: Template | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChoiceBranch:
+    predicate: Predicate
+    next: str
+    assign: Template | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IntOrPath:
+    """A numeric field given literally (`TimeoutSeconds`) or by path (`TimeoutSecondsPath`)."""
+
+    field_name: str
+    value: float | None = None
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class State:
+    name: str
+    type: str
+    next: str | None = None
+    end: bool = False
+    input_path: Path | _NullPath | None = None  # None: "$" (identity)
+    output_path: Path | _NullPath | None = None
+    assign: Template | None = None
+
+
+@dataclass(frozen=True)
+class ResultState(State):
+    """States that produce a result: Pass, Task, Parallel, Map."""
+
+    parameters: Template | None = None
+    result_selector: Template | None = None
+    result_path: Path | None = None  # set when result_path_mode == "path"
+    result_path_mode: str = "replace"  # "replace" ($), "path", "discard" (null)
+    retriers: tuple[Retrier, ...] = ()
+    catchers: tuple[Catcher, ...] = ()
+
+
+@dataclass(frozen=True)
+class PassState(ResultState):
+    result: Any = None
+    has_result: bool = False
+
+
+@dataclass(frozen=True)
+class TaskState(ResultState):
+    resource: str = ""
+    function_name: str | None = None  # literal Parameters.FunctionName of arn:aws:states:::lambda:invoke
+    timeout: IntOrPath | None = None
+    heartbeat: IntOrPath | None = None
+
+
+@dataclass(frozen=True)
+class ChoiceState(State):
+    branches: tuple[ChoiceBranch, ...] = ()
+    default: str | None = None
+
+
+@dataclass(frozen=True)
+class WaitState(State):
+    seconds: int | None = None
+    seconds_path: Path | None = None
+    timestamp: str | None = None
+    timestamp_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class SucceedState(State):
+    pass
+
+
+@dataclass(frozen=True)
+class FailState(State):
+    error: str | None = None
+    cause: str | None = None
+    error_expr: Template | None = None  # ErrorPath: a path or an intrinsic call
+    cause_expr: Template | None = None
+
+
+@dataclass(frozen=True)
+class ParallelState(ResultState):
+    branches: tuple[Machine, ...] = ()
+
+
+@dataclass(frozen=True)
+class MapState(ResultState):
+    items_path: Path | None = None
+    item_selector: Template | None = None
+    processor: Machine | None = None
+    mode: str = "INLINE"
+    max_concurrency: IntOrPath | None = None
+    tolerated_failure_percentage: IntOrPath | None = None
+    tolerated_failure_count: IntOrPath | None = None
+    max_items_per_batch: IntOrPath | None = None
+    batch_input: Template | None = None
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A state machine or a sub-machine (Parallel branch, Map item processor)."""
+
+    start_at: str
+    states: dict[str, State]
+    timeout_seconds: int | None = None
+    comment: str | None = None
+    pure: bool = field(default=True)  # no Task or Wait anywhere inside: safe to run sequentially
+    definition: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def resources(self) -> list[tuple[str, TaskState]]:
+        """Every Task state in this machine and its sub-machines, with its scope-qualified name."""
+        found: list[tuple[str, TaskState]] = []
+        for name, state in self.states.items():
+            if isinstance(state, TaskState):
+                found.append((name, state))
+            elif isinstance(state, ParallelState):
+                for branch in state.branches:
+                    found.extend(branch.resources())
+            elif isinstance(state, MapState) and state.processor is not None:
+                found.extend(state.processor.resources())
+        return found
