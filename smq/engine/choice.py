@@ -25,7 +25,9 @@ for _prefix, _kind in _COMPARISON_KINDS.items():
     for _relation in _RELATIONS if _prefix != "Boolean" else ("Equals",):
         COMPARISON_OPERATORS[_prefix + _relation] = (_kind, _relation)
 COMPARISON_OPERATORS["StringMatches"] = ("string", "Matches")
-PATH_OPERATORS = {name + "Path": spec for name, spec in COMPARISON_OPERATORS.items() if name != "StringMatches"}
+PATH_OPERATORS = {
+    name + "Path": spec for name, spec in COMPARISON_OPERATORS.items() if name != "StringMatches"
+}
 TYPE_TESTS = ("IsNull", "IsPresent", "IsNumeric", "IsString", "IsBoolean", "IsTimestamp")
 ALL_OPERATORS = frozenset(COMPARISON_OPERATORS) | frozenset(PATH_OPERATORS) | frozenset(TYPE_TESTS)
 COMBINATORS = ("And", "Or", "Not")

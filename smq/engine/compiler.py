@@ -53,11 +53,19 @@ STATE_FIELDS: dict[str, set[str]] = {
     | {"Resource", "TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds", "HeartbeatSecondsPath"}
     | {"Assign", "Credentials"},
     "Choice": COMMON_FIELDS | IO_FIELDS | {"Choices", "Default", "Assign"},
-    "Wait": COMMON_FIELDS | FLOW_FIELDS | IO_FIELDS | {"Seconds", "SecondsPath", "Timestamp", "TimestampPath"}
+    "Wait": COMMON_FIELDS
+    | FLOW_FIELDS
+    | IO_FIELDS
+    | {"Seconds", "SecondsPath", "Timestamp", "TimestampPath"}
     | {"Assign"},
     "Succeed": COMMON_FIELDS | IO_FIELDS,
     "Fail": COMMON_FIELDS | {"Error", "Cause", "ErrorPath", "CausePath"},
-    "Parallel": COMMON_FIELDS | FLOW_FIELDS | IO_FIELDS | RESULT_FIELDS | ERROR_FIELDS | {"Branches", "Assign"},
+    "Parallel": COMMON_FIELDS
+    | FLOW_FIELDS
+    | IO_FIELDS
+    | RESULT_FIELDS
+    | ERROR_FIELDS
+    | {"Branches", "Assign"},
     "Map": COMMON_FIELDS
     | FLOW_FIELDS
     | IO_FIELDS
@@ -81,7 +89,9 @@ def load_definition(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
     if isinstance(source, bytes):
         source = source.decode("utf-8")
     if not isinstance(source, str):
-        raise DefinitionError([Problem("definition", f"expected a dict or JSON/YAML text, got {type(source).__name__}")])
+        raise DefinitionError(
+            [Problem("definition", f"expected a dict or JSON/YAML text, got {type(source).__name__}")]
+        )
     try:
         loaded = json.loads(source)
     except json.JSONDecodeError as json_error:
@@ -92,7 +102,9 @@ def load_definition(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
                 [Problem("definition", f"neither valid JSON ({json_error}) nor valid YAML ({yaml_error})")]
             ) from None
     if not isinstance(loaded, dict):
-        raise DefinitionError([Problem("definition", f"the top level must be an object, got {type(loaded).__name__}")])
+        raise DefinitionError(
+            [Problem("definition", f"the top level must be an object, got {type(loaded).__name__}")]
+        )
     return loaded
 
 
@@ -193,7 +205,10 @@ class _Compiler:
                     todo.append(target)
         for name in raw_states:
             if name not in seen:
-                self.report(_join(where, f"States.{name}"), f"unreachable: no path from StartAt {start_at!r} leads here")
+                self.report(
+                    _join(where, f"States.{name}"),
+                    f"unreachable: no path from StartAt {start_at!r} leads here",
+                )
 
     # ------------------------------------------------------------------ states
 
@@ -228,7 +243,9 @@ class _Compiler:
         )
         return builder(raw, where, siblings, common)
 
-    def flow(self, raw: dict[str, Any], where: str, siblings: dict[str, Any], state_type: str) -> tuple[str | None, bool]:
+    def flow(
+        self, raw: dict[str, Any], where: str, siblings: dict[str, Any], state_type: str
+    ) -> tuple[str | None, bool]:
         next_state, end = raw.get("Next"), raw.get("End", False)
         if state_type in ("Choice", "Succeed", "Fail"):
             return None, False
@@ -324,7 +341,15 @@ class _Compiler:
             self.report(where, "must be an array of retriers")
             return []
         retriers = []
-        allowed = {"ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds", "JitterStrategy", "Comment"}
+        allowed = {
+            "ErrorEquals",
+            "IntervalSeconds",
+            "MaxAttempts",
+            "BackoffRate",
+            "MaxDelaySeconds",
+            "JitterStrategy",
+            "Comment",
+        }
         for index, item in enumerate(raw):
             at = f"{where}[{index}]"
             if not isinstance(item, dict):
@@ -336,11 +361,15 @@ class _Compiler:
             errors_ = self.error_equals(item.get("ErrorEquals"), f"{at}.ErrorEquals", index == len(raw) - 1)
             interval = item.get("IntervalSeconds", 1)
             if not (_is_int(interval) and 1 <= interval <= MAX_INT_FIELD):
-                self.report(f"{at}.IntervalSeconds", f"must be an integer from 1 to {MAX_INT_FIELD}, got {interval!r}")
+                self.report(
+                    f"{at}.IntervalSeconds", f"must be an integer from 1 to {MAX_INT_FIELD}, got {interval!r}"
+                )
                 interval = 1
             attempts = item.get("MaxAttempts", 3)
             if not (_is_int(attempts) and 0 <= attempts <= MAX_INT_FIELD):
-                self.report(f"{at}.MaxAttempts", f"must be an integer from 0 to {MAX_INT_FIELD}, got {attempts!r}")
+                self.report(
+                    f"{at}.MaxAttempts", f"must be an integer from 0 to {MAX_INT_FIELD}, got {attempts!r}"
+                )
                 attempts = 0
             backoff = item.get("BackoffRate", 2.0)
             if not (_is_number(backoff) and backoff >= 1.0):
@@ -348,7 +377,9 @@ class _Compiler:
                 backoff = 1.0
             max_delay = item.get("MaxDelaySeconds")
             if max_delay is not None and not (_is_int(max_delay) and 0 < max_delay < 31_622_401):
-                self.report(f"{at}.MaxDelaySeconds", f"must be an integer from 1 to 31622400, got {max_delay!r}")
+                self.report(
+                    f"{at}.MaxDelaySeconds", f"must be an integer from 1 to 31622400, got {max_delay!r}"
+                )
                 max_delay = None
             jitter = item.get("JitterStrategy", "NONE")
             if jitter not in ("FULL", "NONE"):
@@ -381,14 +412,22 @@ class _Compiler:
             result_path: Path | None = compile_path("$")
             if "ResultPath" in item:
                 result_path = (
-                    None if item["ResultPath"] is None else self.path(item["ResultPath"], f"{at}.ResultPath", reference=True)
+                    None
+                    if item["ResultPath"] is None
+                    else self.path(item["ResultPath"], f"{at}.ResultPath", reference=True)
                 )
             assign = self.assign(item["Assign"], f"{at}.Assign") if "Assign" in item else None
             catchers.append(Catcher(errors_, target, result_path, assign))
         return catchers
 
     def int_or_path(
-        self, raw: dict[str, Any], key: str, where: str, *, minimum: float = 0, maximum: float = MAX_INT_FIELD,
+        self,
+        raw: dict[str, Any],
+        key: str,
+        where: str,
+        *,
+        minimum: float = 0,
+        maximum: float = MAX_INT_FIELD,
         integer: bool = True,
     ) -> IntOrPath | None:
         path_key = key + "Path"
@@ -400,7 +439,9 @@ class _Compiler:
             ok = (_is_int(value) if integer else _is_number(value)) and minimum <= value <= maximum
             if not ok:
                 kind = "an integer" if integer else "a number"
-                self.report(_join(where, key), f"must be {kind} from {minimum:g} to {maximum:g}, got {value!r}")
+                self.report(
+                    _join(where, key), f"must be {kind} from {minimum:g} to {maximum:g}, got {value!r}"
+                )
                 return None
             return IntOrPath(key, value=value)
         if path_key in raw:
@@ -410,7 +451,9 @@ class _Compiler:
 
     # ------------------------------------------------------------------ per type
 
-    def state_pass(self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]) -> State:
+    def state_pass(
+        self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]
+    ) -> State:
         return PassState(
             **common,
             **self.result_fields(raw, where),
@@ -418,13 +461,18 @@ class _Compiler:
             has_result="Result" in raw,
         )
 
-    def state_task(self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]) -> State:
+    def state_task(
+        self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]
+    ) -> State:
         resource = raw.get("Resource")
         if not isinstance(resource, str) or not resource:
             self.report(_join(where, "Resource"), "required: the name or ARN of a registered handler")
             resource = ""
         elif resource.endswith(".waitForTaskToken") or resource.endswith(".sync") or ".sync:" in resource:
-            self.report(_join(where, "Resource"), f"{resource!r}: callback and .sync integrations are not supported yet")
+            self.report(
+                _join(where, "Resource"),
+                f"{resource!r}: callback and .sync integrations are not supported yet",
+            )
         timeout = self.int_or_path(raw, "TimeoutSeconds", where, minimum=1)
         heartbeat = self.int_or_path(raw, "HeartbeatSeconds", where, minimum=1)
         if (
@@ -445,9 +493,13 @@ class _Compiler:
             heartbeat=heartbeat,
         )
 
-    def state_choice(self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]) -> State:
+    def state_choice(
+        self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]
+    ) -> State:
         if "Next" in raw or "End" in raw:
-            self.report(where, "a Choice state takes neither Next nor End: its rules and Default say where to go")
+            self.report(
+                where, "a Choice state takes neither Next nor End: its rules and Default say where to go"
+            )
         rules = raw.get("Choices")
         branches: list[ChoiceBranch] = []
         if not isinstance(rules, list) or not rules:
@@ -481,7 +533,9 @@ class _Compiler:
         if not top_level and "Next" in rule:
             self.report(f"{where}.Next", "only top-level choice rules take Next")
         if "Condition" in rule:
-            self.report(f"{where}.Condition", "Condition is JSONata; JSONPath rules use Variable and an operator")
+            self.report(
+                f"{where}.Condition", "Condition is JSONata; JSONPath rules use Variable and an operator"
+            )
             return False
         if len(combinators) + len(operators) != 1:
             self.report(
@@ -504,7 +558,9 @@ class _Compiler:
             if not isinstance(value, list) or not value:
                 self.report(f"{where}.{key}", "must be a non-empty array of choice rules")
                 return False
-            results = [self.choice_rule(r, f"{where}.{key}[{i}]", top_level=False) for i, r in enumerate(value)]
+            results = [
+                self.choice_rule(r, f"{where}.{key}[{i}]", top_level=False) for i, r in enumerate(value)
+            ]
             return all(results) and ok
         operator = operators[0]
         if "Variable" not in rule:
@@ -535,10 +591,15 @@ class _Compiler:
                 ok = False
         return ok
 
-    def state_wait(self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]) -> State:
+    def state_wait(
+        self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]
+    ) -> State:
         given = [key for key in ("Seconds", "SecondsPath", "Timestamp", "TimestampPath") if key in raw]
         if len(given) != 1:
-            self.report(where, f"a Wait state needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath; got {given or 'none'}")
+            self.report(
+                where,
+                f"a Wait state needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath; got {given or 'none'}",
+            )
         fields: dict[str, Any] = {}
         if "Seconds" in raw:
             seconds = raw["Seconds"]
@@ -548,7 +609,10 @@ class _Compiler:
                 fields["seconds"] = seconds
         if "Timestamp" in raw:
             if parse_timestamp(raw["Timestamp"]) is None:
-                self.report(_join(where, "Timestamp"), f"must be an ISO-8601 timestamp with offset, got {raw['Timestamp']!r}")
+                self.report(
+                    _join(where, "Timestamp"),
+                    f"must be an ISO-8601 timestamp with offset, got {raw['Timestamp']!r}",
+                )
             else:
                 fields["timestamp"] = raw["Timestamp"]
         if "SecondsPath" in raw:
@@ -557,10 +621,14 @@ class _Compiler:
             fields["timestamp_path"] = self.path(raw["TimestampPath"], _join(where, "TimestampPath"))
         return WaitState(**common, **fields)
 
-    def state_succeed(self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]) -> State:
+    def state_succeed(
+        self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]
+    ) -> State:
         return SucceedState(**common)
 
-    def state_fail(self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]) -> State:
+    def state_fail(
+        self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]
+    ) -> State:
         fields: dict[str, Any] = {}
         for key, path_key, literal_field, expr_field in (
             ("Error", "ErrorPath", "error", "error_expr"),
@@ -584,7 +652,9 @@ class _Compiler:
                     fields[expr_field] = compile_expression(value, path_key)
         return FailState(**common, **fields)
 
-    def state_parallel(self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]) -> State:
+    def state_parallel(
+        self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]
+    ) -> State:
         raw_branches = raw.get("Branches")
         branches = []
         if not isinstance(raw_branches, list) or not raw_branches:
@@ -601,18 +671,25 @@ class _Compiler:
             branches=tuple(branches),
         )
 
-    def state_map(self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]) -> State:
+    def state_map(
+        self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]
+    ) -> State:
         fields: dict[str, Any] = {}
         if "ItemSelector" in raw and "Parameters" in raw:
             self.report(where, "ItemSelector and (legacy) Parameters are exclusive; use ItemSelector")
-        selector_key = "ItemSelector" if "ItemSelector" in raw else "Parameters" if "Parameters" in raw else None
+        selector_key = (
+            "ItemSelector" if "ItemSelector" in raw else "Parameters" if "Parameters" in raw else None
+        )
         if selector_key is not None:
             fields["item_selector"] = self.template(raw[selector_key], _join(where, selector_key))
         if "ItemsPath" in raw:
             fields["items_path"] = self.path(raw["ItemsPath"], _join(where, "ItemsPath"))
         for unsupported in ("ItemReader", "ResultWriter"):
             if unsupported in raw:
-                self.report(_join(where, unsupported), "reads or writes S3; not supported by smq (pass items in the input)")
+                self.report(
+                    _join(where, unsupported),
+                    "reads or writes S3; not supported by smq (pass items in the input)",
+                )
         processor_key = [key for key in ("ItemProcessor", "Iterator") if key in raw]
         if len(processor_key) != 1:
             self.report(where, "a Map state needs exactly one of ItemProcessor or (legacy) Iterator")
@@ -628,10 +705,15 @@ class _Compiler:
                 else:
                     mode = config.get("Mode", "INLINE")
                     if mode not in ("INLINE", "DISTRIBUTED"):
-                        self.report(f"{at}.ProcessorConfig.Mode", f"must be INLINE or DISTRIBUTED, got {mode!r}")
+                        self.report(
+                            f"{at}.ProcessorConfig.Mode", f"must be INLINE or DISTRIBUTED, got {mode!r}"
+                        )
                     execution_type = config.get("ExecutionType", "STANDARD")
                     if execution_type not in ("STANDARD", "EXPRESS"):
-                        self.report(f"{at}.ProcessorConfig.ExecutionType", f"must be STANDARD or EXPRESS, got {execution_type!r}")
+                        self.report(
+                            f"{at}.ProcessorConfig.ExecutionType",
+                            f"must be STANDARD or EXPRESS, got {execution_type!r}",
+                        )
             fields["mode"] = mode
             fields["processor"] = self.machine(sub, at)
         fields["max_concurrency"] = self.int_or_path(raw, "MaxConcurrency", where)
@@ -647,7 +729,9 @@ class _Compiler:
             else:
                 fields["max_items_per_batch"] = self.int_or_path(batcher, "MaxItemsPerBatch", at, minimum=1)
                 if "BatchInput" in batcher:
-                    fields["batch_input"] = self.template(batcher["BatchInput"], f"{at}.BatchInput", require_object=True)
+                    fields["batch_input"] = self.template(
+                        batcher["BatchInput"], f"{at}.BatchInput", require_object=True
+                    )
         if "Label" in raw and (not isinstance(raw["Label"], str) or len(raw["Label"]) > 40):
             self.report(_join(where, "Label"), "must be a string of at most 40 characters")
         return MapState(
@@ -672,7 +756,9 @@ def _targets(raw: dict[str, Any]) -> list[str]:
     for key in ("Choices", "Catch"):
         items = raw.get(key)
         if isinstance(items, list):
-            targets.extend(item["Next"] for item in items if isinstance(item, dict) and isinstance(item.get("Next"), str))
+            targets.extend(
+                item["Next"] for item in items if isinstance(item, dict) and isinstance(item.get("Next"), str)
+            )
     return targets
 
 

@@ -58,10 +58,10 @@ def _run_all(
 
     if inline or len(jobs) <= 1 or concurrency == 1:
         for index in range(len(jobs)):
-            outcome = run_one(index)
-            outcomes[index] = outcome
-            nested.extend(outcome.history)
-            if outcome.status != SUCCEEDED and on_failure(index, outcome):
+            finished = run_one(index)
+            outcomes[index] = finished
+            nested.extend(finished.history)
+            if finished.status != SUCCEEDED and on_failure(index, finished):
                 break
         return outcomes
 
@@ -74,7 +74,7 @@ def _run_all(
         return run_one(index)
 
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smq-fanout") as pool:
-        futures: list[Future[Outcome | None]] = [pool.submit(guarded, i) for i in range(len(jobs))]
+        futures: dict[Future[Outcome | None], int] = {pool.submit(guarded, i): i for i in range(len(jobs))}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_EXCEPTION)
@@ -83,19 +83,24 @@ def _run_all(
                 if exc is not None:
                     stop.set()
                     raise exc
-                index = futures.index(future)
-                outcome = future.result()
-                outcomes[index] = outcome
-                if outcome is not None and outcome.status != SUCCEEDED and on_failure(index, outcome):
+                index = futures[future]
+                result = future.result()
+                outcomes[index] = result
+                if result is not None and result.status != SUCCEEDED and on_failure(index, result):
                     stop.set()
-    for outcome in outcomes:
-        if outcome is not None:
-            nested.extend(outcome.history)
+    for maybe in outcomes:
+        if maybe is not None:
+            nested.extend(maybe.history)
     return outcomes
 
 
 def run_parallel(
-    state: ParallelState, cursor: Cursor, effective: Any, entered_at: float, runtime: Runtime, nested: list[HistoryEntry]
+    state: ParallelState,
+    cursor: Cursor,
+    effective: Any,
+    entered_at: float,
+    runtime: Runtime,
+    nested: list[HistoryEntry],
 ) -> list[Any]:
     jobs = [(branch, effective, f"{state.name}[{i}]") for i, branch in enumerate(state.branches)]
     failure: list[Outcome] = []
@@ -113,7 +118,12 @@ def run_parallel(
 
 
 def run_map(
-    state: MapState, cursor: Cursor, scope: Scope, entered_at: float, runtime: Runtime, nested: list[HistoryEntry]
+    state: MapState,
+    cursor: Cursor,
+    scope: Scope,
+    entered_at: float,
+    runtime: Runtime,
+    nested: list[HistoryEntry],
 ) -> list[Any]:
     effective = scope.data
     if state.items_path is None:
@@ -129,7 +139,9 @@ def run_map(
         raise interpreter.runtime_error(
             state, f"The ItemsPath field must select a JSON array, got {interpreter._preview(items)}"
         )
-    concurrency = interpreter.resolve_number(state, state.max_concurrency, scope, allow_numeric_string=True) or 0
+    concurrency = (
+        interpreter.resolve_number(state, state.max_concurrency, scope, allow_numeric_string=True) or 0
+    )
     tolerated_count = interpreter.resolve_number(state, state.tolerated_failure_count, scope)
     tolerated_pct = interpreter.resolve_number(
         state, state.tolerated_failure_percentage, scope, integer=False, maximum=100
@@ -149,7 +161,9 @@ def run_map(
                 continue
             item_context = {"Map": {"Item": {"Index": index, "Value": item}}}
             item_scope = Scope(
-                effective, cursor.variables, interpreter.context_factory(cursor, state, entered_at, item_context)
+                effective,
+                cursor.variables,
+                interpreter.context_factory(cursor, state, entered_at, item_context),
             )
             inputs.append(state.item_selector(item_scope))
 
@@ -192,7 +206,3 @@ def run_map(
                 failed["Cause"] = outcome.cause
             results.append(failed)
     return results
-
-
-interpreter.run_parallel = run_parallel
-interpreter.run_map = run_map

@@ -42,13 +42,11 @@ from smq.engine.timestamps import parse_timestamp
 
 MAX_WAIT_SECONDS = 2**31 - 1  # AWS rejects a Wait longer than this ("delay is too long")
 
-# Parallel and Map delegate their sub-machines to the fan-out module (set at import to avoid a cycle).
-run_parallel: Callable[..., list[Any]]
-run_map: Callable[..., list[Any]]
-
 
 def runtime_error(state: State, message: str) -> StatesError:
-    return StatesError(errors.RUNTIME, f"An error occurred while executing the state '{state.name}'. {message}")
+    return StatesError(
+        errors.RUNTIME, f"An error occurred while executing the state '{state.name}'. {message}"
+    )
 
 
 def context_factory(cursor: Cursor, state: State, entered_at: float, extra: dict[str, Any] | None = None):
@@ -127,8 +125,14 @@ def check_size(state: State, value: Any, runtime: Runtime) -> None:
 
 
 def resolve_number(
-    state: State, spec: IntOrPath | None, scope: Scope, *, integer: bool = True, minimum: float = 0,
-    maximum: float | None = None, allow_numeric_string: bool = False,
+    state: State,
+    spec: IntOrPath | None,
+    scope: Scope,
+    *,
+    integer: bool = True,
+    minimum: float = 0,
+    maximum: float | None = None,
+    allow_numeric_string: bool = False,
 ) -> float | None:
     """The value of a `X` / `XPath` field pair; a bad path value is States.Runtime, naming the field."""
     if spec is None:
@@ -139,18 +143,25 @@ def resolve_number(
     try:
         value = scope.read(spec.path)
     except PathNotFound:
-        raise runtime_error(state, f"The {field} parameter does not reference an input value: {spec.path.text}") from None
+        raise runtime_error(
+            state, f"The {field} parameter does not reference an input value: {spec.path.text}"
+        ) from None
     if allow_numeric_string and isinstance(value, str):
         try:
             value = int(value)
         except ValueError:
             pass
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not numeric or (integer and not float(value).is_integer()) or value < minimum or (
-        maximum is not None and value > maximum
+    if (
+        not numeric
+        or (integer and not float(value).is_integer())
+        or value < minimum
+        or (maximum is not None and value > maximum)
     ):
         kind = "a long value" if integer else "a number"
-        raise runtime_error(state, f"The {field} parameter cannot be parsed as {kind}: {spec.path.text} == {value!r}")
+        raise runtime_error(
+            state, f"The {field} parameter cannot be parsed as {kind}: {spec.path.text} == {value!r}"
+        )
     return int(value) if integer else float(value)
 
 
@@ -159,7 +170,9 @@ def _preview(value: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def _entry(state: State, cursor: Cursor, status: str, entered_at: float, runtime: Runtime, **fields: Any) -> HistoryEntry:
+def _entry(
+    state: State, cursor: Cursor, status: str, entered_at: float, runtime: Runtime, **fields: Any
+) -> HistoryEntry:
     return HistoryEntry(
         state_name=state.name,
         state_type=state.type,
@@ -173,7 +186,12 @@ def _entry(state: State, cursor: Cursor, status: str, entered_at: float, runtime
 
 
 def _advance(
-    state: State, cursor: Cursor, output: Any, variables: dict[str, Any], entry: HistoryEntry, next_state: str | None
+    state: State,
+    cursor: Cursor,
+    output: Any,
+    variables: dict[str, Any],
+    entry: HistoryEntry,
+    next_state: str | None,
 ) -> Step:
     if next_state is None:
         return Step([entry], status=SUCCEEDED, output=output)
@@ -192,7 +210,9 @@ def _advance(
     )
 
 
-def _assigned(variables: dict[str, Any], assign: Callable[[Scope], Any] | None, scope: Scope) -> dict[str, Any]:
+def _assigned(
+    variables: dict[str, Any], assign: Callable[[Scope], Any] | None, scope: Scope
+) -> dict[str, Any]:
     """Evaluate Assign against the values before this state, then apply all at once (AWS rule)."""
     if assign is None:
         return variables
@@ -241,7 +261,9 @@ def _run_fail(state: FailState, cursor: Cursor, scope: Scope, entered_at: float,
         except StatesError as exc:
             text = getattr(expr, "__self__", None)
             detail = f" ({text.text})" if text is not None else ""
-            raise runtime_error(state, f"The {field} field could not be evaluated{detail}: {exc.cause}") from None
+            raise runtime_error(
+                state, f"The {field} field could not be evaluated{detail}: {exc.cause}"
+            ) from None
         if not isinstance(value, str):
             raise runtime_error(state, f"The {field} field must select a string, got {_preview(value)}")
         if field == "ErrorPath":
@@ -252,7 +274,9 @@ def _run_fail(state: FailState, cursor: Cursor, scope: Scope, entered_at: float,
     return Step([entry], status=FAILED, error=error, cause=cause)
 
 
-def _run_choice(state: ChoiceState, cursor: Cursor, scope: Scope, entered_at: float, runtime: Runtime) -> Step:
+def _run_choice(
+    state: ChoiceState, cursor: Cursor, scope: Scope, entered_at: float, runtime: Runtime
+) -> Step:
     effective = apply_input_path(state, scope)
     data_scope = scope.with_data(effective)
     for branch in state.branches:
@@ -279,7 +303,9 @@ def _run_wait(state: WaitState, cursor: Cursor, scope: Scope, entered_at: float,
         until = _wake_time(state, data_scope, runtime)
         if until > runtime.clock():
             # Half done: come back at `until`. The driver sleeps (locally) or stores a timer (later).
-            return Step([], cursor=cursor.moved(pending={"entered_at": entered_at, "until": until}, not_before=until))
+            return Step(
+                [], cursor=cursor.moved(pending={"entered_at": entered_at, "until": until}, not_before=until)
+            )
     variables = _assigned(cursor.variables, state.assign, data_scope)
     output = apply_output_path(state, data_scope)
     entry = _entry(state, cursor, SUCCEEDED, entered_at, runtime, output=output)
@@ -291,7 +317,9 @@ def _wake_time(state: WaitState, scope: Scope, runtime: Runtime) -> float:
     if state.seconds is not None:
         return now + state.seconds
     if state.seconds_path is not None:
-        seconds = resolve_number(state, IntOrPath("Seconds", path=state.seconds_path), scope, maximum=MAX_WAIT_SECONDS)
+        seconds = resolve_number(
+            state, IntOrPath("Seconds", path=state.seconds_path), scope, maximum=MAX_WAIT_SECONDS
+        )
         assert seconds is not None
         return now + seconds
     text: Any = state.timestamp
@@ -300,7 +328,8 @@ def _wake_time(state: WaitState, scope: Scope, runtime: Runtime) -> float:
             text = scope.read(state.timestamp_path)
         except PathNotFound:
             raise runtime_error(
-                state, f"The TimestampPath parameter does not reference an input value: {state.timestamp_path.text}"
+                state,
+                f"The TimestampPath parameter does not reference an input value: {state.timestamp_path.text}",
             ) from None
     moment = parse_timestamp(text)
     if moment is None:
@@ -318,12 +347,16 @@ def _wake_time(state: WaitState, scope: Scope, runtime: Runtime) -> float:
 # ------------------------------------------------------------------------------ Pass, Task, Parallel, Map
 
 
-def _run_result_state(state: ResultState, cursor: Cursor, scope: Scope, entered_at: float, runtime: Runtime) -> Step:
+def _run_result_state(
+    state: ResultState, cursor: Cursor, scope: Scope, entered_at: float, runtime: Runtime
+) -> Step:
     raw_input = cursor.input
     effective = apply_input_path(state, scope)
     nested: list[HistoryEntry] = []
     try:
         if isinstance(state, MapState):
+            from smq.engine.fanout import run_map  # fan-out drives sub-machines with this interpreter
+
             result = run_map(state, cursor, scope.with_data(effective), entered_at, runtime, nested)
         else:
             if state.parameters is not None:
@@ -334,6 +367,8 @@ def _run_result_state(state: ResultState, cursor: Cursor, scope: Scope, entered_
                 result = _invoke_task(state, cursor, effective, scope, runtime)
             else:
                 assert isinstance(state, ParallelState)
+                from smq.engine.fanout import run_parallel
+
                 result = run_parallel(state, cursor, effective, entered_at, runtime, nested)
         if state.result_selector is not None:
             result = state.result_selector(scope.with_data(result))
@@ -416,12 +451,18 @@ def _handle_error(
 def _invoke_task(state: TaskState, cursor: Cursor, effective: Any, scope: Scope, runtime: Runtime) -> Any:
     registry = runtime.handlers
     is_lambda_invoke = state.resource == LAMBDA_INVOKE
-    function_name = effective.get("FunctionName") if is_lambda_invoke and isinstance(effective, dict) else None
+    function_name = (
+        effective.get("FunctionName") if is_lambda_invoke and isinstance(effective, dict) else None
+    )
     try:
         name = registry.resolve_name(state.resource, function_name)
     except Exception as exc:
         raise runtime_error(state, str(exc)) from None
-    payload = (effective.get("Payload", {}) if isinstance(effective, dict) else {}) if is_lambda_invoke else effective
+    payload = (
+        (effective.get("Payload", {}) if isinstance(effective, dict) else {})
+        if is_lambda_invoke
+        else effective
+    )
     timeout = resolve_number(state, state.timeout, scope, minimum=1)
     heartbeat = resolve_number(state, state.heartbeat, scope, minimum=1)
     remaining = None if runtime.deadline is None else max(0.0, runtime.deadline - runtime.clock())
@@ -434,7 +475,13 @@ def _invoke_task(state: TaskState, cursor: Cursor, effective: Any, scope: Scope,
     )
     isolated = json.loads(json.dumps(payload))  # the handler may mutate its input; history must not change
     result = call_handler(
-        registry, name, isolated, ctx, timeout=timeout, heartbeat=heartbeat, execution_remaining=remaining,
+        registry,
+        name,
+        isolated,
+        ctx,
+        timeout=timeout,
+        heartbeat=heartbeat,
+        execution_remaining=remaining,
         abort=runtime.abort,
     )
     try:

@@ -128,9 +128,13 @@ class _Parser:
             expected = (
                 str(spec.min_args)
                 if spec.min_args == spec.max_args
-                else f"{spec.min_args} or more" if spec.max_args > 99 else f"{spec.min_args} to {spec.max_args}"
+                else f"{spec.min_args} or more"
+                if spec.max_args > 99
+                else f"{spec.min_args} to {spec.max_args}"
             )
-            raise IntrinsicSyntaxError(f"{name} takes {expected} argument(s), got {len(args)} in {self.text!r}")
+            raise IntrinsicSyntaxError(
+                f"{name} takes {expected} argument(s), got {len(args)} in {self.text!r}"
+            )
         call = Call(name, tuple(args), self.text[start : self.pos])
         if spec.check is not None:
             spec.check(call)
@@ -222,7 +226,9 @@ def _format(template_arg: Any, values: list[Any]) -> str:
             continue
         if source.startswith("{}", i):
             if used >= len(args):
-                raise ValueError(f"the template has more '{{}}' placeholders than the {len(args)} argument(s) given")
+                raise ValueError(
+                    f"the template has more '{{}}' placeholders than the {len(args)} argument(s) given"
+                )
             pieces.append(_format_value(args[used]))
             used += 1
             i += 2
@@ -230,7 +236,9 @@ def _format(template_arg: Any, values: list[Any]) -> str:
         pieces.append(char)
         i += 1
     if used != len(args):
-        raise ValueError(f"the template has {used} '{{}}' placeholder(s) but {len(args)} argument(s) were given")
+        raise ValueError(
+            f"the template has {used} '{{}}' placeholder(s) but {len(args)} argument(s) were given"
+        )
     return "".join(pieces)
 
 
@@ -307,7 +315,9 @@ def _array_range(start: Any, end: Any, step: Any) -> list[int]:
 def _array_get_item(array: Any, index: Any) -> Any:
     _require(isinstance(array, list), "the first argument must be an array")
     _require(_is_int(index) and index >= 0, "the index must be a non-negative integer")
-    _require(int(index) < len(array), f"index {int(index)} is out of bounds for an array of {len(array)} items")
+    _require(
+        int(index) < len(array), f"index {int(index)} is out of bounds for an array of {len(array)} items"
+    )
     return array[int(index)]
 
 
@@ -398,7 +408,9 @@ class _Spec:
 def _check_format(call: Call) -> None:
     template = call.args[0]
     if isinstance(template, Literal) and not isinstance(template.value, str):
-        raise IntrinsicSyntaxError(f"States.Format needs a string template as its first argument in {call.text!r}")
+        raise IntrinsicSyntaxError(
+            f"States.Format needs a string template as its first argument in {call.text!r}"
+        )
 
 
 def _check_hash(call: Call) -> None:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any
 
-import smq.engine.fanout  # noqa: F401  (wires Parallel/Map into the interpreter)
 from smq.engine import errors
 from smq.engine.compiler import compile_machine, load_definition
 from smq.engine.cursor import Cursor, ExecutionInfo, HistoryEntry, Step
@@ -156,7 +155,9 @@ class StateMachine:
         elif isinstance(cursor, dict):
             cursor = Cursor.from_dict(cursor)
         if runtime is None:
-            runtime = self.runtime(handlers=handlers, start_time=cursor.execution.start_time, **runtime_options)
+            runtime = self.runtime(
+                handlers=handlers, start_time=cursor.execution.start_time, **runtime_options
+            )
         if check_handlers:
             self.check_handlers(runtime.handlers)
         outcome = self._start_checks(cursor, runtime) or drive(

@@ -23,7 +23,9 @@ def parse_timestamp(text: object) -> datetime | None:
         tz = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))
     micro = int((fraction or "0")[:6].ljust(6, "0"))
     try:
-        return datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=tz)
+        return datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=tz
+        )
     except ValueError:
         return None
 
