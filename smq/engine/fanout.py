@@ -22,12 +22,13 @@ from smq.engine.paths import PathNotFound, Scope
 from smq.engine.runtime import ExecutionAborted, ExecutionTimedOut, Runtime
 
 
-def _sub_cursor(parent: Cursor, machine: Machine, item_input: Any) -> Cursor:
+def _sub_cursor(parent: Cursor, machine: Machine, item_input: Any, isolated: bool) -> Cursor:
+    """A child scope: reads the outer variables (a copy), except a DISTRIBUTED Map's, which sees none."""
     return Cursor(
         execution=parent.execution,
         state=machine.start_at,
         input=item_input,
-        variables=dict(parent.variables),
+        variables={} if isolated else dict(parent.variables),
     )
 
 
@@ -46,13 +47,14 @@ def _run_all(
     inline: bool,
     nested: list[HistoryEntry],
     on_failure: Callable[[int, Outcome], bool],
+    isolated: bool = False,
 ) -> list[Outcome | None]:
     """Drive every job; `on_failure` returns True to stop the rest (the state fails)."""
     outcomes: list[Outcome | None] = [None] * len(jobs)
 
     def run_one(index: int) -> Outcome:
         machine, item_input, label = jobs[index]
-        outcome = drive(machine, _sub_cursor(parent, machine, item_input), runtime, scope=label)
+        outcome = drive(machine, _sub_cursor(parent, machine, item_input, isolated), runtime, scope=label)
         _raise_if_interrupted(outcome)
         return outcome
 
@@ -185,7 +187,8 @@ def run_map(
         failures.append(outcome)
         return not tolerant or exceeded(len(failures))
 
-    outcomes = _run_all(jobs, cursor, runtime, int(concurrency), processor.pure, nested, on_failure)
+    isolated = state.mode == "DISTRIBUTED"
+    outcomes = _run_all(jobs, cursor, runtime, int(concurrency), processor.pure, nested, on_failure, isolated)
     if failures:
         if not tolerant:
             first = failures[0]

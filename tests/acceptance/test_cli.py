@@ -1,0 +1,145 @@
+"""The `smq` command as users and scripts call it: real subprocesses, real files, exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def smq(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "smq.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def write(tmp_path: Path, name: str, content: object) -> Path:
+    path = tmp_path / name
+    path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
+    return path
+
+
+PASS_CHAIN = {
+    "StartAt": "A",
+    "States": {
+        "A": {"Type": "Pass", "Parameters": {"doubled.$": "States.MathAdd($.n, $.n)"}, "Next": "B"},
+        "B": {"Type": "Pass", "End": True},
+    },
+}
+
+
+def test_run_json_prints_one_object_and_exits_zero(tmp_path: Path) -> None:
+    definition = write(tmp_path, "chain.json", PASS_CHAIN)
+    result = smq("run", str(definition), "--input", '{"n": 21}', "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"status": "SUCCEEDED", "output": {"doubled": 42}, "error": None, "cause": None}
+
+
+def test_run_reads_input_from_a_file_and_yaml_definitions(tmp_path: Path) -> None:
+    definition = write(tmp_path, "chain.yaml", "StartAt: A\nStates:\n  A:\n    Type: Pass\n    OutputPath: $.x\n    End: true\n")
+    inputs = write(tmp_path, "in.json", {"x": [1, 2]})
+    result = smq("run", str(definition), "--input", f"@{inputs}", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["output"] == [1, 2]
+
+
+def test_failed_execution_exits_one_with_error_and_cause(tmp_path: Path) -> None:
+    definition = write(
+        tmp_path, "fail.json", {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Order.Bad", "Cause": "no"}}}
+    )
+    result = smq("run", str(definition), "--json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == {"status": "FAILED", "output": None, "error": "Order.Bad", "cause": "no"}
+
+
+def test_human_output_shows_history_and_status(tmp_path: Path) -> None:
+    definition = write(tmp_path, "chain.json", PASS_CHAIN)
+    result = smq("run", str(definition), "--input", '{"n": 1}')
+    assert result.returncode == 0, result.stderr
+    assert "History" in result.stdout and "Status: SUCCEEDED" in result.stdout
+    assert "│ A " in result.stdout and "│ B " in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--input", "{not json"], "--input: not valid JSON"),
+        (["--input", "@/nonexistent/in.json"], "--input: cannot read"),
+        (["--handlers", "no_such_module_xyz"], "--handlers: importing handler module 'no_such_module_xyz' failed"),
+    ],
+)
+def test_usage_errors_exit_two_and_name_the_argument(tmp_path: Path, args: list[str], message: str) -> None:
+    definition = write(tmp_path, "chain.json", PASS_CHAIN)
+    result = smq("run", str(definition), *args)
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_unregistered_resource_is_a_clear_error_before_running(tmp_path: Path) -> None:
+    definition = write(
+        tmp_path, "task.json", {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "charge-card", "End": True}}}
+    )
+    result = smq("run", str(definition))
+    assert result.returncode == 2
+    assert "States.T.Resource" in result.stderr and "'charge-card'" in result.stderr
+
+
+def test_validate_reports_every_problem_with_its_location(tmp_path: Path) -> None:
+    definition = write(
+        tmp_path,
+        "bad.json",
+        {
+            "StartAt": "CheckStock",
+            "States": {
+                "CheckStock": {
+                    "Type": "Task",
+                    "Resource": "check-stock",
+                    "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "Refund"}],
+                    "Next": "Done",
+                },
+                "Done": {"Type": "Succeed"},
+                "Orphan": {"Type": "Pass", "End": True},
+            },
+        },
+    )
+    result = smq("validate", str(definition))
+    assert result.returncode == 2
+    assert "States.CheckStock.Catch[0].Next: no state named 'Refund'" in result.stderr
+    assert "States.Orphan: unreachable" in result.stderr
+    as_json = json.loads(smq("validate", str(definition), "--json").stdout)
+    assert {p["where"] for p in as_json} == {"States.CheckStock.Catch[0].Next", "States.Orphan"}
+
+
+def test_validate_accepts_every_example() -> None:
+    for definition in sorted([*EXAMPLES.glob("*.json"), *EXAMPLES.glob("*.yaml")]):
+        result = smq("validate", str(definition))
+        assert result.returncode == 0, f"{definition.name}: {result.stderr}"
+
+
+def test_validate_unreadable_definition_is_a_usage_error(tmp_path: Path) -> None:
+    broken = write(tmp_path, "broken.json", "{ [ nope")
+    result = smq("validate", str(broken))
+    assert result.returncode == 2
+    assert "neither valid JSON" in result.stderr
+
+
+def test_quick_start_example_runs_with_handlers_from_a_file() -> None:
+    result = smq(
+        "run",
+        "examples/order_processing.yaml",
+        "--handlers",
+        "examples/handlers.py",
+        "--input",
+        "@examples/inputs/order.json",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["status"] == "SUCCEEDED"
+    assert body["output"]["status"] == "CONFIRMED"
