@@ -183,16 +183,10 @@ def _load_smq() -> Any | None:
 
 
 def _smq_states_entered(history: Any) -> int | None:
-    """Count *StateEntered events when the history looks like Step Functions events."""
-    if not isinstance(history, list | tuple):
+    """Count state visits in smq's history (one HistoryEntry per visit); None if unrecognised."""
+    if not isinstance(history, list | tuple) or not all(hasattr(e, "state_name") for e in history):
         return None
-    count = 0
-    for event in history:
-        kind = event.get("type") if isinstance(event, dict) else getattr(event, "type", None)
-        if not isinstance(kind, str):
-            return None
-        count += kind.endswith("StateEntered")
-    return count
+    return len(history)
 
 
 def verify_smq(machine: Any, workload: Workload) -> Outcome:

@@ -133,9 +133,11 @@ def _preview(value: Any, width: int = 60) -> str:
 
 def history_table(history: list[HistoryEntry]) -> Table:
     table = Table(title="History", title_justify="left", show_edge=False)
-    for column in ("#", "state", "type", "status", "attempt", "ms"):
-        table.add_column(column, justify="right" if column in ("#", "attempt", "ms") else "left", no_wrap=True)
-    table.add_column("output / error", overflow="ellipsis", no_wrap=True)
+    widths = {"#": 3, "state": 24, "type": 8, "status": 9, "attempt": 7, "ms": 6}
+    for column, width in widths.items():
+        numeric = column in ("#", "attempt", "ms")
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=True, min_width=width)
+    table.add_column("output / error", overflow="ellipsis", no_wrap=True, max_width=60)
     for index, entry in enumerate(history, 1):
         name = f"  {entry.scope}/{entry.state_name}" if entry.scope else entry.state_name
         detail = _preview(entry.output) if entry.error is None else f"{entry.error}: {entry.cause or ''}"
