@@ -45,7 +45,9 @@ def parse_json_argument(value: str | None, option: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{option}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        raise UsageError(
+            f"{option}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
 
 
 def load_settings() -> Settings:
@@ -92,10 +94,18 @@ def validate(file: str, as_json: bool) -> None:
 @main.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--input", "input_text", metavar="JSON|@FILE", help="Execution input (default {}).")
-@click.option("--handlers", "handler_modules", multiple=True, metavar="MODULE", help="Module or .py file registering handlers.")
+@click.option(
+    "--handlers",
+    "handler_modules",
+    multiple=True,
+    metavar="MODULE",
+    help="Module or .py file registering handlers.",
+)
 @click.option("--name", help="Execution name (default: a UUID).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object: status, output, error, cause.")
-def run(file: str, input_text: str | None, handler_modules: tuple[str, ...], name: str | None, as_json: bool) -> None:
+def run(
+    file: str, input_text: str | None, handler_modules: tuple[str, ...], name: str | None, as_json: bool
+) -> None:
     """Run one execution of FILE in this process and print its result and history."""
     settings = load_settings()
     execution_input = parse_json_argument(input_text, "--input")
@@ -141,7 +151,9 @@ def history_table(history: list[HistoryEntry]) -> Table:
     for index, entry in enumerate(history, 1):
         name = f"  {entry.scope}/{entry.state_name}" if entry.scope else entry.state_name
         detail = _preview(entry.output) if entry.error is None else f"{entry.error}: {entry.cause or ''}"
-        colour = {"SUCCEEDED": "green", "FAILED": "red", "RETRIED": "yellow", "CAUGHT": "magenta"}.get(entry.status, "")
+        colour = {"SUCCEEDED": "green", "FAILED": "red", "RETRIED": "yellow", "CAUGHT": "magenta"}.get(
+            entry.status, ""
+        )
         table.add_row(
             str(index),
             name,

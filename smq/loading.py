@@ -37,11 +37,15 @@ def _import_one(spec: str) -> ModuleType:
             module_spec.loader.exec_module(module)
         except Exception as exc:
             del sys.modules[module_name]
-            raise HandlerImportError(f"importing handler file {spec!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise HandlerImportError(
+                f"importing handler file {spec!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
         return module
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     try:
         return importlib.import_module(spec)
     except Exception as exc:
-        raise HandlerImportError(f"importing handler module {spec!r} failed: {type(exc).__name__}: {exc}") from exc
+        raise HandlerImportError(
+            f"importing handler module {spec!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc

@@ -1,0 +1,165 @@
+"""Start and resume persisted executions in this process.
+
+Every state transition goes through `Repository.checkpoint` (history rows and cursor in one
+transaction), so an execution killed between two states resumes from the last completed one. Starting
+is idempotent by (state machine, name): a finished execution is returned as it is, a running one is
+resumed from its checkpoint, never started twice.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from smq.engine.cursor import Cursor, Step
+from smq.engine.errors import SmqError
+from smq.engine.handlers import HandlerRegistry, default_registry
+from smq.engine.machine import StateMachine
+from smq.engine.runtime import DEFAULT_PAYLOAD_LIMIT
+from smq.execution.transformers import apply_transformer
+from smq.repository.models import SUCCEEDED
+from smq.repository.repository import ExecutionRecord, Repository
+
+
+class PayloadTooLarge(SmqError, ValueError):
+    """An execution input above the configured limit; nothing was written."""
+
+
+class ChainError(SmqError, ValueError):
+    """A chained start whose source cannot provide an input."""
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """Everything needed to start one execution. Plain JSON, so it can cross a queue unchanged."""
+
+    state_machine_id: str
+    input: Any = None
+    name: str | None = None
+    version: int | None = None
+    source_execution_id: str | None = None
+    source_state_name: str | None = None
+    transformer: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_input(repository: Repository, request: StartRequest) -> Any:
+    """The input itself, or (chained) the source's final output / named state output, transformed."""
+    if request.source_execution_id is None:
+        if request.source_state_name is not None or request.transformer is not None:
+            raise ChainError("source_state_name and transformer need a source_execution_id")
+        return {} if request.input is None else request.input
+    if request.input is not None:
+        raise ChainError("a chained start takes its input from the source execution; do not also give input")
+    source = repository.get_execution(request.source_execution_id)
+    if request.source_state_name is not None:
+        value = repository.last_output_of_state(source.execution_id, request.source_state_name)
+    elif source.status != SUCCEEDED:
+        raise ChainError(
+            f"source execution {source.execution_id} is {source.status}: only a SUCCEEDED execution has a final "
+            "output (chain from a named state with source_state_name instead)"
+        )
+    else:
+        value = source.output
+    return apply_transformer(request.transformer, value)
+
+
+def check_payload(value: Any, limit: int | None, what: str) -> None:
+    if limit is None:
+        return
+    size = len(json.dumps(value, separators=(",", ":")).encode("utf-8"))
+    if size > limit:
+        raise PayloadTooLarge(f"{what} is {size} bytes, above the limit of {limit} bytes (SMQ_PAYLOAD_LIMIT)")
+
+
+def start_execution(
+    repository: Repository,
+    request: StartRequest,
+    *,
+    handlers: HandlerRegistry | None = None,
+    payload_limit: int | None = DEFAULT_PAYLOAD_LIMIT,
+    **runtime_options: Any,
+) -> ExecutionRecord:
+    """Create (or find) the execution named in `request` and run it to its end in this process."""
+    record, machine, _created = prepare_execution(
+        repository, request, handlers=handlers, payload_limit=payload_limit
+    )
+    if record.finished:
+        return record
+    return resume_execution(
+        repository, record, machine=machine, handlers=handlers, payload_limit=payload_limit, **runtime_options
+    )
+
+
+def prepare_execution(
+    repository: Repository,
+    request: StartRequest,
+    *,
+    handlers: HandlerRegistry | None = None,
+    payload_limit: int | None = DEFAULT_PAYLOAD_LIMIT,
+) -> tuple[ExecutionRecord, StateMachine, bool]:
+    """Validate everything, then write the RUNNING execution (or find the existing one). Runs nothing.
+
+    Returns (record, machine, created): created is False when an execution of that name already existed.
+    """
+    if request.name is not None:
+        existing = repository.find_execution(request.state_machine_id, request.name)
+        if existing is not None:
+            machine, _ = repository.state_machine(existing.state_machine_id, existing.version)
+            return existing, machine, False
+    machine, version = repository.state_machine(request.state_machine_id, request.version)
+    machine.check_handlers(handlers if handlers is not None else default_registry)
+    execution_input = resolve_input(repository, request)
+    check_payload(execution_input, payload_limit, "the execution input")
+    execution_id = str(uuid.uuid4())
+    cursor = machine.begin(execution_input, name=request.name or execution_id, execution_id=execution_id)
+    record, created = repository.create_execution(
+        cursor,
+        version=version,
+        source_execution_id=request.source_execution_id,
+        source_state_name=request.source_state_name,
+        transformer=request.transformer,
+    )
+    if record.version != version:
+        machine, _ = repository.state_machine(record.state_machine_id, record.version)
+    return record, machine, created
+
+
+def resume_execution(
+    repository: Repository,
+    record: ExecutionRecord,
+    *,
+    machine: StateMachine | None = None,
+    handlers: HandlerRegistry | None = None,
+    **runtime_options: Any,
+) -> ExecutionRecord:
+    """Drive a RUNNING execution from its last checkpoint to its end, checkpointing every step."""
+    if record.finished:
+        return record
+    if record.cursor is None:
+        raise SmqError(
+            f"execution {record.execution_id} is {record.status} but has no checkpoint to resume from"
+        )
+    if machine is None:
+        machine, _ = repository.state_machine(record.state_machine_id, record.version)
+    cursor = Cursor.from_dict(record.cursor)
+    start_time = cursor.execution.start_time
+    length = record.history_length
+    ended_by_step = False
+
+    def on_step(step: Step) -> None:
+        nonlocal length, ended_by_step
+        length = repository.checkpoint(record.execution_id, length, step, start_time=start_time)
+        ended_by_step = step.cursor is None
+
+    result = machine.resume(cursor, handlers=handlers, on_step=on_step, **runtime_options)
+    if not ended_by_step and result.status != "RUNNING":
+        # The driver itself ended it (execution timeout, abort, transition limit): record that too.
+        repository.finish(
+            record.execution_id, length, result.status, result.error, result.cause, start_time=start_time
+        )
+    return repository.get_execution(record.execution_id)

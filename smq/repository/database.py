@@ -1,0 +1,105 @@
+"""Engines and migrations for the two supported stores.
+
+SQLite (the embedded default) runs in WAL mode with a busy timeout, and every transaction starts with
+`BEGIN IMMEDIATE`: a deferred transaction that later writes can fail at once with "database is locked"
+(SQLite cannot wait on a lock upgrade), an immediate one waits its turn. PostgreSQL is for many workers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+
+from smq.engine.errors import SmqError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+class SchemaOutdated(SmqError):
+    """The database schema is behind this smq; `smq db upgrade` brings it up to date."""
+
+
+def create_database_engine(url: str, **kwargs: Any) -> Engine:
+    """An Engine for `url`, configured for concurrent use on SQLite and PostgreSQL."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, **kwargs)
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    options: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 20}
+    options.update(kwargs)
+    return create_engine(parsed, **options)
+
+
+def _sqlite_engine(url: str, **kwargs: Any) -> Engine:
+    connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let SQLAlchemy's "begin" event issue BEGIN itself
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option(
+        "sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%")
+    )
+    return config
+
+
+def head_revision(engine: Engine) -> str | None:
+    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply migrations, serialised across processes (SQLite write lock, PostgreSQL advisory lock)."""
+    config = alembic_config(engine)
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(7242031)"))
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
+    """Upgrade (embedded default) or refuse to run on an outdated schema (shared databases)."""
+    if current_revision(engine) == head_revision(engine):
+        return
+    if auto_upgrade:
+        upgrade(engine)
+        return
+    raise SchemaOutdated(
+        f"the database at {engine.url.render_as_string(hide_password=True)} is at schema revision "
+        f"{current_revision(engine)!r}, smq needs {head_revision(engine)!r}: run `smq db upgrade`"
+    )

@@ -1,0 +1,162 @@
+"""SQLAlchemy models: definitions (versioned), executions, per-state history, chain links.
+
+JSON columns are JSONB on PostgreSQL and JSON text on SQLite. Times are timezone-aware UTC. The schema
+itself is owned by the Alembic migrations in `smq/repository/migrations`; a test checks that these
+models and the migrated schema agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps no zone: store UTC, read back as UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: smq stores aware UTC times only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Execution statuses. WAITING-style statuses arrive with the Message/callback issue.
+RUNNING = "RUNNING"
+SUCCEEDED = "SUCCEEDED"
+FAILED = "FAILED"
+TIMED_OUT = "TIMED_OUT"
+ABORTED = "ABORTED"
+STATUSES = (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED)
+FINAL_STATUSES = frozenset({SUCCEEDED, FAILED, TIMED_OUT, ABORTED})
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class DefinitionRow(Base):
+    """One version of a state machine definition. Putting a changed definition adds a version."""
+
+    __tablename__ = "smq_definitions"
+
+    state_machine_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    definition: Mapped[Any] = mapped_column(JSONType, nullable=False)
+    digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class ExecutionRow(Base):
+    __tablename__ = "smq_executions"
+    __table_args__ = (
+        UniqueConstraint("state_machine_id", "name"),
+        Index("ix_smq_executions_sm_status_start", "state_machine_id", "status", "start_time", "id"),
+        Index("ix_smq_executions_status_start", "status", "start_time", "id"),
+        Index("ix_smq_executions_source", "source_execution_id"),
+        Index("ix_smq_executions_start_id", "start_time", "id"),
+        Index("ix_smq_executions_sm_status_duration", "state_machine_id", "status", "duration_ms"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    state_machine_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    input: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    output: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cause: Mapped[str | None] = mapped_column(Text, nullable=True)
+    current_state: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    cursor: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    history_length: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    start_time: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    stop_time: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    source_execution_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    source_state_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    transformer: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class HistoryRow(Base):
+    __tablename__ = "smq_history"
+    __table_args__ = (
+        UniqueConstraint("execution_id", "sequence"),
+        Index("ix_smq_history_execution_state", "execution_id", "state_name", "sequence"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    execution_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("smq_executions.id", ondelete="CASCADE"), nullable=False
+    )
+    sequence: Mapped[int] = mapped_column(Integer, nullable=False)
+    state_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    state_type: Mapped[str] = mapped_column(String(20), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    scope: Mapped[str] = mapped_column(String(400), nullable=False, default="")
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    input: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    output: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cause: Mapped[str | None] = mapped_column(Text, nullable=True)
+    entered_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    exited_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class ChainLinkRow(Base):
+    """Execution `target` was started from the output of `source` (chained executions, batches)."""
+
+    __tablename__ = "smq_chain_links"
+    __table_args__ = (
+        UniqueConstraint("source_execution_id", "target_state_machine_id", "target_execution_id"),
+        Index("ix_smq_chain_links_target_sm_source", "target_state_machine_id", "source_execution_id"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    source_execution_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    target_execution_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("smq_executions.id", ondelete="CASCADE"), nullable=False
+    )
+    target_state_machine_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    source_state_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

@@ -1,0 +1,643 @@
+"""The repository: every read and write smq makes to its database, in short transactions.
+
+Written with SQLAlchemy Core on the hot path (a checkpoint is one UPDATE plus a multi-row INSERT in
+one transaction). A checkpoint is conditional on the history length the writer saw, so two processes
+resuming the same execution can never both record a state: the loser gets CheckpointConflict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import Engine, Table, and_, exists, func, insert, not_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from smq.engine.cursor import Cursor, HistoryEntry, Step
+from smq.engine.errors import SmqError
+from smq.engine.machine import StateMachine
+from smq.repository.database import create_database_engine, ensure_schema, is_sqlite
+from smq.repository.filters import ExecutionFilter
+from smq.repository.models import (
+    FINAL_STATUSES,
+    RUNNING,
+    ChainLinkRow,
+    DefinitionRow,
+    ExecutionRow,
+    HistoryRow,
+)
+
+definitions = cast(Table, DefinitionRow.__table__)
+executions = cast(Table, ExecutionRow.__table__)
+history = cast(Table, HistoryRow.__table__)
+chain_links = cast(Table, ChainLinkRow.__table__)
+
+
+class NotFound(SmqError, LookupError):
+    """No such definition or execution; the message names what was asked for."""
+
+
+class CheckpointConflict(SmqError):
+    """Another process advanced this execution first; this writer must stop."""
+
+
+def utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def digest(definition: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(definition, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class DefinitionRecord:
+    state_machine_id: str
+    version: int
+    definition: dict[str, Any]
+    created_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "state_machine_id": self.state_machine_id,
+            "version": self.version,
+            "created_at": iso(self.created_at),
+            "definition": self.definition,
+        }
+
+
+@dataclass(frozen=True)
+class ExecutionRecord:
+    execution_id: str
+    name: str
+    state_machine_id: str
+    version: int
+    status: str
+    input: Any
+    output: Any
+    error: str | None
+    cause: str | None
+    current_state: str | None
+    cursor: dict[str, Any] | None
+    history_length: int
+    start_time: datetime
+    stop_time: datetime | None
+    updated_at: datetime
+    duration_ms: int | None
+    source_execution_id: str | None
+    source_state_name: str | None
+    transformer: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable machine-readable form (`smq executions list --json`)."""
+        return {
+            "execution_id": self.execution_id,
+            "name": self.name,
+            "state_machine_id": self.state_machine_id,
+            "version": self.version,
+            "status": self.status,
+            "input": self.input,
+            "output": self.output,
+            "error": self.error,
+            "cause": self.cause,
+            "current_state": self.current_state,
+            "start_time": iso(self.start_time),
+            "stop_time": iso(self.stop_time),
+            "duration_ms": self.duration_ms,
+            "source_execution_id": self.source_execution_id,
+            "source_state_name": self.source_state_name,
+            "transformer": self.transformer,
+        }
+
+
+@dataclass(frozen=True)
+class HistoryRecord:
+    sequence: int
+    state_name: str
+    state_type: str
+    status: str
+    scope: str
+    attempt: int
+    input: Any
+    output: Any
+    error: str | None
+    cause: str | None
+    entered_at: datetime
+    exited_at: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "sequence": self.sequence,
+            "state_name": self.state_name,
+            "state_type": self.state_type,
+            "status": self.status,
+            "scope": self.scope,
+            "attempt": self.attempt,
+            "input": self.input,
+            "output": self.output,
+            "error": self.error,
+            "cause": self.cause,
+            "entered_at": iso(self.entered_at),
+            "timestamp": iso(self.exited_at),
+        }
+
+
+def _execution(row: Any) -> ExecutionRecord:
+    return ExecutionRecord(
+        execution_id=row.id,
+        name=row.name,
+        state_machine_id=row.state_machine_id,
+        version=row.version,
+        status=row.status,
+        input=row.input,
+        output=row.output,
+        error=row.error,
+        cause=row.cause,
+        current_state=row.current_state,
+        cursor=row.cursor,
+        history_length=row.history_length,
+        start_time=row.start_time,
+        stop_time=row.stop_time,
+        updated_at=row.updated_at,
+        duration_ms=row.duration_ms,
+        source_execution_id=row.source_execution_id,
+        source_state_name=row.source_state_name,
+        transformer=row.transformer,
+    )
+
+
+def _history(row: Any) -> HistoryRecord:
+    return HistoryRecord(
+        sequence=row.sequence,
+        state_name=row.state_name,
+        state_type=row.state_type,
+        status=row.status,
+        scope=row.scope,
+        attempt=row.attempt,
+        input=row.input,
+        output=row.output,
+        error=row.error,
+        cause=row.cause,
+        entered_at=row.entered_at,
+        exited_at=row.exited_at,
+    )
+
+
+def _history_rows(
+    execution_id: str, first_sequence: int, entries: list[HistoryEntry]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "execution_id": execution_id,
+            "sequence": first_sequence + offset,
+            "state_name": entry.state_name,
+            "state_type": entry.state_type,
+            "status": entry.status,
+            "scope": entry.scope,
+            "attempt": entry.attempt,
+            "input": entry.input,
+            "output": entry.output,
+            "error": entry.error,
+            "cause": entry.cause,
+            "entered_at": utc(entry.entered_at),
+            "exited_at": utc(entry.exited_at),
+        }
+        for offset, entry in enumerate(entries)
+    ]
+
+
+class Repository:
+    """Definitions, executions, history and chain links in one SQLAlchemy database."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._machines: dict[tuple[str, int], StateMachine] = {}
+        self._machines_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, url: str, *, auto_upgrade: bool | None = None, **engine_options: Any) -> Repository:
+        """Connect; the embedded SQLite default migrates itself, a shared database must be upgraded."""
+        engine = create_database_engine(url, **engine_options)
+        ensure_schema(engine, auto_upgrade=is_sqlite(engine) if auto_upgrade is None else auto_upgrade)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ definitions
+
+    def put_definition(self, state_machine_id: str, definition: dict[str, Any]) -> DefinitionRecord:
+        """Store `definition` (validated first). Unchanged → the latest version; changed → a new one."""
+        StateMachine.from_definition(definition, id=state_machine_id)  # raises DefinitionError
+        fingerprint = digest(definition)
+        for _ in range(5):
+            latest = self._latest_definition_row(state_machine_id)
+            if latest is not None and latest.digest == fingerprint:
+                return DefinitionRecord(
+                    state_machine_id, latest.version, latest.definition, latest.created_at
+                )
+            version = 1 if latest is None else latest.version + 1
+            now = datetime.now(UTC)
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(
+                        insert(definitions).values(
+                            state_machine_id=state_machine_id,
+                            version=version,
+                            definition=definition,
+                            digest=fingerprint,
+                            created_at=now,
+                        )
+                    )
+                return DefinitionRecord(state_machine_id, version, definition, now)
+            except IntegrityError:
+                continue  # someone else added this version first: look again
+        raise SmqError(f"could not store a new version of {state_machine_id!r}: too much contention")
+
+    def _latest_definition_row(self, state_machine_id: str) -> Any:
+        with self.engine.connect() as connection:
+            return connection.execute(
+                select(definitions)
+                .where(definitions.c.state_machine_id == state_machine_id)
+                .order_by(definitions.c.version.desc())
+                .limit(1)
+            ).first()
+
+    def get_definition(self, state_machine_id: str, version: int | None = None) -> DefinitionRecord:
+        if version is None:
+            row = self._latest_definition_row(state_machine_id)
+        else:
+            with self.engine.connect() as connection:
+                row = connection.execute(
+                    select(definitions).where(
+                        definitions.c.state_machine_id == state_machine_id, definitions.c.version == version
+                    )
+                ).first()
+        if row is None:
+            what = f"version {version} of " if version is not None else ""
+            raise NotFound(f"no {what}state machine {state_machine_id!r}")
+        return DefinitionRecord(row.state_machine_id, row.version, row.definition, row.created_at)
+
+    def list_definitions(self) -> list[dict[str, Any]]:
+        """One row per state machine: latest version, number of versions, last change."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(
+                    definitions.c.state_machine_id,
+                    func.max(definitions.c.version).label("latest_version"),
+                    func.count().label("versions"),
+                    func.max(definitions.c.created_at).label("updated_at"),
+                )
+                .group_by(definitions.c.state_machine_id)
+                .order_by(definitions.c.state_machine_id)
+            ).all()
+        return [
+            {
+                "state_machine_id": row.state_machine_id,
+                "latest_version": row.latest_version,
+                "versions": row.versions,
+                "updated_at": iso(
+                    row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
+                ),
+            }
+            for row in rows
+        ]
+
+    def state_machine(self, state_machine_id: str, version: int | None = None) -> tuple[StateMachine, int]:
+        """The compiled machine for a stored definition (compiled once per version, then cached)."""
+        record = self.get_definition(state_machine_id, version)
+        key = (state_machine_id, record.version)
+        with self._machines_lock:
+            machine = self._machines.get(key)
+            if machine is None:
+                machine = StateMachine.from_definition(record.definition, id=state_machine_id)
+                self._machines[key] = machine
+        return machine, record.version
+
+    # ------------------------------------------------------------------ executions
+
+    def create_execution(
+        self,
+        cursor: Cursor,
+        *,
+        version: int,
+        source_execution_id: str | None = None,
+        source_state_name: str | None = None,
+        transformer: str | None = None,
+    ) -> tuple[ExecutionRecord, bool]:
+        """Insert a RUNNING execution; if its (state machine, name) exists, return that one instead.
+
+        Returns (record, created). The chain link, when there is a source, is written in the same
+        transaction, so a crash never leaves an execution without its link or a link without it.
+        """
+        info = cursor.execution
+        now = datetime.now(UTC)
+        row = {
+            "id": info.id,
+            "name": info.name,
+            "state_machine_id": info.state_machine_id,
+            "version": version,
+            "status": RUNNING,
+            "input": info.input,
+            "current_state": cursor.state,
+            "cursor": cursor.to_dict(),
+            "history_length": 0,
+            "start_time": utc(info.start_time),
+            "updated_at": now,
+            "source_execution_id": source_execution_id,
+            "source_state_name": source_state_name,
+            "transformer": transformer,
+        }
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(insert(executions).values(**row))
+                if source_execution_id is not None:
+                    connection.execute(
+                        insert(chain_links).values(
+                            source_execution_id=source_execution_id,
+                            target_execution_id=info.id,
+                            target_state_machine_id=info.state_machine_id,
+                            source_state_name=source_state_name,
+                            created_at=now,
+                        )
+                    )
+        except IntegrityError:
+            existing = self.find_execution(info.state_machine_id, info.name)
+            if existing is None:
+                raise
+            return existing, False
+        return self.get_execution(info.id), True
+
+    def checkpoint(
+        self, execution_id: str, seen_history_length: int, step: Step, *, start_time: float
+    ) -> int:
+        """Record one step: its history rows and the execution's new cursor/status, atomically.
+
+        Returns the new history length. Raises CheckpointConflict when another writer got there first.
+        """
+        entries = step.entries
+        new_length = seen_history_length + len(entries)
+        now = datetime.now(UTC)
+        values: dict[str, Any] = {"history_length": new_length, "updated_at": now}
+        if step.cursor is not None:
+            values["cursor"] = step.cursor.to_dict()
+            values["current_state"] = step.cursor.state
+        else:
+            stop = utc(entries[-1].exited_at) if entries else now
+            values.update(
+                status=step.status,
+                output=step.output,
+                error=step.error,
+                cause=step.cause,
+                cursor=None,
+                stop_time=stop,
+                duration_ms=max(0, round((stop.timestamp() - start_time) * 1000)),
+            )
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(executions)
+                .where(
+                    executions.c.id == execution_id,
+                    executions.c.history_length == seen_history_length,
+                    executions.c.status == RUNNING,
+                )
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                raise CheckpointConflict(
+                    f"execution {execution_id} moved on without this writer (expected history length "
+                    f"{seen_history_length}); another process is running it or it has finished"
+                )
+            if entries:
+                connection.execute(
+                    insert(history), _history_rows(execution_id, seen_history_length + 1, entries)
+                )
+        return new_length
+
+    def finish(
+        self,
+        execution_id: str,
+        seen_history_length: int,
+        status: str,
+        error: str | None,
+        cause: str | None,
+        *,
+        start_time: float,
+    ) -> None:
+        """End an execution without a step (a timeout or an abort decided by the driver)."""
+        step = Step([], status=status, error=error, cause=cause)
+        self.checkpoint(execution_id, seen_history_length, step, start_time=start_time)
+
+    def get_execution(self, execution_id: str) -> ExecutionRecord:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(executions).where(executions.c.id == execution_id)).first()
+        if row is None:
+            raise NotFound(f"no execution with id {execution_id!r}")
+        return _execution(row)
+
+    def find_execution(self, state_machine_id: str, name: str) -> ExecutionRecord | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(executions).where(
+                    executions.c.state_machine_id == state_machine_id, executions.c.name == name
+                )
+            ).first()
+        return None if row is None else _execution(row)
+
+    def resolve_execution(self, reference: str) -> ExecutionRecord:
+        """An execution by id, or by `STATE_MACHINE_ID/NAME`."""
+        try:
+            return self.get_execution(reference)
+        except NotFound:
+            if "/" in reference:
+                machine_id, _, name = reference.partition("/")
+                found = self.find_execution(machine_id, name)
+                if found is not None:
+                    return found
+            raise NotFound(f"no execution with id {reference!r} (or STATE_MACHINE_ID/NAME)") from None
+
+    # ------------------------------------------------------------------ queries
+
+    def _where(self, flt: ExecutionFilter) -> list[Any]:
+        clauses: list[Any] = []
+        c = executions.c
+        if flt.state_machine_id is not None:
+            clauses.append(c.state_machine_id == flt.state_machine_id)
+        if flt.statuses:
+            clauses.append(c.status.in_(flt.statuses))
+        if flt.name_prefix is not None:
+            clauses.append(c.name.startswith(flt.name_prefix, autoescape=True))
+        if flt.name_contains is not None:
+            clauses.append(c.name.contains(flt.name_contains, autoescape=True))
+        if flt.started_after is not None:
+            clauses.append(c.start_time > flt.started_after)
+        if flt.started_before is not None:
+            clauses.append(c.start_time < flt.started_before)
+        if flt.current_state is not None:
+            clauses.append(c.current_state == flt.current_state)
+        if flt.source_execution_id is not None:
+            clauses.append(c.source_execution_id == flt.source_execution_id)
+        if flt.not_chained_into is not None:
+            clauses.append(
+                not_(
+                    exists().where(
+                        chain_links.c.source_execution_id == c.id,
+                        chain_links.c.target_state_machine_id == flt.not_chained_into,
+                    )
+                )
+            )
+        return clauses
+
+    def list_executions(self, flt: ExecutionFilter | None = None) -> list[ExecutionRecord]:
+        flt = flt or ExecutionFilter()
+        query = (
+            select(executions)
+            .where(and_(True, *self._where(flt)))
+            .order_by(executions.c.start_time, executions.c.id)
+            .offset(flt.offset)
+        )
+        if flt.limit is not None:
+            query = query.limit(flt.limit)
+        with self.engine.connect() as connection:
+            return [_execution(row) for row in connection.execute(query)]
+
+    def count_executions(self, flt: ExecutionFilter | None = None) -> int:
+        flt = flt or ExecutionFilter()
+        query = select(func.count()).select_from(executions).where(and_(True, *self._where(flt)))
+        with self.engine.connect() as connection:
+            return int(connection.execute(query).scalar_one())
+
+    def stream_executions(
+        self, flt: ExecutionFilter | None = None, *, page_size: int = 1000
+    ) -> Iterator[ExecutionRecord]:
+        """Every matching execution in (start_time, id) order, one page in memory at a time.
+
+        Keyset pagination: each page starts after the last (start_time, id) seen, so the cost of a page
+        does not grow with its position and memory stays flat for millions of rows.
+        """
+        flt = flt or ExecutionFilter()
+        c = executions.c
+        remaining = flt.limit
+        after: tuple[datetime, str] | None = None
+        skip = flt.offset
+        while remaining is None or remaining > 0:
+            size = page_size if remaining is None else min(page_size, remaining + skip)
+            query = select(executions).where(and_(True, *self._where(flt)))
+            if after is not None:
+                start, last_id = after
+                query = query.where(or_(c.start_time > start, and_(c.start_time == start, c.id > last_id)))
+            query = query.order_by(c.start_time, c.id).limit(size)
+            with self.engine.connect() as connection:
+                rows = connection.execute(query).all()
+            if not rows:
+                return
+            after = (rows[-1].start_time, rows[-1].id)
+            for row in rows:
+                if skip:
+                    skip -= 1
+                    continue
+                yield _execution(row)
+                if remaining is not None:
+                    remaining -= 1
+                    if remaining == 0:
+                        return
+            if len(rows) < size:
+                return
+
+    def history(self, execution_id: str) -> list[HistoryRecord]:
+        self.get_execution(execution_id)  # NotFound for an unknown id rather than an empty list
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(history).where(history.c.execution_id == execution_id).order_by(history.c.sequence)
+            ).all()
+        return [_history(row) for row in rows]
+
+    def last_output_of_state(self, execution_id: str, state_name: str) -> Any:
+        """The output of the last successful visit of a top-level state (for chaining from a state)."""
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(history.c.output)
+                .where(
+                    history.c.execution_id == execution_id,
+                    history.c.state_name == state_name,
+                    history.c.scope == "",
+                    history.c.status.in_(("SUCCEEDED", "CAUGHT")),
+                )
+                .order_by(history.c.sequence.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            raise NotFound(f"execution {execution_id} has no completed visit of state {state_name!r}")
+        return row.output
+
+    def chained_targets(self, source_execution_id: str) -> list[ExecutionRecord]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(executions)
+                .join(chain_links, chain_links.c.target_execution_id == executions.c.id)
+                .where(chain_links.c.source_execution_id == source_execution_id)
+                .order_by(executions.c.start_time, executions.c.id)
+            ).all()
+        return [_execution(row) for row in rows]
+
+    def stats(self, state_machine_id: str | None = None) -> list[dict[str, Any]]:
+        """Per state machine and status: count, and mean/p50/p95/p99 duration of finished executions."""
+        c = executions.c
+        query = select(
+            c.state_machine_id, c.status, func.count().label("count"), func.avg(c.duration_ms).label("mean")
+        )
+        if state_machine_id is not None:
+            query = query.where(c.state_machine_id == state_machine_id)
+        query = query.group_by(c.state_machine_id, c.status).order_by(c.state_machine_id, c.status)
+        results = []
+        with self.engine.connect() as connection:
+            for row in connection.execute(query).all():
+                entry: dict[str, Any] = {
+                    "state_machine_id": row.state_machine_id,
+                    "status": row.status,
+                    "count": row.count,
+                    "mean_ms": None if row.mean is None else round(float(row.mean), 3),
+                }
+                finished = connection.execute(
+                    select(func.count()).where(
+                        c.state_machine_id == row.state_machine_id,
+                        c.status == row.status,
+                        c.duration_ms.is_not(None),
+                    )
+                ).scalar_one()
+                for label, fraction in (("p50_ms", 0.50), ("p95_ms", 0.95), ("p99_ms", 0.99)):
+                    entry[label] = None
+                    if finished:
+                        rank = min(finished - 1, max(0, int(round(fraction * finished + 0.5)) - 1))
+                        entry[label] = connection.execute(
+                            select(c.duration_ms)
+                            .where(
+                                c.state_machine_id == row.state_machine_id,
+                                c.status == row.status,
+                                c.duration_ms.is_not(None),
+                            )
+                            .order_by(c.duration_ms)
+                            .offset(rank)
+                            .limit(1)
+                        ).scalar_one()
+                results.append(entry)
+        return results
+
+
+def open_repository(url: str | None = None) -> Repository:
+    """The repository at `url`, or at SMQ_DATABASE_URL (default: ./smq.db, SQLite)."""
+    from smq.settings import Settings
+
+    return Repository.open(url or Settings.from_env().database_url)
