@@ -50,6 +50,7 @@ class BatchResult:
     items: list[BatchItem] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     stopped_early: bool = False
+    already_existed: int = 0
 
     @property
     def total(self) -> int:
@@ -118,6 +119,7 @@ def run_batch(
     def record(item: BatchItem) -> None:
         with lock:
             result.counts[item.status] = result.counts.get(item.status, 0) + 1
+            result.already_existed += item.already_existed
             if keep_items:
                 result.items.append(item)
         if on_complete is not None:

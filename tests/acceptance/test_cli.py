@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,19 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
 
+DATABASE = {"url": ""}
+
+
+@pytest.fixture(autouse=True)
+def private_database(tmp_path: Path) -> None:
+    """Every test records into its own SQLite file, never into the working tree."""
+    DATABASE["url"] = f"sqlite:///{tmp_path / 'smq.db'}"
+
+
 def smq(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SMQ_DATABASE_URL": DATABASE["url"]}
     return subprocess.run(
-        [sys.executable, "-m", "smq.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "smq.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=60, env=env
     )
 
 
@@ -38,7 +49,14 @@ def test_run_json_prints_one_object_and_exits_zero(tmp_path: Path) -> None:
     definition = write(tmp_path, "chain.json", PASS_CHAIN)
     result = smq("run", str(definition), "--input", '{"n": 21}', "--json")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"status": "SUCCEEDED", "output": {"doubled": 42}, "error": None, "cause": None}
+    body = json.loads(result.stdout)
+    assert {k: body[k] for k in ("status", "output", "error", "cause")} == {
+        "status": "SUCCEEDED",
+        "output": {"doubled": 42},
+        "error": None,
+        "cause": None,
+    }
+    assert body["name"] and body["execution_id"]
 
 
 def test_run_reads_input_from_a_file_and_yaml_definitions(tmp_path: Path) -> None:
@@ -55,7 +73,8 @@ def test_failed_execution_exits_one_with_error_and_cause(tmp_path: Path) -> None
     )
     result = smq("run", str(definition), "--json")
     assert result.returncode == 1
-    assert json.loads(result.stdout) == {"status": "FAILED", "output": None, "error": "Order.Bad", "cause": "no"}
+    body = json.loads(result.stdout)
+    assert (body["status"], body["output"], body["error"], body["cause"]) == ("FAILED", None, "Order.Bad", "no")
 
 
 def test_human_output_shows_history_and_status(tmp_path: Path) -> None:
@@ -64,6 +83,7 @@ def test_human_output_shows_history_and_status(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "History" in result.stdout and "Status: SUCCEEDED" in result.stdout
     assert "│ A " in result.stdout and "│ B " in result.stdout
+    assert "Execution: " in result.stdout
 
 
 @pytest.mark.parametrize(

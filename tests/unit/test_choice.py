@@ -487,7 +487,14 @@ def test_type_tests_false(variable, operator):
 
 
 def test_is_present_on_missing_paths_does_not_raise():
-    for path in ("$.missing", "$.nested.missing", "$.nested.deep.value.more", "$.list[5]", "$.str.x", "$nosuchvar"):
+    for path in (
+        "$.missing",
+        "$.nested.missing",
+        "$.nested.deep.value.more",
+        "$.list[5]",
+        "$.str.x",
+        "$nosuchvar",
+    ):
         assert check(rule(path, "IsPresent", False)) is True
         assert check(rule(path, "IsPresent", True)) is False
 

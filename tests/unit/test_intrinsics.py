@@ -308,9 +308,9 @@ def test_base64_round_trip_non_ascii():
 
 def test_base64_input_limit_is_10000_characters():
     ok = Scope({"s": "a" * 10_000}, {}, dict)
-    assert parse_intrinsic("States.Base64Encode($.s)").evaluate(ok) == base64.b64encode(
-        b"a" * 10_000
-    ).decode()
+    assert (
+        parse_intrinsic("States.Base64Encode($.s)").evaluate(ok) == base64.b64encode(b"a" * 10_000).decode()
+    )
     too_long = Scope({"s": "a" * 10_001}, {}, dict)
     with pytest.raises(StatesError) as info:
         parse_intrinsic("States.Base64Encode($.s)").evaluate(too_long)

@@ -460,9 +460,8 @@ class TestVariables:
                 "T": {
                     "Type": "Task",
                     "Resource": "mk",
-                    "ResultSelector": {"rid.$": "$.id"},
                     "ResultPath": None,
-                    "Assign": {"saved.$": "$.rid"},
+                    "Assign": {"saved.$": "$.id"},  # `$` is the task result here
                     "Next": "Show",
                 },
                 "Show": {"Type": "Pass", "Parameters": {"saved.$": "$saved", "in.$": "$"}, "End": True},

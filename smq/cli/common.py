@@ -1,0 +1,129 @@
+"""Shared pieces of the `smq` commands: exit codes, argument parsing, repository and handler setup.
+
+Exit codes are part of the interface: 0 success, 1 an execution ended other than SUCCEEDED, 2 usage
+or validation errors (a bad argument, filter, definition or handler module).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from rich.console import Console
+
+from smq.engine.compiler import load_definition
+from smq.engine.errors import DefinitionError, SmqError
+from smq.loading import HandlerImportError, import_handlers
+from smq.repository.database import SchemaOutdated
+from smq.repository.filters import ExecutionFilter, FilterError, parse_filter
+from smq.repository.repository import Repository
+from smq.settings import Settings, SettingsError
+
+EXIT_OK, EXIT_NOT_SUCCEEDED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(click.UsageError):
+    exit_code = EXIT_USAGE
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    click.echo(message, err=True)
+    sys.exit(code)
+
+
+def console() -> Console:
+    return Console(soft_wrap=False, width=None if sys.stdout.isatty() else 120)
+
+
+def error_console() -> Console:
+    return Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False))
+
+
+def parse_json_argument(value: str | None, option: str, default: Any = None) -> Any:
+    """`'{"a": 1}'` or `@file.json`; a clear usage error names the option."""
+    if value is None:
+        return default
+    text = value
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{option}: cannot read {path}: {exc.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"{option}: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def read_definition_file(file: str) -> dict[str, Any]:
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"FILE: cannot read {file}: {exc.strerror}") from None
+    return load_definition(text)
+
+
+def load_definition_or_exit(file: str) -> dict[str, Any]:
+    try:
+        return read_definition_file(file)
+    except DefinitionError as exc:
+        fail(f"{file}: {exc}")
+
+
+def load_handlers(settings: Settings, modules: tuple[str, ...]) -> None:
+    try:
+        import_handlers([*settings.handlers, *modules])
+    except HandlerImportError as exc:
+        raise UsageError(f"--handlers: {exc}") from None
+
+
+def open_repository(settings: Settings) -> Repository:
+    try:
+        return Repository.open(settings.database_url)
+    except SchemaOutdated as exc:
+        fail(str(exc))
+    except SmqError as exc:
+        fail(f"cannot open the database {settings.database_url}: {exc}")
+    except Exception as exc:  # driver errors: unreachable server, bad URL
+        fail(f"cannot open the database {settings.database_url}: {type(exc).__name__}: {exc}")
+
+
+def filter_option(text: str | None, **overrides: Any) -> ExecutionFilter:
+    try:
+        return parse_filter(text, **overrides)
+    except FilterError as exc:
+        raise UsageError(f"--filter: {exc}") from None
+
+
+handlers_option = click.option(
+    "--handlers",
+    "handler_modules",
+    multiple=True,
+    metavar="MODULE",
+    help="Module or .py file that registers handlers (repeatable; also SMQ_HANDLERS).",
+)
+filter_opt = click.option(
+    "--filter",
+    "filter_text",
+    metavar="KEY=VALUE[,...]",
+    help="state_machine_id, status (A|B), name_prefix, name_contains, started_after, started_before, "
+    "current_state, source_execution_id, not_chained_into.",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")

@@ -1,0 +1,78 @@
+"""`smq definitions put|list|show`: versioned state machine definitions."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.table import Table
+
+from smq.cli.common import (
+    console,
+    echo_json,
+    fail,
+    json_option,
+    load_definition_or_exit,
+    load_settings,
+    open_repository,
+)
+from smq.engine.errors import DefinitionError
+from smq.repository.repository import NotFound
+
+
+@click.group()
+def definitions() -> None:
+    """Store and inspect state machine definitions (each change is a new version)."""
+
+
+@definitions.command("put")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--id", "state_machine_id", required=True, help="State machine id.")
+@json_option
+def put(file: str, state_machine_id: str, as_json: bool) -> None:
+    """Validate FILE and store it under ID; an unchanged definition keeps its version."""
+    definition = load_definition_or_exit(file)
+    repository = open_repository(load_settings())
+    try:
+        record = repository.put_definition(state_machine_id, definition)
+    except DefinitionError as exc:
+        fail(f"{file}: {exc}")
+    if as_json:
+        echo_json({"state_machine_id": record.state_machine_id, "version": record.version})
+    else:
+        click.echo(f"{record.state_machine_id} version {record.version}")
+
+
+@definitions.command("list")
+@json_option
+def list_definitions(as_json: bool) -> None:
+    """Every state machine with its latest version."""
+    rows = open_repository(load_settings()).list_definitions()
+    if as_json:
+        echo_json(rows)
+        return
+    table = Table(show_edge=False)
+    for column in ("state machine", "latest version", "versions", "updated"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["state_machine_id"], str(row["latest_version"]), str(row["versions"]), row["updated_at"]
+        )
+    console().print(table)
+
+
+@definitions.command("show")
+@click.argument("state_machine_id")
+@click.option("--version", type=click.IntRange(min=1), help="Version (default: latest).")
+@json_option
+def show(state_machine_id: str, version: int | None, as_json: bool) -> None:
+    """Print a stored definition (latest version unless --version)."""
+    try:
+        record = open_repository(load_settings()).get_definition(state_machine_id, version)
+    except NotFound as exc:
+        fail(str(exc))
+    if as_json:
+        echo_json(record.to_dict())
+    else:
+        click.echo(f"# {record.state_machine_id} version {record.version}")
+        click.echo(json.dumps(record.definition, indent=2, ensure_ascii=False))

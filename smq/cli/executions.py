@@ -1,0 +1,127 @@
+"""`smq executions list|count|show|history|stats`: query recorded executions."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.table import Table
+
+from smq.cli.common import (
+    console,
+    echo_json,
+    fail,
+    filter_opt,
+    filter_option,
+    json_option,
+    load_settings,
+    open_repository,
+)
+from smq.cli.run import history_table
+from smq.repository.repository import NotFound, iso
+
+
+@click.group()
+def executions() -> None:
+    """Query executions and their per-state history."""
+
+
+@executions.command("list")
+@filter_opt
+@click.option("--limit", type=click.IntRange(min=0), default=None, help="At most N executions.")
+@json_option
+def list_executions(filter_text: str | None, limit: int | None, as_json: bool) -> None:
+    """Executions matching --filter, oldest first."""
+    flt = filter_option(filter_text, limit=limit)
+    repository = open_repository(load_settings())
+    records = repository.stream_executions(flt)
+    if as_json:
+        # Streamed as one JSON array, one object per line, so millions of rows never sit in memory.
+        click.echo("[", nl=False)
+        for index, record in enumerate(records):
+            click.echo(
+                ("," if index else "") + "\n" + json.dumps(record.to_dict(), ensure_ascii=False), nl=False
+            )
+        click.echo("\n]")
+        return
+    table = Table(show_edge=False)
+    for column in ("execution id", "name", "state machine", "v", "status", "current state", "started", "ms"):
+        table.add_column(column, no_wrap=True)
+    for record in records:
+        table.add_row(
+            record.execution_id,
+            record.name,
+            record.state_machine_id,
+            str(record.version),
+            record.status,
+            record.current_state or "",
+            iso(record.start_time) or "",
+            "" if record.duration_ms is None else str(record.duration_ms),
+        )
+    console().print(table)
+
+
+@executions.command("count")
+@filter_opt
+def count(filter_text: str | None) -> None:
+    """How many executions match --filter (one integer)."""
+    flt = filter_option(filter_text)
+    click.echo(open_repository(load_settings()).count_executions(flt))
+
+
+@executions.command("show")
+@click.argument("execution")
+@json_option
+def show(execution: str, as_json: bool) -> None:
+    """One execution, by id or STATE_MACHINE_ID/NAME."""
+    try:
+        record = open_repository(load_settings()).resolve_execution(execution)
+    except NotFound as exc:
+        fail(str(exc))
+    body = record.to_dict()
+    if as_json:
+        echo_json(body)
+    else:
+        click.echo(json.dumps(body, indent=2, ensure_ascii=False))
+
+
+@executions.command("history")
+@click.argument("execution")
+@json_option
+def history(execution: str, as_json: bool) -> None:
+    """Per-state history of one execution (id or STATE_MACHINE_ID/NAME)."""
+    repository = open_repository(load_settings())
+    try:
+        record = repository.resolve_execution(execution)
+        entries = repository.history(record.execution_id)
+    except NotFound as exc:
+        fail(str(exc))
+    if as_json:
+        echo_json([entry.to_dict() for entry in entries])
+    else:
+        console().print(history_table(entries))
+
+
+@executions.command("stats")
+@click.option("--state-machine", "state_machine_id", help="Only this state machine.")
+@json_option
+def stats(state_machine_id: str | None, as_json: bool) -> None:
+    """Count and duration percentiles per state machine and status."""
+    rows = open_repository(load_settings()).stats(state_machine_id)
+    if as_json:
+        echo_json(rows)
+        return
+    table = Table(show_edge=False)
+    for column in ("state machine", "status", "count", "mean ms", "p50 ms", "p95 ms", "p99 ms"):
+        table.add_column(column, justify="left" if column in ("state machine", "status") else "right")
+    for row in rows:
+        table.add_row(
+            row["state_machine_id"],
+            row["status"],
+            str(row["count"]),
+            *(
+                "" if row[key] is None else f"{row[key]:g}"
+                for key in ("mean_ms", "p50_ms", "p95_ms", "p99_ms")
+            ),
+        )
+    console().print(table)

@@ -1,0 +1,119 @@
+"""`smq leader`: chain a target machine over every execution a filter matches."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from smq.cli.common import (
+    EXIT_NOT_SUCCEEDED,
+    EXIT_OK,
+    console,
+    echo_json,
+    error_console,
+    fail,
+    filter_opt,
+    filter_option,
+    handlers_option,
+    json_option,
+    load_handlers,
+    load_settings,
+    open_repository,
+)
+from smq.engine.errors import SmqError
+from smq.engine.handlers import default_registry
+from smq.execution.batch import BatchItem, run_batch
+
+
+@click.command()
+@filter_opt
+@click.option("--target", "target_id", required=True, help="State machine to start for each source.")
+@click.option(
+    "--source-state", "source_state_name", help="Chain from this state's last output (default: final output)."
+)
+@click.option("--transformer", help="Registered input transformer to apply.")
+@click.option("--name-prefix", default=None, help="Chained execution names: PREFIX + source execution id.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--stop-on-error", is_flag=True, help="Start nothing new once one chained execution fails.")
+@click.option(
+    "--local", is_flag=True, help="Run in this process (the only mode until a broker is configured)."
+)
+@handlers_option
+@json_option
+def leader(
+    filter_text: str | None,
+    target_id: str,
+    source_state_name: str | None,
+    transformer: str | None,
+    name_prefix: str | None,
+    concurrency: int,
+    stop_on_error: bool,
+    local: bool,
+    handler_modules: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Stream the executions matched by --filter and chain --target from each, deterministically named."""
+    settings = load_settings()
+    load_handlers(settings, handler_modules)
+    flt = filter_option(filter_text)
+    repository = open_repository(settings)
+    prefix = f"{target_id}-" if name_prefix is None else name_prefix
+    try:
+        machine, _ = repository.state_machine(target_id)
+        machine.check_handlers(default_registry)
+    except SmqError as exc:
+        fail(f"smq leader: {exc}")
+    total = repository.count_executions(flt)
+    progress = Progress(
+        TextColumn(f"chaining {target_id}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=error_console(),
+        disable=as_json,
+    )
+    with progress:
+        task = progress.add_task("chain", total=total)
+
+        def completed(item: BatchItem) -> None:
+            progress.advance(task)
+
+        result = run_batch(
+            repository,
+            target_id,
+            flt,
+            source_state_name=source_state_name,
+            transformer=transformer,
+            name_prefix=prefix,
+            concurrency=concurrency,
+            stop_on_error=stop_on_error,
+            on_complete=completed,
+            handlers=default_registry,
+            keep_items=False,
+            payload_limit=settings.payload_limit,
+        )
+    summary = {
+        "sources": total,
+        "processed": result.total,
+        "counts": result.counts,
+        "already_chained": result.already_existed,
+        "stopped_early": result.stopped_early,
+    }
+    if as_json:
+        echo_json(summary)
+    else:
+        table = Table(title=f"leader → {target_id}", show_edge=False)
+        table.add_column("outcome")
+        table.add_column("count", justify="right")
+        table.add_row("sources matched", str(total))
+        table.add_row("already chained (skipped)", str(result.already_existed))
+        for status, count in sorted(result.counts.items()):
+            table.add_row(status, str(count))
+        if result.stopped_early:
+            table.add_row("stopped early (--stop-on-error)", "yes")
+        console().print(table)
+    ok = set(result.counts) <= {"SUCCEEDED"} and not result.stopped_early
+    sys.exit(EXIT_OK if ok else EXIT_NOT_SUCCEEDED)

@@ -1,0 +1,180 @@
+"""`smq start`: start one execution of a stored machine, or one per line of a JSONL file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from smq.cli.common import (
+    EXIT_NOT_SUCCEEDED,
+    EXIT_OK,
+    UsageError,
+    console,
+    echo_json,
+    error_console,
+    fail,
+    handlers_option,
+    json_option,
+    load_handlers,
+    load_settings,
+    open_repository,
+    parse_json_argument,
+)
+from smq.cli.run import result_json
+from smq.engine.errors import SmqError
+from smq.engine.handlers import default_registry
+from smq.execution.runner import StartRequest, start_execution
+
+
+def read_jsonl(path: Path) -> list[tuple[int, Any]]:
+    """Every line parsed up front, so a bad line stops the command before anything starts."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UsageError(f"--inputs: cannot read {path}: {exc.strerror}") from None
+    parsed = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            parsed.append((number, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--inputs: {path}:{number}: not valid JSON ({exc.msg})") from None
+    return parsed
+
+
+@click.command()
+@click.argument("state_machine_id")
+@click.option("--input", "input_text", metavar="JSON|@FILE", help="Execution input (default {}).")
+@click.option(
+    "--inputs", "inputs_file", type=click.Path(dir_okay=False), help="JSONL file: one execution per line."
+)
+@click.option("--name", help="Execution name (single start). Re-using a name returns that execution.")
+@click.option("--name-prefix", help="Bulk start: names are PREFIX + line number (default: FILE stem + '-').")
+@click.option("--version", type=click.IntRange(min=1), help="Definition version (default: latest).")
+@click.option("--source-execution", "source_execution_id", help="Chain: take the input from this execution.")
+@click.option("--source-state", "source_state_name", help="Chain from the last output of this state.")
+@click.option("--transformer", help="Chain through this registered input transformer.")
+@click.option(
+    "--concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Bulk start workers."
+)
+@handlers_option
+@json_option
+def start(
+    state_machine_id: str,
+    input_text: str | None,
+    inputs_file: str | None,
+    name: str | None,
+    name_prefix: str | None,
+    version: int | None,
+    source_execution_id: str | None,
+    source_state_name: str | None,
+    transformer: str | None,
+    concurrency: int,
+    handler_modules: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Start executions of a stored state machine (in this process until a broker is configured)."""
+    settings = load_settings()
+    load_handlers(settings, handler_modules)
+    if inputs_file is not None:
+        if input_text is not None or name is not None or source_execution_id is not None:
+            raise UsageError(
+                "--inputs starts one execution per line: do not combine with --input, --name or --source-execution"
+            )
+        bulk_start(state_machine_id, Path(inputs_file), name_prefix, version, concurrency, as_json, settings)
+        return
+    if name_prefix is not None:
+        raise UsageError("--name-prefix applies to --inputs")
+    if (source_state_name or transformer) and not source_execution_id:
+        raise UsageError("--source-state and --transformer need --source-execution")
+    execution_input = parse_json_argument(input_text, "--input")
+    repository = open_repository(settings)
+    request = StartRequest(
+        state_machine_id,
+        execution_input,
+        name=name,
+        version=version,
+        source_execution_id=source_execution_id,
+        source_state_name=source_state_name,
+        transformer=transformer,
+    )
+    try:
+        record = start_execution(
+            repository, request, handlers=default_registry, payload_limit=settings.payload_limit
+        )
+    except SmqError as exc:
+        fail(f"smq start {state_machine_id}: {exc}")
+    if as_json:
+        echo_json(result_json(record))
+    else:
+        click.echo(f"{record.execution_id} {record.name} {record.status}")
+        if record.status != "SUCCEEDED":
+            click.echo(f"  {record.error}: {record.cause}", err=True)
+    sys.exit(EXIT_OK if record.status == "SUCCEEDED" else EXIT_NOT_SUCCEEDED)
+
+
+def bulk_start(
+    state_machine_id: str,
+    path: Path,
+    name_prefix: str | None,
+    version: int | None,
+    concurrency: int,
+    as_json: bool,
+    settings: Any,
+) -> None:
+    lines = read_jsonl(path)
+    prefix = f"{path.stem}-" if name_prefix is None else name_prefix
+    repository = open_repository(settings)
+    try:
+        machine, resolved_version = repository.state_machine(state_machine_id, version)
+        machine.check_handlers(default_registry)
+    except SmqError as exc:
+        fail(f"smq start {state_machine_id}: {exc}")
+    counts: dict[str, int] = {}
+
+    def one(item: tuple[int, Any]) -> str:
+        number, execution_input = item
+        request = StartRequest(
+            state_machine_id, execution_input, name=f"{prefix}{number}", version=resolved_version
+        )
+        try:
+            return start_execution(
+                repository, request, handlers=default_registry, payload_limit=settings.payload_limit
+            ).status
+        except SmqError as exc:
+            error_console().print(f"line {number}: {exc}")
+            return "ERROR"
+
+    progress = Progress(
+        TextColumn("starting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=error_console(),
+        disable=as_json,
+    )
+    with progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
+        task = progress.add_task("start", total=len(lines))
+        for status in pool.map(one, lines):
+            counts[status] = counts.get(status, 0) + 1
+            progress.advance(task)
+    if as_json:
+        echo_json({"state_machine_id": state_machine_id, "version": resolved_version, "counts": counts})
+    else:
+        table = Table(
+            title=f"{state_machine_id} v{resolved_version}: {len(lines)} execution(s)", show_edge=False
+        )
+        table.add_column("status")
+        table.add_column("count", justify="right")
+        for status, count in sorted(counts.items()):
+            table.add_row(status, str(count))
+        console().print(table)
+    sys.exit(EXIT_OK if set(counts) <= {"SUCCEEDED"} else EXIT_NOT_SUCCEEDED)
