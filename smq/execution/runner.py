@@ -20,7 +20,7 @@ from smq.engine.machine import StateMachine
 from smq.engine.runtime import DEFAULT_PAYLOAD_LIMIT
 from smq.execution.transformers import apply_transformer
 from smq.repository.models import SUCCEEDED
-from smq.repository.repository import ExecutionRecord, Repository
+from smq.repository.repository import CheckpointConflict, ExecutionRecord, Repository
 
 
 class PayloadTooLarge(SmqError, ValueError):
@@ -156,7 +156,11 @@ def resume_execution(
         length = repository.checkpoint(record.execution_id, length, step, start_time=start_time)
         ended_by_step = step.cursor is None
 
-    result = machine.resume(cursor, handlers=handlers, on_step=on_step, **runtime_options)
+    try:
+        result = machine.resume(cursor, handlers=handlers, on_step=on_step, **runtime_options)
+    except CheckpointConflict:
+        # Another process is running (or has finished) this execution; its record is the truth.
+        return repository.get_execution(record.execution_id)
     if not ended_by_step and result.status != "RUNNING":
         # The driver itself ended it (execution timeout, abort, transition limit): record that too.
         repository.finish(

@@ -92,6 +92,16 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(config, revision)
 
 
+def downgrade(engine: Engine, revision: str) -> None:
+    """Revert migrations down to `revision` ("base" removes every smq table)."""
+    config = alembic_config(engine)
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(7242031)"))
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+
+
 def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
     """Upgrade (embedded default) or refuse to run on an outdated schema (shared databases)."""
     if current_revision(engine) == head_revision(engine):

@@ -512,3 +512,126 @@ class TestFanoutWithContext:
         assert len(scopes) == 2
         assert scopes[0] != scopes[1]
         assert [e.state_name for e in r.history if e.scope == ""] == ["M"]
+
+
+# ------------------------------------------------------------------- failing fast, virtual time
+
+
+class TestStoppingOnFailure:
+    @pytest.mark.xfail(
+        strict=True,
+        reason="smq bug: a failed Map iteration does not stop the others; _run_all waits with "
+        "FIRST_EXCEPTION, which only returns early for raised exceptions, so on_failure/stop.set() run "
+        "after every item has already been processed",
+    )
+    def test_failed_iteration_stops_items_not_yet_started(self):
+        reg = HandlerRegistry()
+        calls: list[int] = []
+        lock = threading.Lock()
+
+        def item(payload):
+            with lock:
+                calls.append(payload)
+            if payload == 0:
+                raise TaskError("Item.Failed", "first item")
+            time.sleep(0.05)
+            return payload
+
+        reg.register("item", item)
+        r = StateMachine.from_definition(map_machine({"MaxConcurrency": 2})).run(list(range(10)), handlers=reg)
+        assert r.status == "FAILED"
+        assert r.error == "Item.Failed"
+        # AWS: the Map state fails as soon as an iteration fails and stops the rest; with two at a time,
+        # at most a couple of other items can have started.
+        assert len(calls) <= 5, calls
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="smq bug: when a Parallel branch fails, sibling branches keep running to their end "
+        "(later Task states in them are still invoked) instead of being stopped",
+    )
+    def test_failed_branch_stops_sibling_branches(self):
+        reg = HandlerRegistry()
+        after: list[Any] = []
+        reg.register("slow", lambda p: time.sleep(0.3))
+        reg.register("after", lambda p: after.append(p))
+
+        @reg.handler("bad")
+        def bad(payload):
+            raise TaskError("Branch.Failed", "now")
+
+        definition = {
+            "StartAt": "P",
+            "States": {
+                "P": {
+                    "Type": "Parallel",
+                    "Branches": [
+                        {
+                            "StartAt": "Slow",
+                            "States": {
+                                "Slow": {"Type": "Task", "Resource": "slow", "Next": "After"},
+                                "After": {"Type": "Task", "Resource": "after", "End": True},
+                            },
+                        },
+                        one_task("bad"),
+                    ],
+                    "End": True,
+                }
+            },
+        }
+        r = StateMachine.from_definition(definition).run({}, handlers=reg)
+        assert r.status == "FAILED"
+        assert r.error == "Branch.Failed"
+        assert after == []
+
+
+WAIT_10 = {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 10, "End": True}}}
+
+
+class TestConcurrentWaitsOnVirtualClock:
+    @pytest.mark.xfail(
+        strict=True,
+        reason="smq bug: concurrent Waits in Map iterations each call VirtualClock.sleep(10), which adds to "
+        "one shared clock, so 5 overlapping 10 s waits advance virtual time by 50 s instead of 10 s",
+    )
+    def test_map_iteration_waits_overlap(self):
+        clock = VirtualClock(T0)
+        sm = StateMachine.from_definition(map_machine({}, WAIT_10))
+        r = sm.run([1, 2, 3, 4, 5], clock=clock.now, sleep=clock.sleep)
+        assert r.status == "SUCCEEDED"
+        assert clock.now() - T0 == pytest.approx(10)
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="smq bug: same shared-VirtualClock summing of concurrent waits: an execution whose Map "
+        "iterations each wait 10 s in parallel times out under TimeoutSeconds 30",
+    )
+    def test_map_iteration_waits_fit_in_execution_timeout(self):
+        clock = VirtualClock(T0)
+        definition = {**map_machine({}, WAIT_10), "TimeoutSeconds": 30}
+        r = StateMachine.from_definition(definition).run([1, 2, 3, 4, 5], clock=clock.now, sleep=clock.sleep)
+        assert r.status == "SUCCEEDED"
+        assert r.output == [1, 2, 3, 4, 5]
+
+    @pytest.mark.xfail(
+        strict=True,
+        reason="smq bug: concurrent Waits in Parallel branches are summed on the shared VirtualClock "
+        "(3 branches x 10 s advance it by 30 s)",
+    )
+    def test_parallel_branch_waits_overlap(self):
+        clock = VirtualClock(T0)
+        definition = {
+            "StartAt": "P",
+            "States": {"P": {"Type": "Parallel", "Branches": [WAIT_10, WAIT_10, WAIT_10], "End": True}},
+        }
+        r = StateMachine.from_definition(definition).run({"a": 1}, clock=clock.now, sleep=clock.sleep)
+        assert r.status == "SUCCEEDED"
+        assert r.output == [{"a": 1}] * 3
+        assert clock.now() - T0 == pytest.approx(10)
+
+    def test_sequential_map_waits_add_up(self):
+        clock = VirtualClock(T0)
+        sm = StateMachine.from_definition(map_machine({"MaxConcurrency": 1}, WAIT_10))
+        r = sm.run([1, 2, 3], clock=clock.now, sleep=clock.sleep)
+        assert r.status == "SUCCEEDED"
+        assert clock.now() - T0 == pytest.approx(30)

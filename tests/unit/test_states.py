@@ -71,6 +71,30 @@ class TestPass:
         # ResultPath writes into the *raw* input (not the InputPath selection).
         assert r.output == {"sub": {"s": 1}, "keep": True, "x": {"y": {"z": "R"}}}
 
+    def test_parameters_result_goes_to_result_path_in_raw_input(self):
+        r = single(
+            {"Type": "Pass", "Parameters": {"copy.$": "$.a", "k": 1}, "ResultPath": "$.made"},
+            {"a": [1, 2]},
+        )
+        assert r.output == {"a": [1, 2], "made": {"copy": [1, 2], "k": 1}}
+
+    def test_parameters_with_intrinsics_and_context(self):
+        r = single(
+            {
+                "Type": "Pass",
+                "Parameters": {
+                    "joined.$": "States.Format('{}-{}', $.a, $.b)",
+                    "arr.$": "States.Array($.a, $.b)",
+                    "len.$": "States.ArrayLength($.list)",
+                    "json.$": "States.JsonToString($.obj)",
+                    "state.$": "$$.State.Name",
+                },
+            },
+            {"a": "x", "b": 2, "list": [1, 2, 3], "obj": {"k": "v"}},
+        )
+        assert r.status == "SUCCEEDED", (r.error, r.cause)
+        assert r.output == {"joined": "x-2", "arr": ["x", 2], "len": 3, "json": '{"k":"v"}', "state": "S"}
+
     def test_result_path_into_existing_object_keeps_siblings(self):
         r = single({"Type": "Pass", "Result": 5, "ResultPath": "$.a.n"}, {"a": {"m": 1}})
         assert r.output == {"a": {"m": 1, "n": 5}}
@@ -376,6 +400,38 @@ class TestContextObject:
         assert seen == [0, 1, 2]
         assert r.output == {"rc": 2}
 
+    @pytest.mark.xfail(
+        strict=True,
+        reason="smq bug: a retry re-enters the state, so $$.State.EnteredTime moves to each attempt's start "
+        "(AWS enters the state once; retries only bump $$.State.RetryCount)",
+    )
+    def test_entered_time_is_constant_across_retries(self):
+        reg = HandlerRegistry()
+        seen: list[Any] = []
+
+        @reg.handler("flaky")
+        def flaky(payload):
+            seen.append(payload)
+            if len(seen) < 3:
+                raise RuntimeError("again")
+            return "ok"
+
+        sm = machine(
+            {
+                "T": {
+                    "Type": "Task",
+                    "Resource": "flaky",
+                    "Parameters": {"t.$": "$$.State.EnteredTime", "rc.$": "$$.State.RetryCount"},
+                    "Retry": [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 5, "MaxAttempts": 3}],
+                    "End": True,
+                }
+            }
+        )
+        r = run(sm, {}, handlers=reg)
+        assert r.status == "SUCCEEDED"
+        assert [p["rc"] for p in seen] == [0, 1, 2]
+        assert [p["t"] for p in seen] == ["2025-01-01T12:00:00.000Z"] * 3
+
     def test_map_item_index_and_value_in_item_selector(self):
         sm = machine(
             {
@@ -596,6 +652,47 @@ class TestVariables:
         r = run(sm, {})
         assert r.status == "SUCCEEDED", (r.error, r.cause)
         assert r.output == {"branch": {"l": 1, "k": "outer"}, "k": "outer"}
+
+    def test_variables_in_items_path_choice_variable_and_wait_seconds_path(self):
+        clock = VirtualClock(T0)
+        sm = machine(
+            {
+                "Set": {"Type": "Pass", "Assign": {"items": [1, 2], "mode": "fast", "delay": 7}, "Next": "W"},
+                "W": {"Type": "Wait", "SecondsPath": "$delay", "Assign": {"waited.$": "$.marker"}, "Next": "C"},
+                "C": {
+                    "Type": "Choice",
+                    "Choices": [{"Variable": "$mode", "StringEquals": "fast", "Next": "M"}],
+                    "Default": "Bad",
+                },
+                "Bad": {"Type": "Fail", "Error": "WrongBranch"},
+                "M": {
+                    "Type": "Map",
+                    "ItemsPath": "$items",
+                    "ItemProcessor": {
+                        "StartAt": "P",
+                        "States": {"P": {"Type": "Pass", "Parameters": {"v.$": "$", "w.$": "$waited"}, "End": True}},
+                    },
+                    "End": True,
+                },
+            }
+        )
+        r = run(sm, {"marker": "m"}, clock=clock)
+        assert r.status == "SUCCEEDED", (r.error, r.cause)
+        assert r.output == [{"v": 1, "w": "m"}, {"v": 2, "w": "m"}]
+        assert clock.now() == pytest.approx(T0 + 7)
+
+    def test_unknown_variable_reference_is_runtime_error(self):
+        definition = {
+            "StartAt": "P",
+            "States": {"P": {"Type": "Pass", "Parameters": {"x.$": "$never"}, "End": True}},
+        }
+        try:
+            sm = StateMachine.from_definition(definition)
+        except DefinitionError:
+            return  # AWS may reject it when the machine is created; that is fine too
+        r = run(sm, {})
+        assert r.status == "FAILED"
+        assert r.error == "States.Runtime"
 
     def test_map_state_assign_from_result_array(self):
         sm = machine(

@@ -1,0 +1,76 @@
+"""Migrations are the schema's source of truth: an empty database upgraded to head equals the models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from smq.repository.database import (
+    SchemaOutdated,
+    create_database_engine,
+    current_revision,
+    downgrade,
+    ensure_schema,
+    head_revision,
+    upgrade,
+)
+from smq.repository.models import Base
+from smq.repository.repository import Repository
+
+
+def _empty(url: str) -> None:
+    engine = create_database_engine(url)
+    if engine.dialect.name == "sqlite":
+        engine.dispose()
+        Path(engine.url.database or "").unlink(missing_ok=True)
+        return
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def test_upgrade_of_an_empty_database_matches_the_models(database_url: str) -> None:
+    _empty(database_url)
+    engine = create_database_engine(database_url)
+    assert current_revision(engine) is None
+    upgrade(engine)
+    assert current_revision(engine) == head_revision(engine)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = compare_metadata(context, Base.metadata)
+    assert differences == [], differences
+    assert {"smq_definitions", "smq_executions", "smq_history", "smq_chain_links"} <= set(inspect(engine).get_table_names())
+    engine.dispose()
+
+
+def test_upgrade_is_idempotent_and_downgrade_reverses_it(database_url: str) -> None:
+    engine = create_database_engine(database_url)
+    upgrade(engine)
+    upgrade(engine)
+    downgrade(engine, "base")
+    assert current_revision(engine) is None
+    assert not {"smq_executions", "smq_history"} & set(inspect(engine).get_table_names())
+    upgrade(engine)
+    assert current_revision(engine) == head_revision(engine)
+    engine.dispose()
+
+
+def test_embedded_default_upgrades_itself_on_first_use(sqlite_url: str) -> None:
+    repository = Repository.open(sqlite_url)
+    assert current_revision(repository.engine) == head_revision(repository.engine)
+    repository.close()
+
+
+def test_a_shared_database_behind_the_code_is_refused_with_the_fix(database_url: str) -> None:
+    _empty(database_url)
+    engine = create_database_engine(database_url)
+    with pytest.raises(SchemaOutdated, match="smq db upgrade"):
+        ensure_schema(engine, auto_upgrade=False)
+    upgrade(engine)
+    engine.dispose()
