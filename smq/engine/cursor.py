@@ -8,7 +8,7 @@ plain JSON, so it can be checkpointed to a database and resumed by any process.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +33,18 @@ class ExecutionInfo:
     state_machine_name: str
     role_arn: str = "arn:aws:iam::000000000000:role/smq"
     redrive_count: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "input": self.input,
+            "start_time": self.start_time,
+            "state_machine_id": self.state_machine_id,
+            "state_machine_name": self.state_machine_name,
+            "role_arn": self.role_arn,
+            "redrive_count": self.redrive_count,
+        }
 
     def execution_context(self) -> dict[str, Any]:
         return {
@@ -61,12 +73,23 @@ class Cursor:
     pending: dict[str, Any] | None = None
     not_before: float | None = None
     transitions: int = 0
+    entered_at: float | None = None  # when the current state was first entered (kept across retries/waits)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["retry_counts"] = list(self.retry_counts)
-        data["format"] = CURSOR_FORMAT
-        return data
+        """Shallow on purpose: JSON values inside are shared, never copied (nothing mutates them)."""
+        return {
+            "format": CURSOR_FORMAT,
+            "execution": self.execution.to_dict(),
+            "state": self.state,
+            "input": self.input,
+            "variables": self.variables,
+            "retry_counts": list(self.retry_counts),
+            "attempt": self.attempt,
+            "pending": self.pending,
+            "not_before": self.not_before,
+            "transitions": self.transitions,
+            "entered_at": self.entered_at,
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))

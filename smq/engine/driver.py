@@ -52,7 +52,7 @@ def drive(
                 runtime.wait_until(cursor.not_before)
             elif runtime.deadline is not None and runtime.clock() >= runtime.deadline:
                 raise ExecutionTimedOut("the execution exceeded its TimeoutSeconds")
-            if runtime.abort.is_set():
+            if runtime.cancelled():
                 raise ExecutionAborted("the execution was stopped")
             if cursor.transitions >= runtime.max_transitions:
                 return Outcome(

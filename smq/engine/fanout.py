@@ -8,9 +8,8 @@ run on a bounded thread pool honouring MaxConcurrency.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from smq.engine import errors, interpreter
@@ -49,50 +48,79 @@ def _run_all(
     on_failure: Callable[[int, Outcome], bool],
     isolated: bool = False,
 ) -> list[Outcome | None]:
-    """Drive every job; `on_failure` returns True to stop the rest (the state fails)."""
-    outcomes: list[Outcome | None] = [None] * len(jobs)
+    """Drive every job; `on_failure` returns True when the state fails, which cancels the others.
 
-    def run_one(index: int) -> Outcome:
+    Cancelled siblings stop at their next state boundary (a handler already running finishes: Python
+    cannot interrupt it); items not yet started never start.
+    """
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+    group = runtime.child()
+
+    def run_one(index: int) -> Outcome | None:
+        if group.cancelled():
+            return None
         machine, item_input, label = jobs[index]
-        outcome = drive(machine, _sub_cursor(parent, machine, item_input, isolated), runtime, scope=label)
-        _raise_if_interrupted(outcome)
-        return outcome
+        return drive(machine, _sub_cursor(parent, machine, item_input, isolated), group, scope=label)
+
+    virtual = runtime.virtual
+    forked_at = runtime.clock()
+    ends: list[float] = []
+
+    def run_one_threaded(index: int) -> Outcome | None:
+        if virtual is None:
+            return run_one(index)
+        virtual.start_thread_at(forked_at)  # virtual time: each child has its own timeline
+        try:
+            return run_one(index)
+        finally:
+            ends.append(virtual.end_thread())
+
+    def settle(index: int, outcome: Outcome) -> bool:
+        """Record one outcome; True when everything else must stop."""
+        outcomes[index] = outcome
+        if outcome.status == ABORTED and not runtime.cancelled():
+            return False  # a sibling cancelled because another one failed: not a failure of its own
+        if outcome.status in (TIMED_OUT, ABORTED):
+            group.abort.set()
+            _raise_if_interrupted(outcome)
+        if outcome.status != SUCCEEDED and on_failure(index, outcome):
+            group.abort.set()
+            return True
+        return False
 
     if inline or len(jobs) <= 1 or concurrency == 1:
         for index in range(len(jobs)):
             finished = run_one(index)
-            outcomes[index] = finished
+            if finished is None:
+                break
             nested.extend(finished.history)
-            if finished.status != SUCCEEDED and on_failure(index, finished):
+            if settle(index, finished):
                 break
         return outcomes
 
     workers = min(len(jobs), concurrency or runtime.max_workers, runtime.max_workers)
-    stop = threading.Event()
-
-    def guarded(index: int) -> Outcome | None:
-        if stop.is_set():
-            return None
-        return run_one(index)
-
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smq-fanout") as pool:
-        futures: dict[Future[Outcome | None], int] = {pool.submit(guarded, i): i for i in range(len(jobs))}
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            for future in done:
-                exc = future.exception()
-                if exc is not None:
-                    stop.set()
-                    raise exc
-                index = futures[future]
-                result = future.result()
-                outcomes[index] = result
-                if result is not None and result.status != SUCCEEDED and on_failure(index, result):
-                    stop.set()
-    for maybe in outcomes:
-        if maybe is not None:
-            nested.extend(maybe.history)
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smq-fanout") as pool:
+            futures: dict[Future[Outcome | None], int] = {
+                pool.submit(run_one_threaded, i): i for i in range(len(jobs))
+            }
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    exc = future.exception()
+                    if exc is not None:
+                        group.abort.set()
+                        raise exc
+                    result = future.result()
+                    if result is not None:
+                        settle(futures[future], result)
+    finally:
+        if virtual is not None and ends:
+            virtual.sleep_until(max(ends))  # the parent resumes when its slowest child finished
+        for maybe in outcomes:
+            if maybe is not None:
+                nested.extend(maybe.history)
     return outcomes
 
 

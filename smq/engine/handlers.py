@@ -70,6 +70,8 @@ class _Registered:
 
 
 def _wants_context(fn: Handler) -> bool:
+    """Pass the TaskContext when the handler has a second positional parameter that is meant for it:
+    required, named ctx/context, or annotated TaskContext. `def f(payload, retries=3)` gets none."""
     try:
         params = [
             p
@@ -78,7 +80,14 @@ def _wants_context(fn: Handler) -> bool:
         ]
     except (TypeError, ValueError):
         return True
-    return len(params) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in params)
+    if len(params) < 2:
+        return False
+    second = params[1]
+    if second.kind is second.VAR_POSITIONAL:
+        return True
+    annotation = second.annotation
+    named_for_it = second.name in ("ctx", "context") or annotation in (TaskContext, "TaskContext")
+    return second.default is second.empty or named_for_it
 
 
 class HandlerRegistry:
@@ -119,6 +128,8 @@ class HandlerRegistry:
         candidates = [base]
         if base == LAMBDA_INVOKE and isinstance(function_name, str):
             candidates = [function_name, *_lambda_function_names(function_name)]
+            if ":" in function_name and ":function:" not in function_name:
+                candidates.append(function_name.split(":", 1)[0])  # "name:alias" / "name:version"
         else:
             candidates.extend(_lambda_function_names(base))
             if ":" in base:

@@ -112,16 +112,25 @@ def apply_result_path(state: ResultState, raw_input: Any, result: Any) -> Any:
 
 
 def check_size(state: State, value: Any, runtime: Runtime) -> None:
+    """States.DataLimitExceeded when a state's output is above the payload limit."""
+    if runtime.payload_limit is not None:
+        _sized_json(state, value, runtime, "output")
+
+
+def _check_text_size(state: State, text: str, runtime: Runtime, what: str) -> None:
     limit = runtime.payload_limit
-    if limit is None:
-        return
-    size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
-    if size > limit:
+    if limit is not None and len(text) > limit // 4 and len(text.encode("utf-8")) > limit:
         raise StatesError(
             errors.DATA_LIMIT_EXCEEDED,
-            f"The state/task '{state.name}' returned a result of {size} bytes, "
+            f"The {what} of state '{state.name}' is {len(text.encode('utf-8'))} bytes, "
             f"exceeding the maximum number of bytes ({limit}) service limit.",
         )
+
+
+def _sized_json(state: State, value: Any, runtime: Runtime, what: str) -> str:
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    _check_text_size(state, text, runtime, what)
+    return text
 
 
 def resolve_number(
@@ -206,6 +215,7 @@ def _advance(
             pending=None,
             not_before=None,
             transitions=cursor.transitions + 1,
+            entered_at=None,
         ),
     )
 
@@ -228,11 +238,14 @@ def _assigned(
 def run_state(machine: Machine, cursor: Cursor, runtime: Runtime) -> Step:
     """Run the state `cursor.state` of `machine` once."""
     state = machine.states[cursor.state]
-    entered_at = cursor.pending.get("entered_at", runtime.clock()) if cursor.pending else runtime.clock()
+    # The state's entry time ($$.State.EnteredTime) survives retries and waits; each history entry
+    # still starts when its own attempt did.
+    attempt_start = runtime.clock()
+    entered_at = cursor.entered_at if cursor.entered_at is not None else attempt_start
     scope = Scope(cursor.input, cursor.variables, context_factory(cursor, state, entered_at))
     try:
         if isinstance(state, ResultState):
-            return _run_result_state(state, cursor, scope, entered_at, runtime)
+            return _run_result_state(state, cursor, scope, entered_at, attempt_start, runtime)
         if isinstance(state, ChoiceState):
             return _run_choice(state, cursor, scope, entered_at, runtime)
         if isinstance(state, WaitState):
@@ -247,7 +260,7 @@ def run_state(machine: Machine, cursor: Cursor, runtime: Runtime) -> Step:
         raise AssertionError(f"unhandled state type {state.type}")
     except StatesError as err:
         # Errors outside a Task/Parallel/Map body (paths, Choice, Wait) cannot be caught: the execution fails.
-        entry = _entry(state, cursor, FAILED, entered_at, runtime, error=err.error, cause=err.cause)
+        entry = _entry(state, cursor, FAILED, attempt_start, runtime, error=err.error, cause=err.cause)
         return Step([entry], status=FAILED, error=err.error, cause=err.cause)
 
 
@@ -304,7 +317,7 @@ def _run_wait(state: WaitState, cursor: Cursor, scope: Scope, entered_at: float,
         if until > runtime.clock():
             # Half done: come back at `until`. The driver sleeps (locally) or stores a timer (later).
             return Step(
-                [], cursor=cursor.moved(pending={"entered_at": entered_at, "until": until}, not_before=until)
+                [], cursor=cursor.moved(entered_at=entered_at, pending={"until": until}, not_before=until)
             )
     variables = _assigned(cursor.variables, state.assign, data_scope)
     output = apply_output_path(state, data_scope)
@@ -348,7 +361,12 @@ def _wake_time(state: WaitState, scope: Scope, runtime: Runtime) -> float:
 
 
 def _run_result_state(
-    state: ResultState, cursor: Cursor, scope: Scope, entered_at: float, runtime: Runtime
+    state: ResultState,
+    cursor: Cursor,
+    scope: Scope,
+    entered_at: float,
+    attempt_start: float,
+    runtime: Runtime,
 ) -> Step:
     raw_input = cursor.input
     effective = apply_input_path(state, scope)
@@ -361,6 +379,8 @@ def _run_result_state(
         else:
             if state.parameters is not None:
                 effective = state.parameters(scope.with_data(effective))
+                if not isinstance(state, TaskState):  # a Task checks the same text it hands over
+                    _sized_json(state, effective, runtime, "input after Parameters")
             if isinstance(state, PassState):
                 result = state.result if state.has_result else effective
             elif isinstance(state, TaskState):
@@ -379,8 +399,8 @@ def _run_result_state(
         if not isinstance(state, PassState) or state.has_result or state.parameters is not None:
             check_size(state, output, runtime)
     except StatesError as err:
-        return _handle_error(state, cursor, scope, entered_at, runtime, err, nested)
-    entry = _entry(state, cursor, SUCCEEDED, entered_at, runtime, output=output)
+        return _handle_error(state, cursor, scope, entered_at, attempt_start, runtime, err, nested)
+    entry = _entry(state, cursor, SUCCEEDED, attempt_start, runtime, output=output)
     step = _advance(state, cursor, output, variables, entry, state.next)
     if nested:
         step.entries[:0] = nested
@@ -392,6 +412,7 @@ def _handle_error(
     cursor: Cursor,
     scope: Scope,
     entered_at: float,
+    attempt_start: float,
     runtime: Runtime,
     err: StatesError,
     nested: list[HistoryEntry],
@@ -409,13 +430,14 @@ def _handle_error(
             if retrier.jitter == "FULL":
                 delay = random.uniform(0, delay)
             counts[index] += 1
-            entry = _entry(state, cursor, RETRIED, entered_at, runtime, error=error, cause=cause)
+            entry = _entry(state, cursor, RETRIED, attempt_start, runtime, error=error, cause=cause)
             next_cursor = cursor.moved(
                 retry_counts=tuple(counts),
                 attempt=cursor.attempt + 1,
                 pending=None,
                 not_before=runtime.clock() + delay,
                 transitions=cursor.transitions + 1,
+                entered_at=entered_at,
             )
             return Step([*nested, entry], cursor=next_cursor)
         break  # only the first matching retrier applies, even when it is exhausted
@@ -438,13 +460,15 @@ def _handle_error(
                     errors.RESULT_PATH_MATCH_FAILURE,
                     f"Unable to apply the catcher's ResultPath '{catcher.result_path.text}' in state '{state.name}'",
                 )
-                entry = _entry(state, cursor, FAILED, entered_at, runtime, error=fail.error, cause=fail.cause)
+                entry = _entry(
+                    state, cursor, FAILED, attempt_start, runtime, error=fail.error, cause=fail.cause
+                )
                 return Step([*nested, entry], status=FAILED, error=fail.error, cause=fail.cause)
-        entry = _entry(state, cursor, CAUGHT, entered_at, runtime, output=output, error=error, cause=cause)
+        entry = _entry(state, cursor, CAUGHT, attempt_start, runtime, output=output, error=error, cause=cause)
         step = _advance(state, cursor, output, variables, entry, catcher.next)
         step.entries[:0] = nested
         return step
-    entry = _entry(state, cursor, FAILED, entered_at, runtime, error=error, cause=cause)
+    entry = _entry(state, cursor, FAILED, attempt_start, runtime, error=error, cause=cause)
     return Step([*nested, entry], status=FAILED, error=error, cause=cause)
 
 
@@ -473,7 +497,9 @@ def _invoke_task(state: TaskState, cursor: Cursor, effective: Any, scope: Scope,
         attempt=cursor.attempt,
         deadline=None,
     )
-    isolated = json.loads(json.dumps(payload))  # the handler may mutate its input; history must not change
+    # The handler may mutate its input and keep its result: both cross as JSON text, which also
+    # enforces the payload limit on the task's input (after Parameters) and on its raw result.
+    isolated = json.loads(_sized_json(state, payload, runtime, "input after Parameters"))
     result = call_handler(
         registry,
         name,
@@ -482,15 +508,17 @@ def _invoke_task(state: TaskState, cursor: Cursor, effective: Any, scope: Scope,
         timeout=timeout,
         heartbeat=heartbeat,
         execution_remaining=remaining,
-        abort=runtime.abort,
+        cancelled=runtime.cancelled,
     )
     try:
-        result = json.loads(json.dumps(result))
+        text = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise StatesError(
             errors.TASK_FAILED,
             f"the handler for '{state.resource}' in state '{state.name}' returned a value that is not JSON: {exc}",
         ) from None
+    _check_text_size(state, text, runtime, "result")
+    result = json.loads(text)
     if is_lambda_invoke:
         return {"ExecutedVersion": "$LATEST", "Payload": result, "StatusCode": 200}
     return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from smq.engine import errors
@@ -39,7 +40,7 @@ def call_handler(
     timeout: float | None,
     heartbeat: float | None,
     execution_remaining: float | None,
-    abort: threading.Event,
+    cancelled: Callable[[], bool],
 ) -> Any:
     """Run the handler; raise StatesError for its failure or a timeout."""
     if timeout is None and heartbeat is None and execution_remaining is None:
@@ -47,7 +48,7 @@ def call_handler(
             return registry.call(name, payload, ctx)
         except Exception as exc:  # any handler failure becomes an ASL error
             raise error_of(exc) from exc
-    return _call_watched(registry, name, payload, ctx, timeout, heartbeat, execution_remaining, abort)
+    return _call_watched(registry, name, payload, ctx, timeout, heartbeat, execution_remaining, cancelled)
 
 
 def _call_watched(
@@ -58,7 +59,7 @@ def _call_watched(
     timeout: float | None,
     heartbeat: float | None,
     execution_remaining: float | None,
-    abort: threading.Event,
+    cancelled: Callable[[], bool],
 ) -> Any:
     outcome: dict[str, Any] = {}
     done = threading.Event()
@@ -78,7 +79,7 @@ def _call_watched(
     thread.start()
     while not done.wait(_POLL_SECONDS):
         now = time.monotonic()
-        if abort.is_set():
+        if cancelled():
             ctx._cancelled.set()
             raise ExecutionAborted("the execution was stopped")
         if timeout is not None and now - started >= timeout:

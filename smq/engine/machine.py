@@ -121,11 +121,11 @@ class StateMachine:
         start_time: float | None = None,
         **options: Any,
     ) -> Runtime:
-        runtime = Runtime(handlers=handlers if handlers is not None else default_registry, **options)
         if clock is not None:
-            runtime.clock = clock
+            options["clock"] = clock
         if sleep is not None:
-            runtime.sleep = sleep
+            options["sleep"] = sleep
+        runtime = Runtime(handlers=handlers if handlers is not None else default_registry, **options)
         runtime.payload_limit = DEFAULT_PAYLOAD_LIMIT if payload_limit is _UNSET else payload_limit
         if self.machine.timeout_seconds is not None and start_time is not None:
             runtime.deadline = start_time + self.machine.timeout_seconds

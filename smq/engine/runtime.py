@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from smq.engine.handlers import HandlerRegistry, default_registry
 
@@ -28,19 +28,42 @@ class ExecutionAborted(Exception):
 
 
 class VirtualClock:
-    """A clock that only moves when slept on: Wait states and back-offs complete instantly."""
+    """A clock that only moves when slept on: Wait states and back-offs complete instantly.
+
+    Time is per thread during fan-out: a Parallel branch or Map iteration starts at its parent's time
+    and sleeps on its own timeline, and the parent resumes at the latest child's time. So concurrent
+    waits overlap as they would in real time, and sequential ones add up.
+    """
 
     def __init__(self, start: float | None = None):
         self._now = time.time() if start is None else start
         self._lock = threading.Lock()
+        self._local = threading.local()
 
     def now(self) -> float:
-        return self._now
+        local = getattr(self._local, "now", None)
+        return self._now if local is None else local
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
-            with self._lock:
-                self._now += seconds
+            self.sleep_until(self.now() + seconds)
+
+    def sleep_until(self, moment: float) -> None:
+        """Move this thread's time to `moment` (never backwards); the shared time follows the latest."""
+        with self._lock:
+            if getattr(self._local, "now", None) is not None:
+                self._local.now = max(self._local.now, moment)
+            self._now = max(self._now, moment)
+
+    def start_thread_at(self, moment: float) -> None:
+        """A fan-out child thread begins at its parent's time."""
+        self._local.now = moment
+
+    def end_thread(self) -> float:
+        """Leave the child timeline; returns where it ended."""
+        end = self.now()
+        self._local.now = None
+        return end
 
 
 @dataclass
@@ -53,16 +76,32 @@ class Runtime:
     max_transitions: int = DEFAULT_MAX_TRANSITIONS
     max_workers: int = DEFAULT_MAX_WORKERS
     abort: threading.Event = field(default_factory=threading.Event)
+    parent: Runtime | None = None  # set on the runtime of a Parallel branch / Map iteration
+    virtual: VirtualClock | None = None  # set when clock/sleep are a VirtualClock's
 
-    @classmethod
-    def virtual(cls, start: float | None = None, **kwargs: object) -> Runtime:
-        clock = VirtualClock(start)
-        return cls(clock=clock.now, sleep=clock.sleep, **kwargs)  # type: ignore[arg-type]
+    def __post_init__(self) -> None:
+        owner = getattr(self.sleep, "__self__", None)
+        if self.virtual is None and isinstance(owner, VirtualClock):
+            self.virtual = owner
+
+    def cancelled(self) -> bool:
+        """True once this execution is stopped, or this branch's siblings have failed."""
+        runtime: Runtime | None = self
+        while runtime is not None:
+            if runtime.abort.is_set():
+                return True
+            runtime = runtime.parent
+        return False
+
+    def child(self) -> Runtime:
+        """A runtime for sub-machines that can be cancelled together without stopping the execution."""
+        return replace(self, abort=threading.Event(), parent=self)
 
     def wait_until(self, moment: float) -> None:
         """Sleep until `moment`, waking for the execution deadline or an abort."""
+        sleep_until = self.virtual.sleep_until if self.virtual is not None else None
         while True:
-            if self.abort.is_set():
+            if self.cancelled():
                 raise ExecutionAborted("the execution was stopped")
             now = self.clock()
             if self.deadline is not None and now >= self.deadline:
@@ -70,4 +109,7 @@ class Runtime:
             if now >= moment:
                 return
             target = moment if self.deadline is None else min(moment, self.deadline)
-            self.sleep(min(target - now, 1.0) if self.sleep is time.sleep else target - now)
+            if sleep_until is not None:
+                sleep_until(target)
+            else:
+                self.sleep(min(target - now, 1.0) if self.sleep is time.sleep else target - now)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from smq.engine.cursor import Cursor, Step
@@ -106,11 +106,6 @@ def prepare_execution(
 
     Returns (record, machine, created): created is False when an execution of that name already existed.
     """
-    if request.name is not None:
-        existing = repository.find_execution(request.state_machine_id, request.name)
-        if existing is not None:
-            machine, _ = repository.state_machine(existing.state_machine_id, existing.version)
-            return existing, machine, False
     machine, version = repository.state_machine(request.state_machine_id, request.version)
     machine.check_handlers(handlers if handlers is not None else default_registry)
     execution_input = resolve_input(repository, request)
@@ -148,12 +143,15 @@ def resume_execution(
         machine, _ = repository.state_machine(record.state_machine_id, record.version)
     cursor = Cursor.from_dict(record.cursor)
     start_time = cursor.execution.start_time
-    length = record.history_length
+    latest = record
     ended_by_step = False
 
     def on_step(step: Step) -> None:
-        nonlocal length, ended_by_step
-        length = repository.checkpoint(record.execution_id, length, step, start_time=start_time)
+        nonlocal latest, ended_by_step
+        written = repository.checkpoint(
+            record.execution_id, latest.history_length, step, start_time=start_time
+        )
+        latest = replace(latest, **written)
         ended_by_step = step.cursor is None
 
     try:
@@ -163,7 +161,6 @@ def resume_execution(
         return repository.get_execution(record.execution_id)
     if not ended_by_step and result.status != "RUNNING":
         # The driver itself ended it (execution timeout, abort, transition limit): record that too.
-        repository.finish(
-            record.execution_id, length, result.status, result.error, result.cause, start_time=start_time
-        )
-    return repository.get_execution(record.execution_id)
+        step = Step([], status=result.status, error=result.error, cause=result.cause)
+        on_step(step)
+    return latest

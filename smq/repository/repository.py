@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, and_, exists, func, insert, not_, or_, select, update
+from sqlalchemy import Engine, Table, and_, exists, func, insert, not_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from smq.engine.cursor import Cursor, HistoryEntry, Step
 from smq.engine.errors import SmqError
 from smq.engine.machine import StateMachine
-from smq.repository.database import create_database_engine, ensure_schema, is_sqlite
+from smq.repository.database import autocommit_engine, create_database_engine, ensure_schema, is_sqlite
 from smq.repository.filters import ExecutionFilter
 from smq.repository.models import (
     FINAL_STATUSES,
@@ -31,6 +31,7 @@ from smq.repository.models import (
     ExecutionRow,
     HistoryRow,
 )
+from smq.repository.writes import CoreWrites, PostgresWrites, SQLiteWrites
 
 definitions = cast(Table, DefinitionRow.__table__)
 executions = cast(Table, ExecutionRow.__table__)
@@ -223,6 +224,15 @@ class Repository:
 
     def __init__(self, engine: Engine):
         self.engine = engine
+        # Reads and single-statement writes go through `reader` (autocommit on PostgreSQL).
+        self.reader = autocommit_engine(engine)
+        self._writes: CoreWrites
+        if engine.dialect.name == "postgresql":
+            self._writes = PostgresWrites(engine, self.reader)
+        elif engine.dialect.name == "sqlite":
+            self._writes = SQLiteWrites(engine)
+        else:
+            self._writes = CoreWrites(engine)
         self._machines: dict[tuple[str, int], StateMachine] = {}
         self._machines_lock = threading.Lock()
 
@@ -235,6 +245,8 @@ class Repository:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self.reader is not self.engine:
+            self.reader.dispose()
 
     # ------------------------------------------------------------------ definitions
 
@@ -267,7 +279,7 @@ class Repository:
         raise SmqError(f"could not store a new version of {state_machine_id!r}: too much contention")
 
     def _latest_definition_row(self, state_machine_id: str) -> Any:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return connection.execute(
                 select(definitions)
                 .where(definitions.c.state_machine_id == state_machine_id)
@@ -279,7 +291,7 @@ class Repository:
         if version is None:
             row = self._latest_definition_row(state_machine_id)
         else:
-            with self.engine.connect() as connection:
+            with self.reader.connect() as connection:
                 row = connection.execute(
                     select(definitions).where(
                         definitions.c.state_machine_id == state_machine_id, definitions.c.version == version
@@ -292,7 +304,7 @@ class Repository:
 
     def list_definitions(self) -> list[dict[str, Any]]:
         """One row per state machine: latest version, number of versions, last change."""
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             rows = connection.execute(
                 select(
                     definitions.c.state_machine_id,
@@ -339,53 +351,48 @@ class Repository:
     ) -> tuple[ExecutionRecord, bool]:
         """Insert a RUNNING execution; if its (state machine, name) exists, return that one instead.
 
-        Returns (record, created). The chain link, when there is a source, is written in the same
-        transaction, so a crash never leaves an execution without its link or a link without it.
+        Returns (record, created). The chain link, when there is a source, is written atomically with
+        the execution, so a crash never leaves an execution without its link or a link without it.
         """
         info = cursor.execution
         now = datetime.now(UTC)
-        row = {
-            "id": info.id,
-            "name": info.name,
-            "state_machine_id": info.state_machine_id,
-            "version": version,
-            "status": RUNNING,
-            "input": info.input,
-            "current_state": cursor.state,
-            "cursor": cursor.to_dict(),
-            "history_length": 0,
-            "start_time": utc(info.start_time),
-            "updated_at": now,
-            "source_execution_id": source_execution_id,
-            "source_state_name": source_state_name,
-            "transformer": transformer,
-        }
+        record = ExecutionRecord(
+            execution_id=info.id,
+            name=info.name,
+            state_machine_id=info.state_machine_id,
+            version=version,
+            status=RUNNING,
+            input=info.input,
+            output=None,
+            error=None,
+            cause=None,
+            current_state=cursor.state,
+            cursor=cursor.to_dict(),
+            history_length=0,
+            start_time=utc(info.start_time),
+            stop_time=None,
+            updated_at=now,
+            duration_ms=None,
+            source_execution_id=source_execution_id,
+            source_state_name=source_state_name,
+            transformer=transformer,
+        )
         try:
-            with self.engine.begin() as connection:
-                connection.execute(insert(executions).values(**row))
-                if source_execution_id is not None:
-                    connection.execute(
-                        insert(chain_links).values(
-                            source_execution_id=source_execution_id,
-                            target_execution_id=info.id,
-                            target_state_machine_id=info.state_machine_id,
-                            source_state_name=source_state_name,
-                            created_at=now,
-                        )
-                    )
+            self._writes.insert_execution(record, now)
         except IntegrityError:
             existing = self.find_execution(info.state_machine_id, info.name)
             if existing is None:
                 raise
             return existing, False
-        return self.get_execution(info.id), True
+        return record, True
 
     def checkpoint(
         self, execution_id: str, seen_history_length: int, step: Step, *, start_time: float
-    ) -> int:
+    ) -> dict[str, Any]:
         """Record one step: its history rows and the execution's new cursor/status, atomically.
 
-        Returns the new history length. Raises CheckpointConflict when another writer got there first.
+        Returns the execution columns written (`history_length` is the new length). Raises CheckpointConflict when another writer got there first
+        (the update is conditional on the history length this writer saw, and on RUNNING).
         """
         entries = step.entries
         new_length = seen_history_length + len(entries)
@@ -405,26 +412,13 @@ class Repository:
                 stop_time=stop,
                 duration_ms=max(0, round((stop.timestamp() - start_time) * 1000)),
             )
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                update(executions)
-                .where(
-                    executions.c.id == execution_id,
-                    executions.c.history_length == seen_history_length,
-                    executions.c.status == RUNNING,
-                )
-                .values(**values)
+        rows = _history_rows(execution_id, seen_history_length + 1, entries)
+        if not self._writes.checkpoint(execution_id, seen_history_length, values, rows):
+            raise CheckpointConflict(
+                f"execution {execution_id} moved on without this writer (expected history length "
+                f"{seen_history_length}); another process is running it or it has finished"
             )
-            if result.rowcount != 1:
-                raise CheckpointConflict(
-                    f"execution {execution_id} moved on without this writer (expected history length "
-                    f"{seen_history_length}); another process is running it or it has finished"
-                )
-            if entries:
-                connection.execute(
-                    insert(history), _history_rows(execution_id, seen_history_length + 1, entries)
-                )
-        return new_length
+        return values
 
     def finish(
         self,
@@ -441,14 +435,14 @@ class Repository:
         self.checkpoint(execution_id, seen_history_length, step, start_time=start_time)
 
     def get_execution(self, execution_id: str) -> ExecutionRecord:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             row = connection.execute(select(executions).where(executions.c.id == execution_id)).first()
         if row is None:
             raise NotFound(f"no execution with id {execution_id!r}")
         return _execution(row)
 
     def find_execution(self, state_machine_id: str, name: str) -> ExecutionRecord | None:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             row = connection.execute(
                 select(executions).where(
                     executions.c.state_machine_id == state_machine_id, executions.c.name == name
@@ -510,13 +504,13 @@ class Repository:
         )
         if flt.limit is not None:
             query = query.limit(flt.limit)
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return [_execution(row) for row in connection.execute(query)]
 
     def count_executions(self, flt: ExecutionFilter | None = None) -> int:
         flt = flt or ExecutionFilter()
         query = select(func.count()).select_from(executions).where(and_(True, *self._where(flt)))
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
     def stream_executions(
@@ -539,7 +533,7 @@ class Repository:
                 start, last_id = after
                 query = query.where(or_(c.start_time > start, and_(c.start_time == start, c.id > last_id)))
             query = query.order_by(c.start_time, c.id).limit(size)
-            with self.engine.connect() as connection:
+            with self.reader.connect() as connection:
                 rows = connection.execute(query).all()
             if not rows:
                 return
@@ -558,7 +552,7 @@ class Repository:
 
     def history(self, execution_id: str) -> list[HistoryRecord]:
         self.get_execution(execution_id)  # NotFound for an unknown id rather than an empty list
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             rows = connection.execute(
                 select(history).where(history.c.execution_id == execution_id).order_by(history.c.sequence)
             ).all()
@@ -566,7 +560,7 @@ class Repository:
 
     def last_output_of_state(self, execution_id: str, state_name: str) -> Any:
         """The output of the last successful visit of a top-level state (for chaining from a state)."""
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             row = connection.execute(
                 select(history.c.output)
                 .where(
@@ -583,7 +577,7 @@ class Repository:
         return row.output
 
     def chained_targets(self, source_execution_id: str) -> list[ExecutionRecord]:
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             rows = connection.execute(
                 select(executions)
                 .join(chain_links, chain_links.c.target_execution_id == executions.c.id)
@@ -602,7 +596,7 @@ class Repository:
             query = query.where(c.state_machine_id == state_machine_id)
         query = query.group_by(c.state_machine_id, c.status).order_by(c.state_machine_id, c.status)
         results = []
-        with self.engine.connect() as connection:
+        with self.reader.connect() as connection:
             for row in connection.execute(query).all():
                 entry: dict[str, Any] = {
                     "state_machine_id": row.state_machine_id,

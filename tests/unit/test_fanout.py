@@ -102,7 +102,9 @@ class TestParallel:
         reg.register("fast", make("fast", 0.0))
         definition = {
             "StartAt": "P",
-            "States": {"P": {"Type": "Parallel", "Branches": [one_task("slow"), one_task("fast")], "End": True}},
+            "States": {
+                "P": {"Type": "Parallel", "Branches": [one_task("slow"), one_task("fast")], "End": True}
+            },
         }
         r = StateMachine.from_definition(definition).run({}, handlers=reg)
         assert r.output == ["slow", "fast"]
@@ -225,8 +227,17 @@ class TestMapItems:
             return payload["index"]
 
         reg.register("item", item)
-        selector = {"index.$": "$$.Map.Item.Index", "value.$": "$$.Map.Item.Value", "shared.$": "$.shared", "k": 1}
-        r = run(map_machine({"ItemsPath": "$.items", "ItemSelector": selector}), {"items": ["a", "b"], "shared": 7}, reg)
+        selector = {
+            "index.$": "$$.Map.Item.Index",
+            "value.$": "$$.Map.Item.Value",
+            "shared.$": "$.shared",
+            "k": 1,
+        }
+        r = run(
+            map_machine({"ItemsPath": "$.items", "ItemSelector": selector}),
+            {"items": ["a", "b"], "shared": 7},
+            reg,
+        )
         assert r.status == "SUCCEEDED"
         assert r.output == [0, 1]
         assert sorted(seen, key=lambda p: p["index"]) == [
@@ -253,7 +264,11 @@ class TestMapItems:
 
     def test_map_input_path_then_items_path(self):
         definition = map_machine(
-            {"InputPath": "$.order", "ItemsPath": "$.lines", "ItemSelector": {"sku.$": "$$.Map.Item.Value.sku"}},
+            {
+                "InputPath": "$.order",
+                "ItemsPath": "$.lines",
+                "ItemSelector": {"sku.$": "$$.Map.Item.Value.sku"},
+            },
             one_pass(),
         )
         r = run(definition, {"order": {"lines": [{"sku": "a", "q": 1}, {"sku": "b", "q": 2}]}})
@@ -465,7 +480,9 @@ class TestToleratedFailures:
     def test_count_path(self):
         definition = self.definition({"ItemsPath": "$.xs", "ToleratedFailureCountPath": "$.ok"})
         assert run(definition, {"xs": self.items(2), "ok": 2}).status == "SUCCEEDED"
-        assert run(definition, {"xs": self.items(3), "ok": 2}).error == "States.ExceedToleratedFailureThreshold"
+        assert (
+            run(definition, {"xs": self.items(3), "ok": 2}).error == "States.ExceedToleratedFailureThreshold"
+        )
 
     def test_without_tolerance_one_failure_fails_with_its_error(self):
         r = run(self.definition({}), self.items(1))
@@ -518,12 +535,6 @@ class TestFanoutWithContext:
 
 
 class TestStoppingOnFailure:
-    @pytest.mark.xfail(
-        strict=True,
-        reason="smq bug: a failed Map iteration does not stop the others; _run_all waits with "
-        "FIRST_EXCEPTION, which only returns early for raised exceptions, so on_failure/stop.set() run "
-        "after every item has already been processed",
-    )
     def test_failed_iteration_stops_items_not_yet_started(self):
         reg = HandlerRegistry()
         calls: list[int] = []
@@ -538,18 +549,15 @@ class TestStoppingOnFailure:
             return payload
 
         reg.register("item", item)
-        r = StateMachine.from_definition(map_machine({"MaxConcurrency": 2})).run(list(range(10)), handlers=reg)
+        r = StateMachine.from_definition(map_machine({"MaxConcurrency": 2})).run(
+            list(range(10)), handlers=reg
+        )
         assert r.status == "FAILED"
         assert r.error == "Item.Failed"
         # AWS: the Map state fails as soon as an iteration fails and stops the rest; with two at a time,
         # at most a couple of other items can have started.
         assert len(calls) <= 5, calls
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="smq bug: when a Parallel branch fails, sibling branches keep running to their end "
-        "(later Task states in them are still invoked) instead of being stopped",
-    )
     def test_failed_branch_stops_sibling_branches(self):
         reg = HandlerRegistry()
         after: list[Any] = []
@@ -589,11 +597,6 @@ WAIT_10 = {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 10, "End"
 
 
 class TestConcurrentWaitsOnVirtualClock:
-    @pytest.mark.xfail(
-        strict=True,
-        reason="smq bug: concurrent Waits in Map iterations each call VirtualClock.sleep(10), which adds to "
-        "one shared clock, so 5 overlapping 10 s waits advance virtual time by 50 s instead of 10 s",
-    )
     def test_map_iteration_waits_overlap(self):
         clock = VirtualClock(T0)
         sm = StateMachine.from_definition(map_machine({}, WAIT_10))
@@ -601,11 +604,6 @@ class TestConcurrentWaitsOnVirtualClock:
         assert r.status == "SUCCEEDED"
         assert clock.now() - T0 == pytest.approx(10)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="smq bug: same shared-VirtualClock summing of concurrent waits: an execution whose Map "
-        "iterations each wait 10 s in parallel times out under TimeoutSeconds 30",
-    )
     def test_map_iteration_waits_fit_in_execution_timeout(self):
         clock = VirtualClock(T0)
         definition = {**map_machine({}, WAIT_10), "TimeoutSeconds": 30}
@@ -613,11 +611,6 @@ class TestConcurrentWaitsOnVirtualClock:
         assert r.status == "SUCCEEDED"
         assert r.output == [1, 2, 3, 4, 5]
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="smq bug: concurrent Waits in Parallel branches are summed on the shared VirtualClock "
-        "(3 branches x 10 s advance it by 30 s)",
-    )
     def test_parallel_branch_waits_overlap(self):
         clock = VirtualClock(T0)
         definition = {

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from typing import Any
 
 import pytest
 
@@ -141,7 +140,8 @@ def test_resume_accepts_json_text_and_dict(baseline):
     text = partial.cursor.to_json()
     assert StateMachine.from_definition(WORKFLOW).resume(text, handlers=reg).output == expected.output
     assert (
-        StateMachine.from_definition(WORKFLOW).resume(json.loads(text), handlers=reg).output == expected.output
+        StateMachine.from_definition(WORKFLOW).resume(json.loads(text), handlers=reg).output
+        == expected.output
     )
 
 
@@ -218,7 +218,9 @@ def pending_wait_cursor() -> Cursor:
 def test_half_done_wait_resumes_for_the_remaining_time():
     text = pending_wait_cursor().to_json()
     clock = VirtualClock(T0 + 10)  # the process came back 10 s later
-    r = StateMachine.from_definition(WAIT_WORKFLOW).resume(Cursor.from_json(text), clock=clock.now, sleep=clock.sleep)
+    r = StateMachine.from_definition(WAIT_WORKFLOW).resume(
+        Cursor.from_json(text), clock=clock.now, sleep=clock.sleep
+    )
     assert r.status == "SUCCEEDED"
     assert clock.now() == pytest.approx(T0 + 30)
     assert r.output == {"a": "a", "at": "2025-01-01T12:00:30.000Z"}
@@ -241,7 +243,9 @@ def test_execution_timeout_counts_from_the_original_start_after_resume():
     sm = StateMachine.from_definition(definition)
     partial = sm.resume(sm.begin({}, clock=clock.now), stop_after=2, clock=clock.now, sleep=clock.sleep)
     later = VirtualClock(T0 + 5)
-    r = StateMachine.from_definition(definition).resume(partial.cursor.to_json(), clock=later.now, sleep=later.sleep)
+    r = StateMachine.from_definition(definition).resume(
+        partial.cursor.to_json(), clock=later.now, sleep=later.sleep
+    )
     assert r.status == "TIMED_OUT"
     assert later.now() <= T0 + 20 + 1e-6
     assert not [e for e in r.history if e.state_name == "B"]
@@ -279,7 +283,9 @@ def flaky_registry(fail_until_attempt: int, attempts: list[int]) -> HandlerRegis
 def retry_cursor(reg: HandlerRegistry) -> str:
     clock = VirtualClock(T0)
     sm = StateMachine.from_definition(RETRY_WORKFLOW)
-    partial = sm.resume(sm.begin({}, clock=clock.now), handlers=reg, stop_after=1, clock=clock.now, sleep=clock.sleep)
+    partial = sm.resume(
+        sm.begin({}, clock=clock.now), handlers=reg, stop_after=1, clock=clock.now, sleep=clock.sleep
+    )
     assert partial.status == "RUNNING"
     assert [e.status for e in partial.history] == ["RETRIED"]
     assert partial.cursor.attempt == 2
@@ -292,7 +298,9 @@ def test_retry_cursor_resumes_with_attempt_two():
     text = retry_cursor(reg)
     assert attempts == [1]
     clock = VirtualClock(T0 + 1)
-    r = StateMachine.from_definition(RETRY_WORKFLOW).resume(text, handlers=reg, clock=clock.now, sleep=clock.sleep)
+    r = StateMachine.from_definition(RETRY_WORKFLOW).resume(
+        text, handlers=reg, clock=clock.now, sleep=clock.sleep
+    )
     assert r.status == "SUCCEEDED"
     assert r.output == {"attempt": 2, "rc": 1}
     assert attempts == [1, 2]
@@ -305,7 +313,9 @@ def test_retry_cursor_keeps_the_retry_budget():
     reg = flaky_registry(99, attempts)  # always fails
     text = retry_cursor(reg)
     clock = VirtualClock(T0)
-    r = StateMachine.from_definition(RETRY_WORKFLOW).resume(text, handlers=reg, clock=clock.now, sleep=clock.sleep)
+    r = StateMachine.from_definition(RETRY_WORKFLOW).resume(
+        text, handlers=reg, clock=clock.now, sleep=clock.sleep
+    )
     assert r.status == "FAILED"
     assert r.error == "Flaky"
     assert attempts == [1, 2, 3]  # MaxAttempts 2: one retry was spent before the stop, one after

@@ -42,7 +42,9 @@ def task_machine(task: dict[str, Any], extra: dict[str, Any] | None = None) -> S
     return StateMachine.from_definition({"StartAt": "T", "States": states})
 
 
-def run_script(task: dict[str, Any], errors: list[str | None], extra: dict[str, Any] | None = None, inp: Any = None):
+def run_script(
+    task: dict[str, Any], errors: list[str | None], extra: dict[str, Any] | None = None, inp: Any = None
+):
     clock = VirtualClock(T0)
     script = Script(clock, errors)
     reg = HandlerRegistry()
@@ -97,7 +99,13 @@ class TestRetry:
 
     def test_max_delay_seconds_caps_the_backoff(self):
         retry = [
-            {"ErrorEquals": ["E"], "IntervalSeconds": 3, "MaxAttempts": 5, "BackoffRate": 3, "MaxDelaySeconds": 10}
+            {
+                "ErrorEquals": ["E"],
+                "IntervalSeconds": 3,
+                "MaxAttempts": 5,
+                "BackoffRate": 3,
+                "MaxDelaySeconds": 10,
+            }
         ]
         r, script = run_script({"Retry": retry}, ["E"] * 10)
         assert r.status == "FAILED"
@@ -188,7 +196,11 @@ class TestRetry:
                         "Retry": [{"ErrorEquals": ["E"], "MaxAttempts": 1}],
                         "Next": "Count",
                     },
-                    "Count": {"Type": "Pass", "Parameters": {"n.$": "States.MathAdd($.n, 1)"}, "Next": "Loop"},
+                    "Count": {
+                        "Type": "Pass",
+                        "Parameters": {"n.$": "States.MathAdd($.n, 1)"},
+                        "Next": "Loop",
+                    },
                     "Loop": {
                         "Type": "Choice",
                         "Choices": [{"Variable": "$.n", "NumericLessThan": 2, "Next": "T"}],
@@ -276,7 +288,12 @@ class TestCatch:
     def test_caught_history_entry_has_error(self):
         r, _ = run_script({"Catch": [{"ErrorEquals": ["E"], "Next": "Handled"}]}, ["E"], HANDLED)
         caught = r.history[0]
-        assert (caught.state_name, caught.status, caught.error, caught.cause) == ("T", "CAUGHT", "E", "failure #1")
+        assert (caught.state_name, caught.status, caught.error, caught.cause) == (
+            "T",
+            "CAUGHT",
+            "E",
+            "failure #1",
+        )
 
 
 # ------------------------------------------------------------------------ uncatchable errors
@@ -316,13 +333,6 @@ class TestUncatchable:
         assert r.error == "States.DataLimitExceeded"
         assert all(e.state_name != "Handled" for e in r.history)
 
-
-    @pytest.mark.xfail(
-        strict=True,
-        reason="smq bug: only the state *output* is size-checked; a task result over the payload limit "
-        "passes when ResultSelector/ResultPath null drop it (AWS: connector output over quota is "
-        "States.DataLimitExceeded)",
-    )
     def test_oversized_task_result_fails_even_when_discarded(self):
         clock = VirtualClock(T0)
         reg = HandlerRegistry()
@@ -332,11 +342,6 @@ class TestUncatchable:
         assert r.status == "FAILED"
         assert r.error == "States.DataLimitExceeded"
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="smq bug: the effective input after Parameters is not size-checked; the handler is called "
-        "with an over-limit payload (AWS: input after Parameters over quota is States.DataLimitExceeded)",
-    )
     def test_oversized_parameters_fail_before_the_handler_runs(self):
         clock = VirtualClock(T0)
         calls: list[Any] = []
@@ -446,7 +451,10 @@ class TestFanoutErrors:
                 "P": {
                     "Type": "Parallel",
                     "Branches": [
-                        {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "In.Branch", "Cause": "c"}}},
+                        {
+                            "StartAt": "F",
+                            "States": {"F": {"Type": "Fail", "Error": "In.Branch", "Cause": "c"}},
+                        },
                     ],
                     "Catch": [{"ErrorEquals": ["In.Branch"], "Next": "Handled"}],
                     "End": True,

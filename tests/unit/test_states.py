@@ -367,7 +367,11 @@ class TestContextObject:
         sm = machine(
             {
                 "A": {"Type": "Pass", "Result": "changed", "Next": "B"},
-                "B": {"Type": "Pass", "Parameters": {"orig.$": "$$.Execution.Input", "now.$": "$"}, "End": True},
+                "B": {
+                    "Type": "Pass",
+                    "Parameters": {"orig.$": "$$.Execution.Input", "now.$": "$"},
+                    "End": True,
+                },
             }
         )
         r = run(sm, {"x": 1})
@@ -400,11 +404,6 @@ class TestContextObject:
         assert seen == [0, 1, 2]
         assert r.output == {"rc": 2}
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="smq bug: a retry re-enters the state, so $$.State.EnteredTime moves to each attempt's start "
-        "(AWS enters the state once; retries only bump $$.State.RetryCount)",
-    )
     def test_entered_time_is_constant_across_retries(self):
         reg = HandlerRegistry()
         seen: list[Any] = []
@@ -500,7 +499,11 @@ class TestVariables:
                     "Assign": {"a.$": "$b", "b.$": "$a"},
                     "Next": "Show",
                 },
-                "Show": {"Type": "Pass", "Parameters": {"prev.$": "$.seenA", "a.$": "$a", "b.$": "$b"}, "End": True},
+                "Show": {
+                    "Type": "Pass",
+                    "Parameters": {"prev.$": "$.seenA", "a.$": "$a", "b.$": "$b"},
+                    "End": True,
+                },
             }
         )
         r = run(sm, {})
@@ -571,7 +574,11 @@ class TestVariables:
                     ],
                     "End": True,
                 },
-                "Show": {"Type": "Pass", "Parameters": {"e.$": "$err", "c.$": "$cause", "in.$": "$"}, "End": True},
+                "Show": {
+                    "Type": "Pass",
+                    "Parameters": {"e.$": "$err", "c.$": "$cause", "in.$": "$"},
+                    "End": True,
+                },
             }
         )
         r = run(sm, {"x": 1}, handlers=reg)
@@ -634,7 +641,11 @@ class TestVariables:
                             "StartAt": "B1",
                             "States": {
                                 "B1": {"Type": "Pass", "Assign": {"local": 1}, "Next": "B2"},
-                                "B2": {"Type": "Pass", "Parameters": {"l.$": "$local", "k.$": "$keep"}, "End": True},
+                                "B2": {
+                                    "Type": "Pass",
+                                    "Parameters": {"l.$": "$local", "k.$": "$keep"},
+                                    "End": True,
+                                },
                             },
                         }
                     ],
@@ -658,7 +669,12 @@ class TestVariables:
         sm = machine(
             {
                 "Set": {"Type": "Pass", "Assign": {"items": [1, 2], "mode": "fast", "delay": 7}, "Next": "W"},
-                "W": {"Type": "Wait", "SecondsPath": "$delay", "Assign": {"waited.$": "$.marker"}, "Next": "C"},
+                "W": {
+                    "Type": "Wait",
+                    "SecondsPath": "$delay",
+                    "Assign": {"waited.$": "$.marker"},
+                    "Next": "C",
+                },
                 "C": {
                     "Type": "Choice",
                     "Choices": [{"Variable": "$mode", "StringEquals": "fast", "Next": "M"}],
@@ -670,7 +686,9 @@ class TestVariables:
                     "ItemsPath": "$items",
                     "ItemProcessor": {
                         "StartAt": "P",
-                        "States": {"P": {"Type": "Pass", "Parameters": {"v.$": "$", "w.$": "$waited"}, "End": True}},
+                        "States": {
+                            "P": {"Type": "Pass", "Parameters": {"v.$": "$", "w.$": "$waited"}, "End": True}
+                        },
                     },
                     "End": True,
                 },

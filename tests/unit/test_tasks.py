@@ -109,7 +109,9 @@ class TestHandlerCall:
         r = run(task_machine({"Resource": arn}), {}, reg)
         assert r.output == "exact"
 
-    @pytest.mark.parametrize("function_name", ["fn", LAMBDA_ARN.format("fn"), LAMBDA_ARN.format("fn") + ":live"])
+    @pytest.mark.parametrize(
+        "function_name", ["fn", LAMBDA_ARN.format("fn"), LAMBDA_ARN.format("fn") + ":live"]
+    )
     def test_lambda_invoke_integration(self, function_name):
         reg = HandlerRegistry()
         rec = Recorder(lambda p: {"sum": p["a"] + p["b"]})
@@ -126,11 +128,6 @@ class TestHandlerCall:
         assert r.output["Payload"] == {"sum": 3}
         assert r.output["StatusCode"] == 200
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="smq bug: lambda:invoke FunctionName in the documented 'name:alias' form (e.g. 'fn:live') is "
-        "not resolved to the handler 'fn' (full and partial ARNs with a qualifier are); UnknownResourceError",
-    )
     def test_lambda_invoke_function_name_with_alias(self):
         reg = HandlerRegistry()
         reg.register("fn", lambda p: {"got": p})
@@ -296,7 +293,11 @@ class TestResults:
         sm = task_machine(
             {
                 "Resource": "api",
-                "ResultSelector": {"total.$": "$.body.total", "n.$": "States.ArrayLength($.body.items)", "k": "lit"},
+                "ResultSelector": {
+                    "total.$": "$.body.total",
+                    "n.$": "States.ArrayLength($.body.items)",
+                    "k": "lit",
+                },
                 "ResultPath": "$.res",
                 "OutputPath": "$.res",
             }
@@ -437,7 +438,7 @@ class TestTimeouts:
         elapsed = time.monotonic() - started
         assert r.status == "FAILED"
         assert r.error == "States.HeartbeatTimeout"
-        assert 1.2 < elapsed < 1.75  # one second after the last heartbeat (at ~0.3 s)
+        assert 1.2 < elapsed < 1.9  # one second after the last heartbeat (at ~0.3 s)
         # the abandoned handler learns about it the next time it heartbeats
         assert contexts[0].cancelled
         with pytest.raises(smq.TaskCancelled):

@@ -1,0 +1,242 @@
+"""The two hot writes (create an execution, checkpoint a step), tuned per backend.
+
+On PostgreSQL each is ONE statement in autocommit mode: a checkpoint is an UPDATE ... RETURNING in a
+CTE feeding an INSERT of every history row from a single JSON parameter, so a state transition costs
+one network round trip and stays atomic. SQLite has no DML in CTEs; there the same work is one short
+BEGIN IMMEDIATE transaction, which costs no network at all.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import Engine, Table, insert, text, update
+
+from smq.repository.models import RUNNING, ChainLinkRow, ExecutionRow, HistoryRow
+
+if TYPE_CHECKING:
+    from smq.repository.repository import ExecutionRecord
+
+executions = cast(Table, ExecutionRow.__table__)
+history = cast(Table, HistoryRow.__table__)
+chain_links = cast(Table, ChainLinkRow.__table__)
+
+
+def execution_row(record: ExecutionRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "id": record.execution_id,
+        "name": record.name,
+        "state_machine_id": record.state_machine_id,
+        "version": record.version,
+        "status": record.status,
+        "input": record.input,
+        "current_state": record.current_state,
+        "cursor": record.cursor,
+        "history_length": 0,
+        "start_time": record.start_time,
+        "updated_at": now,
+        "source_execution_id": record.source_execution_id,
+        "source_state_name": record.source_state_name,
+        "transformer": record.transformer,
+    }
+
+
+def link_row(record: ExecutionRecord, now: datetime) -> dict[str, Any]:
+    return {
+        "source_execution_id": record.source_execution_id,
+        "target_execution_id": record.execution_id,
+        "target_state_machine_id": record.state_machine_id,
+        "source_state_name": record.source_state_name,
+        "created_at": now,
+    }
+
+
+class CoreWrites:
+    """Portable SQLAlchemy Core writes, each in one short transaction (SQLite: BEGIN IMMEDIATE)."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def insert_execution(self, record: ExecutionRecord, now: datetime) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(insert(executions), execution_row(record, now))
+            if record.source_execution_id is not None:
+                connection.execute(insert(chain_links), link_row(record, now))
+
+    def checkpoint(
+        self, execution_id: str, seen: int, values: dict[str, Any], rows: list[dict[str, Any]]
+    ) -> bool:
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(executions)
+                .where(
+                    executions.c.id == execution_id,
+                    executions.c.history_length == seen,
+                    executions.c.status == RUNNING,
+                )
+                .values(**values)
+            )
+            if result.rowcount != 1:
+                return False
+            if rows:
+                connection.execute(insert(history), rows)
+        return True
+
+
+_SQLITE_HISTORY_INSERT = (
+    "INSERT INTO smq_history (execution_id, sequence, state_name, state_type, status, scope, attempt, input, "
+    "output, error, cause, entered_at, exited_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _sqlite_time(moment: datetime) -> str:
+    """The text SQLAlchemy's DateTime uses on SQLite (UTC, no zone), so the ORM reads it back."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class SQLiteWrites(CoreWrites):
+    """Checkpoints as pre-written SQL on the driver: no statement building on the hot path."""
+
+    def __init__(self, engine: Engine):
+        super().__init__(engine)
+        self._update_sql: dict[tuple[str, ...], str] = {}
+
+    def checkpoint(
+        self, execution_id: str, seen: int, values: dict[str, Any], rows: list[dict[str, Any]]
+    ) -> bool:
+        columns = tuple(values)
+        sql = self._update_sql.get(columns)
+        if sql is None:
+            assignments = ", ".join(f"{name} = ?" for name in columns)
+            sql = f"UPDATE smq_executions SET {assignments} WHERE id = ? AND history_length = ? AND status = '{RUNNING}'"
+            self._update_sql[columns] = sql
+        params = [_sqlite_value(name, value) for name, value in values.items()]
+        params.extend((execution_id, seen))
+        with self.engine.begin() as connection:
+            if connection.exec_driver_sql(sql, tuple(params)).rowcount != 1:
+                return False
+            if rows:
+                connection.exec_driver_sql(
+                    _SQLITE_HISTORY_INSERT,
+                    [
+                        (
+                            row["execution_id"],
+                            row["sequence"],
+                            row["state_name"],
+                            row["state_type"],
+                            row["status"],
+                            row["scope"],
+                            row["attempt"],
+                            _json(row["input"]),
+                            _json(row["output"]),
+                            row["error"],
+                            row["cause"],
+                            _sqlite_time(row["entered_at"]),
+                            _sqlite_time(row["exited_at"]),
+                        )
+                        for row in rows
+                    ],
+                )
+        return True
+
+
+def _sqlite_value(name: str, value: Any) -> Any:
+    if name in _JSON_COLUMNS:
+        return _json(value)
+    if isinstance(value, datetime):
+        return _sqlite_time(value)
+    return value
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+_HISTORY_COLUMNS = (
+    "sequence int, state_name text, state_type text, status text, scope text, attempt int, input jsonb, "
+    "output jsonb, error text, cause text, entered_at timestamptz, exited_at timestamptz"
+)
+_HISTORY_NAMES = "sequence, state_name, state_type, status, scope, attempt, input, output, error, cause, entered_at, exited_at"
+_JSON_COLUMNS = frozenset({"cursor", "output", "input"})
+
+
+class PostgresWrites(CoreWrites):
+    """One round trip per write: single atomic statements in autocommit mode."""
+
+    def __init__(self, engine: Engine, autocommit: Engine):
+        super().__init__(engine)
+        self.autocommit = autocommit
+        self._checkpoint_sql: dict[tuple[str, ...], Any] = {}
+
+    def insert_execution(self, record: ExecutionRecord, now: datetime) -> None:
+        if record.source_execution_id is None:
+            with self.autocommit.connect() as connection:
+                connection.execute(insert(executions), execution_row(record, now))
+            return
+        created = (
+            insert(executions).values(**execution_row(record, now)).returning(executions.c.id).cte("created")
+        )
+        link = link_row(record, now)
+        statement = insert(chain_links).from_select(
+            list(link),
+            created.select().with_only_columns(
+                *(
+                    created.c.id if key == "target_execution_id" else _literal(key, value)
+                    for key, value in link.items()
+                )
+            ),
+        )
+        with self.autocommit.connect() as connection:
+            connection.execute(statement)
+
+    def checkpoint(
+        self, execution_id: str, seen: int, values: dict[str, Any], rows: list[dict[str, Any]]
+    ) -> bool:
+        columns = tuple(sorted(values))
+        statement = self._checkpoint_sql.get(columns)
+        if statement is None:
+            assignments = ", ".join(
+                f"{name} = CAST(:{name} AS jsonb)" if name in _JSON_COLUMNS else f"{name} = :{name}"
+                for name in columns
+            )
+            update_sql = (
+                f"UPDATE smq_executions SET {assignments} "
+                f"WHERE id = :execution_id AND history_length = :seen AND status = '{RUNNING}' RETURNING id"
+            )
+            statement = (
+                text(update_sql),
+                text(
+                    f"WITH moved AS ({update_sql}) "
+                    f"INSERT INTO smq_history (execution_id, {_HISTORY_NAMES}) "
+                    f"SELECT moved.id, {_HISTORY_NAMES} FROM moved "
+                    f"CROSS JOIN jsonb_to_recordset(CAST(:rows AS jsonb)) AS h({_HISTORY_COLUMNS}) RETURNING 1"
+                ),
+            )
+            self._checkpoint_sql[columns] = statement
+        params = {name: _json(value) if name in _JSON_COLUMNS else value for name, value in values.items()}
+        params["execution_id"] = execution_id
+        params["seen"] = seen
+        with self.autocommit.connect() as connection:
+            if not rows:
+                return connection.execute(statement[0], params).first() is not None
+            params["rows"] = json.dumps(
+                [
+                    {
+                        **row,
+                        "entered_at": row["entered_at"].isoformat(),
+                        "exited_at": row["exited_at"].isoformat(),
+                    }
+                    for row in rows
+                ],
+                separators=(",", ":"),
+                ensure_ascii=False,
+            )
+            return len(connection.execute(statement[1], params).all()) == len(rows)
+
+
+def _literal(key: str, value: Any) -> Any:
+    from sqlalchemy import literal
+
+    return literal(value, type_=chain_links.c[key].type).label(key)
