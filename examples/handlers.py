@@ -487,3 +487,34 @@ def send_confirmation(message: dict[str, Any]) -> dict[str, Any]:
         "body": body,
         "status": "QUEUED",
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# Shipping (examples/shipping.yaml, chained from order processing)
+# --------------------------------------------------------------------------------------------------
+
+#: At most this many items go in one parcel.
+ITEMS_PER_PARCEL = 10
+#: Orders at or above this total ship express.
+EXPRESS_THRESHOLD_CENTS = 30_000
+
+
+@handler("plan-shipment")
+def plan_shipment(request: dict[str, Any]) -> dict[str, Any]:
+    """Split an order into parcels and pick the service from the order total."""
+    order = _require(request, "orderId", "itemCount", "totalCents")
+    count = max(1, -(-int(order["itemCount"]) // ITEMS_PER_PARCEL))
+    service = "express" if order["totalCents"] >= EXPRESS_THRESHOLD_CENTS else "standard"
+    return {"service": service, "parcels": [{"number": n, "of": count} for n in range(1, count + 1)]}
+
+
+@handler("book-carrier")
+def book_carrier(request: dict[str, Any]) -> dict[str, Any]:
+    """Book one parcel with the carrier; the tracking number is derived from the order and parcel."""
+    booking = _require(request, "orderId", "service", "parcel")
+    parcel = booking["parcel"]
+    return {
+        "trackingNumber": _short_id("TRK", booking["orderId"], parcel["number"]).upper(),
+        "service": booking["service"],
+        "parcel": f"{parcel['number']}/{parcel['of']}",
+    }

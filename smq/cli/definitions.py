@@ -17,7 +17,7 @@ from smq.cli.common import (
     open_repository,
 )
 from smq.engine.errors import DefinitionError
-from smq.repository.repository import NotFound
+from smq.repository.repository import InvalidId, NotFound
 
 
 @click.group()
@@ -35,7 +35,7 @@ def put(file: str, state_machine_id: str, as_json: bool) -> None:
     repository = open_repository(load_settings())
     try:
         record = repository.put_definition(state_machine_id, definition)
-    except DefinitionError as exc:
+    except (DefinitionError, InvalidId) as exc:
         fail(f"{file}: {exc}")
     if as_json:
         echo_json({"state_machine_id": record.state_machine_id, "version": record.version})

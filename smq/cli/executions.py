@@ -18,7 +18,7 @@ from smq.cli.common import (
     open_repository,
 )
 from smq.cli.run import history_table
-from smq.repository.repository import NotFound, iso
+from smq.repository.repository import NotFound
 
 
 @click.group()
@@ -45,17 +45,19 @@ def list_executions(filter_text: str | None, limit: int | None, as_json: bool) -
         click.echo("\n]")
         return
     table = Table(show_edge=False)
-    for column in ("execution id", "name", "state machine", "v", "status", "current state", "started", "ms"):
-        table.add_column(column, no_wrap=True)
+    # Ids are in --json; `executions show|history` also take STATE_MACHINE_ID/NAME, shown here.
+    for column in ("name", "state machine", "v", "status", "current state", "started", "ms"):
+        table.add_column(
+            column, no_wrap=column != "name", justify="right" if column in ("v", "ms") else "left"
+        )
     for record in records:
         table.add_row(
-            record.execution_id,
             record.name,
             record.state_machine_id,
             str(record.version),
             record.status,
             record.current_state or "",
-            iso(record.start_time) or "",
+            record.start_time.strftime("%Y-%m-%d %H:%M:%S"),
             "" if record.duration_ms is None else str(record.duration_ms),
         )
     console().print(table)

@@ -30,7 +30,7 @@ from smq.engine.compiler import validate_definition
 from smq.engine.errors import DefinitionError, UnknownResourceError
 from smq.engine.handlers import default_registry
 from smq.execution.runner import PayloadTooLarge, StartRequest, start_execution
-from smq.repository.repository import ExecutionRecord, HistoryRecord
+from smq.repository.repository import ExecutionRecord, HistoryRecord, InvalidId
 
 
 @click.command()
@@ -87,7 +87,7 @@ def run(
         )
     except DefinitionError as exc:
         fail(f"{file}: {exc}")
-    except (UnknownResourceError, PayloadTooLarge) as exc:
+    except (UnknownResourceError, PayloadTooLarge, InvalidId) as exc:
         fail(f"{file}: {exc}")
     if as_json:
         echo_json(result_json(record))

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from smq.engine import errors
-from smq.engine.errors import StatesError
+from smq.engine.errors import SmqError, StatesError
 from smq.engine.paths import Path, PathNotFound, Scope, compile_path
 from smq.engine.timestamps import parse_timestamp
 
@@ -64,8 +64,14 @@ def _relate(relation: str, left: Any, right: Any) -> bool:
     return bool(left >= right)
 
 
+class PatternError(SmqError, ValueError):
+    """A StringMatches pattern the spec does not allow (an open escape)."""
+
+
 def string_matches(pattern: str) -> Callable[[str], bool]:
     """`*` matches any run of characters; `\\*` is a literal star and `\\\\` a literal backslash."""
+    if _open_escape(pattern):
+        raise PatternError(f"StringMatches pattern {pattern!r} ends in an open escape (a lone backslash)")
     parts: list[str] = []
     i = 0
     while i < len(pattern):
@@ -78,6 +84,11 @@ def string_matches(pattern: str) -> Callable[[str], bool]:
         i += 1
     regex = re.compile("".join(parts), re.DOTALL)
     return lambda text: regex.fullmatch(text) is not None
+
+
+def _open_escape(pattern: str) -> bool:
+    trailing = len(pattern) - len(pattern.rstrip("\\"))
+    return trailing % 2 == 1
 
 
 def _read_variable(path: Path, scope: Scope) -> Any:

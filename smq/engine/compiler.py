@@ -80,6 +80,7 @@ SUB_MACHINE_FIELDS = {"StartAt", "States", "Comment", "ProcessorConfig", "QueryL
 MAX_STATE_NAME = 80
 MAX_INT_FIELD = 99_999_999
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED_VARIABLES = frozenset({"states"})
 
 
 def load_definition(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +88,10 @@ def load_definition(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
     if isinstance(source, dict):
         return source
     if isinstance(source, bytes):
-        source = source.decode("utf-8")
+        try:
+            source = source.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DefinitionError([Problem("definition", f"not UTF-8 text: {exc}")]) from None
     if not isinstance(source, str):
         raise DefinitionError(
             [Problem("definition", f"expected a dict or JSON/YAML text, got {type(source).__name__}")]
@@ -96,7 +100,7 @@ def load_definition(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
         loaded = json.loads(source)
     except json.JSONDecodeError as json_error:
         try:
-            loaded = yaml.safe_load(source)
+            loaded = yaml.load(source, Loader=_JsonCompatibleLoader)  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as yaml_error:
             raise DefinitionError(
                 [Problem("definition", f"neither valid JSON ({json_error}) nor valid YAML ({yaml_error})")]
@@ -105,11 +109,42 @@ def load_definition(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
         raise DefinitionError(
             [Problem("definition", f"the top level must be an object, got {type(loaded).__name__}")]
         )
+    _require_json(loaded, "definition")
     return loaded
+
+
+class _JsonCompatibleLoader(yaml.SafeLoader):
+    """YAML limited to what JSON can say: `2024-01-01` stays a string, never a date object."""
+
+
+_JsonCompatibleLoader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _require_json(value: Any, where: str) -> None:
+    """Reject what JSON cannot represent (non-string keys, dates, NaN...), naming where it is."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                problem = Problem(
+                    f"{where}.{key!r}", f"object keys must be strings, got {type(key).__name__}"
+                )
+                raise DefinitionError([problem])
+            _require_json(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _require_json(item, f"{where}[{index}]")
+    elif isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        raise DefinitionError([Problem(where, f"{value!r} is not a JSON number")])
+    elif value is not None and not isinstance(value, (str, int, float, bool)):
+        raise DefinitionError([Problem(where, f"{type(value).__name__} is not a JSON value")])
 
 
 def compile_machine(definition: dict[str, Any]) -> Machine:
     """Validate and compile; raise DefinitionError listing every problem."""
+    _require_json(definition, "definition")
     compiler = _Compiler()
     machine = compiler.machine(definition, "", top_level=True)
     if compiler.problems:
@@ -119,6 +154,10 @@ def compile_machine(definition: dict[str, Any]) -> Machine:
 
 
 def validate_definition(definition: dict[str, Any]) -> list[Problem]:
+    try:
+        _require_json(definition, "definition")
+    except DefinitionError as exc:
+        return exc.problems
     compiler = _Compiler()
     compiler.machine(definition, "", top_level=True)
     return compiler.problems
@@ -172,8 +211,12 @@ class _Compiler:
             self.report(_join(where, "StartAt"), "required: the name of the first state")
         elif raw_states and start_at not in raw_states:
             self.report(_join(where, "StartAt"), f"no state named {start_at!r}")
+        problems_before = len(self.problems)
         states: dict[str, State] = {}
         for name, raw in raw_states.items():
+            if not isinstance(name, str):
+                self.report(_join(where, f"States.{name!r}"), "a state name must be a string")
+                continue
             state_where = _join(where, f"States.{name}")
             if len(name) > MAX_STATE_NAME:
                 self.report(state_where, f"a state name is at most {MAX_STATE_NAME} characters")
@@ -182,6 +225,11 @@ class _Compiler:
                 states[name] = state
         if isinstance(start_at, str) and start_at in raw_states:
             self.check_reachable(start_at, raw_states, where)
+        clean_so_far = len(self.problems) == problems_before  # else it is noise on top of real problems
+        if raw_states and clean_so_far and not any(_is_terminal(raw) for raw in raw_states.values()):
+            self.report(
+                _join(where, "States"), "no terminal state: nothing ends (End: true, Succeed or Fail)"
+            )
         pure = all(_state_is_pure(state) for state in states.values())
         return Machine(
             start_at=start_at if isinstance(start_at, str) else "",
@@ -217,11 +265,11 @@ class _Compiler:
             self.report(where, f"a state must be an object, got {type(raw).__name__}")
             return None
         state_type = raw.get("Type")
-        if state_type not in STATE_FIELDS:
+        if not isinstance(state_type, str) or state_type not in STATE_FIELDS:
             known = ", ".join(sorted(STATE_FIELDS))
             self.report(_join(where, "Type"), f"unknown state type {state_type!r} (known: {known})")
             return None
-        allowed = STATE_FIELDS[state_type]
+        allowed = STATE_FIELDS[state_type] | ({"Next", "End"} if state_type == "Choice" else set())
         for key in raw:
             if key not in allowed:
                 self.report(_join(where, key), f"unknown field for a {state_type} state")
@@ -272,15 +320,21 @@ class _Compiler:
             return NULL_PATH
         return self.path(value, _join(where, key))
 
-    def path(self, value: Any, where: str, *, reference: bool = False) -> Path | None:
+    def path(self, value: Any, where: str, *, reference: bool = False, definite: bool = False) -> Path | None:
+        """Compile a path field. `reference`: ResultPath rules; `definite`: a Reference Path that may
+        still read the Context object or a variable (ItemsPath, SecondsPath, ...)."""
         if not isinstance(value, str):
             self.report(where, f"must be a JSONPath string, got {value!r}")
             return None
         try:
-            return compile_reference_path(value) if reference else compile_path(value)
+            path = compile_reference_path(value) if reference else compile_path(value)
         except PathSyntaxError as exc:
             self.report(where, str(exc))
             return None
+        if definite and not path.definite:
+            self.report(where, f"{value!r} must be a definite path (no '*', '..', filters or slices)")
+            return None
+        return path
 
     def template(self, value: Any, where: str, *, require_object: bool = False) -> Template | None:
         if require_object and not isinstance(value, dict):
@@ -289,7 +343,8 @@ class _Compiler:
         try:
             return compile_template(value, where)
         except TemplateError as exc:
-            self.report(exc.where, exc.message)
+            for location, message in exc.problems:
+                self.report(location, message)
             return None
 
     def assign(self, value: Any, where: str) -> Template | None:
@@ -300,12 +355,16 @@ class _Compiler:
             name = key[:-2] if key.endswith(".$") else key
             if not VARIABLE_NAME.match(name) or len(name) > 80:
                 self.report(f"{where}.{key}", f"{name!r} is not a valid variable name (letters, digits, '_')")
+            elif name in RESERVED_VARIABLES:
+                self.report(f"{where}.{key}", f"{name!r} is reserved and cannot be assigned")
         return self.template(value, where)
 
     def result_fields(self, raw: dict[str, Any], where: str, *, parameters: bool = True) -> dict[str, Any]:
         fields: dict[str, Any] = {}
         if parameters and "Parameters" in raw:
-            fields["parameters"] = self.template(raw["Parameters"], _join(where, "Parameters"))
+            fields["parameters"] = self.template(
+                raw["Parameters"], _join(where, "Parameters"), require_object=True
+            )
         if "ResultSelector" in raw:
             fields["result_selector"] = self.template(
                 raw["ResultSelector"], _join(where, "ResultSelector"), require_object=True
@@ -445,7 +504,7 @@ class _Compiler:
                 return None
             return IntOrPath(key, value=value)
         if path_key in raw:
-            path = self.path(raw[path_key], _join(where, path_key))
+            path = self.path(raw[path_key], _join(where, path_key), definite=True)
             return IntOrPath(key, path=path) if path is not None else None
         return None
 
@@ -507,7 +566,8 @@ class _Compiler:
             rules = []
         for index, rule in enumerate(rules):
             at = f"{where}.Choices[{index}]"
-            if not self.choice_rule(rule, at, top_level=True):
+            rule_ok = self.choice_rule(rule, at, top_level=True)
+            if not isinstance(rule, dict):
                 continue
             target = rule.get("Next")
             if not isinstance(target, str):
@@ -516,6 +576,8 @@ class _Compiler:
             if target not in siblings:
                 self.report(f"{at}.Next", f"no state named {target!r}")
             assign = self.assign(rule["Assign"], f"{at}.Assign") if "Assign" in rule else None
+            if not rule_ok:
+                continue
             branches.append(ChoiceBranch(choice_rules.compile_rule(rule), target, assign))
         default = raw.get("Default")
         if default is not None and (not isinstance(default, str) or default not in siblings):
@@ -616,9 +678,11 @@ class _Compiler:
             else:
                 fields["timestamp"] = raw["Timestamp"]
         if "SecondsPath" in raw:
-            fields["seconds_path"] = self.path(raw["SecondsPath"], _join(where, "SecondsPath"))
+            fields["seconds_path"] = self.path(raw["SecondsPath"], _join(where, "SecondsPath"), definite=True)
         if "TimestampPath" in raw:
-            fields["timestamp_path"] = self.path(raw["TimestampPath"], _join(where, "TimestampPath"))
+            fields["timestamp_path"] = self.path(
+                raw["TimestampPath"], _join(where, "TimestampPath"), definite=True
+            )
         return WaitState(**common, **fields)
 
     def state_succeed(
@@ -648,7 +712,7 @@ class _Compiler:
                         fields[expr_field] = parse_intrinsic(value).evaluate
                     except IntrinsicSyntaxError as exc:
                         self.report(_join(where, path_key), str(exc))
-                elif self.path(value, _join(where, path_key)) is not None:
+                elif self.path(value, _join(where, path_key), definite=True) is not None:
                     fields[expr_field] = compile_expression(value, path_key)
         return FailState(**common, **fields)
 
@@ -681,9 +745,11 @@ class _Compiler:
             "ItemSelector" if "ItemSelector" in raw else "Parameters" if "Parameters" in raw else None
         )
         if selector_key is not None:
-            fields["item_selector"] = self.template(raw[selector_key], _join(where, selector_key))
+            fields["item_selector"] = self.template(
+                raw[selector_key], _join(where, selector_key), require_object=True
+            )
         if "ItemsPath" in raw:
-            fields["items_path"] = self.path(raw["ItemsPath"], _join(where, "ItemsPath"))
+            fields["items_path"] = self.path(raw["ItemsPath"], _join(where, "ItemsPath"), definite=True)
         for unsupported in ("ItemReader", "ResultWriter"):
             if unsupported in raw:
                 self.report(
@@ -746,6 +812,10 @@ def _literal_function_name(raw: dict[str, Any]) -> str | None:
     parameters = raw.get("Parameters")
     name = parameters.get("FunctionName") if isinstance(parameters, dict) else None
     return name if isinstance(name, str) else None
+
+
+def _is_terminal(raw: Any) -> bool:
+    return isinstance(raw, dict) and (raw.get("End") is True or raw.get("Type") in ("Succeed", "Fail"))
 
 
 def _targets(raw: dict[str, Any]) -> list[str]:

@@ -307,9 +307,9 @@ def _array_range(start: Any, end: Any, step: Any) -> list[int]:
     _require(all(_is_int(v) for v in (start, end, step)), "start, end and step must be integers")
     start, end, step = int(start), int(end), int(step)
     _require(step != 0, "the step must not be 0")
-    values = list(range(start, end + (1 if step > 0 else -1), step))
-    _require(len(values) <= _ARRAY_RANGE_LIMIT, f"the range would have more than {_ARRAY_RANGE_LIMIT} items")
-    return values
+    span = range(start, end + (1 if step > 0 else -1), step)
+    _require(len(span) <= _ARRAY_RANGE_LIMIT, f"the range would have more than {_ARRAY_RANGE_LIMIT} items")
+    return list(span)
 
 
 def _array_get_item(array: Any, index: Any) -> Any:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jsonpath_ng.ext import parse as _jsonpath_ng_parse  # type: ignore[import-untyped]
+from jsonpath_ng.ext.filter import OPERATOR_MAP, Expression  # type: ignore[import-untyped]
 from jsonpath_ng.jsonpath import DatumInContext, Index, Slice  # type: ignore[import-untyped]
 
 from smq.engine.errors import SmqError
@@ -128,12 +129,21 @@ def _definite_keys(rest: str, text: str) -> tuple[str | int, ...] | None:
             if rest.startswith("..", i):
                 return None
             j = i + 1
+            chars: list[str] = []
             while j < n and rest[j] not in ".[":
+                if rest[j] == "\\" and j + 1 < n:  # `\.`, `\[`, `\@`...: the next character literally
+                    chars.append(rest[j + 1])
+                    j += 2
+                    continue
+                if rest[j] in "]'\"":
+                    raise PathSyntaxError(f"unexpected {rest[j]!r} at position {j + 2} in path {text!r}")
+                chars.append(rest[j])
                 j += 1
-            name = rest[i + 1 : j]
+            name = "".join(chars)
             if not name:
                 raise PathSyntaxError(f"empty field name in path {text!r}")
-            if name == "*" or any(c in name for c in "*?@()"):
+            raw_name = rest[i + 1 : j]
+            if raw_name == "*" or any(c in raw_name for c in "*?@()") and "\\" not in raw_name:
                 return None
             keys.append(name)
             i = j
@@ -141,19 +151,19 @@ def _definite_keys(rest: str, text: str) -> tuple[str | int, ...] | None:
             if i + 1 < n and rest[i + 1] in "'\"":
                 quote = rest[i + 1]
                 j = i + 2
-                chars: list[str] = []
+                quoted: list[str] = []
                 while j < n and rest[j] != quote:
                     if rest[j] == "\\" and j + 1 < n and rest[j + 1] == quote:
-                        chars.append(quote)
+                        quoted.append(quote)
                         j += 2
                         continue
-                    chars.append(rest[j])
+                    quoted.append(rest[j])
                     j += 1
                 if j >= n or not rest.startswith("]", j + 1):
                     if j < n and rest[j + 1 : j + 2] == ",":
                         return None
                     raise PathSyntaxError(f"unterminated quoted name in path {text!r}")
-                keys.append("".join(chars))
+                keys.append("".join(quoted))
                 i = j + 2
             else:
                 close = rest.find("]", i)
@@ -188,10 +198,45 @@ class _StrictSlice(Slice):  # type: ignore[misc]
         return []
 
 
+class _StrictExpression(Expression):  # type: ignore[misc]
+    """Filter comparisons with JSON types: `[?(@.p > 10)]` keeps 10.5 (jsonpath-ng truncates it with
+    int()), and a value of another type (null, a string against a number) never matches or raises."""
+
+    def find(self, datum: Any) -> list[Any]:
+        matches = self.target.find(DatumInContext.wrap(datum))
+        if not matches or self.op is None:
+            return list(matches)
+        compare = OPERATOR_MAP[self.op]
+        found = []
+        for data in matches:
+            if _comparable(self.op, data.value, self.value):
+                try:
+                    if compare(data.value, self.value):
+                        found.append(data)
+                except (TypeError, ValueError, re.error):
+                    continue
+        return found
+
+
+def _comparable(op: str, left: Any, right: Any) -> bool:
+    def kind(value: Any) -> str:
+        if isinstance(value, bool):
+            return "boolean"
+        if isinstance(value, (int, float)):
+            return "number"
+        return type(value).__name__
+
+    if op in ("==", "=", "!="):
+        return kind(left) == kind(right) or op == "!="
+    return kind(left) == kind(right) and kind(left) in ("number", "str")
+
+
 def _strict(node: Any) -> Any:
-    """Replace jsonpath-ng's lenient Slice nodes throughout a parsed expression."""
+    """Replace jsonpath-ng's lenient Slice and filter nodes throughout a parsed expression."""
     if type(node) is Slice:
         return _StrictSlice(node.start, node.end, node.step)
+    if type(node) is Expression:
+        return _StrictExpression(_strict(node.target), node.op, node.value)
     for attribute in ("left", "right", "expressions", "target"):
         child = getattr(node, attribute, None)
         if child is None:

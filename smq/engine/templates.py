@@ -18,20 +18,29 @@ Template = Callable[[Scope], Any]
 
 
 class TemplateError(Exception):
-    """A template field that cannot compile; `where` is the dotted location inside the template."""
+    """Template fields that cannot compile: every (location, message) found, not only the first."""
 
-    def __init__(self, where: str, message: str):
+    def __init__(self, where: str, message: str, more: list[tuple[str, str]] | None = None):
         self.where = where
         self.message = message
-        super().__init__(f"{where}: {message}")
+        self.problems = [(where, message), *(more or [])]
+        super().__init__("; ".join(f"{w}: {m}" for w, m in self.problems))
 
 
 def compile_template(value: Any, where: str = "") -> Template:
-    """Compile a template; raise TemplateError (with the field's location) on a bad path or call."""
+    """Compile a template; raise TemplateError listing every bad path, call or duplicate field."""
+    problems: list[tuple[str, str]] = []
+    template = _compile(value, where, problems)
+    if problems:
+        raise TemplateError(*problems[0], more=problems[1:])
+    return template
+
+
+def _compile(value: Any, where: str, problems: list[tuple[str, str]]) -> Template:
     if isinstance(value, dict):
-        return _compile_object(value, where)
+        return _compile_object(value, where, problems)
     if isinstance(value, list):
-        items = [compile_template(item, f"{where}[{i}]") for i, item in enumerate(value)]
+        items = [_compile(item, f"{where}[{i}]", problems) for i, item in enumerate(value)]
         if all(getattr(item, "_constant", False) for item in items):
             return _constant(value)
         return lambda scope: [item(scope) for item in items]
@@ -46,16 +55,25 @@ def _constant(value: Any) -> Template:
     return template
 
 
-def _compile_object(obj: dict[str, Any], where: str) -> Template:
+def _compile_object(obj: dict[str, Any], where: str, problems: list[tuple[str, str]]) -> Template:
     fields: list[tuple[str, Template]] = []
     constant = True
+    seen: set[str] = set()
     for key, value in obj.items():
         location = f"{where}.{key}" if where else key
-        if key.endswith(".$") and len(key) > 2:
-            fields.append((key[:-2], compile_expression(value, location)))
+        name = key[:-2] if key.endswith(".$") and len(key) > 2 else key
+        if name in seen:
+            problems.append((location, f"the field {name!r} is given twice (with and without '.$')"))
+            continue
+        seen.add(name)
+        if name != key:
+            try:
+                fields.append((name, compile_expression(value, location)))
+            except TemplateError as exc:
+                problems.extend(exc.problems)
             constant = False
         else:
-            compiled = compile_template(value, location)
+            compiled = _compile(value, location, problems)
             constant = constant and getattr(compiled, "_constant", False)
             fields.append((key, compiled))
     if constant:

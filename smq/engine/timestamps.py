@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta, timezone
 
-_RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:\d{2})$")
 
 
 def parse_timestamp(text: object) -> datetime | None:
@@ -16,7 +16,7 @@ def parse_timestamp(text: object) -> datetime | None:
     if match is None:
         return None
     year, month, day, hour, minute, second, fraction, offset = match.groups()
-    if offset in ("Z", "z"):
+    if offset == "Z":
         tz = UTC
     else:
         sign = 1 if offset[0] == "+" else -1

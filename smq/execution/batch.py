@@ -1,7 +1,7 @@
 """Local batches: run machine B over every execution a filter matches, chaining from each.
 
 Sources are streamed page by page (keyset), at most `concurrency` run at once and at most twice that
-wait in memory. Execution names are `name_prefix + source execution id`, so re-running the same batch
+wait in memory. Execution names are derived from the source (see `chained_name`), so re-running a batch
 finds the executions it already made instead of creating duplicates.
 """
 
@@ -57,8 +57,14 @@ class BatchResult:
         return sum(self.counts.values())
 
 
+MAX_NAME = 200
+
+
 def chained_name(name_prefix: str, source: ExecutionRecord) -> str:
-    return f"{name_prefix}{source.execution_id}"
+    """`PREFIX + source machine id + ':' + source name`: readable, deterministic and unique (machine
+    ids cannot contain ':'); the source execution id when that would be too long."""
+    name = f"{name_prefix}{source.state_machine_id}:{source.name}"
+    return name if len(name) <= MAX_NAME else f"{name_prefix}{source.execution_id}"
 
 
 def run_batch(

@@ -13,6 +13,8 @@ import uuid
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from sqlalchemy.exc import DataError
+
 from smq.engine.cursor import Cursor, Step
 from smq.engine.errors import SmqError
 from smq.engine.handlers import HandlerRegistry, default_registry
@@ -27,8 +29,16 @@ class PayloadTooLarge(SmqError, ValueError):
     """An execution input above the configured limit; nothing was written."""
 
 
+class InvalidPayload(SmqError, ValueError):
+    """A payload smq cannot store (a NUL character: PostgreSQL's JSONB refuses it)."""
+
+
 class ChainError(SmqError, ValueError):
     """A chained start whose source cannot provide an input."""
+
+
+class _Unstorable(Exception):
+    """Internal: a step was refused by the database and the execution has been failed."""
 
 
 @dataclass(frozen=True)
@@ -69,9 +79,13 @@ def resolve_input(repository: Repository, request: StartRequest) -> Any:
 
 
 def check_payload(value: Any, limit: int | None, what: str) -> None:
+    """Refuse, before anything is written, a payload above the limit or one no backend can store."""
+    text = json.dumps(value, separators=(",", ":"))
+    if "\\u0000" in text:
+        raise InvalidPayload(f"{what} contains a NUL character (\\u0000), which cannot be stored")
     if limit is None:
         return
-    size = len(json.dumps(value, separators=(",", ":")).encode("utf-8"))
+    size = len(text.encode("utf-8"))
     if size > limit:
         raise PayloadTooLarge(f"{what} is {size} bytes, above the limit of {limit} bytes (SMQ_PAYLOAD_LIMIT)")
 
@@ -106,10 +120,19 @@ def prepare_execution(
 
     Returns (record, machine, created): created is False when an execution of that name already existed.
     """
-    machine, version = repository.state_machine(request.state_machine_id, request.version)
-    machine.check_handlers(handlers if handlers is not None else default_registry)
-    execution_input = resolve_input(repository, request)
-    check_payload(execution_input, payload_limit, "the execution input")
+    try:
+        machine, version = repository.state_machine(request.state_machine_id, request.version)
+        machine.check_handlers(handlers if handlers is not None else default_registry)
+        execution_input = resolve_input(repository, request)
+        check_payload(execution_input, payload_limit, "the execution input")
+    except SmqError:
+        # Starting a name again returns that execution, even if the request would no longer pass
+        # (a changed source, a smaller limit): looked up only here, off the fast path.
+        existing = repository.find_execution(request.state_machine_id, request.name) if request.name else None
+        if existing is None:
+            raise
+        machine, _ = repository.state_machine(existing.state_machine_id, existing.version)
+        return existing, machine, False
     execution_id = str(uuid.uuid4())
     cursor = machine.begin(execution_input, name=request.name or execution_id, execution_id=execution_id)
     record, created = repository.create_execution(
@@ -148,9 +171,20 @@ def resume_execution(
 
     def on_step(step: Step) -> None:
         nonlocal latest, ended_by_step
-        written = repository.checkpoint(
-            record.execution_id, latest.history_length, step, start_time=start_time
-        )
+        try:
+            written = repository.checkpoint(
+                record.execution_id, latest.history_length, step, start_time=start_time
+            )
+        except DataError as exc:
+            # The database refused this step's data (e.g. a NUL character in JSONB): fail the execution
+            # with a clear cause rather than leave it RUNNING on a step that can never be recorded.
+            cause = f"the step could not be stored: {str(exc.orig).splitlines()[0]}"
+            refused = Step([], status="FAILED", error="States.Runtime", cause=cause)
+            written = repository.checkpoint(
+                record.execution_id, latest.history_length, refused, start_time=start_time
+            )
+            latest = replace(latest, **written)
+            raise _Unstorable from None
         latest = replace(latest, **written)
         ended_by_step = step.cursor is None
 
@@ -159,6 +193,8 @@ def resume_execution(
     except CheckpointConflict:
         # Another process is running (or has finished) this execution; its record is the truth.
         return repository.get_execution(record.execution_id)
+    except _Unstorable:
+        return latest
     if not ended_by_step and result.status != "RUNNING":
         # The driver itself ended it (execution timeout, abort, transition limit): record that too.
         step = Step([], status=result.status, error=result.error, cause=result.cause)

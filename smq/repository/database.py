@@ -53,6 +53,7 @@ def _sqlite_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> Engine
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA case_sensitive_like = ON")  # name_prefix filters behave as on PostgreSQL
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -7,6 +7,7 @@ models and the migrated schema agree.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +27,26 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+class SQLiteJSON(TypeDecorator[Any]):
+    """JSON as TEXT on SQLite. A column declared JSON gets NUMERIC affinity there, which turns a bare
+    number such as 2**70 + 1 into a float; TEXT affinity keeps the exact JSON text."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def process_result_value(self, value: str | None, dialect: Any) -> Any:
+        return None if value is None else json.loads(value)
+
+
+JSONType = (
+    JSON(none_as_null=True)
+    .with_variant(JSONB(none_as_null=True), "postgresql")
+    .with_variant(SQLiteJSON(), "sqlite")
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import random
+import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,6 +49,21 @@ class NotFound(SmqError, LookupError):
 
 class CheckpointConflict(SmqError):
     """Another process advanced this execution first; this writer must stop."""
+
+
+STATE_MACHINE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
+
+
+class InvalidId(SmqError, ValueError):
+    """A state machine id with characters or a length smq does not accept."""
+
+
+def check_state_machine_id(state_machine_id: str) -> None:
+    if not isinstance(state_machine_id, str) or not STATE_MACHINE_ID.match(state_machine_id):
+        raise InvalidId(
+            f"state machine id {state_machine_id!r}: use 1-80 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit"
+        )
 
 
 def utc(epoch: float) -> datetime:
@@ -252,9 +271,12 @@ class Repository:
 
     def put_definition(self, state_machine_id: str, definition: dict[str, Any]) -> DefinitionRecord:
         """Store `definition` (validated first). Unchanged → the latest version; changed → a new one."""
+        check_state_machine_id(state_machine_id)
         StateMachine.from_definition(definition, id=state_machine_id)  # raises DefinitionError
         fingerprint = digest(definition)
-        for _ in range(5):
+        for attempt in range(100):
+            if attempt:
+                time.sleep(random.uniform(0, 0.002 * min(attempt, 10)))  # back off from a racing writer
             latest = self._latest_definition_row(state_machine_id)
             if latest is not None and latest.digest == fingerprint:
                 return DefinitionRecord(
@@ -614,7 +636,7 @@ class Repository:
                 for label, fraction in (("p50_ms", 0.50), ("p95_ms", 0.95), ("p99_ms", 0.99)):
                     entry[label] = None
                     if finished:
-                        rank = min(finished - 1, max(0, int(round(fraction * finished + 0.5)) - 1))
+                        rank = min(finished - 1, max(0, math.ceil(fraction * finished) - 1))  # nearest rank
                         entry[label] = connection.execute(
                             select(c.duration_ms)
                             .where(

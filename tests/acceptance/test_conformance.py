@@ -11,7 +11,7 @@ import os
 import pytest
 
 from smq import DefinitionError, StateMachine
-from tests.conformance import CORPUS, load_cases, judge
+from tests.conformance import CORPUS, judge, load_cases
 
 if not CORPUS.is_dir():
     if os.environ.get("CI"):

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from smq import HandlerRegistry
-from smq.execution.batch import BatchItem, run_batch
+from smq.execution.batch import BatchItem, chained_name, run_batch
 from smq.execution.runner import ChainError, StartRequest, start_execution
 from smq.execution.transformers import UnknownTransformer, transformer
 from smq.repository.filters import ExecutionFilter
@@ -350,12 +350,15 @@ def test_batch_chains_every_source_with_deterministic_names(
     assert result.counts == {"SUCCEEDED": 20}
     assert (result.stopped_early, result.already_existed) == (False, 0)
     assert {item.source_execution_id for item in result.items} == {s.execution_id for s in twenty}
-    assert [item.name for item in result.items] == sorted(f"b-{s.execution_id}" for s in twenty)
+    assert [item.name for item in result.items] == sorted(chained_name("b-", s) for s in twenty)
+    assert len({item.name for item in result.items}) == 20
     by_source = {s.execution_id: s for s in twenty}
     for item in result.items:
         assert item.status == "SUCCEEDED" and not item.already_existed and item.error is None
         record = repository.get_execution(item.execution_id or "")
-        assert record.name == item.name == f"b-{item.source_execution_id}"
+        source = by_source[item.source_execution_id]
+        assert record.name == item.name == chained_name("b-", source)
+        assert item.name.startswith("b-") and (source.execution_id in item.name or source.name in item.name)
         assert (record.state_machine_id, record.source_execution_id, record.transformer) == (
             "b",
             item.source_execution_id,
@@ -430,7 +433,7 @@ def test_batch_callbacks_run_once_per_item(repository: Repository, twenty: list[
         handlers=consumer.registry,
         page_size=3,
     )
-    expected = sorted((s.execution_id, f"cb-{s.execution_id}") for s in twenty)
+    expected = sorted((s.execution_id, chained_name("cb-", s)) for s in twenty)
     assert sorted(started) == expected
     assert sorted((i.source_execution_id, i.name) for i in completed) == expected
     assert sorted(completed, key=lambda i: i.name) == result.items
@@ -540,6 +543,33 @@ def test_batch_over_unchained_sources_only(repository: Repository, twenty: list[
     assert {i.source_execution_id for i in result.items} == {s.execution_id for s in twenty[5:]}
     assert result.counts == {"SUCCEEDED": 15}
     assert consumer.calls == 20
+
+
+def test_batch_names_are_unique_across_source_machines_and_fit_long_names(repository: Repository) -> None:
+    consumer = Consumer()
+    repository.put_definition("b", TARGET)
+    repository.put_definition("a", SOURCE)
+    repository.put_definition("a2", SOURCE)
+    long_name = "x" * 200  # the longest name an execution can have
+    sources = [
+        start_execution(repository, StartRequest(machine, {"n": n}, name=name), handlers=HandlerRegistry())
+        for n, (machine, name) in enumerate([("a", "x-same"), ("a2", "x-same"), ("a", long_name)])
+    ]
+    result = run_batch(
+        repository, "b", ExecutionFilter(name_prefix="x"), name_prefix="chain-", handlers=consumer.registry
+    )
+    assert result.counts == {"SUCCEEDED": 3}
+    names = [item.name for item in result.items]
+    assert len(set(names)) == 3
+    assert all(name.startswith("chain-") and len(name) <= 200 for name in names)
+    for source in sources:
+        (target,) = repository.chained_targets(source.execution_id)
+        assert target.name == chained_name("chain-", source)
+        assert target.input == source.output
+    again = run_batch(
+        repository, "b", ExecutionFilter(name_prefix="x"), name_prefix="chain-", handlers=consumer.registry
+    )
+    assert again.already_existed == 3 and consumer.calls == 3
 
 
 def test_batch_needs_a_known_target_and_at_least_one_worker(repository: Repository) -> None:

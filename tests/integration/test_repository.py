@@ -357,6 +357,149 @@ def test_unregistered_resource_writes_nothing(repository: Repository) -> None:
     assert repository.count_executions() == 0
 
 
+def test_executions_ended_by_the_driver_are_recorded(repository: Repository) -> None:
+    forever = {
+        "StartAt": "Spin",
+        "States": {
+            "Spin": {"Type": "Pass", "Next": "Again"},
+            "Again": {
+                "Type": "Choice",
+                "Choices": [{"Variable": "$.stop", "IsPresent": True, "Next": "End"}],
+                "Default": "Spin",
+            },
+            "End": {"Type": "Succeed"},
+        },
+    }
+    repository.put_definition("forever", forever)
+    spun = start_execution(
+        repository, StartRequest("forever", {}), handlers=HandlerRegistry(), max_transitions=5
+    )
+    assert (spun.status, spun.error) == ("FAILED", "States.Runtime")
+    assert "5" in (spun.cause or "")
+    stored = repository.get_execution(spun.execution_id)
+    assert stored == spun
+    assert stored.cursor is None and stored.stop_time is not None and stored.duration_ms is not None
+    assert stored.history_length == len(repository.history(spun.execution_id)) == 5
+
+    slow = {
+        "TimeoutSeconds": 1,
+        "StartAt": "First",
+        "States": {
+            "First": {"Type": "Pass", "Next": "Nap"},
+            "Nap": {"Type": "Wait", "Seconds": 30, "Next": "Done"},
+            "Done": {"Type": "Succeed"},
+        },
+    }
+    repository.put_definition("slow", slow)
+    clock = smq.VirtualClock()
+    timed_out = start_execution(
+        repository, StartRequest("slow", {}), handlers=HandlerRegistry(), clock=clock.now, sleep=clock.sleep
+    )
+    assert (timed_out.status, timed_out.error) == ("TIMED_OUT", "States.Timeout")
+    stored = repository.get_execution(timed_out.execution_id)
+    assert (stored.status, stored.error, stored.cursor) == ("TIMED_OUT", "States.Timeout", None)
+    assert stored.stop_time is not None
+    entries = repository.history(timed_out.execution_id)
+    assert entries[0].state_name == "First" and "Done" not in [h.state_name for h in entries]
+    assert stored.history_length == len(entries)
+
+
+def test_a_running_execution_finishes_on_the_version_it_started_with(repository: Repository) -> None:
+    repository.put_definition("passes", PASSES)
+    record, machine, _ = prepare_execution(repository, StartRequest("passes", {"v": 1}, name="old"))
+    record = resume_execution(repository, record, machine=machine, handlers=HandlerRegistry(), stop_after=1)
+    assert record.current_state == "Work"
+
+    changed = {
+        "StartAt": "Prepare",
+        "States": {
+            "Prepare": {"Type": "Pass", "Result": "v2", "ResultPath": "$.version", "Next": "Work"},
+            "Work": {"Type": "Pass", "Result": "v2", "ResultPath": "$.worked", "End": True},
+        },
+    }
+    assert repository.put_definition("passes", changed).version == 2
+    finished = resume_execution(
+        repository, repository.get_execution(record.execution_id), handlers=HandlerRegistry()
+    )
+    assert (finished.version, finished.status) == (1, "SUCCEEDED")
+    assert finished.output == {"v": 1, "prepared": True, "worked": True}
+    assert [h.state_name for h in repository.history(record.execution_id)] == ["Prepare", "Work", "Done"]
+
+    # Starting the same name again, now that v2 is the latest, still returns the v1 execution.
+    again = start_execution(
+        repository, StartRequest("passes", {"v": 1}, name="old"), handlers=HandlerRegistry()
+    )
+    assert (again.execution_id, again.version) == (record.execution_id, 1)
+    new = start_execution(repository, StartRequest("passes", {"v": 2}), handlers=HandlerRegistry())
+    assert (new.version, new.output) == (2, {"v": 2, "version": "v2", "worked": "v2"})
+    pinned = start_execution(
+        repository, StartRequest("passes", {"v": 3}, version=1), handlers=HandlerRegistry()
+    )
+    assert (pinned.version, pinned.output) == (1, {"v": 3, "prepared": True, "worked": True})
+
+
+ODD_VALUES: list[Any] = [
+    0,
+    False,
+    "",
+    [],
+    {},
+    1.5,
+    -(2**63),
+    2**63 - 1,
+    "123",
+    "ünï 😀",
+    [None, True, {"a": [1, {"b": None}], "big": 2**70 + 1}],
+]
+
+
+def test_json_values_round_trip_exactly(repository: Repository) -> None:
+    """Inputs, outputs and history payloads come back as they went in, scalars and edge values included."""
+    echo = {"StartAt": "Echo", "States": {"Echo": {"Type": "Task", "Resource": "echo", "End": True}}}
+    repository.put_definition("echo", echo)
+    handlers = HandlerRegistry()
+    handlers.register("echo", lambda payload: payload)
+    for index, value in enumerate(ODD_VALUES):
+        record = start_execution(repository, StartRequest("echo", value, name=f"v{index}"), handlers=handlers)
+        stored = repository.get_execution(record.execution_id)
+        expected = {} if value is None else value
+        assert (stored.status, stored.input, stored.output) == ("SUCCEEDED", expected, expected), value
+        assert type(stored.output) is type(expected), value
+        (entry,) = repository.history(record.execution_id)
+        assert (entry.input, entry.output) == (expected, expected), value
+        assert type(entry.output) is type(expected), value
+
+
+def test_a_bare_integer_beyond_64_bits_round_trips_exactly(
+    repository: Repository, request: pytest.FixtureRequest
+) -> None:
+    echo = {"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "End": True}}}
+    repository.put_definition("echo", echo)
+    record = start_execution(repository, StartRequest("echo", 2**70 + 1), handlers=HandlerRegistry())
+    stored = repository.get_execution(record.execution_id)
+    assert (stored.input, stored.output) == (2**70 + 1, 2**70 + 1)
+    assert type(stored.input) is type(stored.output) is int
+
+
+def test_a_value_the_database_cannot_store_does_not_leave_the_execution_running(
+    repository: Repository, request: pytest.FixtureRequest
+) -> None:
+    nul = {
+        "StartAt": "T",
+        "States": {"T": {"Type": "Task", "Resource": "nul", "Next": "Done"}, "Done": {"Type": "Succeed"}},
+    }
+    repository.put_definition("nul", nul)
+    handlers = HandlerRegistry()
+    handlers.register("nul", lambda payload: {"s": "a\u0000b"})
+    try:
+        start_execution(repository, StartRequest("nul", {}, name="nul"), handlers=handlers)
+    finally:
+        stored = repository.find_execution("nul", "nul")
+    assert stored is not None and stored.status != "RUNNING"
+    if stored.status == "SUCCEEDED":
+        assert stored.output == {"s": "a\u0000b"}
+
+
 # ------------------------------------------------------------------------------------- checkpoints
 
 
@@ -601,14 +744,6 @@ def test_filter_by_each_key(repository: Repository, seeded: dict[str, ExecutionR
 def test_name_filters_are_case_sensitive_on_every_backend(
     repository: Repository, request: pytest.FixtureRequest
 ) -> None:
-    if repository.engine.dialect.name == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="smq bug: name_prefix/name_contains use LIKE, which SQLite compares without case "
-                "(PostgreSQL does not): name_prefix=order matches 'Order-1' on SQLite only",
-            )
-        )
     repository.put_definition("orders", PASSES)
     for name in ("Order-1", "order-2"):
         start_execution(repository, StartRequest("orders", {}, name=name), handlers=HandlerRegistry())
@@ -787,11 +922,6 @@ def finish_with_duration(
     repository.checkpoint(record.execution_id, 0, step, start_time=start)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smq bug: stats() ranks with round(f*n + 0.5), and Python's round-half-to-even makes it "
-    "nearest-rank only when f*n is even: 1..10 ms gives p50=6, 1..100 ms gives p95=96 and p99=100",
-)
 def test_stats_percentiles_are_nearest_rank(repository: Repository) -> None:
     repository.put_definition("timed", FAILS)
     machine, version = repository.state_machine("timed")

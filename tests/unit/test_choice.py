@@ -181,11 +181,6 @@ def test_string_matches_escaped_backslash_then_wildcard():
     assert check(rule("$.v", "StringMatches", pattern), {"v": "a*"}) is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smq bug: a StringMatches pattern ending in an open escape backslash ('abc\\\\' in JSON) is "
-    "treated as a literal backslash; the ASL spec says an open escape is a runtime error",
-)
 def test_string_matches_open_escape_is_an_error():
     pattern = "abc\\"  # a lone trailing backslash
     try:
@@ -499,11 +494,6 @@ def test_is_present_on_missing_paths_does_not_raise():
         assert check(rule(path, "IsPresent", True)) is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smq bug: timestamps with a lowercase 'z' are accepted; the ASL spec requires an uppercase 'Z' "
-    "in the absence of a numeric offset",
-)
 def test_lowercase_z_is_not_a_timestamp():
     assert check(rule("$.v", "IsTimestamp", True), {"v": "2016-03-14T01:59:00z"}) is False
 

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import re
+import tracemalloc
 import uuid
 
 import pytest
@@ -645,3 +646,13 @@ def test_filter_path_argument_with_comma_and_paren_inside():
 )
 def test_integer_arguments_must_be_integers(text):
     fails_with(text)
+
+
+def test_array_range_limit_is_checked_before_building_the_range():
+    tracemalloc.start()
+    try:
+        fails_with("States.ArrayRange(0, 500000, 1)")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2_000_000, f"peak {peak} bytes to reject a range of 500001 items"

@@ -385,12 +385,6 @@ def test_specification_reference_path_examples(text):
     assert compile_reference_path(text).definite
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smq bug: the ASL spec lists '$.foo\\\\@bar.baz\\\\[\\\\[.\\\\?pretty' as acceptable Reference "
-    "Path syntax; compile_reference_path raises PathSyntaxError (the escaped '@', '[' and '?' are sent to "
-    "jsonpath-ng, which fails to parse)",
-)
 def test_specification_reference_path_with_escaped_operators():
     compile_reference_path("$.foo\\@bar.baz\\[\\[.\\?pretty")
 
@@ -403,29 +397,14 @@ def test_string_equality_filter():
     assert read("$.a[?(@.p == 'x')]", {"a": [{"p": "x"}, {"p": "y"}]}) == [{"p": "x"}]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smq bug: filter comparisons against an integer literal truncate the data value with int() "
-    "(jsonpath-ng ext filter): $.a[?(@.p > 10)] drops 10.5",
-)
 def test_filter_numeric_comparison_keeps_fractional_values():
     data = {"a": [{"p": 10.5}, {"p": 11}, {"p": 9.9}]}
     assert read("$.a[?(@.p > 10)]", data) == [{"p": 10.5}, {"p": 11}]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smq bug: filter equality against an integer literal truncates the data value with int(): "
-    "$.a[?(@.p == 1)] also selects 1.9",
-)
 def test_filter_numeric_equality_is_exact():
     assert read("$.a[?(@.p == 1)]", {"a": [{"p": 1.9}, {"p": 1}]}) == [{"p": 1}]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smq bug: a filter comparing a null field with a number raises TypeError from jsonpath-ng "
-    "(int(None)) instead of not matching",
-)
 def test_filter_numeric_comparison_skips_null_values():
     assert read("$.a[?(@.b > 1)]", {"a": [{"b": None}, {"b": 2}]}) == [{"b": 2}]

@@ -864,11 +864,6 @@ def test_validation_does_not_modify_the_definition():
 # ---------------------------------------------------------------- known gaps (smq bugs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smq bug: compile_template stops at the first bad '.$' field, so a second bad field in the same "
-    "Parameters object is never reported",
-)
 def test_every_bad_field_in_one_template_is_reported():
     definition = one(
         {"Type": "Pass", "End": True, "Parameters": {"x.$": "States.Nope(1)", "y.$": "States.UUID(1)"}}
@@ -876,68 +871,33 @@ def test_every_bad_field_in_one_template_is_reported():
     assert sorted(wheres(definition)) == ["States.A.Parameters.x.$", "States.A.Parameters.y.$"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smq bug: a choice rule whose operand is invalid is skipped entirely, so its missing Next "
-    "target is not reported",
-)
 def test_bad_operand_and_bad_next_in_one_rule_are_both_reported():
     definition = one({"Type": "Choice", "Choices": [{"Variable": "$.x", "NumericEquals": "x", "Next": "Q"}]})
     assert sorted(wheres(definition)) == ["States.A.Choices[0].Next", "States.A.Choices[0].NumericEquals"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='smq bug: a non-string Type such as ["Pass"] raises TypeError (unhashable list) in '
-    "_Compiler.state instead of a Problem at States.A.Type",
-)
 def test_non_string_state_type_is_a_problem_not_a_crash():
     error = rejected('{"StartAt": "A", "States": {"A": {"Type": ["Pass"], "End": true}}}')
     assert [p.where for p in error.problems] == ["States.A.Type"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smq bug: a YAML state name that loads as an int (States: {1: ...}) raises TypeError "
-    "(len(int)) in _Compiler.machine instead of DefinitionError",
-)
 def test_yaml_non_string_state_name_is_a_problem_not_a_crash():
     rejected("StartAt: 1\nStates:\n  1:\n    Type: Succeed\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smq bug: a YAML Parameters key that loads as an int raises AttributeError ('int'.endswith) "
-    "in templates._compile_object instead of DefinitionError",
-)
 def test_yaml_non_string_parameters_key_is_a_problem_not_a_crash():
     rejected("StartAt: A\nStates:\n  A:\n    Type: Pass\n    End: true\n    Parameters:\n      1: x\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smq bug: a YAML Assign key that loads as an int raises AttributeError ('int'.endswith) "
-    "in _Compiler.assign instead of DefinitionError",
-)
 def test_yaml_non_string_assign_key_is_a_problem_not_a_crash():
     rejected("StartAt: A\nStates:\n  A:\n    Type: Pass\n    End: true\n    Assign:\n      1: x\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smq bug: load_definition(bytes) that are not UTF-8 raises UnicodeDecodeError instead of "
-    "DefinitionError",
-)
 def test_non_utf8_bytes_are_rejected_cleanly():
     with pytest.raises(DefinitionError):
         load_definition(b"\xff\xfe{not utf-8")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smq bug: YAML values that are not JSON (an unquoted date loads as datetime.date) are "
-    "accepted; the execution then crashes with TypeError (not JSON serializable)",
-)
 def test_yaml_non_json_values_are_rejected_or_run():
     text = "StartAt: A\nStates:\n  A:\n    Type: Pass\n    Result: 2024-01-01\n    End: true\n"
     try:
@@ -949,41 +909,21 @@ def test_yaml_non_json_values_are_rejected_or_run():
     json.dumps(result.output)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason='smq bug: duplicate field names after stripping \'.$\' ("a" and "a.$") are accepted; the ASL '
-    "spec says a payload template MUST NOT have them",
-)
 def test_duplicate_field_after_stripping_dollar_suffix():
     definition = one({"Type": "Pass", "End": True, "Parameters": {"a": 1, "a.$": "$.x"}})
     assert any(w.startswith("States.A.Parameters") for w in wheres(definition))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smq bug: Assign to the reserved variable name 'states' is accepted; the ASL spec says a state "
-    "MUST NOT assign a value to 'states'",
-)
 def test_assigning_reserved_states_variable():
     definition = one({"Type": "Pass", "End": True, "Assign": {"states": 1}})
     assert wheres(definition) == ["States.A.Assign.states"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smq bug: a non-object Parameters (a list or a string) is accepted; the ASL spec says a Payload "
-    "Template MUST be a JSON object (ResultSelector is checked, Parameters is not)",
-)
 @pytest.mark.parametrize("value", [["x"], "x"])
 def test_parameters_must_be_an_object(value):
     assert wheres(one({"Type": "Pass", "End": True, "Parameters": value})) == ["States.A.Parameters"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="smq bug: fields the ASL spec defines as Reference Paths (ItemsPath, SecondsPath, TimestampPath, "
-    "TimeoutSecondsPath, ErrorPath) accept indefinite paths such as '$.a[*]'",
-)
 @pytest.mark.parametrize(
     "state, where",
     [

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-JSON_TYPE = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+# JSONB on PostgreSQL; TEXT on SQLite, whose JSON columns would get NUMERIC affinity and mangle numbers.
+JSON_TYPE = sa.JSON().with_variant(postgresql.JSONB(), "postgresql").with_variant(sa.Text(), "sqlite")
 
 revision = "0001"
 down_revision = None

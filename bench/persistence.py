@@ -1,0 +1,863 @@
+"""Persisted executions per second, and keyset streaming of a million executions, on SQLite and PostgreSQL.
+
+Part 1, the cost of durability: for each workload of ``bench/engine.py`` (same definitions, same
+inputs) and each backend, ``start_execution(repo, StartRequest(...))`` runs in a loop for
+``--seconds``; every state transition is checkpointed (history rows plus cursor in one
+transaction). Transitions are read back from ``record.history_length`` (one history row per state
+entered) and checked against the history rows actually in the database after the loop. The same
+workflow then runs in memory (``StateMachine.from_definition(d).run(input)``) for the same time, and
+the ratio persisted/in-memory is the cost of durability. The persisted output is compared with the
+in-memory output (and with what AWS returns) before any timing. For context each row also shows the
+write transactions per execution (the RUNNING insert plus one checkpoint per step) and the latency
+of a bare one-row commit on that backend, measured just before: together they bound what a
+commit-per-step design can reach on this disk ("commit-bound").
+
+Part 2, keyset streaming: ``--stream-rows`` execution rows (default 1,000,000) are bulk-loaded
+(PostgreSQL: COPY on the raw psycopg connection; SQLite: executemany in large transactions), then
+``repo.stream_executions(ExecutionFilter(state_machine_id=...), page_size=1000)`` reads all of them
+back twice: a timed pass (rows/s overall and between samples, VmRSS at 10%, 50% and 100%) and a
+pass under tracemalloc (current and peak Python allocations at the same points; tracemalloc slows
+Python 4-5x, so its pass is not timed). Memory is flat when neither the tracemalloc current nor
+the RSS grows by more than ``--flat-mb`` from the 10% to the 100% sample. Both passes check the
+count and the strict (start_time, id) ordering.
+
+Usage::
+
+    python bench/persistence.py                       # table on stdout, progress on stderr
+    python bench/persistence.py --json                # machine-readable results
+    python bench/persistence.py --seconds 2 --stream-rows 100000   # a quick run
+    python bench/persistence.py --save results.json  # table, and the JSON written to a file
+
+SQLite lives in a temporary directory; PostgreSQL gets a fresh database (``smq_bench_<pid>``)
+created through ``--pg-url`` (default: the local ``test`` database) and dropped at the end.
+
+Exit status: 0 when every output verified and every goal was met (persisted transitions/s per
+backend, flat memory, complete and ordered stream), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import json
+import math
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from engine import WORKLOADS, Workload  # bench/engine.py: the same definitions, inputs and outputs
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from smq import StateMachine
+from smq.execution.runner import StartRequest, start_execution
+from smq.repository.filters import ExecutionFilter
+from smq.repository.repository import Repository
+
+BACKENDS = ("sqlite", "postgresql")
+GOALS = {"postgresql": 1500.0, "sqlite": 3000.0}  # persisted transitions/s from one process
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+STREAM_MACHINE_ID = "stream-bench"
+SAMPLE_FRACTIONS = (0.1, 0.5, 1.0)
+LOAD_BATCH = 50_000
+MIB = 1024 * 1024
+
+EXECUTION_COLUMNS = (
+    "id", "name", "state_machine_id", "version", "status", "input", "output", "error", "cause",
+    "current_state", "cursor", "history_length", "start_time", "stop_time", "duration_ms", "updated_at",
+    "source_execution_id", "source_state_name", "transformer",
+)  # fmt: skip
+
+
+def _log(message: str) -> None:
+    """Progress goes to stderr so --json output stays parseable."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def _load1() -> float:
+    """The one-minute load average (the machine may be running other work)."""
+    return round(os.getloadavg()[0], 2)
+
+
+# ------------------------------------------------------------------ backends
+
+
+@contextmanager
+def sqlite_repository() -> Iterator[Repository]:
+    """A migrated SQLite file in a temporary directory, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="smq-bench-") as directory:
+        repo = Repository.open(f"sqlite:///{directory}/bench.db")
+        try:
+            yield repo
+        finally:
+            repo.close()
+
+
+@contextmanager
+def postgresql_repository(admin_url: str) -> Iterator[Repository]:
+    """A fresh PostgreSQL database created next to `admin_url`'s, migrated, dropped afterwards."""
+    name = f"smq_bench_{os.getpid()}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+        repo = Repository.open(url, auto_upgrade=True)
+        try:
+            yield repo
+        finally:
+            repo.close()
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+def open_backend(backend: str, args: argparse.Namespace) -> AbstractContextManager[Repository]:
+    """The context manager that provides a repository on `backend`."""
+    return sqlite_repository() if backend == "sqlite" else postgresql_repository(args.pg_url)
+
+
+# ------------------------------------------------------------ part 1: throughput
+
+
+@dataclass
+class Rate:
+    """Executions and state transitions completed over the time they took."""
+
+    executions: int = 0
+    transitions: int = 0
+    seconds: float = 0.0
+
+    @property
+    def executions_per_second(self) -> float:
+        return self.executions / self.seconds if self.seconds else 0.0
+
+    @property
+    def transitions_per_second(self) -> float:
+        return self.transitions / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "executions": self.executions,
+            "transitions": self.transitions,
+            "seconds": round(self.seconds, 4),
+            "executions_per_second": round(self.executions_per_second, 2),
+            "transitions_per_second": round(self.transitions_per_second, 2),
+        }
+
+
+@dataclass
+class Cell:
+    """One workload on one backend: persisted and in-memory rates measured back to back."""
+
+    backend: str
+    workload: Workload
+    ok: bool
+    detail: str = ""
+    persisted: Rate = field(default_factory=Rate)
+    memory: Rate = field(default_factory=Rate)
+    writes_per_execution: int = 0  # the RUNNING insert plus one checkpoint per step
+    commit_ms: float = 0.0  # one single-row write transaction on this backend, just before timing
+    load1: float = 0.0
+
+    @property
+    def commit_bound(self) -> float | None:
+        """Transitions/s if every write cost exactly one probe commit and nothing else did."""
+        if not self.commit_ms or not self.writes_per_execution:
+            return None
+        return 1000 / (self.commit_ms * self.writes_per_execution) * self.workload.states_entered
+
+    @property
+    def goal(self) -> float:
+        return GOALS[self.backend]
+
+    @property
+    def ratio(self) -> float | None:
+        rate = self.memory.executions_per_second
+        return self.persisted.executions_per_second / rate if rate else None
+
+    @property
+    def goal_met(self) -> bool:
+        return self.ok and self.persisted.transitions_per_second >= self.goal
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "workflow": self.workload.name,
+            "states_entered_per_execution": self.workload.states_entered,
+            "output_ok": self.ok,
+            "detail": self.detail,
+            "persisted": self.persisted.as_dict(),
+            "in_memory": self.memory.as_dict(),
+            "persisted_over_in_memory": None if self.ratio is None else round(self.ratio, 4),
+            "goal_transitions_per_second": self.goal,
+            "goal_met": self.goal_met,
+            "writes_per_execution": self.writes_per_execution,
+            "commit_ms": round(self.commit_ms, 4),
+            "commit_bound_transitions_per_second": None
+            if self.commit_bound is None
+            else round(self.commit_bound, 1),
+            "load1_at_start": self.load1,
+        }
+
+
+def _unique_name() -> str:
+    return f"bench-{uuid.uuid4().hex}"
+
+
+def verify_persisted(repo: Repository, workload: Workload, machine: StateMachine) -> str:
+    """Run once persisted and once in memory; '' if they agree (and match AWS), else why not."""
+    expected = machine.run(workload.input)
+    if expected.status != "SUCCEEDED" or expected.output != workload.expected_output:
+        return f"in-memory run gave {expected.status} {json.dumps(expected.output)}"
+    record = start_execution(repo, StartRequest(workload.name, workload.input, name=_unique_name()))
+    if record.status != "SUCCEEDED":
+        return f"persisted run {record.status}: {record.error}: {record.cause}"
+    if record.output != expected.output:
+        return f"persisted output {json.dumps(record.output)} != in-memory {json.dumps(expected.output)}"
+    stored = repo.get_execution(record.execution_id)
+    if stored.output != expected.output:
+        return f"output read back {json.dumps(stored.output)} != in-memory {json.dumps(expected.output)}"
+    rows = len(repo.history(record.execution_id))
+    if not record.history_length == rows == len(expected.history) == workload.states_entered:
+        return (
+            f"history_length {record.history_length}, {rows} history rows, {len(expected.history)} "
+            f"in memory, expected {workload.states_entered}"
+        )
+    return ""
+
+
+def measure_persisted(repo: Repository, workload: Workload, seconds: float) -> Rate:
+    """start_execution back to back for `seconds` after a short warm-up; transitions from history_length."""
+    warm_until = time.perf_counter() + min(0.3, seconds / 10)
+    while time.perf_counter() < warm_until:
+        start_execution(repo, StartRequest(workload.name, workload.input, name=_unique_name()))
+    rate = Rate()
+    start = now = time.perf_counter()
+    deadline = start + seconds
+    while now < deadline:
+        record = start_execution(repo, StartRequest(workload.name, workload.input, name=_unique_name()))
+        if record.status != "SUCCEEDED":
+            raise RuntimeError(f"persisted execution {record.status}: {record.error}: {record.cause}")
+        rate.executions += 1
+        rate.transitions += record.history_length
+        now = time.perf_counter()
+    rate.seconds = now - start
+    return rate
+
+
+def measure_in_memory(machine: StateMachine, workload: Workload, seconds: float) -> Rate:
+    """StateMachine.run back to back for `seconds` after a short warm-up; transitions from the history."""
+    warm_until = time.perf_counter() + min(0.2, seconds / 10)
+    while time.perf_counter() < warm_until:
+        machine.run(workload.input)
+    rate = Rate()
+    start = now = time.perf_counter()
+    deadline = start + seconds
+    while now < deadline:
+        result = machine.run(workload.input)
+        rate.executions += 1
+        rate.transitions += len(result.history)
+        now = time.perf_counter()
+    rate.seconds = now - start
+    return rate
+
+
+def stored_history_rows(repo: Repository, state_machine_id: str) -> tuple[int, int]:
+    """(sum of history_length, history rows in the table) over one state machine's executions."""
+    with repo.reader.connect() as connection:
+        claimed = connection.execute(
+            text("SELECT coalesce(sum(history_length), 0) FROM smq_executions WHERE state_machine_id = :sm"),
+            {"sm": state_machine_id},
+        ).scalar_one()
+        rows = connection.execute(
+            text(
+                "SELECT count(*) FROM smq_history h JOIN smq_executions e ON e.id = h.execution_id "
+                "WHERE e.state_machine_id = :sm"
+            ),
+            {"sm": state_machine_id},
+        ).scalar_one()
+    return int(claimed), int(rows)
+
+
+def commit_latency_ms(repo: Repository, backend: str, commits: int = 200) -> float:
+    """Mean time of a one-row INSERT committed on its own: the floor under every checkpoint."""
+    raw = repo.engine.raw_connection()
+    try:
+        connection: Any = raw.driver_connection
+        connection.execute("CREATE TABLE smq_bench_commit_probe (x INTEGER)")
+        if backend == "postgresql":
+            connection.commit()
+            connection.autocommit = True
+        begin, end = ("BEGIN IMMEDIATE", "COMMIT") if backend == "sqlite" else ("", "")
+        placeholder = "?" if backend == "sqlite" else "%s"
+        start = time.perf_counter()
+        for value in range(commits):
+            if begin:
+                connection.execute(begin)
+            connection.execute(f"INSERT INTO smq_bench_commit_probe VALUES ({placeholder})", (value,))
+            if end:
+                connection.execute(end)
+        elapsed = time.perf_counter() - start
+        connection.execute("DROP TABLE smq_bench_commit_probe")
+        if backend == "postgresql":
+            connection.autocommit = False
+        return elapsed / commits * 1000
+    finally:
+        raw.close()
+
+
+def writes_per_execution(machine: StateMachine, workload: Workload) -> int:
+    """Write transactions start_execution makes: the RUNNING insert, then one checkpoint per step."""
+    steps: list[Any] = []
+    machine.run(workload.input, on_step=steps.append)
+    return 1 + len(steps)
+
+
+def run_cell(repo: Repository, backend: str, workload: Workload, seconds: float) -> Cell:
+    """Verify, time persisted, time in memory, then check every claimed transition has its history row."""
+    definition = workload.definition()
+    repo.put_definition(workload.name, definition)
+    machine = StateMachine.from_definition(definition)
+    cell = Cell(backend, workload, ok=True, load1=_load1())
+    cell.writes_per_execution = writes_per_execution(machine, workload)
+    cell.commit_ms = commit_latency_ms(repo, backend)
+    cell.detail = verify_persisted(repo, workload, machine)
+    if cell.detail:
+        cell.ok = False
+        return cell
+    _log(f"{backend}/{workload.name}: persisted for {seconds:g}s")
+    cell.persisted = measure_persisted(repo, workload, seconds)
+    _log(f"{backend}/{workload.name}: in memory for {seconds:g}s")
+    cell.memory = measure_in_memory(machine, workload, seconds)
+    claimed, rows = stored_history_rows(repo, workload.name)
+    if claimed != rows:
+        cell.ok = False
+        cell.detail = f"executions claim {claimed} transitions but {rows} history rows are stored"
+    return cell
+
+
+# ------------------------------------------------------------- part 2: streaming
+
+
+STATUS_MIX = (("SUCCEEDED", 90), ("FAILED", 5), ("RUNNING", 3), ("TIMED_OUT", 1), ("ABORTED", 1))
+
+
+def _status_table() -> list[str]:
+    """100 statuses in the benchmark's proportions, to pick from at random."""
+    return [status for status, weight in STATUS_MIX for _ in range(weight)]
+
+
+def synthetic_rows(count: int, *, seed: int = 7) -> Iterator[tuple[Any, ...]]:
+    """Execution rows in EXECUTION_COLUMNS order: small JSON, a status mix, start times over 30 days.
+
+    Start times are generated in order but four rows share each timestamp, so the (start_time, id)
+    keyset has to break ties on the (random) id.
+    """
+    rng = random.Random(seed)
+    statuses = _status_table()
+    origin = datetime(2026, 1, 1, tzinfo=UTC)
+    step_us = max(1, (30 * 86_400 * 1_000_000) // max(1, count // 4))
+    for index in range(count):
+        status = rng.choice(statuses)
+        start = origin + timedelta(microseconds=(index // 4) * step_us)
+        order = f"A-{index}"
+        payload = json.dumps({"order": {"id": order, "customer": f"c-{index % 977}"}, "items": index % 7 + 1})
+        running = status == "RUNNING"
+        duration = None if running else rng.randrange(5, 5_000)
+        stop = None if duration is None else start + timedelta(milliseconds=duration)
+        output = json.dumps({"orderId": order, "lane": "express", "total": index % 1000 / 10})
+        yield (
+            str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            f"order-{index}",
+            STREAM_MACHINE_ID,
+            1,
+            status,
+            payload,
+            output if status == "SUCCEEDED" else None,
+            "States.TaskFailed" if status == "FAILED" else None,
+            "carrier API returned 503" if status == "FAILED" else None,
+            "Label" if running else None,
+            json.dumps({"state": "Label", "input": {"orderId": order}}) if running else None,
+            rng.randrange(3, 33) if not running else 5,
+            start,
+            stop,
+            duration,
+            stop or start,
+            None,
+            None,
+            None,
+        )
+
+
+def _sqlite_time(moment: datetime | None) -> str | None:
+    """The text SQLAlchemy's DateTime stores on SQLite: naive UTC, always with microseconds."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def load_sqlite(repo: Repository, rows: Iterable[tuple[Any, ...]]) -> None:
+    """executemany on the raw sqlite3 connection, LOAD_BATCH rows per transaction."""
+    times = [EXECUTION_COLUMNS.index(name) for name in ("start_time", "stop_time", "updated_at")]
+    placeholders = ", ".join("?" for _ in EXECUTION_COLUMNS)
+    sql = f"INSERT INTO smq_executions ({', '.join(EXECUTION_COLUMNS)}) VALUES ({placeholders})"
+    raw = repo.engine.raw_connection()
+    try:
+        connection: Any = raw.driver_connection
+        iterator = iter(rows)
+        while batch := list(itertools.islice(iterator, LOAD_BATCH)):
+            converted = []
+            for row in batch:
+                values = list(row)
+                for position in times:
+                    values[position] = _sqlite_time(values[position])
+                converted.append(values)
+            connection.execute("BEGIN")
+            connection.executemany(sql, converted)
+            connection.execute("COMMIT")
+        connection.execute("ANALYZE")
+    finally:
+        raw.close()
+
+
+def load_postgresql(repo: Repository, rows: Iterable[tuple[Any, ...]]) -> None:
+    """COPY ... FROM STDIN on the raw psycopg connection, then ANALYZE."""
+    raw = repo.engine.raw_connection()
+    try:
+        connection: Any = raw.driver_connection
+        with connection.cursor() as cursor:
+            with cursor.copy(f"COPY smq_executions ({', '.join(EXECUTION_COLUMNS)}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            connection.commit()
+            cursor.execute("ANALYZE smq_executions")
+            connection.commit()
+    finally:
+        raw.close()
+
+
+@dataclass
+class MemorySample:
+    """Memory after `rows` executions had been streamed (Python figures only on the traced pass)."""
+
+    fraction: float
+    rows: int
+    seconds: float
+    rss: int
+    python_current: int | None = None
+    python_peak: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class StreamPass:
+    """One full iteration of stream_executions: count, order and memory samples."""
+
+    traced: bool
+    rows: int = 0
+    seconds: float = 0.0
+    ordered: bool = True
+    first_disorder: str = ""
+    samples: list[MemorySample] = field(default_factory=list)
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    def growth(self, attribute: str) -> int | None:
+        """Bytes gained between the first (10%) and the last (100%) sample."""
+        if len(self.samples) < 2:
+            return None
+        first, last = getattr(self.samples[0], attribute), getattr(self.samples[-1], attribute)
+        return None if first is None or last is None else int(last - first)
+
+    def segment_rates(self) -> list[float]:
+        """Rows/s between consecutive samples (0-10%, 10-50%, 50-100%): flat if pages cost the same."""
+        rates, rows, seconds = [], 0, 0.0
+        for sample in self.samples:
+            span = sample.seconds - seconds
+            rates.append((sample.rows - rows) / span if span > 0 else 0.0)
+            rows, seconds = sample.rows, sample.seconds
+        return rates
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "tracemalloc": self.traced,
+            "rows": self.rows,
+            "seconds": round(self.seconds, 3),
+            "rows_per_second": round(self.rows_per_second, 1),
+            "segment_rows_per_second": [round(rate, 1) for rate in self.segment_rates()],
+            "ordered": self.ordered,
+            "first_disorder": self.first_disorder,
+            "samples": [sample.as_dict() for sample in self.samples],
+        }
+
+
+@dataclass
+class StreamResult:
+    """Loading one backend's synthetic executions, then a timed pass and a tracemalloc pass over them."""
+
+    backend: str
+    expected: int
+    page_size: int
+    flat_limit_mb: float
+    load_seconds: float = 0.0
+    timed: StreamPass = field(default_factory=lambda: StreamPass(traced=False))
+    traced: StreamPass = field(default_factory=lambda: StreamPass(traced=True))
+    load1: float = 0.0
+
+    @property
+    def python_growth(self) -> int | None:
+        return self.traced.growth("python_current")
+
+    @property
+    def rss_growth(self) -> int | None:
+        return self.timed.growth("rss")
+
+    @property
+    def flat(self) -> bool:
+        limit = self.flat_limit_mb * MIB
+        return all(g is not None and g < limit for g in (self.python_growth, self.rss_growth))
+
+    @property
+    def complete(self) -> bool:
+        return self.timed.rows == self.traced.rows == self.expected
+
+    @property
+    def ordered(self) -> bool:
+        return self.timed.ordered and self.traced.ordered
+
+    @property
+    def goal_met(self) -> bool:
+        return self.flat and self.complete and self.ordered
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "backend": self.backend,
+            "rows_expected": self.expected,
+            "page_size": self.page_size,
+            "load_seconds": round(self.load_seconds, 3),
+            "load_rows_per_second": round(self.expected / self.load_seconds, 1)
+            if self.load_seconds
+            else None,
+            "timed_pass": self.timed.as_dict(),
+            "tracemalloc_pass": self.traced.as_dict(),
+            "python_growth_bytes": self.python_growth,
+            "rss_growth_bytes": self.rss_growth,
+            "flat_limit_mb": self.flat_limit_mb,
+            "flat": self.flat,
+            "complete": self.complete,
+            "ordered": self.ordered,
+            "goal_met": self.goal_met,
+            "load1_at_start": self.load1,
+        }
+
+
+def rss_bytes() -> int:
+    """Resident set size from /proc/self/status (VmRSS), 0 where there is no /proc."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def sample_points(count: int) -> dict[int, float]:
+    """Row number at which to sample -> the fraction it stands for."""
+    return {max(1, math.ceil(count * fraction)): fraction for fraction in SAMPLE_FRACTIONS}
+
+
+def _sample(stream: StreamPass, fraction: float, elapsed: float) -> MemorySample:
+    """RSS always; tracemalloc's current and peak only while it is tracing."""
+    sample = MemorySample(fraction, stream.rows, elapsed, rss_bytes())
+    if stream.traced:
+        sample.python_current, sample.python_peak = tracemalloc.get_traced_memory()
+    return sample
+
+
+def stream_pass(repo: Repository, stream: StreamPass, expected: int, page_size: int, label: str) -> None:
+    """Iterate every synthetic execution, checking strict (start_time, id) order and sampling memory."""
+    points = sample_points(expected)
+    flt = ExecutionFilter(state_machine_id=STREAM_MACHINE_ID)
+    previous: tuple[datetime, str] | None = None
+    gc.collect()
+    if stream.traced:
+        tracemalloc.start()
+    try:
+        start = time.perf_counter()
+        for record in repo.stream_executions(flt, page_size=page_size):
+            stream.rows += 1
+            key = (record.start_time, record.execution_id)
+            if previous is not None and key <= previous and stream.ordered:
+                stream.ordered = False
+                stream.first_disorder = f"row {stream.rows}: {key} after {previous}"
+            previous = key
+            fraction = points.get(stream.rows)
+            if fraction is not None:
+                stream.samples.append(_sample(stream, fraction, time.perf_counter() - start))
+                _log(f"{label}: {stream.rows:,} rows in {stream.samples[-1].seconds:.1f}s")
+        stream.seconds = time.perf_counter() - start
+    finally:
+        if stream.traced:
+            tracemalloc.stop()
+
+
+def run_stream(repo: Repository, backend: str, count: int, page_size: int, flat_mb: float) -> StreamResult:
+    """Bulk-load `count` executions, then stream them all back."""
+    result = StreamResult(backend, count, page_size, flat_mb, load1=_load1())
+    repo.put_definition(STREAM_MACHINE_ID, WORKLOADS[0].definition())
+    _log(f"{backend}: loading {count:,} executions")
+    start = time.perf_counter()
+    loader = load_sqlite if backend == "sqlite" else load_postgresql
+    loader(repo, synthetic_rows(count))
+    result.load_seconds = time.perf_counter() - start
+    _log(f"{backend}: loaded in {result.load_seconds:.1f}s; streaming (timed pass)")
+    stream_pass(repo, result.timed, count, page_size, f"{backend} timed pass")
+    _log(f"{backend}: streaming again under tracemalloc")
+    stream_pass(repo, result.traced, count, page_size, f"{backend} tracemalloc pass")
+    return result
+
+
+# ------------------------------------------------------------------------ report
+
+
+def _fmt(rate: float) -> str:
+    return f"{rate:,.0f}" if rate >= 100 else f"{rate:,.2f}"
+
+
+def _mb(value: int | None) -> str:
+    return "n/a" if value is None else f"{value / MIB:+.2f}" if value < 0 else f"{value / MIB:.2f}"
+
+
+def _verdict(met: bool, text_met: str = "met", text_not: str = "NOT met") -> str:
+    return f"[green]{text_met}[/]" if met else f"[red]{text_not}[/]"
+
+
+def throughput_table(cells: list[Cell]) -> Any:
+    """Persisted vs in-memory rates, one row per backend and workload."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="Persisted vs in-memory, one process", box=box.SIMPLE_HEAD)
+    table.add_column("backend")
+    table.add_column("workflow")
+    columns = (
+        "states/exec", "persisted exec/s", "persisted trans/s", "in-memory exec/s", "in-memory trans/s",
+        "persisted/memory", "writes/exec", "commit ms", "commit-bound trans/s", "goal trans/s",
+    )  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="right")
+    table.add_column("goal")
+    table.add_column("load1", justify="right")
+    for cell in cells:
+        ratio, bound = cell.ratio, cell.commit_bound
+        table.add_row(
+            cell.backend,
+            cell.workload.name,
+            str(cell.workload.states_entered),
+            _fmt(cell.persisted.executions_per_second),
+            _fmt(cell.persisted.transitions_per_second),
+            _fmt(cell.memory.executions_per_second),
+            _fmt(cell.memory.transitions_per_second),
+            "n/a" if ratio is None else f"{ratio:.2%}",
+            str(cell.writes_per_execution),
+            f"{cell.commit_ms:.3f}",
+            "n/a" if bound is None else _fmt(bound),
+            f">={cell.goal:,.0f}",
+            _verdict(cell.goal_met) if cell.ok else "[red]INVALID[/]",
+            f"{cell.load1:.2f}",
+        )
+    return table
+
+
+def _stream_verdicts(stream: StreamResult) -> list[str]:
+    """Flat / complete / ordered, for the first row of a backend."""
+    return [
+        _mb(stream.python_growth),
+        _mb(stream.rss_growth),
+        _verdict(stream.flat, "flat", "NOT flat"),
+        _verdict(stream.complete, "yes", "NO"),
+        _verdict(stream.ordered, "yes", "NO"),
+    ]
+
+
+def stream_table(streams: list[StreamResult]) -> Any:
+    """Load and streaming rates, memory at each sample, and the flat/complete/ordered verdicts."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="Keyset streaming (stream_executions)", box=box.SIMPLE_HEAD)
+    table.add_column("backend")
+    columns = (
+        "rows", "load rows/s", "stream rows/s", "sample", "at s", "segment rows/s", "RSS MB",
+        "py cur MB", "py peak MB", "py growth MB", "RSS growth MB", "memory", "count ok", "order ok",
+    )  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="right")
+    for stream in streams:
+        load_rate = stream.expected / stream.load_seconds if stream.load_seconds else 0.0
+        traced = {sample.fraction: sample for sample in stream.traced.samples}
+        rates = stream.timed.segment_rates()
+        for index, sample in enumerate(stream.timed.samples):
+            first = index == 0
+            python = traced.get(sample.fraction)
+            table.add_row(
+                stream.backend if first else "",
+                f"{stream.expected:,}" if first else "",
+                _fmt(load_rate) if first else "",
+                _fmt(stream.timed.rows_per_second) if first else "",
+                f"{sample.fraction:.0%}",
+                f"{sample.seconds:.1f}",
+                _fmt(rates[index]),
+                _mb(sample.rss),
+                "n/a" if python is None else _mb(python.python_current),
+                "n/a" if python is None else _mb(python.python_peak),
+                *(_stream_verdicts(stream) if first else [""] * 5),
+            )
+    return table
+
+
+def print_report(report: dict[str, Any], cells: list[Cell], streams: list[StreamResult]) -> None:
+    """Both tables with rich, then the context and any verification failures."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)
+    if cells:
+        console.print(throughput_table(cells))
+    if streams:
+        console.print(stream_table(streams))
+        console.print(
+            "stream rows/s and RSS come from an untraced pass; py cur/peak (tracemalloc) from a second, "
+            "traced pass over the same rows. Growth is the 100% sample minus the 10% sample."
+        )
+    load = report["load_average"]
+    console.print(
+        f"load average (1/5/15 min) at start {load['start']}, at end {load['end']} on {report['cpus']} CPUs; "
+        f"total {report['wall_seconds']:.0f}s; all goals met: {report['all_goals_met']}"
+    )
+    for cell in cells:
+        if cell.detail:
+            console.print(f"[red]{cell.backend}/{cell.workload.name}: {cell.detail}[/]")
+    for stream in streams:
+        for one in (stream.timed, stream.traced):
+            if one.first_disorder:
+                console.print(f"[red]{stream.backend}: first out-of-order row: {one.first_disorder}[/]")
+
+
+def build_report(
+    args: argparse.Namespace, cells: list[Cell], streams: list[StreamResult], started: float, load_start: Any
+) -> dict[str, Any]:
+    """Results plus enough context to compare runs from different machines."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average": {
+            "start": [round(v, 2) for v in load_start],
+            "end": [round(v, 2) for v in os.getloadavg()],
+        },
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "settings": {
+            "seconds": args.seconds,
+            "stream_rows": args.stream_rows,
+            "page_size": args.page_size,
+            "flat_mb": args.flat_mb,
+            "backends": args.backends,
+        },
+        "goals_transitions_per_second": GOALS,
+        "throughput": [cell.as_dict() for cell in cells],
+        "streaming": [stream.as_dict() for stream in streams],
+        "all_goals_met": all_met(cells, streams),
+    }
+
+
+def all_met(cells: list[Cell], streams: list[StreamResult]) -> bool:
+    return all(cell.goal_met for cell in cells) and all(stream.goal_met for stream in streams)
+
+
+# -------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="timing per cell, each side (default 5)")
+    parser.add_argument(
+        "--stream-rows", type=int, default=1_000_000, help="executions to load and stream (default 1,000,000)"
+    )
+    parser.add_argument(
+        "--page-size", type=int, default=1000, help="stream_executions page size (default 1000)"
+    )
+    parser.add_argument(
+        "--flat-mb", type=float, default=5.0, help="max growth from the 10%% to the 100%% sample (default 5)"
+    )
+    parser.add_argument(
+        "--backend",
+        dest="backends",
+        action="append",
+        choices=BACKENDS,
+        help="run only this backend (repeatable; default both)",
+    )
+    parser.add_argument(
+        "--workflow",
+        action="append",
+        choices=[w.name for w in WORKLOADS],
+        help="only this workflow (repeatable)",
+    )
+    parser.add_argument("--skip-stream", action="store_true", help="measure throughput only")
+    parser.add_argument(
+        "--pg-url", default=DEFAULT_PG_URL, help=f"an existing database to connect to ({DEFAULT_PG_URL})"
+    )
+    parser.add_argument("--json", action="store_true", help="print results as JSON instead of tables")
+    parser.add_argument("--save", metavar="PATH", help="also write the JSON results to PATH")
+    args = parser.parse_args(argv)
+    args.backends = args.backends or list(BACKENDS)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    load_start = os.getloadavg()
+    workloads = [w for w in WORKLOADS if not args.workflow or w.name in args.workflow]
+    cells: list[Cell] = []
+    streams: list[StreamResult] = []
+    for backend in args.backends:
+        with open_backend(backend, args) as repo:
+            for workload in workloads:
+                cells.append(run_cell(repo, backend, workload, args.seconds))
+            if not args.skip_stream and args.stream_rows > 0:
+                streams.append(run_stream(repo, backend, args.stream_rows, args.page_size, args.flat_mb))
+    report = build_report(args, cells, streams, started, load_start)
+    if args.save:
+        with open(args.save, "w") as out:
+            json.dump(report, out, indent=2)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report, cells, streams)
+    return 0 if report["all_goals_met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
