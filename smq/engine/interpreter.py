@@ -22,12 +22,12 @@ from smq.engine.errors import StatesError, error_matches
 from smq.engine.handlers import LAMBDA_INVOKE, TaskContext
 from smq.engine.invoke import call_handler
 from smq.engine.model import (
-    NULL_PATH,
     ChoiceState,
     FailState,
     IntOrPath,
     Machine,
     MapState,
+    NullPath,
     ParallelState,
     PassState,
     ResultState,
@@ -36,7 +36,7 @@ from smq.engine.model import (
     TaskState,
     WaitState,
 )
-from smq.engine.paths import PathNotFound, Scope, set_at
+from smq.engine.paths import Path, PathNotFound, Scope, set_at
 from smq.engine.runtime import Runtime
 from smq.engine.timestamps import parse_timestamp
 
@@ -70,28 +70,24 @@ def context_factory(cursor: Cursor, state: State, entered_at: float, extra: dict
     return build
 
 
-def apply_input_path(state: State, scope: Scope) -> Any:
-    path = state.input_path
+def _apply_path(state: State, path: Path | NullPath | None, scope: Scope) -> Any:
+    """InputPath/OutputPath: absent is `$`, null gives `{}`, a path that selects nothing is States.Runtime."""
     if path is None:
         return scope.data
-    if path is NULL_PATH:
+    if isinstance(path, NullPath):
         return {}
     try:
-        return scope.read(path)  # type: ignore[arg-type]
+        return scope.read(path)
     except PathNotFound:
-        raise runtime_error(state, f"Invalid path '{path.text}' : No results for path: {path.text}") from None  # type: ignore[union-attr]
+        raise runtime_error(state, f"Invalid path '{path.text}' : No results for path: {path.text}") from None
+
+
+def apply_input_path(state: State, scope: Scope) -> Any:
+    return _apply_path(state, state.input_path, scope)
 
 
 def apply_output_path(state: State, scope: Scope) -> Any:
-    path = state.output_path
-    if path is None:
-        return scope.data
-    if path is NULL_PATH:
-        return {}
-    try:
-        return scope.read(path)  # type: ignore[arg-type]
-    except PathNotFound:
-        raise runtime_error(state, f"Invalid path '{path.text}' : No results for path: {path.text}") from None  # type: ignore[union-attr]
+    return _apply_path(state, state.output_path, scope)
 
 
 def apply_result_path(state: ResultState, raw_input: Any, result: Any) -> Any:

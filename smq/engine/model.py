@@ -14,14 +14,14 @@ from smq.engine.paths import Path
 from smq.engine.templates import Template
 
 
-class _NullPath:
+class NullPath:
     """`"InputPath": null` / `"OutputPath": null`: the state sees (or emits) `{}`."""
 
     def __repr__(self) -> str:
         return "NULL_PATH"
 
 
-NULL_PATH = _NullPath()
+NULL_PATH = NullPath()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +64,8 @@ class State:
     type: str
     next: str | None = None
     end: bool = False
-    input_path: Path | _NullPath | None = None  # None: "$" (identity)
-    output_path: Path | _NullPath | None = None
+    input_path: Path | NullPath | None = None  # None: "$" (identity)
+    output_path: Path | NullPath | None = None
     assign: Template | None = None
 
 

@@ -106,24 +106,25 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply migrations, serialised across processes (SQLite write lock, PostgreSQL advisory lock)."""
+def _migrate(engine: Engine, action: Any, revision: str) -> None:
+    """Run an Alembic command on one connection, serialised across processes (SQLite's write lock
+    from BEGIN IMMEDIATE, a PostgreSQL advisory lock)."""
     config = alembic_config(engine)
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(7242031)"))
         config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+        action(config, revision)
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply migrations up to `revision`; safe to run from several processes at once."""
+    _migrate(engine, command.upgrade, revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Revert migrations down to `revision` ("base" removes every smq table)."""
-    config = alembic_config(engine)
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(7242031)"))
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
+    _migrate(engine, command.downgrade, revision)
 
 
 def ensure_schema(engine: Engine, *, auto_upgrade: bool) -> None:
