@@ -106,6 +106,8 @@ class ExecutionRow(Base):
     __tablename__ = "smq_executions"
     __table_args__ = (
         UniqueConstraint("state_machine_id", "name"),
+        # Keyset pagination walks (start_time, id) inside each filter's leading columns.
+        Index("ix_smq_executions_sm_start", "state_machine_id", "start_time", "id"),
         Index("ix_smq_executions_sm_status_start", "state_machine_id", "status", "start_time", "id"),
         Index("ix_smq_executions_status_start", "status", "start_time", "id"),
         Index("ix_smq_executions_source", "source_execution_id"),

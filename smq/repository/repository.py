@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, and_, exists, func, insert, not_, or_, select
+from sqlalchemy import Engine, Table, and_, exists, func, insert, not_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from smq.engine.cursor import Cursor, HistoryEntry, Step
@@ -553,7 +553,8 @@ class Repository:
             query = select(executions).where(and_(True, *self._where(flt)))
             if after is not None:
                 start, last_id = after
-                query = query.where(or_(c.start_time > start, and_(c.start_time == start, c.id > last_id)))
+                # A row-value comparison, so the index range starts right after the last row seen.
+                query = query.where(tuple_(c.start_time, c.id) > tuple_(start, last_id))
             query = query.order_by(c.start_time, c.id).limit(size)
             with self.reader.connect() as connection:
                 rows = connection.execute(query).all()

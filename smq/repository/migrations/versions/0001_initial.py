@@ -55,6 +55,9 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("smq_executions", schema=None) as batch_op:
         batch_op.create_index(
+            "ix_smq_executions_sm_start", ["state_machine_id", "start_time", "id"], unique=False
+        )
+        batch_op.create_index(
             "ix_smq_executions_sm_status_start",
             ["state_machine_id", "status", "start_time", "id"],
             unique=False,
@@ -147,6 +150,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_smq_executions_start_id")
         batch_op.drop_index("ix_smq_executions_source")
         batch_op.drop_index("ix_smq_executions_sm_status_start")
+        batch_op.drop_index("ix_smq_executions_sm_start")
 
     op.drop_table("smq_executions")
     op.drop_table("smq_definitions")
