@@ -662,7 +662,7 @@ def throughput_table(cells: list[Cell]) -> Any:
     table.add_column("workflow")
     columns = (
         "states/exec", "persisted exec/s", "persisted trans/s", "in-memory exec/s", "in-memory trans/s",
-        "persisted/memory", "writes/exec", "commit ms", "commit-bound trans/s", "goal trans/s",
+        "pers/mem", "writes/exec", "commit ms", "commit-bound trans/s", "goal trans/s",
     )  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right")

@@ -22,7 +22,7 @@ from smq.engine.machine import StateMachine
 from smq.engine.runtime import DEFAULT_PAYLOAD_LIMIT
 from smq.execution.transformers import apply_transformer
 from smq.repository.models import SUCCEEDED
-from smq.repository.repository import CheckpointConflict, ExecutionRecord, Repository
+from smq.repository.repository import CheckpointConflict, ExecutionRecord, Repository, StaleDefinition
 
 
 class PayloadTooLarge(SmqError, ValueError):
@@ -120,28 +120,41 @@ def prepare_execution(
 
     Returns (record, machine, created): created is False when an execution of that name already existed.
     """
-    try:
-        machine, version = repository.state_machine(request.state_machine_id, request.version)
-        machine.check_handlers(handlers if handlers is not None else default_registry)
-        execution_input = resolve_input(repository, request)
-        check_payload(execution_input, payload_limit, "the execution input")
-    except SmqError:
-        # Starting a name again returns that execution, even if the request would no longer pass
-        # (a changed source, a smaller limit): looked up only here, off the fast path.
-        existing = repository.find_execution(request.state_machine_id, request.name) if request.name else None
-        if existing is None:
-            raise
-        machine, _ = repository.state_machine(existing.state_machine_id, existing.version)
-        return existing, machine, False
-    execution_id = str(uuid.uuid4())
-    cursor = machine.begin(execution_input, name=request.name or execution_id, execution_id=execution_id)
-    record, created = repository.create_execution(
-        cursor,
-        version=version,
-        source_execution_id=request.source_execution_id,
-        source_state_name=request.source_state_name,
-        transformer=request.transformer,
-    )
+    uses_latest = request.version is None
+    for attempt in range(2):
+        try:
+            machine, version = repository.state_machine(
+                request.state_machine_id, request.version, cached_latest=uses_latest and attempt == 0
+            )
+            machine.check_handlers(handlers if handlers is not None else default_registry)
+            execution_input = resolve_input(repository, request)
+            check_payload(execution_input, payload_limit, "the execution input")
+        except SmqError:
+            # Starting a name again returns that execution, even if the request would no longer pass
+            # (a changed source, a smaller limit): looked up only here, off the fast path.
+            existing = (
+                repository.find_execution(request.state_machine_id, request.name) if request.name else None
+            )
+            if existing is None:
+                raise
+            machine, _ = repository.state_machine(existing.state_machine_id, existing.version)
+            return existing, machine, False
+        execution_id = str(uuid.uuid4())
+        cursor = machine.begin(execution_input, name=request.name or execution_id, execution_id=execution_id)
+        try:
+            record, created = repository.create_execution(
+                cursor,
+                version=version,
+                source_execution_id=request.source_execution_id,
+                source_state_name=request.source_state_name,
+                transformer=request.transformer,
+                latest_guard=uses_latest,
+            )
+        except StaleDefinition:
+            continue  # a newer version was put by another process: compile it and try again
+        break
+    else:
+        raise SmqError(f"state machine {request.state_machine_id!r} keeps changing; could not start")
     if record.version != version:
         machine, _ = repository.state_machine(record.state_machine_id, record.version)
     return record, machine, created

@@ -47,6 +47,10 @@ class NotFound(SmqError, LookupError):
     """No such definition or execution; the message names what was asked for."""
 
 
+class StaleDefinition(SmqError):
+    """A newer definition version appeared since this process cached the latest one; look again."""
+
+
 class CheckpointConflict(SmqError):
     """Another process advanced this execution first; this writer must stop."""
 
@@ -254,6 +258,9 @@ class Repository:
             self._writes = CoreWrites(engine)
         self._machines: dict[tuple[str, int], StateMachine] = {}
         self._machines_lock = threading.Lock()
+        # Latest version per machine as last seen here. Only a hint: an insert that relies on it is
+        # guarded in SQL (StaleDefinition), so another process's new version is never missed.
+        self._latest: dict[str, int] = {}
 
     @classmethod
     def open(cls, url: str, *, auto_upgrade: bool | None = None, **engine_options: Any) -> Repository:
@@ -295,6 +302,7 @@ class Repository:
                             created_at=now,
                         )
                     )
+                self._latest[state_machine_id] = version
                 return DefinitionRecord(state_machine_id, version, definition, now)
             except IntegrityError:
                 continue  # someone else added this version first: look again
@@ -349,8 +357,20 @@ class Repository:
             for row in rows
         ]
 
-    def state_machine(self, state_machine_id: str, version: int | None = None) -> tuple[StateMachine, int]:
-        """The compiled machine for a stored definition (compiled once per version, then cached)."""
+    def state_machine(
+        self, state_machine_id: str, version: int | None = None, *, cached_latest: bool = False
+    ) -> tuple[StateMachine, int]:
+        """The compiled machine for a stored definition (compiled once per version, then cached).
+
+        `cached_latest`: for the latest version, trust the version last seen in this process (no
+        query); only for callers that insert with `latest_guard`, which re-checks it in SQL.
+        """
+        if version is None and cached_latest and state_machine_id in self._latest:
+            version = self._latest[state_machine_id]
+        key = (state_machine_id, version) if version is not None else None
+        machine = self._machines.get(key) if key is not None else None
+        if machine is not None and version is not None:
+            return machine, version
         record = self.get_definition(state_machine_id, version)
         key = (state_machine_id, record.version)
         with self._machines_lock:
@@ -358,7 +378,12 @@ class Repository:
             if machine is None:
                 machine = StateMachine.from_definition(record.definition, id=state_machine_id)
                 self._machines[key] = machine
+            if version is None:
+                self._latest[state_machine_id] = record.version
         return machine, record.version
+
+    def forget_latest(self, state_machine_id: str) -> None:
+        self._latest.pop(state_machine_id, None)
 
     # ------------------------------------------------------------------ executions
 
@@ -370,6 +395,7 @@ class Repository:
         source_execution_id: str | None = None,
         source_state_name: str | None = None,
         transformer: str | None = None,
+        latest_guard: bool = False,
     ) -> tuple[ExecutionRecord, bool]:
         """Insert a RUNNING execution; if its (state machine, name) exists, return that one instead.
 
@@ -400,7 +426,11 @@ class Repository:
             transformer=transformer,
         )
         try:
-            self._writes.insert_execution(record, now)
+            if not self._writes.insert_execution(record, now, latest_guard=latest_guard):
+                self.forget_latest(info.state_machine_id)
+                raise StaleDefinition(
+                    f"state machine {info.state_machine_id!r} has a version newer than {version}"
+                )
         except IntegrityError:
             existing = self.find_execution(info.state_machine_id, info.name)
             if existing is None:

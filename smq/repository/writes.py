@@ -12,9 +12,9 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Engine, Table, insert, text, update
+from sqlalchemy import Engine, Table, func, insert, literal, select, text, update
 
-from smq.repository.models import RUNNING, ChainLinkRow, ExecutionRow, HistoryRow
+from smq.repository.models import RUNNING, ChainLinkRow, DefinitionRow, ExecutionRow, HistoryRow
 
 if TYPE_CHECKING:
     from smq.repository.repository import ExecutionRecord
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 executions = cast(Table, ExecutionRow.__table__)
 history = cast(Table, HistoryRow.__table__)
 chain_links = cast(Table, ChainLinkRow.__table__)
+definitions = cast(Table, DefinitionRow.__table__)
 
 
 def execution_row(record: ExecutionRecord, now: datetime) -> dict[str, Any]:
@@ -59,11 +60,18 @@ class CoreWrites:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def insert_execution(self, record: ExecutionRecord, now: datetime) -> None:
+    def insert_execution(self, record: ExecutionRecord, now: datetime, *, latest_guard: bool = False) -> bool:
+        """Insert; with `latest_guard`, only if `record.version` is still the latest definition version
+        (the caller used a cached one). False when the guard failed; IntegrityError on a duplicate."""
         with self.engine.begin() as connection:
+            if latest_guard:
+                latest = connection.execute(_latest_version(record.state_machine_id)).scalar()
+                if latest != record.version:
+                    return False
             connection.execute(insert(executions), execution_row(record, now))
             if record.source_execution_id is not None:
                 connection.execute(insert(chain_links), link_row(record, now))
+        return True
 
     def checkpoint(
         self, execution_id: str, seen: int, values: dict[str, Any], rows: list[dict[str, Any]]
@@ -170,14 +178,20 @@ class PostgresWrites(CoreWrites):
         self.autocommit = autocommit
         self._checkpoint_sql: dict[tuple[str, ...], Any] = {}
 
-    def insert_execution(self, record: ExecutionRecord, now: datetime) -> None:
+    def insert_execution(self, record: ExecutionRecord, now: datetime, *, latest_guard: bool = False) -> bool:
+        """One statement: INSERT ... SELECT with the latest-version guard in its WHERE clause, and the
+        chain link in the same statement (a CTE) when there is a source."""
+        row = execution_row(record, now)
+        source = select(*(_literal_column(executions, name, value) for name, value in row.items()))
+        if latest_guard:
+            source = source.where(
+                _latest_version(record.state_machine_id).scalar_subquery() == record.version
+            )
+        inserted = insert(executions).from_select(list(row), source).returning(executions.c.id)
         if record.source_execution_id is None:
             with self.autocommit.connect() as connection:
-                connection.execute(insert(executions), execution_row(record, now))
-            return
-        created = (
-            insert(executions).values(**execution_row(record, now)).returning(executions.c.id).cte("created")
-        )
+                return connection.execute(inserted).first() is not None
+        created = inserted.cte("created")
         link = link_row(record, now)
         statement = insert(chain_links).from_select(
             list(link),
@@ -189,7 +203,7 @@ class PostgresWrites(CoreWrites):
             ),
         )
         with self.autocommit.connect() as connection:
-            connection.execute(statement)
+            return connection.execute(statement.returning(chain_links.c.id)).first() is not None
 
     def checkpoint(
         self, execution_id: str, seen: int, values: dict[str, Any], rows: list[dict[str, Any]]
@@ -237,6 +251,12 @@ class PostgresWrites(CoreWrites):
 
 
 def _literal(key: str, value: Any) -> Any:
-    from sqlalchemy import literal
+    return _literal_column(chain_links, key, value)
 
-    return literal(value, type_=chain_links.c[key].type).label(key)
+
+def _literal_column(table: Table, key: str, value: Any) -> Any:
+    return literal(value, type_=table.c[key].type).label(key)
+
+
+def _latest_version(state_machine_id: str) -> Any:
+    return select(func.max(definitions.c.version)).where(definitions.c.state_machine_id == state_machine_id)
