@@ -9,10 +9,15 @@ BEGIN IMMEDIATE transaction, which costs no network at all.
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Engine, Table, func, insert, literal, select, text, update
+from sqlalchemy import Engine, Table, func, insert, select, text, update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import IntegrityError
 
 from smq.repository.models import RUNNING, ChainLinkRow, DefinitionRow, ExecutionRow, HistoryRow
 
@@ -105,11 +110,49 @@ def _sqlite_time(moment: datetime) -> str:
 
 
 class SQLiteWrites(CoreWrites):
-    """Checkpoints as pre-written SQL on the driver: no statement building on the hot path."""
+    """Pre-written SQL on the driver connection inside `BEGIN IMMEDIATE ... COMMIT`: no statement
+    building and no SQLAlchemy events on the hot path (SQLite has no network to hide that cost)."""
 
     def __init__(self, engine: Engine):
         super().__init__(engine)
         self._update_sql: dict[tuple[str, ...], str] = {}
+
+    @contextmanager
+    def _immediate(self) -> Iterator[Any]:
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+        finally:
+            connection.close()  # back to the pool
+
+    def insert_execution(self, record: ExecutionRecord, now: datetime, *, latest_guard: bool = False) -> bool:
+        row = execution_row(record, now)
+        try:
+            with self._immediate() as cursor:
+                if latest_guard:
+                    cursor.execute(_SQLITE_LATEST_VERSION, (record.state_machine_id,))
+                    if cursor.fetchone()[0] != record.version:
+                        return False
+                cursor.execute(
+                    f"INSERT INTO smq_executions ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    tuple(_sqlite_value(name, value) for name, value in row.items()),
+                )
+                if record.source_execution_id is not None:
+                    link = link_row(record, now)
+                    cursor.execute(
+                        f"INSERT INTO smq_chain_links ({', '.join(link)}) VALUES ({', '.join('?' * len(link))})",
+                        tuple(_sqlite_value(name, value) for name, value in link.items()),
+                    )
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError("INSERT INTO smq_executions", None, exc) from exc
+        return True
 
     def checkpoint(
         self, execution_id: str, seen: int, values: dict[str, Any], rows: list[dict[str, Any]]
@@ -122,11 +165,12 @@ class SQLiteWrites(CoreWrites):
             self._update_sql[columns] = sql
         params = [_sqlite_value(name, value) for name, value in values.items()]
         params.extend((execution_id, seen))
-        with self.engine.begin() as connection:
-            if connection.exec_driver_sql(sql, tuple(params)).rowcount != 1:
+        with self._immediate() as cursor:
+            cursor.execute(sql, params)
+            if cursor.rowcount != 1:
                 return False
             if rows:
-                connection.exec_driver_sql(
+                cursor.executemany(
                     _SQLITE_HISTORY_INSERT,
                     [
                         (
@@ -148,6 +192,9 @@ class SQLiteWrites(CoreWrites):
                     ],
                 )
         return True
+
+
+_SQLITE_LATEST_VERSION = "SELECT max(version) FROM smq_definitions WHERE state_machine_id = ?"
 
 
 def _sqlite_value(name: str, value: Any) -> Any:
@@ -177,33 +224,21 @@ class PostgresWrites(CoreWrites):
         super().__init__(engine)
         self.autocommit = autocommit
         self._checkpoint_sql: dict[tuple[str, ...], Any] = {}
+        self._insert_sql: dict[tuple[bool, bool], Any] = {}
 
     def insert_execution(self, record: ExecutionRecord, now: datetime, *, latest_guard: bool = False) -> bool:
-        """One statement: INSERT ... SELECT with the latest-version guard in its WHERE clause, and the
-        chain link in the same statement (a CTE) when there is a source."""
+        """One statement (pre-written SQL): INSERT ... SELECT with the latest-version guard in its WHERE
+        clause, and the chain link in the same statement (a data-modifying CTE) when there is a source."""
         row = execution_row(record, now)
-        source = select(*(_literal_column(executions, name, value) for name, value in row.items()))
-        if latest_guard:
-            source = source.where(
-                _latest_version(record.state_machine_id).scalar_subquery() == record.version
-            )
-        inserted = insert(executions).from_select(list(row), source).returning(executions.c.id)
-        if record.source_execution_id is None:
-            with self.autocommit.connect() as connection:
-                return connection.execute(inserted).first() is not None
-        created = inserted.cte("created")
-        link = link_row(record, now)
-        statement = insert(chain_links).from_select(
-            list(link),
-            created.select().with_only_columns(
-                *(
-                    created.c.id if key == "target_execution_id" else _literal(key, value)
-                    for key, value in link.items()
-                )
-            ),
-        )
+        params = {name: _json(value) if name in _JSON_COLUMNS else value for name, value in row.items()}
+        key = (latest_guard, record.source_execution_id is not None)
+        statement = self._insert_sql.get(key)
+        if statement is None:
+            statement = self._insert_sql[key] = text(_insert_execution_sql(list(row), *key))
+        if record.source_execution_id is not None:
+            params["link_created_at"] = now
         with self.autocommit.connect() as connection:
-            return connection.execute(statement.returning(chain_links.c.id)).first() is not None
+            return connection.execute(statement, params).first() is not None
 
     def checkpoint(
         self, execution_id: str, seen: int, values: dict[str, Any], rows: list[dict[str, Any]]
@@ -250,12 +285,30 @@ class PostgresWrites(CoreWrites):
             return len(connection.execute(statement[1], params).all()) == len(rows)
 
 
-def _literal(key: str, value: Any) -> Any:
-    return _literal_column(chain_links, key, value)
-
-
-def _literal_column(table: Table, key: str, value: Any) -> Any:
-    return literal(value, type_=table.c[key].type).label(key)
+def _insert_execution_sql(columns: list[str], latest_guard: bool, linked: bool) -> str:
+    # INSERT ... SELECT gives the parameters no column context: cast each to its column's type.
+    dialect = postgresql.dialect()
+    values = ", ".join(
+        f"CAST(:{name} AS jsonb)"
+        if name in _JSON_COLUMNS
+        else f"CAST(:{name} AS {executions.c[name].type.compile(dialect=dialect)})"
+        for name in columns
+    )
+    guard = (
+        " WHERE (SELECT max(version) FROM smq_definitions WHERE state_machine_id = :state_machine_id) = :version"
+        if latest_guard
+        else ""
+    )
+    insert_sql = f"INSERT INTO smq_executions ({', '.join(columns)}) SELECT {values}{guard} RETURNING id"
+    if not linked:
+        return insert_sql
+    return (
+        f"WITH created AS ({insert_sql}) "
+        "INSERT INTO smq_chain_links (source_execution_id, target_execution_id, target_state_machine_id, "
+        "source_state_name, created_at) SELECT CAST(:source_execution_id AS VARCHAR), created.id, "
+        "CAST(:state_machine_id AS VARCHAR), CAST(:source_state_name AS VARCHAR), "
+        "CAST(:link_created_at AS TIMESTAMP WITH TIME ZONE) FROM created RETURNING id"
+    )
 
 
 def _latest_version(state_machine_id: str) -> Any:
