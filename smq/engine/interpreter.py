@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from smq.engine import errors
-from smq.engine.cursor import CAUGHT, FAILED, RETRIED, SUCCEEDED, Cursor, HistoryEntry, Step
+from smq.engine.cursor import CAUGHT, FAILED, RETRIED, SUCCEEDED, Cursor, HistoryEntry, Step, iso
 from smq.engine.errors import StatesError, error_matches
 from smq.engine.handlers import LAMBDA_INVOKE, TaskContext
 from smq.engine.invoke import call_handler
@@ -53,8 +53,6 @@ def context_factory(cursor: Cursor, state: State, entered_at: float, extra: dict
     """A builder for the Context object; called only if a path actually reads `$$`."""
 
     def build() -> dict[str, Any]:
-        from smq.engine.cursor import iso
-
         state_ctx: dict[str, Any] = {"Name": state.name, "EnteredTime": iso(entered_at)}
         if isinstance(state, (TaskState, ParallelState, MapState)):
             state_ctx["RetryCount"] = cursor.attempt - 1

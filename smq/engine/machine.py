@@ -11,6 +11,7 @@ For resumable use (what persistence and the workers build on): `begin()` makes t
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -105,7 +106,7 @@ class StateMachine:
             id=execution_id,
             name=name or execution_id,
             input=execution_input,
-            start_time=start_time if start_time is not None else (clock or _now)(),
+            start_time=start_time if start_time is not None else (clock or time.time)(),
             state_machine_id=self.id,
             state_machine_name=self.name,
         )
@@ -200,9 +201,3 @@ class StateMachine:
                     cursor=cursor,
                 )
         return None
-
-
-def _now() -> float:
-    import time
-
-    return time.time()

@@ -77,10 +77,6 @@ class Path:
         return [match.value for match in self._query.find(data)]
 
 
-def is_path_text(value: Any) -> bool:
-    return isinstance(value, str) and value.startswith("$")
-
-
 _cache: dict[str, Path] = {}
 
 

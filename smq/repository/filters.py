@@ -7,7 +7,7 @@ FilterError naming the key or value at fault.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,9 +46,6 @@ class ExecutionFilter:
             raise FilterError(f"limit: must be >= 0, got {self.limit}")
         if self.offset < 0:
             raise FilterError(f"offset: must be >= 0, got {self.offset}")
-
-    def with_limit(self, limit: int | None) -> ExecutionFilter:
-        return replace(self, limit=limit)
 
 
 FILTER_KEYS = (
