@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from smq.engine.runtime import DEFAULT_MAX_TRANSITIONS, DEFAULT_MAX_WORKERS, DEFAULT_PAYLOAD_LIMIT
 
@@ -28,6 +29,50 @@ def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not value >= minimum:
+        raise SettingsError(f"{name} must be >= {minimum}, got {raw}")
+    return value
+
+
+QUEUES = ("critical", "default", "low")
+DEFAULT_QUEUE_WEIGHTS = {"critical": 6, "default": 3, "low": 1}
+
+
+def parse_queue_weights(text: str, name: str = "SMQ_QUEUE_WEIGHTS") -> dict[str, int]:
+    """`critical=6,default=3,low=1`: every queue named once, each weight a positive integer."""
+    weights: dict[str, int] = {}
+    for part in (piece.strip() for piece in text.split(",")):
+        if not part:
+            continue
+        queue, sep, raw = part.partition("=")
+        queue = queue.strip()
+        if not sep or queue not in QUEUES:
+            raise SettingsError(f"{name}: {part!r} is not QUEUE=WEIGHT with QUEUE one of {', '.join(QUEUES)}")
+        if queue in weights:
+            raise SettingsError(f"{name}: queue {queue!r} is given twice")
+        try:
+            weight = int(raw)
+        except ValueError:
+            raise SettingsError(
+                f"{name}: weight of {queue!r} must be an integer, got {raw.strip()!r}"
+            ) from None
+        if weight < 1:
+            raise SettingsError(f"{name}: weight of {queue!r} must be >= 1, got {weight}")
+        weights[queue] = weight
+    missing = [queue for queue in QUEUES if queue not in weights]
+    if missing:
+        raise SettingsError(f"{name}: no weight for {', '.join(missing)}")
+    return weights
+
+
 def _list(env: dict[str, str], name: str) -> list[str]:
     return [item.strip() for item in env.get(name, "").split(",") if item.strip()]
 
@@ -40,6 +85,15 @@ class Settings:
     payload_limit: int = DEFAULT_PAYLOAD_LIMIT
     max_transitions: int = DEFAULT_MAX_TRANSITIONS
     max_workers: int = DEFAULT_MAX_WORKERS
+    # Distributed execution (celeryconfig.py reads these).
+    queue_weights: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_QUEUE_WEIGHTS))
+    queue_order: str = "weighted"  # or "strict": critical, then default, then low
+    soft_time_limit: float = 600.0
+    hard_time_limit: float = 660.0
+    visibility_timeout: float = 3600.0
+    max_retries: int = 3
+    retry_backoff: float = 2.0
+    retry_backoff_max: float = 600.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -51,4 +105,32 @@ class Settings:
             payload_limit=_int(env, "SMQ_PAYLOAD_LIMIT", DEFAULT_PAYLOAD_LIMIT, minimum=1),
             max_transitions=_int(env, "SMQ_MAX_TRANSITIONS", DEFAULT_MAX_TRANSITIONS, minimum=1),
             max_workers=_int(env, "SMQ_MAX_WORKERS", DEFAULT_MAX_WORKERS, minimum=1),
+            **_distributed(env),
         )
+
+
+def _distributed(env: dict[str, str]) -> dict[str, Any]:
+    order = env.get("SMQ_QUEUE_ORDER") or "weighted"
+    if order not in ("weighted", "strict"):
+        raise SettingsError(f"SMQ_QUEUE_ORDER must be 'weighted' or 'strict', got {order!r}")
+    weights = env.get("SMQ_QUEUE_WEIGHTS")
+    soft = _float(env, "SMQ_SOFT_TIME_LIMIT", 600.0, minimum=1.0)
+    hard = _float(env, "SMQ_HARD_TIME_LIMIT", soft + 60.0, minimum=1.0)
+    if hard <= soft:
+        raise SettingsError(f"SMQ_HARD_TIME_LIMIT ({hard:g}) must be above SMQ_SOFT_TIME_LIMIT ({soft:g})")
+    visibility = _float(env, "SMQ_VISIBILITY_TIMEOUT", max(3600.0, hard * 2), minimum=1.0)
+    if visibility <= hard:
+        # A message held longer than the visibility timeout is delivered again while still running.
+        raise SettingsError(
+            f"SMQ_VISIBILITY_TIMEOUT ({visibility:g}) must be above SMQ_HARD_TIME_LIMIT ({hard:g})"
+        )
+    return {
+        "queue_weights": parse_queue_weights(weights) if weights else dict(DEFAULT_QUEUE_WEIGHTS),
+        "queue_order": order,
+        "soft_time_limit": soft,
+        "hard_time_limit": hard,
+        "visibility_timeout": visibility,
+        "max_retries": _int(env, "SMQ_MAX_RETRIES", 3, minimum=0),
+        "retry_backoff": _float(env, "SMQ_RETRY_BACKOFF", 2.0, minimum=0.0),
+        "retry_backoff_max": _float(env, "SMQ_RETRY_BACKOFF_MAX", 600.0, minimum=0.0),
+    }

@@ -6,11 +6,13 @@ import click
 
 from smq import __version__
 from smq.cli.db import db
+from smq.cli.dead import dead
 from smq.cli.definitions import definitions
 from smq.cli.executions import executions
 from smq.cli.leader import leader
 from smq.cli.run import run, validate
 from smq.cli.start import start
+from smq.cli.stats import stats
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,5 +21,5 @@ def main() -> None:
     """smq: Amazon States Language workflows, recorded in SQL, run locally or on Celery workers."""
 
 
-for command in (run, validate, start, leader, definitions, executions, db):
+for command in (run, validate, start, leader, definitions, executions, stats, dead, db):
     main.add_command(command)

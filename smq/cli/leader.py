@@ -11,6 +11,7 @@ from rich.table import Table
 from smq.cli.common import (
     EXIT_NOT_SUCCEEDED,
     EXIT_OK,
+    UsageError,
     console,
     echo_json,
     error_console,
@@ -26,6 +27,9 @@ from smq.cli.common import (
 from smq.engine.errors import SmqError
 from smq.engine.handlers import default_registry
 from smq.execution.batch import BatchItem, run_batch
+from smq.repository.filters import ExecutionFilter
+from smq.repository.repository import Repository
+from smq.settings import QUEUES
 
 
 @click.command()
@@ -39,7 +43,23 @@ from smq.execution.batch import BatchItem, run_batch
 @click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--stop-on-error", is_flag=True, help="Start nothing new once one chained execution fails.")
 @click.option(
-    "--local", is_flag=True, help="Run in this process (the only mode until a broker is configured)."
+    "--queue",
+    type=click.Choice(QUEUES),
+    default="default",
+    show_default=True,
+    help="Queue to enqueue on (distributed mode).",
+)
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1, max=10_000),
+    default=500,
+    show_default=True,
+    help="Sources per page and per group() publish (distributed mode).",
+)
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Run in this process even when SMQ_BROKER_URL is set (the default without it).",
 )
 @handlers_option
 @json_option
@@ -51,22 +71,47 @@ def leader(
     name_prefix: str | None,
     concurrency: int,
     stop_on_error: bool,
+    queue: str,
+    chunk_size: int,
     local: bool,
     handler_modules: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Stream the executions matched by --filter and chain --target from each, deterministically named."""
+    """Stream the executions matched by --filter and chain --target from each, deterministically named.
+
+    With SMQ_BROKER_URL set the chained executions are enqueued for the workers (re-running enqueues
+    nothing twice); with --local, or without a broker, they run in this process."""
     settings = load_settings()
     load_handlers(settings, handler_modules)
     flt = filter_option(filter_text)
     repository = open_repository(settings)
     prefix = f"{target_id}-" if name_prefix is None else name_prefix
+    distributed = bool(settings.broker_url) and not local
     try:
         machine, _ = repository.state_machine(target_id)
-        machine.check_handlers(default_registry)
+        if not distributed:  # workers check their own handlers
+            machine.check_handlers(default_registry)
     except SmqError as exc:
         fail(f"smq leader: {exc}")
     total = repository.count_executions(flt)
+    if distributed:
+        if stop_on_error:
+            raise UsageError(
+                "--stop-on-error needs --local: enqueued executions run independently on the workers"
+            )
+        distributed_leader(
+            repository,
+            flt,
+            target_id,
+            source_state_name,
+            transformer,
+            prefix,
+            queue,
+            chunk_size,
+            total,
+            as_json,
+        )
+        return
     progress = Progress(
         TextColumn(f"chaining {target_id}"),
         BarColumn(),
@@ -117,3 +162,56 @@ def leader(
         console().print(table)
     ok = set(result.counts) <= {"SUCCEEDED"} and not result.stopped_early
     sys.exit(EXIT_OK if ok else EXIT_NOT_SUCCEEDED)
+
+
+def distributed_leader(
+    repository: Repository,
+    flt: ExecutionFilter,
+    target_id: str,
+    source_state_name: str | None,
+    transformer: str | None,
+    prefix: str,
+    queue: str,
+    chunk_size: int,
+    total: int,
+    as_json: bool,
+) -> None:
+    """Stream the sources and publish one chained execution each, in group() chunks."""
+    from smq.distributed.client import QueueClient
+    from smq.distributed.leader import fan_out
+
+    progress = Progress(
+        TextColumn(f"enqueueing {target_id} on {queue}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=error_console(),
+        disable=as_json,
+    )
+    with progress:
+        task = progress.add_task("enqueue", total=total)
+        summary = fan_out(
+            QueueClient(repository),
+            target_id,
+            flt,
+            source_state_name=source_state_name,
+            transformer=transformer,
+            name_prefix=prefix,
+            queue=queue,
+            chunk_size=chunk_size,
+            on_chunk=lambda done, _summary: progress.advance(task, done),
+        )
+    if as_json:
+        echo_json({"mode": "distributed", "queue": queue, "sources": total, **summary.to_dict()})
+    else:
+        table = Table(title=f"leader → {target_id} (queue {queue})", show_edge=False)
+        table.add_column("outcome")
+        table.add_column("count", justify="right")
+        table.add_row("sources matched", str(total))
+        table.add_row("enqueued", str(summary.enqueued))
+        table.add_row("skipped (already enqueued or chained)", str(summary.skipped))
+        table.add_row("failed to enqueue", str(summary.failed))
+        console().print(table)
+        for error in summary.errors:
+            error_console().print(f"enqueue failed: {error}")
+    sys.exit(EXIT_NOT_SUCCEEDED if summary.failed else EXIT_OK)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -31,6 +32,11 @@ from smq.cli.run import result_json
 from smq.engine.errors import SmqError
 from smq.engine.handlers import default_registry
 from smq.execution.runner import StartRequest, start_execution
+from smq.repository.repository import Repository
+from smq.settings import QUEUES
+
+if TYPE_CHECKING:
+    from smq.distributed.client import QueueClient
 
 
 def read_jsonl(path: Path) -> list[tuple[int, Any]]:
@@ -65,6 +71,14 @@ def read_jsonl(path: Path) -> list[tuple[int, Any]]:
 @click.option(
     "--concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Bulk start workers."
 )
+@click.option(
+    "--queue",
+    type=click.Choice(QUEUES),
+    default="default",
+    show_default=True,
+    help="Queue to enqueue on (when SMQ_BROKER_URL is set).",
+)
+@click.option("--local", is_flag=True, help="Run in this process even when SMQ_BROKER_URL is set.")
 @handlers_option
 @json_option
 def start(
@@ -78,18 +92,30 @@ def start(
     source_state_name: str | None,
     transformer: str | None,
     concurrency: int,
+    queue: str,
+    local: bool,
     handler_modules: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Start executions of a stored state machine (in this process until a broker is configured)."""
+    """Start executions of a stored state machine.
+
+    With SMQ_BROKER_URL set they are enqueued for the workers (names are deterministic, so re-running
+    enqueues nothing twice); with --local, or without a broker, they run in this process."""
     settings = load_settings()
-    load_handlers(settings, handler_modules)
+    distributed = bool(settings.broker_url) and not local
+    if not distributed:
+        load_handlers(settings, handler_modules)
     if inputs_file is not None:
         if input_text is not None or name is not None or source_execution_id is not None:
             raise UsageError(
                 "--inputs starts one execution per line: do not combine with --input, --name or --source-execution"
             )
-        bulk_start(state_machine_id, Path(inputs_file), name_prefix, version, concurrency, as_json, settings)
+        if distributed:
+            bulk_enqueue(state_machine_id, Path(inputs_file), name_prefix, version, queue, as_json, settings)
+        else:
+            bulk_start(
+                state_machine_id, Path(inputs_file), name_prefix, version, concurrency, as_json, settings
+            )
         return
     if name_prefix is not None:
         raise UsageError("--name-prefix applies to --inputs")
@@ -97,6 +123,18 @@ def start(
         raise UsageError("--source-state and --transformer need --source-execution")
     execution_input = parse_json_argument(input_text, "--input")
     repository = open_repository(settings)
+    if distributed:
+        payload = {
+            "state_machine_id": state_machine_id,
+            "name": name,
+            "version": version,
+            "input": execution_input,
+            "source_execution_id": source_execution_id,
+            "source_state_name": source_state_name,
+            "transformer": transformer,
+        }
+        enqueue_one(repository, payload, queue, as_json)
+        return
     request = StartRequest(
         state_machine_id,
         execution_input,
@@ -178,3 +216,106 @@ def bulk_start(
             table.add_row(status, str(count))
         console().print(table)
     sys.exit(EXIT_OK if set(counts) <= {"SUCCEEDED"} else EXIT_NOT_SUCCEEDED)
+
+
+def _enqueue_client(repository: Repository, state_machine_id: str, version: int | None) -> QueueClient:
+    from smq.distributed.client import QueueClient
+
+    try:
+        repository.state_machine(state_machine_id, version)  # fail here, not on every worker
+    except SmqError as exc:
+        fail(f"smq start {state_machine_id}: {exc}")
+    return QueueClient(repository)
+
+
+def enqueue_one(repository: Repository, payload: dict[str, Any], queue: str, as_json: bool) -> None:
+    client = _enqueue_client(repository, payload["state_machine_id"], payload["version"])
+    try:
+        sent = client.enqueue({key: value for key, value in payload.items() if value is not None}, queue)
+    except (SmqError, ValueError) as exc:
+        fail(f"smq start {payload['state_machine_id']}: {exc}")
+    if as_json:
+        echo_json({"task_id": sent.task_id, "name": sent.name, "queue": sent.queue, "skipped": sent.skipped})
+    elif sent.skipped:
+        click.echo(f"{sent.name}: already enqueued or run, nothing enqueued")
+    else:
+        click.echo(f"{sent.task_id} {sent.name} enqueued on {sent.queue}")
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """Stream (line number, value) of a JSONL file already checked by `check_jsonl`."""
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                yield number, json.loads(line)
+
+
+def check_jsonl(path: Path) -> int:
+    """Validate every line before anything is enqueued, without keeping them; returns the count."""
+    count = 0
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise UsageError(f"--inputs: {path}:{number}: not valid JSON ({exc.msg})") from None
+                count += 1
+    except OSError as exc:
+        raise UsageError(f"--inputs: cannot read {path}: {exc.strerror}") from None
+    return count
+
+
+def bulk_enqueue(
+    state_machine_id: str,
+    path: Path,
+    name_prefix: str | None,
+    version: int | None,
+    queue: str,
+    as_json: bool,
+    settings: Any,
+) -> None:
+    total = check_jsonl(path)
+    prefix = f"{path.stem}-" if name_prefix is None else name_prefix
+    repository = open_repository(settings)
+    client = _enqueue_client(repository, state_machine_id, version)
+    payloads = (
+        {
+            "state_machine_id": state_machine_id,
+            "name": f"{prefix}{number}",
+            "input": value,
+            **({"version": version} if version is not None else {}),
+        }
+        for number, value in iter_jsonl(path)
+    )
+    progress = Progress(
+        TextColumn(f"enqueueing on {queue}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=error_console(),
+        disable=as_json,
+    )
+    with progress:
+        task = progress.add_task("enqueue", total=total)
+        try:
+            summary = client.enqueue_many(
+                payloads, queue, on_chunk=lambda done, _summary: progress.advance(task, done)
+            )
+        except (SmqError, ValueError) as exc:
+            fail(f"smq start {state_machine_id}: {exc}")
+    if as_json:
+        echo_json({"state_machine_id": state_machine_id, "queue": queue, "lines": total, **summary.to_dict()})
+    else:
+        table = Table(title=f"{state_machine_id}: {total} line(s) → queue {queue}", show_edge=False)
+        table.add_column("outcome")
+        table.add_column("count", justify="right")
+        table.add_row("enqueued", str(summary.enqueued))
+        table.add_row("skipped (already enqueued or run)", str(summary.skipped))
+        table.add_row("failed to enqueue", str(summary.failed))
+        console().print(table)
+        for error in summary.errors:
+            error_console().print(f"enqueue failed: {error}")
+    sys.exit(EXIT_NOT_SUCCEEDED if summary.failed else EXIT_OK)

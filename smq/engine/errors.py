@@ -55,6 +55,26 @@ class SmqError(Exception):
     """Base class of every error smq raises on purpose."""
 
 
+class InfrastructureError(SmqError):
+    """Something outside the workflow is down (a database, a service): not an ASL error.
+
+    A handler raises it so that the execution is not failed: on a worker the task is retried from the
+    execution's last checkpoint (and lands in the dead letters when retries run out); in-process, it
+    propagates to the caller with the execution left RUNNING at its last checkpoint.
+    """
+
+
+# Exception types a handler may raise that pass through the engine untouched (never become ASL
+# errors). The Celery task adds its soft time limit here.
+PASSTHROUGH: list[type[BaseException]] = [InfrastructureError]
+
+
+def pass_through(exc_type: type[BaseException]) -> None:
+    """Let `exc_type` raised by a handler propagate out of the engine instead of failing the state."""
+    if exc_type not in PASSTHROUGH:
+        PASSTHROUGH.append(exc_type)
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong with a definition: where (`States.X.Field`) and what."""

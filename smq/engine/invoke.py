@@ -22,6 +22,8 @@ _POLL_SECONDS = 0.05
 
 def error_of(exc: BaseException) -> StatesError:
     """The ASL error an exception stands for: an explicit name, else the exception's class name."""
+    if isinstance(exc, tuple(errors.PASSTHROUGH)):
+        raise exc
     if isinstance(exc, StatesError):
         return exc
     if isinstance(exc, TaskError):

@@ -18,7 +18,7 @@ from smq.engine.handlers import HandlerRegistry
 from smq.execution.runner import StartRequest, prepare_execution, resume_execution
 from smq.repository.filters import ExecutionFilter
 from smq.repository.models import SUCCEEDED
-from smq.repository.repository import ExecutionRecord, Repository
+from smq.repository.repository import ExecutionKey, ExecutionRecord, Repository
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class BatchResult:
 MAX_NAME = 200
 
 
-def chained_name(name_prefix: str, source: ExecutionRecord) -> str:
+def chained_name(name_prefix: str, source: ExecutionRecord | ExecutionKey) -> str:
     """`PREFIX + source machine id + ':' + source name`: readable, deterministic and unique (machine
     ids cannot contain ':'); the source execution id when that would be too long."""
     name = f"{name_prefix}{source.state_machine_id}:{source.name}"

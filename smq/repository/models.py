@@ -182,3 +182,42 @@ class ChainLinkRow(Base):
     target_state_machine_id: Mapped[str] = mapped_column(String(200), nullable=False)
     source_state_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class DeadLetterRow(Base):
+    """A task smq gave up on (retries exhausted, time limit, malformed payload), keyed by Celery task id.
+
+    The payload is the exact JSON the task received, so `smq dead retry` can replay it unchanged.
+    """
+
+    __tablename__ = "smq_dead_letters"
+    __table_args__ = (
+        Index("ix_smq_dead_letters_queue_failed", "queue", "failed_at"),
+        Index("ix_smq_dead_letters_failed", "failed_at", "task_id"),
+    )
+
+    task_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    task_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    queue: Mapped[str] = mapped_column(String(50), nullable=False)
+    reason: Mapped[str] = mapped_column(String(40), nullable=False)
+    state_machine_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    execution_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    payload: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    error: Mapped[str] = mapped_column(Text, nullable=False)
+    traceback: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    failed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class EnqueuedRow(Base):
+    """The ledger of named executions handed to the queue, so a re-run leader or bulk start enqueues
+    nothing twice (Celery does not deduplicate by task id; the database does, by name)."""
+
+    __tablename__ = "smq_enqueued"
+
+    state_machine_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    queue: Mapped[str] = mapped_column(String(50), nullable=False)
+    enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

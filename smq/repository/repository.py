@@ -242,6 +242,15 @@ def _history_rows(
     ]
 
 
+@dataclass(frozen=True)
+class ExecutionKey:
+    """What identifies an execution, without its payloads (for streaming millions of sources)."""
+
+    execution_id: str
+    name: str
+    state_machine_id: str
+
+
 class Repository:
     """Definitions, executions, history and chain links in one SQLAlchemy database."""
 
@@ -573,14 +582,27 @@ class Repository:
         Keyset pagination: each page starts after the last (start_time, id) seen, so the cost of a page
         does not grow with its position and memory stays flat for millions of rows.
         """
+        for row in self._keyset(flt, page_size, [executions]):
+            yield _execution(row)
+
+    def stream_execution_keys(
+        self, flt: ExecutionFilter | None = None, *, page_size: int = 1000
+    ) -> Iterator[ExecutionKey]:
+        """Like `stream_executions`, but only what names a chained execution: no payloads are read."""
+        c = executions.c
+        for row in self._keyset(flt, page_size, [c.id, c.name, c.state_machine_id]):
+            yield ExecutionKey(row.id, row.name, row.state_machine_id)
+
+    def _keyset(self, flt: ExecutionFilter | None, page_size: int, columns: list[Any]) -> Iterator[Any]:
         flt = flt or ExecutionFilter()
         c = executions.c
         remaining = flt.limit
         after: tuple[datetime, str] | None = None
         skip = flt.offset
+        wanted = [*columns, c.start_time.label("_keyset_start"), c.id.label("_keyset_id")]
         while remaining is None or remaining > 0:
             size = page_size if remaining is None else min(page_size, remaining + skip)
-            query = select(executions).where(and_(True, *self._where(flt)))
+            query = select(*wanted).where(and_(True, *self._where(flt)))
             if after is not None:
                 start, last_id = after
                 # A row-value comparison, so the index range starts right after the last row seen.
@@ -590,12 +612,12 @@ class Repository:
                 rows = connection.execute(query).all()
             if not rows:
                 return
-            after = (rows[-1].start_time, rows[-1].id)
+            after = (rows[-1]._keyset_start, rows[-1]._keyset_id)
             for row in rows:
                 if skip:
                     skip -= 1
                     continue
-                yield _execution(row)
+                yield row
                 if remaining is not None:
                     remaining -= 1
                     if remaining == 0:
@@ -638,6 +660,13 @@ class Repository:
                 .order_by(executions.c.start_time, executions.c.id)
             ).all()
         return [_execution(row) for row in rows]
+
+    def count_by_status(self) -> dict[str, int]:
+        """Executions per status, all machines together (cheap: one grouped count)."""
+        c = executions.c
+        with self.reader.connect() as connection:
+            rows = connection.execute(select(c.status, func.count()).group_by(c.status).order_by(c.status))
+            return {status: int(count) for status, count in rows}
 
     def stats(self, state_machine_id: str | None = None) -> list[dict[str, Any]]:
         """Per state machine and status: count, and mean/p50/p95/p99 duration of finished executions."""

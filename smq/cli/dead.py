@@ -1,0 +1,181 @@
+"""`smq dead list|show|retry|purge`: the dead letters, which Flower cannot show or retry."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.table import Table
+
+from smq.cli.common import (
+    EXIT_NOT_SUCCEEDED,
+    UsageError,
+    console,
+    echo_json,
+    fail,
+    json_option,
+    load_settings,
+    open_repository,
+)
+from smq.repository.queue_records import DeadLetter, DeadLetters
+from smq.repository.repository import Repository
+from smq.settings import QUEUES
+
+queue_choice = click.Choice(QUEUES)
+
+
+def _store() -> tuple[DeadLetters, Repository]:
+    repository = open_repository(load_settings())
+    return DeadLetters(repository.engine), repository
+
+
+def _chosen(
+    store: DeadLetters, task_ids: tuple[str, ...], every: bool, queue: str | None
+) -> list[DeadLetter]:
+    if every == bool(task_ids):
+        raise UsageError("name TASK_ID(s) or give --all, not both")
+    if every:
+        return store.list(queue=queue)
+    found = []
+    for task_id in task_ids:
+        letter = store.get(task_id)
+        if letter is None:
+            fail(f"smq dead: no dead letter with task id {task_id!r}", EXIT_NOT_SUCCEEDED)
+        found.append(letter)
+    return found
+
+
+@click.group()
+def dead() -> None:
+    """Tasks smq gave up on: retries spent, time limit, malformed payload."""
+
+
+@dead.command("list")
+@click.option("--queue", type=queue_choice, help="Only this queue's dead letters.")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N, oldest first.")
+@json_option
+def list_dead(queue: str | None, limit: int | None, as_json: bool) -> None:
+    """Dead letters, oldest first."""
+    store, _ = _store()
+    letters = store.list(queue=queue, limit=limit)
+    if as_json:
+        echo_json([letter.to_dict(with_traceback=False) for letter in letters])
+        return
+    table = Table(show_edge=False)
+    for column in ("task id", "queue", "reason", "state machine", "name", "attempts", "failed at", "error"):
+        table.add_column(column)
+    for letter in letters:
+        table.add_row(
+            letter.task_id,
+            letter.queue,
+            letter.reason,
+            letter.state_machine_id or "-",
+            letter.execution_name or "-",
+            str(letter.attempts),
+            letter.failed_at.isoformat(timespec="seconds"),
+            letter.error.splitlines()[0][:80],
+        )
+    console().print(table)
+    console().print(f"{len(letters)} dead letter(s)")
+
+
+@dead.command("show")
+@click.argument("task_id")
+@json_option
+def show_dead(task_id: str, as_json: bool) -> None:
+    """One dead letter: payload, error, traceback, attempts, times."""
+    store, _ = _store()
+    letter = store.get(task_id)
+    if letter is None:
+        fail(f"smq dead show: no dead letter with task id {task_id!r}", EXIT_NOT_SUCCEEDED)
+    if as_json:
+        echo_json(letter.to_dict())
+        return
+    data = letter.to_dict()
+    for key in (
+        "task_id",
+        "queue",
+        "reason",
+        "state_machine_id",
+        "execution_name",
+        "attempts",
+        "first_attempt_at",
+        "failed_at",
+        "error",
+    ):
+        click.echo(f"{key}: {data[key]}")
+    click.echo(f"payload: {json.dumps(letter.payload, ensure_ascii=False)}")
+    if letter.traceback:
+        click.echo("traceback:")
+        click.echo(letter.traceback.rstrip())
+
+
+@dead.command("retry")
+@click.argument("task_ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every dead letter (of --from-queue, if given).")
+@click.option("--from-queue", type=queue_choice, help="With --all: only this queue's dead letters.")
+@click.option("--queue", type=queue_choice, help="Enqueue to this queue (default: the queue it died on).")
+@json_option
+def retry_dead(
+    task_ids: tuple[str, ...], every: bool, from_queue: str | None, queue: str | None, as_json: bool
+) -> None:
+    """Enqueue dead letters again, unchanged, and remove them once published.
+
+    The execution resumes from its last checkpoint (or starts, if it never did)."""
+    from smq.distributed.client import EnqueueError, QueueClient
+
+    store, repository = _store()
+    client = QueueClient(repository)
+    retried: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for letter in _chosen(store, task_ids, every, from_queue):
+        target = queue or (letter.queue if letter.queue in QUEUES else "default")
+        try:
+            # Published again whatever the enqueue ledger says: this name was enqueued once already.
+            sent = client.enqueue(_replayable(letter.payload), target)
+        except (EnqueueError, ValueError) as exc:
+            failed.append({"task_id": letter.task_id, "error": str(exc)})
+            continue
+        store.delete([letter.task_id])
+        retried.append({"task_id": letter.task_id, "new_task_id": sent.task_id, "queue": target})
+    if as_json:
+        echo_json({"retried": retried, "failed": failed})
+    else:
+        for item in retried:
+            click.echo(f"{item['task_id']} -> {item['new_task_id']} on {item['queue']}")
+        for item in failed:
+            click.echo(f"{item['task_id']}: not retried: {item['error']}", err=True)
+        click.echo(f"{len(retried)} retried, {len(failed)} failed")
+    sys.exit(EXIT_NOT_SUCCEEDED if failed else 0)
+
+
+def _replayable(payload: Any) -> dict[str, Any]:
+    """The stored payload, minus its old queue, marked not unique; enqueue validates the rest."""
+    if not isinstance(payload, dict):
+        raise ValueError(
+            f"the stored payload is not a JSON object ({type(payload).__name__}): fix it or purge it"
+        )
+    options = payload.get("options")
+    kept = {k: v for k, v in options.items() if k != "queue"} if isinstance(options, dict) else {}
+    return {**payload, "options": {**kept, "unique": False}}
+
+
+@dead.command("purge")
+@click.argument("task_ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every dead letter (of --queue, if given).")
+@click.option("--queue", type=queue_choice, help="With --all: only this queue's dead letters.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation with --all.")
+@json_option
+def purge_dead(task_ids: tuple[str, ...], every: bool, queue: str | None, yes: bool, as_json: bool) -> None:
+    """Delete dead letters for good."""
+    store, _ = _store()
+    letters = _chosen(store, task_ids, every, queue)
+    if every and not yes and not as_json:
+        click.confirm(f"delete {len(letters)} dead letter(s)?", abort=True)
+    deleted = store.delete(letter.task_id for letter in letters)
+    if as_json:
+        echo_json({"deleted": deleted})
+    else:
+        click.echo(f"{deleted} dead letter(s) deleted")

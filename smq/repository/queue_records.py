@@ -1,0 +1,200 @@
+"""What the database knows about queued work: dead letters and the enqueue ledger.
+
+Celery on Redis keeps no dead set and does not deduplicate by task id, so smq keeps both here: the
+database is the source of truth for what was given up on and for which named executions were handed to
+the queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from sqlalchemy import Engine, Table, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from smq.repository.models import DeadLetterRow, EnqueuedRow, ExecutionRow
+
+DEAD = cast(Table, DeadLetterRow.__table__)
+LEDGER = cast(Table, EnqueuedRow.__table__)
+EXECUTIONS = cast(Table, ExecutionRow.__table__)
+
+
+def _insert(engine: Engine, table: Any) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (both SQLite and PostgreSQL have it)."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    task_id: str
+    task_name: str
+    queue: str
+    reason: str
+    state_machine_id: str | None
+    execution_name: str | None
+    payload: Any
+    error: str
+    traceback: str | None
+    attempts: int
+    first_attempt_at: datetime | None
+    failed_at: datetime
+
+    def to_dict(self, *, with_traceback: bool = True) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "task_id": self.task_id,
+            "task_name": self.task_name,
+            "queue": self.queue,
+            "reason": self.reason,
+            "state_machine_id": self.state_machine_id,
+            "execution_name": self.execution_name,
+            "payload": self.payload,
+            "error": self.error,
+            "attempts": self.attempts,
+            "first_attempt_at": self.first_attempt_at.isoformat() if self.first_attempt_at else None,
+            "failed_at": self.failed_at.isoformat(),
+        }
+        if with_traceback:
+            data["traceback"] = self.traceback
+        return data
+
+
+class DeadLetters:
+    """Dead letters keyed by task id: recording the same task twice (Celery can report one hard time
+    limit twice) updates the one row."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def record(
+        self,
+        *,
+        task_id: str,
+        task_name: str,
+        queue: str,
+        reason: str,
+        payload: Any,
+        error: str,
+        traceback: str | None,
+        attempts: int,
+        first_attempt_at: datetime | None = None,
+    ) -> None:
+        identity = payload if isinstance(payload, dict) else {}
+        values = {
+            "task_id": task_id,
+            "task_name": task_name,
+            "queue": queue,
+            "reason": reason,
+            "state_machine_id": _short(identity.get("state_machine_id")),
+            "execution_name": _short(identity.get("name")),
+            "payload": payload,
+            "error": error,
+            "traceback": traceback,
+            "attempts": attempts,
+            "first_attempt_at": first_attempt_at,
+            "failed_at": datetime.now(UTC),
+        }
+        statement = _insert(self.engine, DEAD).values(**values)
+        statement = statement.on_conflict_do_update(
+            index_elements=["task_id"],
+            set_={key: statement.excluded[key] for key in values if key != "task_id"},
+        )
+        with self.engine.begin() as connection:
+            connection.execute(statement)
+
+    def list(self, *, queue: str | None = None, limit: int | None = None) -> list[DeadLetter]:
+        query = select(DEAD).order_by(DEAD.c.failed_at, DEAD.c.task_id)
+        if queue is not None:
+            query = query.where(DEAD.c.queue == queue)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as connection:
+            return [DeadLetter(**row._mapping) for row in connection.execute(query)]
+
+    def get(self, task_id: str) -> DeadLetter | None:
+        with self.engine.connect() as connection:
+            row = connection.execute(select(DEAD).where(DEAD.c.task_id == task_id)).first()
+        return None if row is None else DeadLetter(**row._mapping)
+
+    def delete(self, task_ids: Iterable[str]) -> int:
+        ids = list(task_ids)
+        if not ids:
+            return 0
+        with self.engine.begin() as connection:
+            return int(connection.execute(delete(DEAD).where(DEAD.c.task_id.in_(ids))).rowcount)
+
+    def count_by_queue(self) -> dict[str, int]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(DEAD.c.queue, func.count()).group_by(DEAD.c.queue))
+            return {queue: int(count) for queue, count in rows}
+
+
+def _short(value: Any) -> str | None:
+    return value[:200] if isinstance(value, str) else None
+
+
+class EnqueueLedger:
+    """Named executions already handed to the queue (or already run): claim before publishing, release
+    what could not be published."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def claim(self, state_machine_id: str, tasks: dict[str, str], queue: str) -> set[str]:
+        """Claim `{name: task_id}`; returns the names claimed now. A name that already has an execution
+        or an earlier claim is not claimed (it was enqueued or run before)."""
+        if not tasks:
+            return set()
+        names = list(tasks)
+        now = datetime.now(UTC)
+        with self.engine.begin() as connection:
+            existing = set(
+                connection.execute(
+                    select(EXECUTIONS.c.name).where(
+                        EXECUTIONS.c.state_machine_id == state_machine_id, EXECUTIONS.c.name.in_(names)
+                    )
+                ).scalars()
+            )
+            fresh = [name for name in names if name not in existing]
+            if not fresh:
+                return set()
+            statement = (
+                _insert(self.engine, LEDGER)
+                .values(
+                    [
+                        {
+                            "state_machine_id": state_machine_id,
+                            "name": name,
+                            "task_id": tasks[name],
+                            "queue": queue,
+                            "enqueued_at": now,
+                        }
+                        for name in fresh
+                    ]
+                )
+                .on_conflict_do_nothing(index_elements=["state_machine_id", "name"])
+                .returning(LEDGER.c.name)
+            )
+            return {row[0] for row in connection.execute(statement)}
+
+    def release(self, state_machine_id: str, names: Iterable[str]) -> None:
+        """Forget claims whose publish failed, so the next run enqueues them."""
+        chosen = list(names)
+        if not chosen:
+            return
+        with self.engine.begin() as connection:
+            connection.execute(
+                delete(LEDGER).where(LEDGER.c.state_machine_id == state_machine_id, LEDGER.c.name.in_(chosen))
+            )
+
+    def is_claimed(self, state_machine_id: str, name: str) -> bool:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                select(LEDGER.c.task_id).where(
+                    LEDGER.c.state_machine_id == state_machine_id, LEDGER.c.name == name
+                )
+            ).first()
+        return row is not None

@@ -1,0 +1,193 @@
+"""`execute_state_machine`: the one Celery task. It runs one named execution to its end on a worker.
+
+At-least-once delivery yields exactly one execution per name: the task creates the execution, or finds
+it (redelivery, retry, duplicate enqueue) and resumes it from its last checkpoint; a finished one is
+returned as it is. Outcomes:
+
+- the workflow ends (SUCCEEDED, FAILED, ...): a result, never a Celery failure;
+- a malformed payload, an unknown state machine, a bad chain source: rejected at once into the dead
+  letters with the reason, never retried (retrying cannot fix them);
+- anything else (database or Redis down, a handler's InfrastructureError, the soft time limit):
+  retried with exponential backoff and jitter from the last checkpoint; when retries run out, or the
+  hard time limit kills the process, the task lands in the dead letters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import traceback
+from datetime import UTC, datetime
+from typing import Any
+
+from celery import Task, signals
+from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
+
+from smq.distributed.app import app
+from smq.distributed.payload import InvalidTaskPayload, parse_payload
+from smq.distributed.resources import worker_dead_letters, worker_repository, worker_settings
+from smq.engine.errors import InfrastructureError, SmqError, pass_through
+from smq.engine.handlers import default_registry
+from smq.execution.runner import start_execution
+
+TASK_NAME = "smq.execute_state_machine"
+log = logging.getLogger("smq.tasks")
+
+# A soft time limit interrupts whatever runs: it must reach the task, not become an ASL error.
+pass_through(SoftTimeLimitExceeded)
+
+
+def retry_countdown(retries: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with jitter: between half and all of min(cap, base * 2**retries) seconds."""
+    ceiling = min(cap, base * (2**retries))
+    return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+
+def _queue_of(task: Task) -> str:
+    info = task.request.delivery_info or {}
+    return str(info.get("routing_key") or info.get("exchange") or "default")
+
+
+def _reject(
+    task: Task, payload: Any, reason: str, error: str, first_attempt_at: str | None
+) -> dict[str, Any]:
+    worker_dead_letters().record(
+        task_id=str(task.request.id),
+        task_name=TASK_NAME,
+        queue=_queue_of(task),
+        reason=reason,
+        payload=payload,
+        error=error,
+        traceback=None,
+        attempts=task.request.retries + 1,
+        first_attempt_at=_parse_time(first_attempt_at),
+    )
+    log.warning("task %s rejected into the dead letters: %s", task.request.id, error)
+    return {"status": "DEAD_LETTER", "reason": reason, "error": error}
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+@app.task(bind=True, name=TASK_NAME)
+def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None = None) -> dict[str, Any]:
+    """Create or resume the execution described by `payload` and run it to its end."""
+    first_attempt_at = first_attempt_at or datetime.now(UTC).isoformat()
+    try:
+        parsed = parse_payload(payload)
+    except InvalidTaskPayload as exc:
+        return _reject(self, payload, "invalid_payload", str(exc), first_attempt_at)
+    settings = worker_settings()
+    try:
+        record = start_execution(
+            worker_repository(),
+            parsed.start_request(),
+            handlers=default_registry,
+            payload_limit=settings.payload_limit,
+            max_transitions=settings.max_transitions,
+        )
+    except InfrastructureError as exc:
+        raise _retry_or_die(self, exc, parsed.max_retries, payload, first_attempt_at) from None
+    except SmqError as exc:
+        return _reject(self, payload, "rejected", f"{type(exc).__name__}: {exc}", first_attempt_at)
+    except Exception as exc:
+        raise _retry_or_die(self, exc, parsed.max_retries, payload, first_attempt_at) from None
+    return {
+        "execution_id": record.execution_id,
+        "name": record.name,
+        "state_machine_id": record.state_machine_id,
+        "status": record.status,
+    }
+
+
+def _retry_or_die(
+    task: Task, exc: BaseException, max_retries: int | None, payload: Any, first_attempt_at: str
+) -> BaseException:
+    """The exception to raise: Celery's Retry while attempts remain, else the error itself (Celery then
+    marks the task failed and `task_failure` records the dead letter)."""
+    conf = task.app.conf
+    limit = conf.smq_max_retries if max_retries is None else max_retries
+    retries = task.request.retries
+    if retries >= limit:
+        return exc
+    countdown = retry_countdown(retries, conf.smq_retry_backoff, conf.smq_retry_backoff_max)
+    log.warning(
+        "task %s attempt %d failed (%s: %s); retrying in %.1fs",
+        task.request.id,
+        retries + 1,
+        type(exc).__name__,
+        exc,
+        countdown,
+    )
+    try:
+        return task.retry(
+            args=(payload,),
+            kwargs={"first_attempt_at": first_attempt_at},
+            exc=exc,
+            countdown=countdown,
+            max_retries=limit,
+            throw=False,
+        )
+    except Exception as publish_error:
+        # The broker itself is down: leave the message unacknowledged; it comes back after the
+        # visibility timeout, and the execution resumes from its checkpoint then.
+        log.warning(
+            "task %s: cannot publish its retry (%s); message left to redeliver",
+            task.request.id,
+            publish_error,
+        )
+        return Reject(str(publish_error), requeue=True)
+
+
+@signals.task_failure.connect
+def _record_dead_letter(
+    sender: Task | None = None,
+    task_id: str | None = None,
+    exception: BaseException | None = None,
+    args: Any = None,
+    kwargs: Any = None,
+    einfo: Any = None,
+    **_: Any,
+) -> None:
+    """Every final failure of the task becomes a dead letter (retries spent, hard time limit, lost worker).
+
+    Runs in the pool child, or in the worker's main process for a hard time limit. Keyed by task id:
+    Celery may report one failure twice."""
+    if sender is None or getattr(sender, "name", None) != TASK_NAME or task_id is None:
+        return
+    kwargs = kwargs or {}
+    payload = args[0] if args else kwargs.get("payload")
+    if isinstance(exception, TimeLimitExceeded):
+        reason = "time_limit"
+    elif isinstance(exception, WorkerLostError):
+        reason = "worker_lost"
+    else:
+        reason = "retries_exhausted"
+    request = sender.request
+    text = "".join(traceback.format_exception(exception)) if exception is not None else None
+    if einfo is not None and getattr(einfo, "traceback", None):
+        text = str(einfo.traceback)
+    try:
+        worker_dead_letters().record(
+            task_id=task_id,
+            task_name=TASK_NAME,
+            queue=_queue_of(sender),
+            reason=reason,
+            payload=payload,
+            error=f"{type(exception).__name__}: {exception}" if exception is not None else "unknown failure",
+            traceback=text,
+            attempts=(request.retries or 0) + 1,
+            first_attempt_at=_parse_time(kwargs.get("first_attempt_at")),
+        )
+    except Exception:
+        # Last resort: the payload goes to the log, so the task is never silently lost.
+        log.exception(
+            "task %s failed and its dead letter could not be written; payload: %s",
+            task_id,
+            json.dumps(payload, default=str)[:100_000],
+        )
