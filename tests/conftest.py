@@ -19,7 +19,7 @@ from smq.repository.database import create_database_engine, upgrade
 from smq.repository.repository import Repository
 
 POSTGRES_ADMIN_URL = os.environ.get("SMQ_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-SMQ_TABLES = ("smq_history", "smq_chain_links", "smq_executions", "smq_definitions")
+SMQ_TABLES = ("smq_history", "smq_chain_links", "smq_executions", "smq_definitions", "smq_dead_letters", "smq_enqueued")
 
 
 def _postgres_unavailable(reason: str) -> None:
