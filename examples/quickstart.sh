@@ -11,7 +11,7 @@ smq definitions put examples/order_processing.yaml --id orders
 smq definitions put examples/shipping.yaml --id shipping
 
 # 20 orders, one execution each; a few fail on purpose (declined cards, fraud, stock) -> exit 1.
-smq start orders --inputs examples/inputs/orders.jsonl --name-prefix order- --handlers "$HANDLERS" \
+smq start orders --local --inputs examples/inputs/orders.jsonl --name-prefix order- --handlers "$HANDLERS" \
   || echo "(some orders failed on purpose: see examples/README.md)"
 
 # Chain `shipping` from the final output of every successful order, in a local batch.
