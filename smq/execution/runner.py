@@ -179,26 +179,24 @@ def resume_execution(
         machine, _ = repository.state_machine(record.state_machine_id, record.version)
     cursor = Cursor.from_dict(record.cursor)
     start_time = cursor.execution.start_time
-    latest = record
+    # The columns written so far, applied to `record` once at the end (not copied at every step).
+    written: dict[str, Any] = {}
+    seen = record.history_length
     ended_by_step = False
 
     def on_step(step: Step) -> None:
-        nonlocal latest, ended_by_step
+        nonlocal seen, ended_by_step
         try:
-            written = repository.checkpoint(
-                record.execution_id, latest.history_length, step, start_time=start_time
-            )
+            values = repository.checkpoint(record.execution_id, seen, step, start_time=start_time)
         except DataError as exc:
             # The database refused this step's data (e.g. a NUL character in JSONB): fail the execution
             # with a clear cause rather than leave it RUNNING on a step that can never be recorded.
             cause = f"the step could not be stored: {str(exc.orig).splitlines()[0]}"
             refused = Step([], status="FAILED", error="States.Runtime", cause=cause)
-            written = repository.checkpoint(
-                record.execution_id, latest.history_length, refused, start_time=start_time
-            )
-            latest = replace(latest, **written)
+            written.update(repository.checkpoint(record.execution_id, seen, refused, start_time=start_time))
             raise _Unstorable from None
-        latest = replace(latest, **written)
+        written.update(values)
+        seen = values["history_length"]
         ended_by_step = step.cursor is None
 
     try:
@@ -207,9 +205,9 @@ def resume_execution(
         # Another process is running (or has finished) this execution; its record is the truth.
         return repository.get_execution(record.execution_id)
     except _Unstorable:
-        return latest
+        return replace(record, **written)
     if not ended_by_step and result.status != "RUNNING":
         # The driver itself ended it (execution timeout, abort, transition limit): record that too.
         step = Step([], status=result.status, error=result.error, cause=result.cause)
         on_step(step)
-    return latest
+    return replace(record, **written)

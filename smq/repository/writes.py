@@ -2,8 +2,10 @@
 
 On PostgreSQL each is ONE statement in autocommit mode: a checkpoint is an UPDATE ... RETURNING in a
 CTE feeding an INSERT of every history row from a single JSON parameter, so a state transition costs
-one network round trip and stays atomic. SQLite has no DML in CTEs; there the same work is one short
-BEGIN IMMEDIATE transaction, which costs no network at all.
+one network round trip and stays atomic. Both run on the psycopg connection directly (pre-written SQL,
+positional parameters, server-side prepared), bypassing SQLAlchemy's per-statement machinery. SQLite
+has no DML in CTEs; there the same work is one short BEGIN IMMEDIATE transaction on the sqlite3
+connection, which costs no network at all.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Engine, Table, func, insert, select, text, update
+from sqlalchemy import Engine, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from smq.repository.models import RUNNING, ChainLinkRow, DefinitionRow, ExecutionRow, HistoryRow
 
@@ -218,84 +220,129 @@ _JSON_COLUMNS = frozenset({"cursor", "output", "input"})
 
 
 class PostgresWrites(CoreWrites):
-    """One round trip per write: single atomic statements in autocommit mode."""
+    """One round trip per write: single atomic statements in autocommit mode.
+
+    Executed on the psycopg connection itself (checked out of the autocommit engine's pool), with
+    pre-written SQL and positional parameters, server-side prepared from the first use: no statement
+    compilation, result wrapping or engine events on the hot path. Driver errors are re-raised as the
+    matching SQLAlchemy exceptions (IntegrityError, DataError, ...), as if the engine had run them.
+    """
 
     def __init__(self, engine: Engine, autocommit: Engine):
         super().__init__(engine)
+        import psycopg  # only once PostgreSQL is in use: SQLite-only processes never load the driver
+
+        self._driver_error: type[Exception] = psycopg.Error
         self.autocommit = autocommit
-        self._checkpoint_sql: dict[tuple[str, ...], Any] = {}
-        self._insert_sql: dict[tuple[bool, bool], Any] = {}
+        self._checkpoint_sql: dict[tuple[str, ...], tuple[str, str]] = {}
+        self._insert_sql: dict[tuple[bool, bool], str] = {}
+
+    def _execute(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Run one statement (a transaction of its own: autocommit) and fetch its RETURNING rows."""
+        pooled = self.autocommit.raw_connection()
+        try:
+            connection: Any = pooled.driver_connection
+            try:
+                return cast(list[tuple[Any, ...]], connection.execute(sql, params, prepare=True).fetchall())
+            except self._driver_error as exc:
+                disconnect = self.autocommit.dialect.is_disconnect(
+                    cast(Any, exc), pooled.dbapi_connection, None
+                )
+                if disconnect:
+                    pooled.invalidate(exc)
+                raise DBAPIError.instance(
+                    sql, params, exc, self._driver_error, connection_invalidated=disconnect
+                ) from exc
+        finally:
+            pooled.close()  # back to the pool; autocommit, so there is nothing to reset
 
     def insert_execution(self, record: ExecutionRecord, now: datetime, *, latest_guard: bool = False) -> bool:
         """One statement (pre-written SQL): INSERT ... SELECT with the latest-version guard in its WHERE
         clause, and the chain link in the same statement (a data-modifying CTE) when there is a source."""
-        row = execution_row(record, now)
-        params = {name: _json(value) if name in _JSON_COLUMNS else value for name, value in row.items()}
-        key = (latest_guard, record.source_execution_id is not None)
-        statement = self._insert_sql.get(key)
-        if statement is None:
-            statement = self._insert_sql[key] = text(_insert_execution_sql(list(row), *key))
-        if record.source_execution_id is not None:
-            params["link_created_at"] = now
-        with self.autocommit.connect() as connection:
-            return connection.execute(statement, params).first() is not None
+        linked = record.source_execution_id is not None
+        key = (latest_guard, linked)
+        sql = self._insert_sql.get(key)
+        if sql is None:
+            sql = self._insert_sql[key] = _insert_execution_sql(_INSERT_COLUMNS, latest_guard, linked)
+        params: tuple[Any, ...] = (
+            record.execution_id,
+            record.name,
+            record.state_machine_id,
+            record.version,
+            record.status,
+            _json(record.input),
+            record.current_state,
+            _json(record.cursor),
+            0,
+            record.start_time,
+            now,
+            record.source_execution_id,
+            record.source_state_name,
+            record.transformer,
+        )
+        if latest_guard:
+            params += (record.state_machine_id, record.version)
+        if linked:
+            params += (record.source_execution_id, record.state_machine_id, record.source_state_name, now)
+        return bool(self._execute(sql, params))
 
     def checkpoint(
         self, execution_id: str, seen: int, values: dict[str, Any], rows: list[dict[str, Any]]
     ) -> bool:
-        columns = tuple(sorted(values))
-        statement = self._checkpoint_sql.get(columns)
-        if statement is None:
+        columns = tuple(values)
+        statements = self._checkpoint_sql.get(columns)
+        if statements is None:
             assignments = ", ".join(
-                f"{name} = CAST(:{name} AS jsonb)" if name in _JSON_COLUMNS else f"{name} = :{name}"
-                for name in columns
+                f"{name} = CAST(%s AS jsonb)" if name in _JSON_COLUMNS else f"{name} = %s" for name in columns
             )
             update_sql = (
                 f"UPDATE smq_executions SET {assignments} "
-                f"WHERE id = :execution_id AND history_length = :seen AND status = '{RUNNING}' RETURNING id"
+                f"WHERE id = %s AND history_length = %s AND status = '{RUNNING}' RETURNING id"
             )
-            statement = (
-                text(update_sql),
-                text(
-                    f"WITH moved AS ({update_sql}) "
-                    f"INSERT INTO smq_history (execution_id, {_HISTORY_NAMES}) "
-                    f"SELECT moved.id, {_HISTORY_NAMES} FROM moved "
-                    f"CROSS JOIN jsonb_to_recordset(CAST(:rows AS jsonb)) AS h({_HISTORY_COLUMNS}) RETURNING 1"
-                ),
+            statements = self._checkpoint_sql[columns] = (
+                update_sql,
+                f"WITH moved AS ({update_sql}) "
+                f"INSERT INTO smq_history (execution_id, {_HISTORY_NAMES}) "
+                f"SELECT moved.id, {_HISTORY_NAMES} FROM moved "
+                f"CROSS JOIN jsonb_to_recordset(CAST(%s AS jsonb)) AS h({_HISTORY_COLUMNS}) RETURNING 1",
             )
-            self._checkpoint_sql[columns] = statement
-        params = {name: _json(value) if name in _JSON_COLUMNS else value for name, value in values.items()}
-        params["execution_id"] = execution_id
-        params["seen"] = seen
-        with self.autocommit.connect() as connection:
-            if not rows:
-                return connection.execute(statement[0], params).first() is not None
-            params["rows"] = json.dumps(
-                [
-                    {
-                        **row,
-                        "entered_at": row["entered_at"].isoformat(),
-                        "exited_at": row["exited_at"].isoformat(),
-                    }
-                    for row in rows
-                ],
-                separators=(",", ":"),
-                ensure_ascii=False,
-            )
-            return len(connection.execute(statement[1], params).all()) == len(rows)
+        params = [_json(value) if name in _JSON_COLUMNS else value for name, value in values.items()]
+        params.append(execution_id)
+        params.append(seen)
+        if not rows:
+            return bool(self._execute(statements[0], tuple(params)))
+        # One JSON array for every history row; timestamps as ISO 8601 (jsonb_to_recordset casts them).
+        params.append(json.dumps(rows, separators=(",", ":"), ensure_ascii=False, default=_isoformat))
+        return len(self._execute(statements[1], tuple(params))) == len(rows)
+
+
+# The smq_executions columns a new execution is inserted with, in the order of PostgresWrites' parameters.
+_INSERT_COLUMNS = [
+    "id", "name", "state_machine_id", "version", "status", "input", "current_state", "cursor",
+    "history_length", "start_time", "updated_at", "source_execution_id", "source_state_name", "transformer",
+]  # fmt: skip
+
+
+def _isoformat(value: Any) -> str:
+    """json.dumps' fallback for the history rows: their two datetimes (anything else is an error)."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _insert_execution_sql(columns: list[str], latest_guard: bool, linked: bool) -> str:
+    """Positional (%s) parameters: the columns in order, then the guard's (state machine id, version),
+    then the link's (source execution id, state machine id, source state name, created at)."""
     # INSERT ... SELECT gives the parameters no column context: cast each to its column's type.
     dialect = postgresql.dialect()
     values = ", ".join(
-        f"CAST(:{name} AS jsonb)"
+        "CAST(%s AS jsonb)"
         if name in _JSON_COLUMNS
-        else f"CAST(:{name} AS {executions.c[name].type.compile(dialect=dialect)})"
+        else f"CAST(%s AS {executions.c[name].type.compile(dialect=dialect)})"
         for name in columns
     )
     guard = (
-        " WHERE (SELECT max(version) FROM smq_definitions WHERE state_machine_id = :state_machine_id) = :version"
+        " WHERE (SELECT max(version) FROM smq_definitions WHERE state_machine_id = %s) = %s"
         if latest_guard
         else ""
     )
@@ -305,9 +352,8 @@ def _insert_execution_sql(columns: list[str], latest_guard: bool, linked: bool) 
     return (
         f"WITH created AS ({insert_sql}) "
         "INSERT INTO smq_chain_links (source_execution_id, target_execution_id, target_state_machine_id, "
-        "source_state_name, created_at) SELECT CAST(:source_execution_id AS VARCHAR), created.id, "
-        "CAST(:state_machine_id AS VARCHAR), CAST(:source_state_name AS VARCHAR), "
-        "CAST(:link_created_at AS TIMESTAMP WITH TIME ZONE) FROM created RETURNING id"
+        "source_state_name, created_at) SELECT CAST(%s AS VARCHAR), created.id, "
+        "CAST(%s AS VARCHAR), CAST(%s AS VARCHAR), CAST(%s AS TIMESTAMP WITH TIME ZONE) FROM created RETURNING id"
     )
 
 
