@@ -94,6 +94,12 @@ class Settings:
     max_retries: int = 3
     retry_backoff: float = 2.0
     retry_backoff_max: float = 600.0
+    # Waiting and recovering.
+    park_after: float = 5.0  # a Wait longer than this (seconds) parks on a durable timer (workers)
+    lease_seconds: float = 30.0  # an execution's lease; expired on a RUNNING execution = crashed
+    wake_grace: float = 300.0  # a woken execution's continuation must start within this, or is recovered
+    recovery_max_attempts: int = 3  # default per state machine
+    scheduler_interval: float = 0.2  # seconds between the dispatcher's polls for due timers
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -133,4 +139,9 @@ def _distributed(env: dict[str, str]) -> dict[str, Any]:
         "max_retries": _int(env, "SMQ_MAX_RETRIES", 3, minimum=0),
         "retry_backoff": _float(env, "SMQ_RETRY_BACKOFF", 2.0, minimum=0.0),
         "retry_backoff_max": _float(env, "SMQ_RETRY_BACKOFF_MAX", 600.0, minimum=0.0),
+        "park_after": _float(env, "SMQ_PARK_AFTER", 5.0, minimum=0.0),
+        "lease_seconds": _float(env, "SMQ_LEASE_SECONDS", 30.0, minimum=1.0),
+        "wake_grace": _float(env, "SMQ_WAKE_GRACE", 300.0, minimum=1.0),
+        "recovery_max_attempts": _int(env, "SMQ_RECOVERY_MAX_ATTEMPTS", 3, minimum=1),
+        "scheduler_interval": _float(env, "SMQ_SCHEDULER_INTERVAL", 0.2, minimum=0.01),
     }

@@ -18,8 +18,20 @@ from sqlalchemy import create_engine, text
 from smq.repository.database import create_database_engine, upgrade
 from smq.repository.repository import Repository
 
-POSTGRES_ADMIN_URL = os.environ.get("SMQ_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-SMQ_TABLES = ("smq_history", "smq_chain_links", "smq_executions", "smq_definitions", "smq_dead_letters", "smq_enqueued")
+POSTGRES_ADMIN_URL = os.environ.get(
+    "SMQ_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+SMQ_TABLES = (
+    "smq_history",
+    "smq_chain_links",
+    "smq_executions",
+    "smq_definitions",
+    "smq_dead_letters",
+    "smq_enqueued",
+    "smq_waits",
+    "smq_messages",
+    "smq_recovery_policies",
+)
 
 
 def _postgres_unavailable(reason: str) -> None:

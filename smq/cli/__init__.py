@@ -13,6 +13,7 @@ from smq.cli.leader import leader
 from smq.cli.run import run, validate
 from smq.cli.start import start
 from smq.cli.stats import stats
+from smq.cli.waiting import message, recover, redrive, scheduler, task
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,5 +22,20 @@ def main() -> None:
     """smq: Amazon States Language workflows, recorded in SQL, run locally or on Celery workers."""
 
 
-for command in (run, validate, start, leader, definitions, executions, stats, dead, db):
+for command in (
+    run,
+    validate,
+    start,
+    leader,
+    definitions,
+    executions,
+    stats,
+    dead,
+    message,
+    task,
+    redrive,
+    recover,
+    scheduler,
+    db,
+):
     main.add_command(command)

@@ -76,3 +76,41 @@ def show(state_machine_id: str, version: int | None, as_json: bool) -> None:
     else:
         click.echo(f"# {record.state_machine_id} version {record.version}")
         click.echo(json.dumps(record.definition, indent=2, ensure_ascii=False))
+
+
+@definitions.command("recovery")
+@click.argument("state_machine_id")
+@click.option(
+    "--strategy",
+    type=click.Choice(["retry", "skip", "fail", "pause"]),
+    help="What recovery does with a crashed execution of this machine.",
+)
+@click.option("--max-attempts", type=click.IntRange(min=1), help="Recoveries before the execution fails.")
+@json_option
+def recovery(state_machine_id: str, strategy: str | None, max_attempts: int | None, as_json: bool) -> None:
+    """Show or set the crash-recovery policy of a state machine (default: retry, SMQ_RECOVERY_MAX_ATTEMPTS)."""
+    from smq.execution.recovery import get_policy, set_policy
+
+    settings = load_settings()
+    repository = open_repository(settings)
+    try:
+        repository.get_definition(state_machine_id)
+    except NotFound as exc:
+        fail(f"smq definitions recovery: {exc}")
+    current_strategy, current_attempts = get_policy(
+        repository, state_machine_id, settings.recovery_max_attempts
+    )
+    if strategy is not None or max_attempts is not None:
+        current_strategy = strategy or current_strategy
+        current_attempts = max_attempts or current_attempts
+        set_policy(repository, state_machine_id, current_strategy, current_attempts)
+    if as_json:
+        echo_json(
+            {
+                "state_machine_id": state_machine_id,
+                "strategy": current_strategy,
+                "max_attempts": current_attempts,
+            }
+        )
+    else:
+        click.echo(f"{state_machine_id}: strategy {current_strategy}, at most {current_attempts} recoveries")

@@ -13,11 +13,14 @@ from smq.cli.common import (
     fail,
     filter_opt,
     filter_option,
+    handlers_option,
     json_option,
+    load_handlers,
     load_settings,
     open_repository,
 )
 from smq.cli.run import history_table
+from smq.engine.errors import SmqError
 from smq.repository.repository import NotFound
 
 
@@ -127,3 +130,52 @@ def stats(state_machine_id: str | None, as_json: bool) -> None:
             ),
         )
     console().print(table)
+
+
+@executions.command("stop")
+@click.argument("execution")
+@click.option("--cause", help="Why (recorded as the execution's cause).")
+@json_option
+def stop(execution: str, cause: str | None, as_json: bool) -> None:
+    """Abort a RUNNING, WAITING or PAUSED execution (id or STATE_MACHINE_ID/NAME)."""
+    from smq.execution.control import stop_execution
+
+    repository = open_repository(load_settings())
+    try:
+        record = stop_execution(repository, execution, cause=cause)
+    except (NotFound, SmqError) as exc:
+        fail(f"smq executions stop: {exc}")
+    if as_json:
+        echo_json(record.to_dict())
+    else:
+        click.echo(f"{record.execution_id} {record.status}")
+
+
+@executions.command("resume")
+@click.argument("execution")
+@handlers_option
+@json_option
+def resume(execution: str, handler_modules: tuple[str, ...], as_json: bool) -> None:
+    """Resume a PAUSED execution (held by the recovery strategy "pause") from its last checkpoint."""
+    from smq.engine.handlers import default_registry
+    from smq.execution.continuation import Continuation, continue_executions
+    from smq.execution.control import resume_paused
+
+    settings = load_settings()
+    if not settings.broker_url:
+        load_handlers(settings, handler_modules)
+    repository = open_repository(settings)
+    try:
+        record = resume_paused(repository, execution, grace=settings.wake_grace)
+    except (NotFound, SmqError) as exc:
+        fail(f"smq executions resume: {exc}")
+    continued = continue_executions(
+        repository, [Continuation(record.state_machine_id, record.name)], settings, handlers=default_registry
+    )
+    final = repository.get_execution(record.execution_id)
+    if as_json:
+        echo_json(
+            {"execution_id": final.execution_id, "status": final.status, "continuations": continued.to_dict()}
+        )
+    else:
+        click.echo(f"{final.execution_id} {final.status}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -20,9 +21,13 @@ from smq.engine.errors import SmqError
 from smq.engine.handlers import HandlerRegistry, default_registry
 from smq.engine.machine import StateMachine
 from smq.engine.runtime import DEFAULT_PAYLOAD_LIMIT
+from smq.execution.leases import lease_keeper
 from smq.execution.transformers import apply_transformer
-from smq.repository.models import SUCCEEDED
+from smq.repository.models import PAUSED, SUCCEEDED, WAITING
 from smq.repository.repository import CheckpointConflict, ExecutionRecord, Repository, StaleDefinition
+from smq.repository.waits import WaitStore
+
+DEFAULT_LEASE_SECONDS = 30.0
 
 
 class PayloadTooLarge(SmqError, ValueError):
@@ -166,10 +171,17 @@ def resume_execution(
     *,
     machine: StateMachine | None = None,
     handlers: HandlerRegistry | None = None,
+    queue: str = "default",
+    lease_seconds: float | None = DEFAULT_LEASE_SECONDS,
     **runtime_options: Any,
 ) -> ExecutionRecord:
-    """Drive a RUNNING execution from its last checkpoint to its end, checkpointing every step."""
-    if record.finished:
+    """Drive a RUNNING execution from its last checkpoint until it ends or parks, checkpointing every step.
+
+    While it runs this process holds its lease (renewed in the background), so the recovery scanner
+    leaves it alone. When it parks (a Message state, a callback task, a long Wait) it becomes WAITING
+    with its wait row, and its continuation will later be enqueued on `queue`. A WAITING or PAUSED
+    execution is returned as it is: only a message, a timer or an operator makes it RUNNING again."""
+    if record.finished or record.status in (WAITING, PAUSED):
         return record
     if record.cursor is None:
         raise SmqError(
@@ -199,13 +211,24 @@ def resume_execution(
         seen = values["history_length"]
         ended_by_step = step.cursor is None
 
+    lease = (
+        lease_keeper(repository.engine, lease_seconds).hold(record.execution_id)
+        if lease_seconds
+        else nullcontext()
+    )
     try:
-        result = machine.resume(cursor, handlers=handlers, on_step=on_step, **runtime_options)
+        with lease:
+            result = machine.resume(cursor, handlers=handlers, on_step=on_step, **runtime_options)
     except CheckpointConflict:
         # Another process is running (or has finished) this execution; its record is the truth.
         return repository.get_execution(record.execution_id)
     except _Unstorable:
         return replace(record, **written)
+    if result.status == WAITING:
+        assert result.cursor is not None
+        # The parked cursor is the one just checkpointed: record what it waits for and let go of it.
+        WaitStore(repository.engine).park(record.execution_id, seen, result.cursor.to_dict(), queue)
+        return repository.get_execution(record.execution_id)
     if not ended_by_step and result.status != "RUNNING":
         # The driver itself ended it (execution timeout, abort, transition limit): record that too.
         step = Step([], status=result.status, error=result.error, cause=result.cause)

@@ -76,13 +76,16 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-# Execution statuses. WAITING-style statuses arrive with the Message/callback issue.
+# Execution statuses. WAITING: parked on a message, a callback or a durable timer (no worker holds it).
+# PAUSED: a crashed execution held for an operator (recovery strategy "pause").
 RUNNING = "RUNNING"
+WAITING = "WAITING"
+PAUSED = "PAUSED"
 SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"
 TIMED_OUT = "TIMED_OUT"
 ABORTED = "ABORTED"
-STATUSES = (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED)
+STATUSES = (RUNNING, WAITING, PAUSED, SUCCEEDED, FAILED, TIMED_OUT, ABORTED)
 FINAL_STATUSES = frozenset({SUCCEEDED, FAILED, TIMED_OUT, ABORTED})
 
 
@@ -113,6 +116,7 @@ class ExecutionRow(Base):
         Index("ix_smq_executions_source", "source_execution_id"),
         Index("ix_smq_executions_start_id", "start_time", "id"),
         Index("ix_smq_executions_sm_status_duration", "state_machine_id", "status", "duration_ms"),
+        Index("ix_smq_executions_status_lease", "status", "lease_expires_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -134,6 +138,11 @@ class ExecutionRow(Base):
     source_execution_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     source_state_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     transformer: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # Crash recovery: the process running the execution renews its lease; an expired lease on a RUNNING
+    # execution means that process is gone (the lease decides, never the start time).
+    lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    recovery_attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
 
 
 class HistoryRow(Base):
@@ -221,3 +230,63 @@ class EnqueuedRow(Base):
     task_id: Mapped[str] = mapped_column(String(255), nullable=False)
     queue: Mapped[str] = mapped_column(String(50), nullable=False)
     enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class WaitRow(Base):
+    """What a parked execution waits for: a message (key, value), a callback token, or a time.
+
+    Resolving a wait is one conditional update (WAITING -> RESOLVED), so a message and its timeout
+    racing each other have exactly one winner. `due_at` makes it a durable timer (a Wait state, a
+    Message or callback timeout, a heartbeat deadline) that the dispatcher fires when it is due.
+    """
+
+    __tablename__ = "smq_waits"
+    __table_args__ = (
+        Index("ix_smq_waits_correlation", "status", "correlation_key", "correlation_value"),
+        Index("ix_smq_waits_due", "status", "due_at"),
+        Index("ix_smq_waits_execution", "execution_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    execution_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("smq_executions.id", ondelete="CASCADE"), nullable=False
+    )
+    history_length: Mapped[int] = mapped_column(Integer, nullable=False)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    correlation_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    correlation_value: Mapped[str | None] = mapped_column(Text, nullable=True)
+    token: Mapped[str | None] = mapped_column(String(200), nullable=True, unique=True)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    timeout_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    heartbeat_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    queue: Mapped[str] = mapped_column(String(50), nullable=False)
+    resolution: Mapped[str | None] = mapped_column(String(30), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class MessageRow(Base):
+    """Every message sent, matched or not: a message that matched nothing is recorded, never dropped."""
+
+    __tablename__ = "smq_messages"
+    __table_args__ = (Index("ix_smq_messages_correlation", "correlation_key", "correlation_value"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    correlation_key: Mapped[str] = mapped_column(String(200), nullable=False)
+    correlation_value: Mapped[str] = mapped_column(Text, nullable=False)
+    data: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    resumed: Mapped[Any] = mapped_column(JSONType, nullable=False)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class RecoveryPolicyRow(Base):
+    """Per state machine: what the recovery scanner does with a crashed execution."""
+
+    __tablename__ = "smq_recovery_policies"
+
+    state_machine_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    strategy: Mapped[str] = mapped_column(String(20), nullable=False)
+    max_attempts: Mapped[int] = mapped_column(Integer, nullable=False)

@@ -469,7 +469,7 @@ class Repository:
                 output=step.output,
                 error=step.error,
                 cause=step.cause,
-                cursor=None,
+                # The cursor is kept: it is where the last state started, which redrive restarts from.
                 stop_time=stop,
                 duration_ms=max(0, round((stop.timestamp() - start_time) * 1000)),
             )

@@ -241,7 +241,8 @@ def test_start_records_the_run_and_its_history(repository: Repository) -> None:
     stored = repository.get_execution(record.execution_id)
     assert stored.status == "SUCCEEDED" and stored.output == record.output
     assert stored.input == {"n": 21}
-    assert stored.cursor is None
+    # A finished execution keeps the cursor of the state it ended in (redrive restarts from there).
+    assert stored.cursor is not None and stored.cursor["state"] == stored.current_state
     assert (
         before - timedelta(seconds=1) <= stored.start_time <= stored.stop_time <= after + timedelta(seconds=1)
     )
@@ -378,7 +379,8 @@ def test_executions_ended_by_the_driver_are_recorded(repository: Repository) -> 
     assert "5" in (spun.cause or "")
     stored = repository.get_execution(spun.execution_id)
     assert stored == spun
-    assert stored.cursor is None and stored.stop_time is not None and stored.duration_ms is not None
+    assert stored.cursor is not None and stored.cursor["state"] == stored.current_state
+    assert stored.stop_time is not None and stored.duration_ms is not None
     assert stored.history_length == len(repository.history(spun.execution_id)) == 5
 
     slow = {
@@ -397,7 +399,8 @@ def test_executions_ended_by_the_driver_are_recorded(repository: Repository) -> 
     )
     assert (timed_out.status, timed_out.error) == ("TIMED_OUT", "States.Timeout")
     stored = repository.get_execution(timed_out.execution_id)
-    assert (stored.status, stored.error, stored.cursor) == ("TIMED_OUT", "States.Timeout", None)
+    assert (stored.status, stored.error) == ("TIMED_OUT", "States.Timeout")
+    assert stored.cursor is not None and stored.cursor["state"] == "Nap"  # kept for redrive
     assert stored.stop_time is not None
     entries = repository.history(timed_out.execution_id)
     assert entries[0].state_name == "First" and "Done" not in [h.state_name for h in entries]
@@ -586,7 +589,8 @@ def test_checkpoint_with_a_stale_history_length_conflicts_and_writes_nothing(rep
     # A finished execution accepts no checkpoint, even at its true length.
     repository.finish(record.execution_id, 2, "ABORTED", "States.Aborted", "stopped", start_time=start_time)
     aborted = repository.get_execution(record.execution_id)
-    assert (aborted.status, aborted.error, aborted.cursor) == ("ABORTED", "States.Aborted", None)
+    assert (aborted.status, aborted.error) == ("ABORTED", "States.Aborted")
+    assert aborted.cursor is not None and aborted.cursor["state"] == aborted.current_state  # kept for redrive
     with pytest.raises(CheckpointConflict):
         repository.checkpoint(record.execution_id, 2, step, start_time=start_time)
     assert rows(repository, history) == 2

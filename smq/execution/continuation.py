@@ -1,0 +1,79 @@
+"""Continuations: making executions that became RUNNING again (woken, recovered, redriven) go on.
+
+With a broker they are enqueued for the workers (by name, not unique: the enqueue ledger already knows
+the name); without one they run here, one after another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from smq.engine.handlers import HandlerRegistry
+from smq.execution.runner import resume_execution
+from smq.repository.repository import Repository
+from smq.settings import Settings
+
+
+@dataclass(frozen=True)
+class Continuation:
+    state_machine_id: str
+    name: str
+    queue: str = "default"
+
+
+@dataclass
+class ContinuationSummary:
+    enqueued: int = 0
+    ran: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "enqueued": self.enqueued,
+            "ran": self.ran,
+            "failed": self.failed,
+            "errors": self.errors,
+            "statuses": self.statuses,
+        }
+
+
+def continue_executions(
+    repository: Repository,
+    items: Iterable[Continuation],
+    settings: Settings,
+    *,
+    handlers: HandlerRegistry | None = None,
+) -> ContinuationSummary:
+    summary = ContinuationSummary()
+    chosen = list(items)
+    if not chosen:
+        return summary
+    if settings.broker_url:
+        from smq.distributed.client import QueueClient
+
+        client = QueueClient(repository)
+        by_queue: dict[str, list[dict[str, Any]]] = {}
+        for item in chosen:
+            by_queue.setdefault(item.queue, []).append(
+                {"state_machine_id": item.state_machine_id, "name": item.name, "options": {"unique": False}}
+            )
+        for queue, payloads in by_queue.items():
+            sent = client.enqueue_many(payloads, queue)
+            summary.enqueued += sent.enqueued
+            summary.failed += sent.failed
+            summary.errors.extend(sent.errors)
+        return summary
+    for item in chosen:
+        record = repository.find_execution(item.state_machine_id, item.name)
+        if record is None:
+            summary.failed += 1
+            summary.errors.append(f"{item.state_machine_id}/{item.name}: no such execution")
+            continue
+        record = resume_execution(repository, record, handlers=handlers, payload_limit=settings.payload_limit)
+        summary.ran += 1
+        summary.statuses[record.status] = summary.statuses.get(record.status, 0) + 1
+    return summary

@@ -1,0 +1,210 @@
+"""The recovery scanner: RUNNING executions whose lease expired are taken over, once each.
+
+A process running an execution renews its lease (`smq.execution.leases`); an expired lease means that
+process is gone. The scanner claims such an execution with one conditional update (so two scanners
+never both take it), counts the attempt, and applies its state machine's strategy:
+
+- `retry` (default): resume from the last checkpoint (the crashed state runs again);
+- `skip`: move past the crashed state (its input becomes its output) and resume; a state without a
+  `Next` cannot be skipped and fails instead;
+- `fail`: end the execution FAILED with `smq.WorkerLost`;
+- `pause`: hold it PAUSED for an operator (`smq executions resume EID`).
+
+After `max_attempts` recoveries the execution fails with `smq.RecoveryExhausted`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from smq.engine.cursor import Cursor
+from smq.engine.errors import SmqError
+from smq.repository.models import FAILED, PAUSED, RUNNING, ExecutionRow, RecoveryPolicyRow
+from smq.repository.repository import Repository
+
+EXECUTIONS = cast(Table, ExecutionRow.__table__)
+POLICIES = cast(Table, RecoveryPolicyRow.__table__)
+STRATEGIES = ("retry", "skip", "fail", "pause")
+WORKER_LOST = "smq.WorkerLost"
+RECOVERY_EXHAUSTED = "smq.RecoveryExhausted"
+
+
+class PolicyError(SmqError, ValueError):
+    """A recovery policy smq cannot apply (unknown strategy, attempts below 1)."""
+
+
+@dataclass(frozen=True)
+class Recovered:
+    execution_id: str
+    state_machine_id: str
+    name: str
+    state: str | None
+    action: str  # resume | skip | fail | pause | exhausted | (dry run) would-recover
+    attempt: int
+
+    @property
+    def needs_continuation(self) -> bool:
+        return self.action in ("resume", "skip")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "execution_id": self.execution_id,
+            "state_machine_id": self.state_machine_id,
+            "name": self.name,
+            "state": self.state,
+            "action": self.action,
+            "attempt": self.attempt,
+        }
+
+
+def set_policy(repository: Repository, state_machine_id: str, strategy: str, max_attempts: int) -> None:
+    if strategy not in STRATEGIES:
+        raise PolicyError(f"unknown recovery strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
+    if max_attempts < 1:
+        raise PolicyError(f"max_attempts must be at least 1, got {max_attempts}")
+    dialect = postgresql if repository.engine.dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(POLICIES).values(
+        state_machine_id=state_machine_id, strategy=strategy, max_attempts=max_attempts
+    )
+    statement = statement.on_conflict_do_update(
+        index_elements=["state_machine_id"],
+        set_={"strategy": strategy, "max_attempts": max_attempts},
+    )
+    with repository.engine.begin() as connection:
+        connection.execute(statement)
+
+
+def get_policy(repository: Repository, state_machine_id: str, default_attempts: int = 3) -> tuple[str, int]:
+    with repository.engine.connect() as connection:
+        row = connection.execute(
+            select(POLICIES).where(POLICIES.c.state_machine_id == state_machine_id)
+        ).first()
+    return ("retry", default_attempts) if row is None else (row.strategy, row.max_attempts)
+
+
+def _expired(now: datetime, lease_seconds: float) -> Any:
+    c = EXECUTIONS.c
+    return and_(
+        c.status == RUNNING,
+        or_(
+            c.lease_expires_at < now,
+            # Never leased (a process died between creating and running it): judged by its last write.
+            and_(c.lease_expires_at.is_(None), c.updated_at < now - timedelta(seconds=lease_seconds)),
+        ),
+    )
+
+
+def scan(
+    repository: Repository,
+    *,
+    lease_seconds: float,
+    default_attempts: int = 3,
+    grace: float = 300.0,
+    dry_run: bool = False,
+    limit: int = 500,
+) -> list[Recovered]:
+    """One pass: take over every RUNNING execution with an expired lease (at most `limit`)."""
+    now = datetime.now(UTC)
+    c = EXECUTIONS.c
+    with repository.engine.connect() as connection:
+        candidates = connection.execute(
+            select(c.id, c.state_machine_id, c.name, c.current_state, c.recovery_attempts)
+            .where(_expired(now, lease_seconds))
+            .order_by(c.updated_at)
+            .limit(limit)
+        ).all()
+    if dry_run:
+        return [
+            Recovered(
+                row.id,
+                row.state_machine_id,
+                row.name,
+                row.current_state,
+                "would-recover",
+                row.recovery_attempts + 1,
+            )
+            for row in candidates
+        ]
+    recovered = []
+    for row in candidates:
+        outcome = _recover_one(repository, row, now, lease_seconds, default_attempts, grace)
+        if outcome is not None:
+            recovered.append(outcome)
+    return recovered
+
+
+def _recover_one(
+    repository: Repository, row: Any, now: datetime, lease_seconds: float, default_attempts: int, grace: float
+) -> Recovered | None:
+    c = EXECUTIONS.c
+    strategy, max_attempts = get_policy(repository, row.state_machine_id, default_attempts)
+    attempt = row.recovery_attempts + 1
+    with repository.engine.begin() as connection:
+        claimed = connection.execute(
+            update(EXECUTIONS)
+            .where(c.id == row.id, c.recovery_attempts == row.recovery_attempts, _expired(now, lease_seconds))
+            .values(
+                recovery_attempts=attempt,
+                lease_owner="smq-recovery",
+                lease_expires_at=now + timedelta(seconds=grace),
+                updated_at=now,
+            )
+        ).rowcount
+        if claimed != 1:
+            return None  # another scanner took it, or its worker came back
+        current = connection.execute(select(EXECUTIONS).where(c.id == row.id)).one()
+        action = "exhausted" if attempt > max_attempts else {"retry": "resume"}.get(strategy, strategy)
+        values: dict[str, Any] = {}
+        if action == "skip":
+            skipped = _skip(repository, current)
+            if skipped is None:
+                action = "fail"
+            else:
+                values = {"cursor": skipped, "current_state": skipped["state"]}
+        if action in ("fail", "exhausted"):
+            error = RECOVERY_EXHAUSTED if action == "exhausted" else WORKER_LOST
+            cause = (
+                f"recovered {max_attempts} time(s) and lost again in state {current.current_state!r}"
+                if action == "exhausted"
+                else f"the process running state {current.current_state!r} was lost"
+            )
+            values = {
+                "status": FAILED,
+                "error": error,
+                "cause": cause,
+                "stop_time": now,
+                "duration_ms": max(0, round((now - current.start_time).total_seconds() * 1000)),
+                "lease_owner": None,
+                "lease_expires_at": None,
+            }
+        elif action == "pause":
+            values = {"status": PAUSED, "lease_owner": None, "lease_expires_at": None}
+        if values:
+            connection.execute(update(EXECUTIONS).where(c.id == row.id).values(**values))
+    return Recovered(row.id, row.state_machine_id, row.name, row.current_state, action, attempt)
+
+
+def _skip(repository: Repository, current: Any) -> dict[str, Any] | None:
+    """The cursor moved past its state (input passed through), or None when the state has no Next."""
+    if current.cursor is None:
+        return None
+    cursor = Cursor.from_dict(current.cursor)
+    machine, _ = repository.state_machine(current.state_machine_id, current.version)
+    state = machine.machine.states.get(cursor.state)
+    if state is None or not getattr(state, "next", None):
+        return None
+    moved = cursor.moved(
+        state=state.next,
+        pending=None,
+        not_before=None,
+        attempt=1,
+        retry_counts=(),
+        entered_at=None,
+        transitions=cursor.transitions + 1,
+    )
+    return moved.to_dict()
