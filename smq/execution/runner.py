@@ -8,6 +8,7 @@ resumed from its checkpoint, never started twice.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from contextlib import nullcontext
@@ -26,8 +27,13 @@ from smq.execution.transformers import apply_transformer
 from smq.repository.models import PAUSED, SUCCEEDED, WAITING
 from smq.repository.repository import CheckpointConflict, ExecutionRecord, Repository, StaleDefinition
 from smq.repository.waits import WaitStore
+from smq.settings import Settings
 
-DEFAULT_LEASE_SECONDS = 30.0
+
+@functools.cache
+def configured_lease_seconds() -> float:
+    """SMQ_LEASE_SECONDS, read once per process: runners and the recovery scanner must agree on it."""
+    return Settings.from_env().lease_seconds
 
 
 class PayloadTooLarge(SmqError, ValueError):
@@ -172,7 +178,7 @@ def resume_execution(
     machine: StateMachine | None = None,
     handlers: HandlerRegistry | None = None,
     queue: str = "default",
-    lease_seconds: float | None = DEFAULT_LEASE_SECONDS,
+    lease_seconds: float | None = None,
     **runtime_options: Any,
 ) -> ExecutionRecord:
     """Drive a RUNNING execution from its last checkpoint until it ends or parks, checkpointing every step.
@@ -211,10 +217,9 @@ def resume_execution(
         seen = values["history_length"]
         ended_by_step = step.cursor is None
 
+    seconds = configured_lease_seconds() if lease_seconds is None else lease_seconds
     lease = (
-        lease_keeper(repository.engine, lease_seconds).hold(record.execution_id)
-        if lease_seconds
-        else nullcontext()
+        lease_keeper(repository.engine, seconds).hold(record.execution_id) if seconds > 0 else nullcontext()
     )
     try:
         with lease:
