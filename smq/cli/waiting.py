@@ -218,12 +218,17 @@ def recover(dry_run: bool, handler_modules: tuple[str, ...], as_json: bool) -> N
 
 @click.command()
 @click.option("--once", is_flag=True, help="One pass (fire due timers, scan for crashes), then exit.")
+@click.option(
+    "--health-file",
+    type=click.Path(dir_okay=False),
+    help="Touch this file after every successful pass (for container health checks).",
+)
 @handlers_option
 @json_option
-def scheduler(once: bool, handler_modules: tuple[str, ...], as_json: bool) -> None:
+def scheduler(once: bool, health_file: str | None, handler_modules: tuple[str, ...], as_json: bool) -> None:
     """The dispatcher: fire durable timers when due and recover crashed executions, until SIGTERM."""
     settings, repository = _setup(handler_modules)
-    dispatcher = Dispatcher(repository, settings, handlers=default_registry)
+    dispatcher = Dispatcher(repository, settings, handlers=default_registry, health_file=health_file)
     if once:
         tick = dispatcher.tick(recover=True)
         if as_json:

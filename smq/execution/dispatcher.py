@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from smq.engine.handlers import HandlerRegistry
@@ -41,8 +42,14 @@ class Tick:
 
 class Dispatcher:
     def __init__(
-        self, repository: Repository, settings: Settings, *, handlers: HandlerRegistry | None = None
+        self,
+        repository: Repository,
+        settings: Settings,
+        *,
+        handlers: HandlerRegistry | None = None,
+        health_file: str | None = None,
     ):
+        self.health_file = Path(health_file) if health_file else None
         self.repository = repository
         self.settings = settings
         self.handlers = handlers
@@ -84,6 +91,8 @@ class Dispatcher:
         while not stop.is_set():
             try:
                 self.tick()
+                if self.health_file is not None:
+                    self.health_file.touch()
             except Exception:
                 log.exception("dispatcher tick failed; retrying")
                 stop.wait(1.0)

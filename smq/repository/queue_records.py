@@ -12,14 +12,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, delete, func, select
+from sqlalchemy import Engine, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from smq.repository.models import DeadLetterRow, EnqueuedRow, ExecutionRow
+from smq.repository.models import RUNNING, DeadLetterRow, EnqueuedRow, ExecutionRow
 
 DEAD = cast(Table, DeadLetterRow.__table__)
 LEDGER = cast(Table, EnqueuedRow.__table__)
 EXECUTIONS = cast(Table, ExecutionRow.__table__)
+# The lease given to an execution whose task is in the dead letters: never expires on its own.
+DEAD_LETTER_HOLD = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def _insert(engine: Engine, table: Any) -> Any:
@@ -104,6 +106,18 @@ class DeadLetters:
         )
         with self.engine.begin() as connection:
             connection.execute(statement)
+            if values["state_machine_id"] and values["execution_name"]:
+                # Hold the execution for the operator: the recovery scanner must not resume what the
+                # queue gave up on; `smq dead retry` hands it back to a worker, which takes a fresh lease.
+                connection.execute(
+                    update(EXECUTIONS)
+                    .where(
+                        EXECUTIONS.c.state_machine_id == values["state_machine_id"],
+                        EXECUTIONS.c.name == values["execution_name"],
+                        EXECUTIONS.c.status == RUNNING,
+                    )
+                    .values(lease_owner=f"dead-letter:{task_id}"[:200], lease_expires_at=DEAD_LETTER_HOLD)
+                )
 
     def list(self, *, queue: str | None = None, limit: int | None = None) -> list[DeadLetter]:
         query = select(DEAD).order_by(DEAD.c.failed_at, DEAD.c.task_id)

@@ -16,8 +16,8 @@ def compose() -> dict:
 
 def test_every_long_running_service_has_a_health_check() -> None:
     services = compose()["services"]
-    assert {"postgres", "redis", "worker", "flower", "leader"} <= set(services)
-    for name in ("postgres", "redis", "worker", "flower", "leader"):
+    assert {"postgres", "redis", "worker", "scheduler", "flower", "leader"} <= set(services)
+    for name in ("postgres", "redis", "worker", "scheduler", "flower", "leader"):
         assert "healthcheck" in services[name], name
 
 
@@ -46,3 +46,10 @@ def test_the_image_installs_smq_with_its_celery_configuration() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     assert "COPY pyproject.toml README.md celeryconfig.py ./" in dockerfile
     assert "pip install '.[flower]'" in dockerfile
+
+
+def test_the_scheduler_runs_the_dispatcher_and_proves_it_is_alive() -> None:
+    scheduler = compose()["services"]["scheduler"]
+    assert scheduler["command"][:2] == ["smq", "scheduler"]
+    health_file = scheduler["command"][scheduler["command"].index("--health-file") + 1]
+    assert health_file in " ".join(scheduler["healthcheck"]["test"])
