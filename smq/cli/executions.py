@@ -157,22 +157,16 @@ def stop(execution: str, cause: str | None, as_json: bool) -> None:
 @json_option
 def resume(execution: str, handler_modules: tuple[str, ...], as_json: bool) -> None:
     """Resume a PAUSED execution (held by the recovery strategy "pause") from its last checkpoint."""
-    from smq.engine.handlers import default_registry
-    from smq.execution.continuation import Continuation, continue_executions
-    from smq.execution.control import resume_paused
+    from smq.execution.operations import Operations
 
     settings = load_settings()
     if not settings.broker_url:
         load_handlers(settings, handler_modules)
     repository = open_repository(settings)
     try:
-        record = resume_paused(repository, execution, grace=settings.wake_grace)
+        final, continued = Operations(repository, settings).resume(execution)
     except (NotFound, SmqError) as exc:
         fail(f"smq executions resume: {exc}")
-    continued = continue_executions(
-        repository, [Continuation(record.state_machine_id, record.name)], settings, handlers=default_registry
-    )
-    final = repository.get_execution(record.execution_id)
     if as_json:
         echo_json(
             {"execution_id": final.execution_id, "status": final.status, "continuations": continued.to_dict()}

@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -29,10 +30,10 @@ from smq.cli.common import (
 from smq.engine.errors import SmqError
 from smq.engine.handlers import default_registry
 from smq.execution.continuation import Continuation, continue_executions
-from smq.execution.control import redrive_execution
 from smq.execution.dispatcher import Dispatcher
+from smq.execution.operations import Operations, Resumed
 from smq.execution.recovery import scan
-from smq.repository.waits import WaitStore, Woken
+from smq.repository.waits import WaitStore
 from smq.settings import Settings
 
 
@@ -42,11 +43,6 @@ def _value(text: str) -> Any:
         return parse_json_argument(text, "--value")
     except click.UsageError:
         return text
-
-
-def _continue(repository: Any, settings: Settings, woken: list[Woken]) -> dict[str, Any]:
-    items = [Continuation(w.state_machine_id, w.name, w.queue) for w in woken]
-    return continue_executions(repository, items, settings, handlers=default_registry).to_dict()
 
 
 def _setup(handler_modules: tuple[str, ...]) -> tuple[Settings, Any]:
@@ -76,20 +72,15 @@ def send_message(
     is recorded and answered "no match" (exit 1)."""
     data = parse_json_argument(data_text, "--data", default={})
     settings, repository = _setup(handler_modules)
-    woken = WaitStore(repository.engine, wake_grace_seconds=settings.wake_grace).send_message(
-        key, _value(value_text), data
-    )
-    continued = _continue(repository, settings, woken)
+    resumed = Operations(repository, settings).send_message(key, _value(value_text), data)
     if as_json:
-        echo_json(
-            {"matched": len(woken), "resumed": [w.execution_id for w in woken], "continuations": continued}
-        )
-    elif woken:
-        for w in woken:
+        echo_json(resumed.to_dict())
+    elif resumed.matched:
+        for w in resumed.executions:
             click.echo(f"resumed {w.execution_id} {w.state_machine_id}/{w.name}")
     else:
         click.echo(f"no match: no execution waits on {key}={value_text} (the message is recorded)")
-    sys.exit(0 if woken else EXIT_NOT_SUCCEEDED)
+    sys.exit(0 if resumed.matched else EXIT_NOT_SUCCEEDED)
 
 
 @click.group()
@@ -97,19 +88,17 @@ def task() -> None:
     """Answer callback tasks (`.waitForTaskToken`): success, failure, heartbeat."""
 
 
-def _answer(token: str, delivery: dict[str, Any], handler_modules: tuple[str, ...], as_json: bool) -> None:
+def _answer(
+    token: str, answer: Callable[[Operations], Resumed], handler_modules: tuple[str, ...], as_json: bool
+) -> None:
     settings, repository = _setup(handler_modules)
     try:
-        woken = WaitStore(repository.engine, wake_grace_seconds=settings.wake_grace).complete_callback(
-            token, delivery
-        )
+        resumed = answer(Operations(repository, settings))
     except SmqError as exc:
         fail(f"smq task: {exc}", EXIT_NOT_SUCCEEDED)
-    continued = _continue(repository, settings, [woken])
+    woken = resumed.executions[0]
     if as_json:
-        echo_json(
-            {"execution_id": woken.execution_id, "resolution": woken.resolution, "continuations": continued}
-        )
+        echo_json({"execution_id": woken.execution_id, "resolution": woken.resolution, **resumed.to_dict()})
     else:
         click.echo(f"{woken.resolution}: resumed {woken.execution_id} {woken.state_machine_id}/{woken.name}")
 
@@ -124,7 +113,7 @@ def task_success(
 ) -> None:
     """The task succeeded with OUTPUT."""
     output = parse_json_argument(output_text, "--output", default={})
-    _answer(token, {"kind": "success", "output": output}, handler_modules, as_json)
+    _answer(token, lambda ops: ops.task_success(token, output), handler_modules, as_json)
 
 
 @task.command("failure")
@@ -139,7 +128,7 @@ def task_failure(
     token: str, error: str, cause: str | None, handler_modules: tuple[str, ...], as_json: bool
 ) -> None:
     """The task failed with ERROR and CAUSE."""
-    _answer(token, {"kind": "failure", "error": error, "cause": cause}, handler_modules, as_json)
+    _answer(token, lambda ops: ops.task_failure(token, error, cause), handler_modules, as_json)
 
 
 @task.command("heartbeat")
@@ -168,20 +157,16 @@ def redrive(execution: str, handler_modules: tuple[str, ...], as_json: bool) -> 
     STATE_MACHINE_ID/NAME). Succeeded states are kept and not run again."""
     settings, repository = _setup(handler_modules)
     try:
-        record = redrive_execution(repository, execution, grace=settings.wake_grace)
+        final, continued = Operations(repository, settings).redrive(execution)
     except SmqError as exc:
         fail(f"smq redrive: {exc}")
-    continued = continue_executions(
-        repository, [Continuation(record.state_machine_id, record.name)], settings, handlers=default_registry
-    )
-    final = repository.get_execution(record.execution_id)
     if as_json:
         echo_json(
             {"execution_id": final.execution_id, "status": final.status, "continuations": continued.to_dict()}
         )
     else:
         where = "enqueued" if continued.enqueued else f"ran here: {final.status}"
-        click.echo(f"redriven {final.execution_id} from {record.current_state} ({where})")
+        click.echo(f"redriven {final.execution_id} ({where})")
 
 
 @click.command()

@@ -1,0 +1,88 @@
+"""The Python calls behind `smq message send`, `smq task ...`, `smq redrive` and `smq executions resume`.
+
+Each changes the database in one transaction, then continues what became RUNNING again: enqueued for
+the workers when a broker is configured (SMQ_BROKER_URL), run in this process otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from smq.engine.handlers import HandlerRegistry, default_registry
+from smq.execution.continuation import Continuation, ContinuationSummary, continue_executions
+from smq.execution.control import redrive_execution, resume_paused
+from smq.repository.repository import ExecutionRecord, Repository
+from smq.repository.waits import WaitStore, Woken
+from smq.settings import Settings
+
+
+@dataclass
+class Resumed:
+    """Which executions a message or callback answer resumed, and how they were continued."""
+
+    executions: list[Woken] = field(default_factory=list)
+    continued: ContinuationSummary = field(default_factory=ContinuationSummary)
+
+    @property
+    def matched(self) -> bool:
+        return bool(self.executions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "matched": len(self.executions),
+            "resumed": [w.execution_id for w in self.executions],
+            "continuations": self.continued.to_dict(),
+        }
+
+
+class Operations:
+    """Bound to one repository and one configuration; `handlers` run in-process continuations."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        settings: Settings | None = None,
+        *,
+        handlers: HandlerRegistry | None = None,
+    ):
+        self.repository = repository
+        self.settings = settings or Settings.from_env()
+        self.handlers = handlers or default_registry
+        self.waits = WaitStore(repository.engine, wake_grace_seconds=self.settings.wake_grace)
+
+    def _continue(self, items: list[Continuation]) -> ContinuationSummary:
+        return continue_executions(self.repository, items, self.settings, handlers=self.handlers)
+
+    def _resumed(self, woken: list[Woken]) -> Resumed:
+        items = [Continuation(w.state_machine_id, w.name, w.queue) for w in woken]
+        return Resumed(woken, self._continue(items))
+
+    def send_message(self, key: str, value: Any, data: Any = None) -> Resumed:
+        """Resume every execution parked on a Message state waiting for (key, value); `data` is the
+        state's result. No match is answered (`matched` False) and the message is recorded."""
+        return self._resumed(self.waits.send_message(key, value, {} if data is None else data))
+
+    def task_success(self, token: str, output: Any = None) -> Resumed:
+        return self._resumed(
+            [self.waits.complete_callback(token, {"kind": "success", "output": output or {}})]
+        )
+
+    def task_failure(self, token: str, error: str = "States.TaskFailed", cause: str | None = None) -> Resumed:
+        delivery = {"kind": "failure", "error": error, "cause": cause}
+        return self._resumed([self.waits.complete_callback(token, delivery)])
+
+    def task_heartbeat(self, token: str) -> None:
+        self.waits.heartbeat(token)
+
+    def redrive(self, reference: str) -> tuple[ExecutionRecord, ContinuationSummary]:
+        """Restart a FAILED, TIMED_OUT or ABORTED execution from the state that failed."""
+        record = redrive_execution(self.repository, reference, grace=self.settings.wake_grace)
+        continued = self._continue([Continuation(record.state_machine_id, record.name)])
+        return self.repository.get_execution(record.execution_id), continued
+
+    def resume(self, reference: str) -> tuple[ExecutionRecord, ContinuationSummary]:
+        """Resume a PAUSED execution from its last checkpoint."""
+        record = resume_paused(self.repository, reference, grace=self.settings.wake_grace)
+        continued = self._continue([Continuation(record.state_machine_id, record.name)])
+        return self.repository.get_execution(record.execution_id), continued
