@@ -90,6 +90,10 @@ def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None
             handlers=default_registry,
             payload_limit=settings.payload_limit,
             max_transitions=settings.max_transitions,
+            # Waits longer than this park on a durable timer instead of holding the worker slot.
+            park_after=settings.park_after,
+            queue=parsed.queue,
+            lease_seconds=settings.lease_seconds,
         )
     except InfrastructureError as exc:
         raise _retry_or_die(self, exc, parsed.max_retries, payload, first_attempt_at) from None

@@ -2,6 +2,8 @@
 
 Each problem names where it is (`States.CheckStock.Catch[0].Next`) and what is wrong. The walk keeps
 going after a problem so that a user fixing a definition sees the whole list, as `smq validate` shows.
+
+Besides the ASL state types, smq has `Type: Message` (see `state_message`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import yaml
 
 from smq.engine import choice as choice_rules
 from smq.engine.errors import ALL, DefinitionError, Problem
+from smq.engine.handlers import WAIT_FOR_TASK_TOKEN
 from smq.engine.intrinsics import IntrinsicSyntaxError, is_intrinsic_text, parse_intrinsic
 from smq.engine.model import (
     NULL_PATH,
@@ -25,6 +28,7 @@ from smq.engine.model import (
     IntOrPath,
     Machine,
     MapState,
+    MessageState,
     ParallelState,
     PassState,
     Retrier,
@@ -74,7 +78,17 @@ STATE_FIELDS: dict[str, set[str]] = {
     | {"ItemsPath", "ItemSelector", "ItemProcessor", "Iterator", "MaxConcurrency", "MaxConcurrencyPath"}
     | {"ToleratedFailurePercentage", "ToleratedFailurePercentagePath", "ToleratedFailureCount"}
     | {"ToleratedFailureCountPath", "ItemBatcher", "ItemReader", "ResultWriter", "Label", "Assign"},
+    # smq's extension: wait for a message correlated by (CorrelationKey, value), or a timeout.
+    "Message": COMMON_FIELDS
+    | FLOW_FIELDS
+    | IO_FIELDS
+    | {"ResultPath", "CorrelationKey", "CorrelationValuePath", "TimeoutSeconds", "TimeoutSecondsPath"}
+    | {"TimeoutPath", "Assign"},
 }
+NOT_IN_SUB_MACHINES = (
+    "cannot run inside a Parallel branch or a Map iteration yet: a waiting sub-machine cannot be "
+    "parked and resumed on its own"
+)
 MACHINE_FIELDS = {"StartAt", "States", "Comment", "Version", "TimeoutSeconds", "QueryLanguage"}
 SUB_MACHINE_FIELDS = {"StartAt", "States", "Comment", "ProcessorConfig", "QueryLanguage"}
 MAX_STATE_NAME = 80
@@ -178,6 +192,7 @@ def _is_number(value: Any) -> bool:
 class _Compiler:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        self.depth = 0  # > 0 while compiling a Parallel branch or a Map item processor
 
     def report(self, where: str, message: str) -> None:
         self.problems.append(Problem(where, message))
@@ -213,6 +228,7 @@ class _Compiler:
             self.report(_join(where, "StartAt"), f"no state named {start_at!r}")
         problems_before = len(self.problems)
         states: dict[str, State] = {}
+        self.depth += 0 if top_level else 1
         for name, raw in raw_states.items():
             if not isinstance(name, str):
                 self.report(_join(where, f"States.{name!r}"), "a state name must be a string")
@@ -223,6 +239,7 @@ class _Compiler:
             state = self.state(name, raw, state_where, raw_states)
             if state is not None:
                 states[name] = state
+        self.depth -= 0 if top_level else 1
         if isinstance(start_at, str) and start_at in raw_states:
             self.check_reachable(start_at, raw_states, where)
         clean_so_far = len(self.problems) == problems_before  # else it is noise on top of real problems
@@ -369,6 +386,11 @@ class _Compiler:
             fields["result_selector"] = self.template(
                 raw["ResultSelector"], _join(where, "ResultSelector"), require_object=True
             )
+        fields.update(self.result_path(raw, where))
+        return fields
+
+    def result_path(self, raw: dict[str, Any], where: str) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
         if "ResultPath" in raw:
             if raw["ResultPath"] is None:
                 fields["result_path_mode"] = "discard"
@@ -527,11 +549,10 @@ class _Compiler:
         if not isinstance(resource, str) or not resource:
             self.report(_join(where, "Resource"), "required: the name or ARN of a registered handler")
             resource = ""
-        elif resource.endswith(".waitForTaskToken") or resource.endswith(".sync") or ".sync:" in resource:
-            self.report(
-                _join(where, "Resource"),
-                f"{resource!r}: callback and .sync integrations are not supported yet",
-            )
+        elif resource.endswith(".sync") or ".sync:" in resource:
+            self.report(_join(where, "Resource"), f"{resource!r}: .sync integrations are not supported yet")
+        elif resource.endswith(WAIT_FOR_TASK_TOKEN) and self.depth:
+            self.report(_join(where, "Resource"), f"a callback task ({resource!r}) {NOT_IN_SUB_MACHINES}")
         timeout = self.int_or_path(raw, "TimeoutSeconds", where, minimum=1)
         heartbeat = self.int_or_path(raw, "HeartbeatSeconds", where, minimum=1)
         if (
@@ -550,6 +571,7 @@ class _Compiler:
             function_name=_literal_function_name(raw),
             timeout=timeout,
             heartbeat=heartbeat,
+            wait_for_token=resource.endswith(WAIT_FOR_TASK_TOKEN),
         )
 
     def state_choice(
@@ -716,6 +738,44 @@ class _Compiler:
                     fields[expr_field] = compile_expression(value, path_key)
         return FailState(**common, **fields)
 
+    def state_message(
+        self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]
+    ) -> State:
+        """smq's Message state: wait for a message correlated by (CorrelationKey, value).
+
+        CorrelationKey (required, a non-empty string); CorrelationValuePath (a reference path read
+        from the effective input; absent: the whole effective input is the value); TimeoutSeconds or
+        TimeoutSecondsPath (a positive integer); TimeoutPath (the name of the state to go to on
+        timeout; without it a timeout fails the execution with States.Timeout); plus InputPath,
+        ResultPath, OutputPath, Assign, Next/End. Not allowed inside Parallel/Map sub-machines.
+        """
+        if self.depth:
+            self.report(_join(where, "Type"), f"a Message state {NOT_IN_SUB_MACHINES}")
+        key = raw.get("CorrelationKey")
+        if not isinstance(key, str) or not key:
+            self.report(
+                _join(where, "CorrelationKey"),
+                f"required: a non-empty string naming what messages are correlated on, got {key!r}",
+            )
+            key = ""
+        elif len(key) > 200:
+            self.report(_join(where, "CorrelationKey"), f"at most 200 characters, got {len(key)}")
+        fields: dict[str, Any] = {"correlation_key": key}
+        if "CorrelationValuePath" in raw:
+            fields["correlation_value_path"] = self.path(
+                raw["CorrelationValuePath"], _join(where, "CorrelationValuePath"), definite=True
+            )
+        fields["timeout"] = self.int_or_path(raw, "TimeoutSeconds", where, minimum=1)
+        if "TimeoutPath" in raw:
+            target = raw["TimeoutPath"]
+            if not isinstance(target, str):
+                self.report(_join(where, "TimeoutPath"), f"must be a state name, got {target!r}")
+            elif target not in siblings:
+                self.report(_join(where, "TimeoutPath"), f"no state named {target!r}")
+            else:
+                fields["timeout_next"] = target
+        return MessageState(**common, **self.result_path(raw, where), **fields)
+
     def state_parallel(
         self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]
     ) -> State:
@@ -823,6 +883,8 @@ def _targets(raw: dict[str, Any]) -> list[str]:
     for value in (raw.get("Next"), raw.get("Default")):
         if isinstance(value, str):
             targets.append(value)
+    if raw.get("Type") == "Message" and isinstance(raw.get("TimeoutPath"), str):
+        targets.append(raw["TimeoutPath"])
     for key in ("Choices", "Catch"):
         items = raw.get(key)
         if isinstance(items, list):
@@ -833,7 +895,7 @@ def _targets(raw: dict[str, Any]) -> list[str]:
 
 
 def _state_is_pure(state: State) -> bool:
-    if isinstance(state, (TaskState, WaitState)):
+    if isinstance(state, (TaskState, WaitState, MessageState)):
         return False
     if isinstance(state, ParallelState):
         return all(branch.pure for branch in state.branches)

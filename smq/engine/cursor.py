@@ -3,6 +3,21 @@
 A `Cursor` says where an execution is: the next state to run, its raw input, the workflow variables,
 retry counters and, when a state is half done (a Wait that is waiting), what it had computed. It is
 plain JSON, so it can be checkpointed to a database and resumed by any process.
+
+A cursor whose `pending` has `"kind": "message"` or `"kind": "callback"` and no `"delivery"` is
+PARKED: a Message state waiting for its message, or a callback Task (`.waitForTaskToken`) waiting for
+its token. Nothing in this process can move it on; the driver returns WAITING. The layer above
+resumes it by adding a delivery (`cursor.deliver({...})`, or setting `pending["delivery"]` in the JSON):
+
+    pending {"kind": "message", "key": K, "value": V, "until": EPOCH | None}
+        delivery {"kind": "message", "data": JSON}     -> the state's result
+        delivery {"kind": "timeout"}                   -> TimeoutPath, else States.Timeout
+    pending {"kind": "callback", "token": T, "until": EPOCH | None, "heartbeat": SECONDS | None,
+             "started_at": EPOCH}
+        delivery {"kind": "success", "output": JSON}   -> the task's result
+        delivery {"kind": "failure", "error": E, "cause": C}
+        delivery {"kind": "timeout"}                   -> States.Timeout
+        delivery {"kind": "heartbeat_timeout"}         -> States.HeartbeatTimeout
 """
 
 from __future__ import annotations
@@ -15,6 +30,17 @@ from typing import Any
 from smq.engine.timestamps import format_timestamp
 
 CURSOR_FORMAT = 1
+
+PARKED_KINDS = frozenset({"message", "callback"})
+DELIVERY_KINDS: dict[str, frozenset[str]] = {
+    "message": frozenset({"message", "timeout"}),
+    "callback": frozenset({"success", "failure", "timeout", "heartbeat_timeout"}),
+}
+
+
+def is_parked(pending: Any) -> bool:
+    """A message/callback wait with no delivery yet: the execution cannot go on in-process."""
+    return isinstance(pending, dict) and pending.get("kind") in PARKED_KINDS and "delivery" not in pending
 
 
 def iso(epoch: float | None) -> str | None:
@@ -111,12 +137,41 @@ class Cursor:
     def moved(self, **changes: Any) -> Cursor:
         return replace(self, **changes)
 
+    @property
+    def parked(self) -> bool:
+        """Waiting for a message or a callback (see the module docstring); resume with `deliver()`."""
+        return is_parked(self.pending)
+
+    def deliver(self, delivery: dict[str, Any]) -> Cursor:
+        """This parked cursor with `delivery` set: resuming it finishes the waiting state.
+
+        Raises ValueError when the cursor is not parked or the delivery does not fit what it waits for.
+        """
+        if not self.parked:
+            raise ValueError(f"the cursor at state {self.state!r} is not waiting for a delivery")
+        assert self.pending is not None
+        check_delivery(self.pending["kind"], delivery)
+        return replace(self, pending={**self.pending, "delivery": delivery})
+
+
+def check_delivery(kind: str, delivery: Any) -> None:
+    """ValueError unless `delivery` is one of the shapes a `kind` wait accepts (module docstring)."""
+    allowed = DELIVERY_KINDS[kind]
+    if not isinstance(delivery, dict) or delivery.get("kind") not in allowed:
+        got = delivery.get("kind") if isinstance(delivery, dict) else type(delivery).__name__
+        raise ValueError(f"a {kind} wait takes a delivery of kind {', '.join(sorted(allowed))}; got {got!r}")
+    required = {"message": ("data",), "success": ("output",)}.get(delivery["kind"], ())
+    for key in required:
+        if key not in delivery:
+            raise ValueError(f"a {delivery['kind']!r} delivery needs {key!r}")
+
 
 # History entry statuses.
 SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"
 RETRIED = "RETRIED"
 CAUGHT = "CAUGHT"
+TIMED_OUT = "TIMED_OUT"  # a Message state whose timeout sent it to its TimeoutPath state
 
 
 @dataclass(slots=True)

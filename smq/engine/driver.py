@@ -2,6 +2,11 @@
 
 Other drivers (persistence, Celery workers, durable timers) follow the same loop: take a cursor,
 run one state, checkpoint the step, and decide how to wait for `cursor.not_before`.
+
+`drive` returns WAITING, with the cursor to resume from, when the execution cannot go on in this
+process: the cursor is parked on a message or a callback token (`Cursor.parked`: resume it with a
+delivery), or `runtime.park_after` is set and the next pause (`cursor.not_before`: a Wait, a retry
+back-off) ends more than `park_after` seconds from now (resume it once `not_before` has passed).
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ from smq.engine.runtime import ExecutionAborted, ExecutionTimedOut, Runtime
 
 Checkpoint = Callable[[Step], None]
 
+# Outcome statuses. RUNNING: stopped by `stop_after`; WAITING: parked (see the module docstring).
+RUNNING = "RUNNING"
+WAITING = "WAITING"
 SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"
 TIMED_OUT = "TIMED_OUT"
@@ -43,17 +51,30 @@ def drive(
     on_step: Checkpoint | None = None,
     stop_after: int | None = None,
 ) -> Outcome:
-    """Run from `cursor` to the end (or for `stop_after` steps). Every step goes to `on_step` first."""
+    """Run from `cursor` to the end, to a park (WAITING) or for `stop_after` steps (RUNNING).
+
+    Every step goes to `on_step` first, the step that parks included, so its cursor is checkpointed.
+    A parked cursor is never run; the execution TimeoutSeconds and a stop still apply to it (TIMED_OUT,
+    ABORTED take precedence over WAITING)."""
     history: list[HistoryEntry] = []
     steps = 0
     try:
         while True:
-            if cursor.not_before is not None:
+            if cursor.not_before is not None and not cursor.parked:
+                if runtime.park_after is not None:
+                    # Park unless the pause (or the execution deadline, if sooner) is due shortly.
+                    wake = cursor.not_before
+                    if runtime.deadline is not None:
+                        wake = min(wake, runtime.deadline)
+                    if wake - runtime.clock() > runtime.park_after:
+                        return Outcome(WAITING, history=history, cursor=cursor)
                 runtime.wait_until(cursor.not_before)
             elif runtime.deadline is not None and runtime.clock() >= runtime.deadline:
                 raise ExecutionTimedOut("the execution exceeded its TimeoutSeconds")
             if runtime.cancelled():
                 raise ExecutionAborted("the execution was stopped")
+            if cursor.parked:
+                return Outcome(WAITING, history=history, cursor=cursor)
             if cursor.transitions >= runtime.max_transitions:
                 return Outcome(
                     FAILED,
@@ -75,7 +96,7 @@ def drive(
             cursor = step.cursor
             steps += 1
             if stop_after is not None and steps >= stop_after:
-                return Outcome("RUNNING", history=history, cursor=cursor)
+                return Outcome(WAITING if cursor.parked else RUNNING, history=history, cursor=cursor)
     except ExecutionTimedOut as exc:
         return Outcome(TIMED_OUT, error=errors.TIMEOUT, cause=str(exc), history=history, cursor=cursor)
     except ExecutionAborted as exc:

@@ -14,7 +14,7 @@ from typing import Any
 
 from smq.engine import errors, interpreter
 from smq.engine.cursor import Cursor, HistoryEntry
-from smq.engine.driver import ABORTED, SUCCEEDED, TIMED_OUT, Outcome, drive
+from smq.engine.driver import ABORTED, SUCCEEDED, TIMED_OUT, WAITING, Outcome, drive
 from smq.engine.errors import StatesError
 from smq.engine.model import Machine, MapState, ParallelState
 from smq.engine.paths import PathNotFound, Scope
@@ -36,6 +36,8 @@ def _raise_if_interrupted(outcome: Outcome) -> None:
         raise ExecutionTimedOut(outcome.cause or "timed out")
     if outcome.status == ABORTED:
         raise ExecutionAborted(outcome.cause or "aborted")
+    if outcome.status == WAITING:  # the compiler keeps Message and callback states out of sub-machines
+        raise StatesError(errors.RUNTIME, "a Parallel branch or Map iteration cannot wait for a delivery")
 
 
 def _run_all(
@@ -80,7 +82,7 @@ def _run_all(
         outcomes[index] = outcome
         if outcome.status == ABORTED and not runtime.cancelled():
             return False  # a sibling cancelled because another one failed: not a failure of its own
-        if outcome.status in (TIMED_OUT, ABORTED):
+        if outcome.status in (TIMED_OUT, ABORTED, WAITING):
             group.abort.set()
             _raise_if_interrupted(outcome)
         if outcome.status != SUCCEEDED and on_failure(index, outcome):

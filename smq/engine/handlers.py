@@ -44,7 +44,7 @@ class TaskContext:
     state_name: str
     attempt: int  # 1 for the first attempt, 2 for the first retry, ...
     deadline: float | None  # time.monotonic() value after which the task times out, or None
-    task_token: str | None = None
+    task_token: str | None = None  # `.waitForTaskToken` tasks: the token that completes this attempt
     _last_heartbeat: float = field(default_factory=time.monotonic, repr=False)
     _cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
 

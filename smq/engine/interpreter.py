@@ -7,17 +7,35 @@ recovery, redrive and long waits are drivers around this function, not other int
 
 Data flow follows AWS exactly: InputPath → Parameters → (task) → ResultSelector → ResultPath (into the
 raw input) → OutputPath; `null` InputPath/OutputPath give `{}` and a `null` ResultPath keeps the input.
+
+Message states and callback Tasks (`.waitForTaskToken`) take two steps: the first parks the cursor
+(no history entry; `cursor.pending` says what it waits for, see `smq.engine.cursor`), the second runs
+once the layer above has added a delivery to `pending` and finishes the state as usual. A parked cursor
+given to `run_state` comes back unchanged.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from smq.engine import errors
-from smq.engine.cursor import CAUGHT, FAILED, RETRIED, SUCCEEDED, Cursor, HistoryEntry, Step, iso
+from smq.engine.cursor import (
+    CAUGHT,
+    FAILED,
+    RETRIED,
+    SUCCEEDED,
+    TIMED_OUT,
+    Cursor,
+    HistoryEntry,
+    Step,
+    check_delivery,
+    is_parked,
+    iso,
+)
 from smq.engine.errors import StatesError, error_matches
 from smq.engine.handlers import LAMBDA_INVOKE, TaskContext
 from smq.engine.invoke import call_handler
@@ -27,6 +45,7 @@ from smq.engine.model import (
     IntOrPath,
     Machine,
     MapState,
+    MessageState,
     NullPath,
     ParallelState,
     PassState,
@@ -88,7 +107,7 @@ def apply_output_path(state: State, scope: Scope) -> Any:
     return _apply_path(state, state.output_path, scope)
 
 
-def apply_result_path(state: ResultState, raw_input: Any, result: Any) -> Any:
+def apply_result_path(state: ResultState | MessageState, raw_input: Any, result: Any) -> Any:
     mode = state.result_path_mode
     if mode == "replace":
         return result
@@ -229,17 +248,32 @@ def _assigned(
 # ---------------------------------------------------------------------------------------- entry point
 
 
+def new_task_token() -> str:
+    """A callback task token (`$$.Task.Token`): random, opaque, fresh for every attempt."""
+    return uuid.uuid4().hex
+
+
 def run_state(machine: Machine, cursor: Cursor, runtime: Runtime) -> Step:
     """Run the state `cursor.state` of `machine` once."""
+    if is_parked(cursor.pending):
+        return Step([], cursor=cursor)  # waiting for a delivery: nothing to do until it comes
     state = machine.states[cursor.state]
     # The state's entry time ($$.State.EnteredTime) survives retries and waits; each history entry
     # still starts when its own attempt did.
     attempt_start = runtime.clock()
     entered_at = cursor.entered_at if cursor.entered_at is not None else attempt_start
-    scope = Scope(cursor.input, cursor.variables, context_factory(cursor, state, entered_at))
+    token: str | None = None
+    extra: dict[str, Any] | None = None
+    if isinstance(state, TaskState) and state.wait_for_token:
+        pending = cursor.pending
+        token = pending["token"] if isinstance(pending, dict) and "token" in pending else new_task_token()
+        extra = {"Task": {"Token": token}}
+    scope = Scope(cursor.input, cursor.variables, context_factory(cursor, state, entered_at, extra))
     try:
         if isinstance(state, ResultState):
-            return _run_result_state(state, cursor, scope, entered_at, attempt_start, runtime)
+            return _run_result_state(state, cursor, scope, entered_at, attempt_start, runtime, token)
+        if isinstance(state, MessageState):
+            return _run_message(state, cursor, scope, entered_at, runtime)
         if isinstance(state, ChoiceState):
             return _run_choice(state, cursor, scope, entered_at, runtime)
         if isinstance(state, WaitState):
@@ -319,6 +353,85 @@ def _run_wait(state: WaitState, cursor: Cursor, scope: Scope, entered_at: float,
     return _advance(state, cursor, output, variables, entry, state.next)
 
 
+def _run_message(
+    state: MessageState, cursor: Cursor, scope: Scope, entered_at: float, runtime: Runtime
+) -> Step:
+    """smq's Message state, in two steps.
+
+    Entering: InputPath, then the correlation value (CorrelationValuePath read from the effective
+    input, or the whole effective input) and the timeout; the cursor parks with `pending` =
+    `{"kind": "message", "key": CorrelationKey, "value": V, "until": EPOCH | None}` and no history
+    entry. Resumed with `pending["delivery"]`:
+
+    - `{"kind": "message", "data": D}`: D is the state's result: Assign (`$` is D), ResultPath into the
+      raw input, OutputPath, then Next/End; one SUCCEEDED entry.
+    - `{"kind": "timeout"}`: with TimeoutPath, one TIMED_OUT entry (error States.Timeout, output the
+      raw input) and the TimeoutPath state runs next with the state's raw input unchanged, variables
+      unchanged (Assign applies only to a received message); without TimeoutPath, one FAILED entry and
+      the execution fails with States.Timeout.
+
+    A Message state has no Retry or Catch: errors after delivery (ResultPath, OutputPath, payload
+    size) fail the execution as they do for a Wait or a Choice.
+    """
+    pending = cursor.pending
+    if not (isinstance(pending, dict) and pending.get("kind") == "message"):
+        effective = apply_input_path(state, scope)
+        data_scope = scope.with_data(effective)
+        value = effective
+        if state.correlation_value_path is not None:
+            try:
+                value = data_scope.read(state.correlation_value_path)
+            except PathNotFound:
+                raise runtime_error(
+                    state,
+                    "The CorrelationValuePath parameter does not reference an input value: "
+                    f"{state.correlation_value_path.text}",
+                ) from None
+        timeout = resolve_number(state, state.timeout, data_scope, minimum=1)
+        until = None if timeout is None else runtime.clock() + timeout
+        waiting = {"kind": "message", "key": state.correlation_key, "value": value, "until": until}
+        return Step([], cursor=cursor.moved(pending=waiting, not_before=None, entered_at=entered_at))
+    delivery = pending.get("delivery")
+    check_delivery("message", delivery)
+    assert isinstance(delivery, dict)
+    if delivery["kind"] == "timeout":
+        cause = (
+            f"The Message state '{state.name}' received no message for {state.correlation_key} = "
+            f"{_preview(pending.get('value'))} before its timeout"
+        )
+        if state.timeout_next is None:
+            entry = _entry(state, cursor, FAILED, entered_at, runtime, error=errors.TIMEOUT, cause=cause)
+            return Step([entry], status=FAILED, error=errors.TIMEOUT, cause=cause)
+        entry = _entry(
+            state,
+            cursor,
+            TIMED_OUT,
+            entered_at,
+            runtime,
+            output=cursor.input,
+            error=errors.TIMEOUT,
+            cause=cause,
+        )
+        return _advance(state, cursor, cursor.input, cursor.variables, entry, state.timeout_next)
+    data = _isolated(state, delivery["data"], runtime, "message data")
+    variables = _assigned(cursor.variables, state.assign, scope.with_data(data))
+    combined = apply_result_path(state, cursor.input, data)
+    output = apply_output_path(state, scope.with_data(combined))
+    check_size(state, output, runtime)
+    entry = _entry(state, cursor, SUCCEEDED, entered_at, runtime, output=output)
+    return _advance(state, cursor, output, variables, entry, state.next)
+
+
+def _isolated(state: State, value: Any, runtime: Runtime, what: str) -> Any:
+    """A delivered value as engine data: a private copy, checked as JSON and against the payload limit."""
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the {what} delivered to state '{state.name}' is not JSON: {exc}") from None
+    _check_text_size(state, text, runtime, what)
+    return json.loads(text)
+
+
 def _wake_time(state: WaitState, scope: Scope, runtime: Runtime) -> float:
     now = runtime.clock()
     if state.seconds is not None:
@@ -361,12 +474,22 @@ def _run_result_state(
     entered_at: float,
     attempt_start: float,
     runtime: Runtime,
+    token: str | None = None,
 ) -> Step:
     raw_input = cursor.input
-    effective = apply_input_path(state, scope)
+    # A callback Task resumed with its delivery: the task ran in an earlier step, only its result is new.
+    callback = cursor.pending if isinstance(state, TaskState) and state.wait_for_token else None
+    if callback is not None:
+        attempt_start = callback.get("started_at", attempt_start)
+        effective = None
+    else:
+        effective = apply_input_path(state, scope)
     nested: list[HistoryEntry] = []
     try:
-        if isinstance(state, MapState):
+        if callback is not None:
+            assert isinstance(state, TaskState)
+            result = _callback_result(state, callback, runtime)
+        elif isinstance(state, MapState):
             from smq.engine.fanout import run_map  # fan-out drives sub-machines with this interpreter
 
             result = run_map(state, cursor, scope.with_data(effective), entered_at, runtime, nested)
@@ -378,7 +501,22 @@ def _run_result_state(
             if isinstance(state, PassState):
                 result = state.result if state.has_result else effective
             elif isinstance(state, TaskState):
-                result = _invoke_task(state, cursor, effective, scope, runtime)
+                timeout = resolve_number(state, state.timeout, scope, minimum=1)
+                heartbeat = resolve_number(state, state.heartbeat, scope, minimum=1)
+                if state.wait_for_token:
+                    # The handler hands the token over (its return value is ignored); then wait.
+                    assert token is not None
+                    _invoke_task(state, cursor, effective, runtime, timeout, None, token)
+                    waiting = {
+                        "kind": "callback",
+                        "token": token,
+                        "until": None if timeout is None else attempt_start + timeout,
+                        "heartbeat": heartbeat,
+                        "started_at": attempt_start,
+                    }
+                    parked = cursor.moved(pending=waiting, not_before=None, entered_at=entered_at)
+                    return Step([], cursor=parked)
+                result = _invoke_task(state, cursor, effective, runtime, timeout, heartbeat)
             else:
                 assert isinstance(state, ParallelState)
                 from smq.engine.fanout import run_parallel
@@ -466,9 +604,42 @@ def _handle_error(
     return Step([*nested, entry], status=FAILED, error=error, cause=cause)
 
 
-def _invoke_task(state: TaskState, cursor: Cursor, effective: Any, scope: Scope, runtime: Runtime) -> Any:
+def _callback_result(state: TaskState, pending: dict[str, Any], runtime: Runtime) -> Any:
+    """The result a callback Task's delivery carries, or the ASL error it stands for.
+
+    `{"kind": "success", "output": X}` gives X; `failure` raises its error and cause; `timeout` raises
+    States.Timeout and `heartbeat_timeout` States.HeartbeatTimeout. All go through Retry and Catch.
+    """
+    delivery = pending.get("delivery")
+    check_delivery("callback", delivery)
+    assert isinstance(delivery, dict)
+    kind = delivery["kind"]
+    if kind == "success":
+        return _isolated(state, delivery["output"], runtime, "result")
+    if kind == "failure":
+        raise StatesError(delivery.get("error"), delivery.get("cause"))
+    if kind == "timeout":
+        raise StatesError(
+            errors.TIMEOUT,
+            f"Task '{state.name}' timed out: no callback for its task token before its timeout",
+        )
+    raise StatesError(
+        errors.HEARTBEAT_TIMEOUT,
+        f"Task '{state.name}' received no heartbeat for its task token within {pending.get('heartbeat')} seconds",
+    )
+
+
+def _invoke_task(
+    state: TaskState,
+    cursor: Cursor,
+    effective: Any,
+    runtime: Runtime,
+    timeout: float | None,
+    heartbeat: float | None,
+    token: str | None = None,
+) -> Any:
     registry = runtime.handlers
-    is_lambda_invoke = state.resource == LAMBDA_INVOKE
+    is_lambda_invoke = state.base_resource == LAMBDA_INVOKE
     function_name = (
         effective.get("FunctionName") if is_lambda_invoke and isinstance(effective, dict) else None
     )
@@ -481,8 +652,6 @@ def _invoke_task(state: TaskState, cursor: Cursor, effective: Any, scope: Scope,
         if is_lambda_invoke
         else effective
     )
-    timeout = resolve_number(state, state.timeout, scope, minimum=1)
-    heartbeat = resolve_number(state, state.heartbeat, scope, minimum=1)
     remaining = None if runtime.deadline is None else max(0.0, runtime.deadline - runtime.clock())
     ctx = TaskContext(
         execution_id=cursor.execution.id,
@@ -490,6 +659,7 @@ def _invoke_task(state: TaskState, cursor: Cursor, effective: Any, scope: Scope,
         state_name=state.name,
         attempt=cursor.attempt,
         deadline=None,
+        task_token=token,
     )
     # The handler may mutate its input and keep its result: both cross as JSON text, which also
     # enforces the payload limit on the task's input (after Parameters) and on its raw result.
@@ -504,6 +674,8 @@ def _invoke_task(state: TaskState, cursor: Cursor, effective: Any, scope: Scope,
         execution_remaining=remaining,
         cancelled=runtime.cancelled,
     )
+    if token is not None:
+        return None  # a callback task's result arrives with its token, not from the handler
     try:
         text = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as exc:

@@ -33,7 +33,11 @@ _UNSET: Any = object()
 
 @dataclass
 class ExecutionResult:
-    """How an execution ended. `status` is SUCCEEDED, FAILED, TIMED_OUT or ABORTED."""
+    """How an execution ended or where it stopped.
+
+    `status` is SUCCEEDED, FAILED, TIMED_OUT or ABORTED when it ended; RUNNING when `stop_after`
+    stopped it; WAITING when it is parked (on a message, a callback token, or with `park_after` a
+    long pause): `cursor` is where to resume it (`StateMachine.resume`)."""
 
     status: str
     output: Any = None
@@ -79,7 +83,7 @@ class StateMachine:
         """Fail before anything runs if a Task names a resource no handler answers to."""
         missing = []
         for state_name, task in self.machine.resources():
-            if task.resource == LAMBDA_INVOKE and task.function_name is None:
+            if task.base_resource == LAMBDA_INVOKE and task.function_name is None:
                 continue  # FunctionName.$ is dynamic: checked when the state runs
             try:
                 handlers.resolve_name(task.resource, task.function_name)
@@ -150,7 +154,12 @@ class StateMachine:
         check_handlers: bool = True,
         **runtime_options: Any,
     ) -> ExecutionResult:
-        """Drive an execution from a cursor (object, dict or JSON) to its end."""
+        """Drive an execution from a cursor (object, dict or JSON) to its end, or until it parks.
+
+        A parked cursor (`cursor.parked`) comes back WAITING until a delivery is added to it
+        (`cursor.deliver(...)`). With `park_after=SECONDS` among the runtime options, a pause longer
+        than that (a Wait, a retry back-off) also returns WAITING instead of sleeping; resume the
+        returned cursor once its `not_before` (or the execution deadline, if sooner) has passed."""
         if isinstance(cursor, str):
             cursor = Cursor.from_json(cursor)
         elif isinstance(cursor, dict):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smq.engine.choice import Predicate
+from smq.engine.handlers import WAIT_FOR_TASK_TOKEN
 from smq.engine.paths import Path
 from smq.engine.templates import Template
 
@@ -93,6 +94,24 @@ class TaskState(ResultState):
     function_name: str | None = None  # literal Parameters.FunctionName of arn:aws:states:::lambda:invoke
     timeout: IntOrPath | None = None
     heartbeat: IntOrPath | None = None
+    wait_for_token: bool = False  # Resource ends in `.waitForTaskToken`: a callback task
+
+    @property
+    def base_resource(self) -> str:
+        """The Resource without its `.waitForTaskToken` suffix."""
+        return self.resource[: -len(WAIT_FOR_TASK_TOKEN)] if self.wait_for_token else self.resource
+
+
+@dataclass(frozen=True)
+class MessageState(State):
+    """smq's `Type: Message`: park until a message correlated by (key, value) arrives, or a timeout."""
+
+    correlation_key: str = ""
+    correlation_value_path: Path | None = None  # None: the whole effective input is the value
+    timeout: IntOrPath | None = None  # TimeoutSeconds / TimeoutSecondsPath
+    timeout_next: str | None = None  # TimeoutPath: the state to go to on timeout
+    result_path: Path | None = None  # set when result_path_mode == "path"
+    result_path_mode: str = "replace"  # "replace" ($), "path", "discard" (null)
 
 
 @dataclass(frozen=True)

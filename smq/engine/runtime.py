@@ -78,6 +78,9 @@ class Runtime:
     abort: threading.Event = field(default_factory=threading.Event)
     parent: Runtime | None = None  # set on the runtime of a Parallel branch / Map iteration
     virtual: VirtualClock | None = None  # set when clock/sleep are a VirtualClock's
+    # Seconds: a pause (Wait, retry back-off) ending more than this after now is not slept on; the
+    # driver returns WAITING with the cursor and a durable timer resumes it. None: always sleep.
+    park_after: float | None = None
 
     def __post_init__(self) -> None:
         owner = getattr(self.sleep, "__self__", None)
@@ -94,8 +97,11 @@ class Runtime:
         return False
 
     def child(self) -> Runtime:
-        """A runtime for sub-machines that can be cancelled together without stopping the execution."""
-        return replace(self, abort=threading.Event(), parent=self)
+        """A runtime for sub-machines that can be cancelled together without stopping the execution.
+
+        Sub-machines never park: a Parallel branch or Map iteration cannot be resumed on its own, so
+        its waits are slept on in-process whatever `park_after` says."""
+        return replace(self, abort=threading.Event(), parent=self, park_after=None)
 
     def wait_until(self, moment: float) -> None:
         """Sleep until `moment`, waking for the execution deadline or an abort."""

@@ -232,7 +232,11 @@ def resume_execution(
     if result.status == WAITING:
         assert result.cursor is not None
         # The parked cursor is the one just checkpointed: record what it waits for and let go of it.
-        WaitStore(repository.engine).park(record.execution_id, seen, result.cursor.to_dict(), queue)
+        timeout = machine.machine.timeout_seconds
+        deadline = start_time + timeout if timeout is not None else None
+        WaitStore(repository.engine).park(
+            record.execution_id, seen, result.cursor.to_dict(), queue, deadline=deadline
+        )
         return repository.get_execution(record.execution_id)
     if not ended_by_step and result.status != "RUNNING":
         # The driver itself ended it (execution timeout, abort, transition limit): record that too.

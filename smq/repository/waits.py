@@ -44,6 +44,11 @@ def _moment(epoch: float | None) -> datetime | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
 
 
+def _earliest(*moments: datetime | None) -> datetime | None:
+    given = [moment for moment in moments if moment is not None]
+    return min(given) if given else None
+
+
 @dataclass(frozen=True)
 class Woken:
     """An execution made RUNNING again; its continuation must be enqueued (or run) by the caller."""
@@ -65,8 +70,19 @@ class WaitStore:
 
     # ------------------------------------------------------------------ parking
 
-    def park(self, execution_id: str, history_length: int, cursor: dict[str, Any], queue: str) -> bool:
-        """RUNNING -> WAITING at this checkpoint, with its wait row. False if the execution moved on."""
+    def park(
+        self,
+        execution_id: str,
+        history_length: int,
+        cursor: dict[str, Any],
+        queue: str,
+        *,
+        deadline: float | None = None,
+    ) -> bool:
+        """RUNNING -> WAITING at this checkpoint, with its wait row. False if the execution moved on.
+
+        `deadline` (the execution's TimeoutSeconds, as an epoch) bounds every timer: a parked execution
+        is woken by then at the latest, and its continuation records TIMED_OUT."""
         pending = cursor.get("pending") or {}
         kind = pending.get("kind") or "timer"
         now = datetime.now(UTC)
@@ -84,24 +100,27 @@ class WaitStore:
                 correlation_key=str(pending["key"]),
                 correlation_value=canonical(pending.get("value")),
                 timeout_at=_moment(pending.get("until")),
-                due_at=_moment(pending.get("until")),
+                due_at=_earliest(_moment(pending.get("until")), _moment(deadline)),
             )
         elif kind == "callback":
             timeout_at = _moment(pending.get("until"))
             heartbeat = pending.get("heartbeat")
             heartbeat_at = now + timedelta(seconds=heartbeat) if heartbeat else None
-            due = [moment for moment in (timeout_at, heartbeat_at) if moment is not None]
             row.update(
                 token=str(pending["token"]),
                 timeout_at=timeout_at,
                 heartbeat_seconds=int(heartbeat) if heartbeat else None,
-                due_at=min(due) if due else None,
+                due_at=_earliest(timeout_at, heartbeat_at, _moment(deadline)),
             )
         else:
             not_before = cursor.get("not_before")
             if not_before is None:
                 raise ValueError(f"execution {execution_id}: nothing to wait for in its cursor")
-            row.update(kind="timer", due_at=_moment(not_before), timeout_at=_moment(not_before))
+            row.update(
+                kind="timer",
+                due_at=_earliest(_moment(not_before), _moment(deadline)),
+                timeout_at=_moment(not_before),
+            )
         with self.engine.begin() as connection:
             parked = connection.execute(
                 update(EXECUTIONS)
