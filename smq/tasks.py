@@ -40,7 +40,7 @@ pass_through(SoftTimeLimitExceeded)
 
 def retry_countdown(retries: int, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Exponential backoff with jitter: between half and all of min(cap, base * 2**retries) seconds."""
-    ceiling = min(cap, base * (2**retries))
+    ceiling = min(cap, base * (2.0 ** min(retries, 64)))  # the exponent bounded: no overflow
     return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
 
 

@@ -126,7 +126,9 @@ def parse_payload(payload: Any) -> ExecutionPayload:
         raise InvalidTaskPayload(
             "payload fields 'source_state_name' and 'transformer' need 'source_execution_id'"
         )
-    options = payload.get("options") or {}
+    options = payload.get("options")
+    if options is None:
+        options = {}
     if not isinstance(options, dict):
         raise InvalidTaskPayload(f"payload field 'options' must be an object, got {type(options).__name__}")
     unknown_options = sorted(set(options) - OPTIONS)

@@ -63,7 +63,7 @@ class InvalidId(SmqError, ValueError):
 
 
 def check_state_machine_id(state_machine_id: str) -> None:
-    if not isinstance(state_machine_id, str) or not STATE_MACHINE_ID.match(state_machine_id):
+    if not isinstance(state_machine_id, str) or not STATE_MACHINE_ID.fullmatch(state_machine_id):
         raise InvalidId(
             f"state machine id {state_machine_id!r}: use 1-80 letters, digits, '_', '.' or '-', "
             "starting with a letter or digit"
