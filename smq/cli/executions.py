@@ -79,11 +79,26 @@ def count(filter_text: str | None) -> None:
 @json_option
 def show(execution: str, as_json: bool) -> None:
     """One execution, by id or STATE_MACHINE_ID/NAME."""
+    repository = open_repository(load_settings())
     try:
-        record = open_repository(load_settings()).resolve_execution(execution)
+        record = repository.resolve_execution(execution)
     except NotFound as exc:
         fail(str(exc))
     body = record.to_dict()
+    if record.status == "WAITING":
+        from smq.repository.waits import WaitStore
+
+        # What it waits for: an operator at 3 a.m. needs the key, the token or the due time.
+        body["waiting_for"] = [
+            {
+                key: value.isoformat() if hasattr(value, "isoformat") else value
+                for key, value in wait.items()
+                if key
+                in ("kind", "correlation_key", "correlation_value", "token", "due_at", "timeout_at", "queue")
+                and value is not None
+            }
+            for wait in WaitStore(repository.engine).open_waits(record.execution_id)
+        ]
     if as_json:
         echo_json(body)
     else:

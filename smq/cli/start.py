@@ -154,8 +154,10 @@ def start(
         echo_json(result_json(record))
     else:
         click.echo(f"{record.execution_id} {record.name} {record.status}")
-        if record.status != "SUCCEEDED":
+        if record.error is not None:
             click.echo(f"  {record.error}: {record.cause}", err=True)
+        elif record.status == "WAITING":
+            click.echo("  parked: `smq executions show` says what it waits for", err=True)
     sys.exit(EXIT_OK if record.status == "SUCCEEDED" else EXIT_NOT_SUCCEEDED)
 
 
