@@ -44,9 +44,14 @@ def retry_countdown(retries: int, base: float, cap: float, rng: random.Random | 
     return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
 
 
-def _queue_of(task: Task) -> str:
+def _queue_of(task: Task, payload: Any = None) -> str:
+    """The queue the task came from; where Celery gives no request (a hard time limit is reported in the
+    worker's main process), the queue the client recorded in the payload's options."""
     info = task.request.delivery_info or {}
-    return str(info.get("routing_key") or info.get("exchange") or "default")
+    queue = info.get("routing_key") or info.get("exchange")
+    if not queue and isinstance(payload, dict) and isinstance(payload.get("options"), dict):
+        queue = payload["options"].get("queue")
+    return str(queue or "default")
 
 
 def _reject(
@@ -55,7 +60,7 @@ def _reject(
     worker_dead_letters().record(
         task_id=str(task.request.id),
         task_name=TASK_NAME,
-        queue=_queue_of(task),
+        queue=_queue_of(task, payload),
         reason=reason,
         payload=payload,
         error=error,
@@ -74,7 +79,14 @@ def _parse_time(text: str | None) -> datetime | None:
         return None
 
 
-@app.task(bind=True, name=TASK_NAME)
+@app.task(
+    bind=True,
+    name=TASK_NAME,
+    # Used by Celery itself when a pool process dies mid-task (task_retry_on_worker_lost): the same
+    # attempts and base delay as smq's own retries, not Celery's 3 retries after 180 s.
+    max_retries=app.conf.smq_max_retries,
+    default_retry_delay=app.conf.smq_retry_backoff,
+)
 def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None = None) -> dict[str, Any]:
     """Create or resume the execution described by `payload` and run it to its end."""
     first_attempt_at = first_attempt_at or datetime.now(UTC).isoformat()
@@ -180,7 +192,7 @@ def _record_dead_letter(
         worker_dead_letters().record(
             task_id=task_id,
             task_name=TASK_NAME,
-            queue=_queue_of(sender),
+            queue=_queue_of(sender, payload),
             reason=reason,
             payload=payload,
             error=f"{type(exception).__name__}: {exception}" if exception is not None else "unknown failure",

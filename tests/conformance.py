@@ -12,7 +12,9 @@ from typing import Any
 from smq import DefinitionError, StateMachine
 from smq.engine.runtime import AWS_PAYLOAD_LIMIT, VirtualClock
 
-CORPUS = Path(os.environ.get("SMQ_CONFORMANCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "conformance"))
+CORPUS = Path(
+    os.environ.get("SMQ_CONFORMANCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "conformance")
+)
 ANY = "__ANY__"
 # The corpus computed time-dependent inputs from this instant; run the clock from there.
 CORPUS_EPOCH = datetime(2025, 1, 1, 12, 0, 0, tzinfo=UTC).timestamp()

@@ -127,3 +127,30 @@ filter_opt = click.option(
     "current_state, source_execution_id, not_chained_into.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+requeue_unstarted_option = click.option(
+    "--requeue-unstarted",
+    is_flag=True,
+    help="Distributed mode: publish again the names enqueued before that never started (no execution "
+    "yet), e.g. after the broker lost messages. One still queued gets a harmless second message.",
+)
+
+
+def print_enqueue_summary(
+    title: str, summary: Any, skipped_label: str, *, matched: int | None = None
+) -> None:
+    """The table `smq start --inputs` and `smq leader` print after enqueueing, then any publish errors."""
+    from rich.table import Table
+
+    table = Table(title=title, show_edge=False)
+    table.add_column("outcome")
+    table.add_column("count", justify="right")
+    if matched is not None:
+        table.add_row("sources matched", str(matched))
+    table.add_row("enqueued", str(summary.enqueued))
+    if summary.requeued:
+        table.add_row("  of which requeued (never started)", str(summary.requeued))
+    table.add_row(skipped_label, str(summary.skipped))
+    table.add_row("failed to enqueue", str(summary.failed))
+    console().print(table)
+    for error in summary.errors:
+        error_console().print(f"enqueue failed: {error}")

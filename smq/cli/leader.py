@@ -23,6 +23,8 @@ from smq.cli.common import (
     load_handlers,
     load_settings,
     open_repository,
+    print_enqueue_summary,
+    requeue_unstarted_option,
 )
 from smq.engine.errors import SmqError
 from smq.engine.handlers import default_registry
@@ -61,6 +63,7 @@ from smq.settings import QUEUES
     is_flag=True,
     help="Run in this process even when SMQ_BROKER_URL is set (the default without it).",
 )
+@requeue_unstarted_option
 @handlers_option
 @json_option
 def leader(
@@ -74,6 +77,7 @@ def leader(
     queue: str,
     chunk_size: int,
     local: bool,
+    requeue_unstarted: bool,
     handler_modules: tuple[str, ...],
     as_json: bool,
 ) -> None:
@@ -110,8 +114,11 @@ def leader(
             chunk_size,
             total,
             as_json,
+            requeue_unstarted=requeue_unstarted,
         )
         return
+    if requeue_unstarted:
+        raise UsageError("--requeue-unstarted applies to distributed mode (SMQ_BROKER_URL, without --local)")
     progress = Progress(
         TextColumn(f"chaining {target_id}"),
         BarColumn(),
@@ -175,6 +182,8 @@ def distributed_leader(
     chunk_size: int,
     total: int,
     as_json: bool,
+    *,
+    requeue_unstarted: bool = False,
 ) -> None:
     """Stream the sources and publish one chained execution each, in group() chunks."""
     from smq.distributed.client import QueueClient
@@ -200,18 +209,15 @@ def distributed_leader(
             queue=queue,
             chunk_size=chunk_size,
             on_chunk=lambda done, _summary: progress.advance(task, done),
+            requeue_unstarted=requeue_unstarted,
         )
     if as_json:
         echo_json({"mode": "distributed", "queue": queue, "sources": total, **summary.to_dict()})
     else:
-        table = Table(title=f"leader → {target_id} (queue {queue})", show_edge=False)
-        table.add_column("outcome")
-        table.add_column("count", justify="right")
-        table.add_row("sources matched", str(total))
-        table.add_row("enqueued", str(summary.enqueued))
-        table.add_row("skipped (already enqueued or chained)", str(summary.skipped))
-        table.add_row("failed to enqueue", str(summary.failed))
-        console().print(table)
-        for error in summary.errors:
-            error_console().print(f"enqueue failed: {error}")
+        print_enqueue_summary(
+            f"leader → {target_id} (queue {queue})",
+            summary,
+            "skipped (already enqueued or chained)",
+            matched=total,
+        )
     sys.exit(EXIT_NOT_SUCCEEDED if summary.failed else EXIT_OK)

@@ -27,6 +27,8 @@ from smq.cli.common import (
     load_settings,
     open_repository,
     parse_json_argument,
+    print_enqueue_summary,
+    requeue_unstarted_option,
 )
 from smq.cli.run import result_json
 from smq.engine.errors import SmqError
@@ -79,6 +81,7 @@ def read_jsonl(path: Path) -> list[tuple[int, Any]]:
     help="Queue to enqueue on (when SMQ_BROKER_URL is set).",
 )
 @click.option("--local", is_flag=True, help="Run in this process even when SMQ_BROKER_URL is set.")
+@requeue_unstarted_option
 @handlers_option
 @json_option
 def start(
@@ -94,6 +97,7 @@ def start(
     concurrency: int,
     queue: str,
     local: bool,
+    requeue_unstarted: bool,
     handler_modules: tuple[str, ...],
     as_json: bool,
 ) -> None:
@@ -105,13 +109,24 @@ def start(
     distributed = bool(settings.broker_url) and not local
     if not distributed:
         load_handlers(settings, handler_modules)
+    if requeue_unstarted and (inputs_file is None or not distributed):
+        raise UsageError("--requeue-unstarted applies to --inputs in distributed mode (SMQ_BROKER_URL)")
     if inputs_file is not None:
         if input_text is not None or name is not None or source_execution_id is not None:
             raise UsageError(
                 "--inputs starts one execution per line: do not combine with --input, --name or --source-execution"
             )
         if distributed:
-            bulk_enqueue(state_machine_id, Path(inputs_file), name_prefix, version, queue, as_json, settings)
+            bulk_enqueue(
+                state_machine_id,
+                Path(inputs_file),
+                name_prefix,
+                version,
+                queue,
+                as_json,
+                settings,
+                requeue_unstarted=requeue_unstarted,
+            )
         else:
             bulk_start(
                 state_machine_id, Path(inputs_file), name_prefix, version, concurrency, as_json, settings
@@ -278,6 +293,8 @@ def bulk_enqueue(
     queue: str,
     as_json: bool,
     settings: Any,
+    *,
+    requeue_unstarted: bool = False,
 ) -> None:
     total = check_jsonl(path)
     prefix = f"{path.stem}-" if name_prefix is None else name_prefix
@@ -304,20 +321,19 @@ def bulk_enqueue(
         task = progress.add_task("enqueue", total=total)
         try:
             summary = client.enqueue_many(
-                payloads, queue, on_chunk=lambda done, _summary: progress.advance(task, done)
+                payloads,
+                queue,
+                on_chunk=lambda done, _summary: progress.advance(task, done),
+                requeue_unstarted=requeue_unstarted,
             )
         except (SmqError, ValueError) as exc:
             fail(f"smq start {state_machine_id}: {exc}")
     if as_json:
         echo_json({"state_machine_id": state_machine_id, "queue": queue, "lines": total, **summary.to_dict()})
     else:
-        table = Table(title=f"{state_machine_id}: {total} line(s) → queue {queue}", show_edge=False)
-        table.add_column("outcome")
-        table.add_column("count", justify="right")
-        table.add_row("enqueued", str(summary.enqueued))
-        table.add_row("skipped (already enqueued or run)", str(summary.skipped))
-        table.add_row("failed to enqueue", str(summary.failed))
-        console().print(table)
-        for error in summary.errors:
-            error_console().print(f"enqueue failed: {error}")
+        print_enqueue_summary(
+            f"{state_machine_id}: {total} line(s) → queue {queue}",
+            summary,
+            "skipped (already enqueued or run)",
+        )
     sys.exit(EXIT_NOT_SUCCEEDED if summary.failed else EXIT_OK)

@@ -43,6 +43,7 @@ class EnqueueSummary:
     enqueued: int = 0
     skipped: int = 0
     failed: int = 0
+    requeued: int = 0  # of `enqueued`: names enqueued before that had not started (requeue_unstarted)
     errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -50,6 +51,7 @@ class EnqueueSummary:
             "enqueued": self.enqueued,
             "skipped": self.skipped,
             "failed": self.failed,
+            "requeued": self.requeued,
             "errors": self.errors,
         }
 
@@ -132,9 +134,15 @@ class QueueClient:
         *,
         chunk_size: int = 500,
         on_chunk: Callable[[int, EnqueueSummary], None] | None = None,
+        requeue_unstarted: bool = False,
     ) -> EnqueueSummary:
         """Publish many executions in `group()`s of at most `chunk_size`, streaming `payloads`: memory is
-        bounded by one chunk whatever the total. Names enqueued or run before are skipped."""
+        bounded by one chunk whatever the total. Names enqueued or run before are skipped.
+
+        `requeue_unstarted` publishes again the names enqueued before that have no execution yet: the
+        operator's repair after a broker lost messages (a Redis crash between a worker's pop and its
+        unacked record). A name whose first message is still queued then has two; the first to run
+        creates the execution and the other finds it, so the execution still runs once."""
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
         check_queue(queue)
@@ -142,12 +150,20 @@ class QueueClient:
         iterator = iter(payloads)
         while chunk := list(islice(iterator, chunk_size)):
             before = summary.enqueued + summary.skipped + summary.failed
-            self._publish_chunk([self._prepared(item, queue) for item in chunk], queue, summary)
+            prepared = [self._prepared(item, queue) for item in chunk]
+            self._publish_chunk(prepared, queue, summary, requeue_unstarted=requeue_unstarted)
             if on_chunk is not None:
                 on_chunk(summary.enqueued + summary.skipped + summary.failed - before, summary)
         return summary
 
-    def _publish_chunk(self, chunk: list[ExecutionPayload], queue: str, summary: EnqueueSummary) -> None:
+    def _publish_chunk(
+        self,
+        chunk: list[ExecutionPayload],
+        queue: str,
+        summary: EnqueueSummary,
+        *,
+        requeue_unstarted: bool = False,
+    ) -> None:
         wanted: dict[str, dict[str, str]] = {}  # machine -> {name: task id}, names that must be unique
         pending: list[tuple[ExecutionPayload, str]] = []
         for parsed in chunk:
@@ -160,11 +176,20 @@ class QueueClient:
                 names[parsed.name] = task_id
             pending.append((parsed, task_id))
         claimed = {machine: self.ledger.claim(machine, names, queue) for machine, names in wanted.items()}
-        to_send = [
-            (parsed, task_id)
-            for parsed, task_id in pending
-            if not parsed.options.get("unique", True) or parsed.name in claimed[parsed.state_machine_id]
-        ]
+        unstarted: dict[str, dict[str, str]] = {}
+        if requeue_unstarted:
+            unstarted = {
+                machine: self.ledger.unstarted(machine, set(names) - claimed[machine])
+                for machine, names in wanted.items()
+            }
+        to_send: list[tuple[ExecutionPayload, str]] = []
+        requeued = 0
+        for parsed, task_id in pending:
+            if not parsed.options.get("unique", True) or parsed.name in claimed[parsed.state_machine_id]:
+                to_send.append((parsed, task_id))
+            elif parsed.name in unstarted.get(parsed.state_machine_id, {}):
+                to_send.append((parsed, unstarted[parsed.state_machine_id][parsed.name]))
+                requeued += 1
         summary.skipped += len(pending) - len(to_send)
         if not to_send:
             return
@@ -177,6 +202,7 @@ class QueueClient:
             summary.errors.append(f"{type(exc).__name__}: {exc}")
             return
         summary.enqueued += len(to_send)
+        summary.requeued += requeued
 
     # ------------------------------------------------------------------ pieces
 

@@ -27,8 +27,10 @@ def fan_out(
     queue: str = "default",
     chunk_size: int = 500,
     on_chunk: Callable[[int, EnqueueSummary], None] | None = None,
+    requeue_unstarted: bool = False,
 ) -> EnqueueSummary:
-    """Enqueue one chained execution of the target per matching source; returns the counts."""
+    """Enqueue one chained execution of the target per matching source; returns the counts.
+    `requeue_unstarted`: see `QueueClient.enqueue_many`."""
     client.repository.state_machine(target_state_machine_id)  # NotFound before anything is published
     sources = client.repository.stream_execution_keys(source_filter, page_size=chunk_size)
     payloads = (
@@ -41,7 +43,9 @@ def fan_out(
         }
         for source in sources
     )
-    return client.enqueue_many(payloads, queue, chunk_size=chunk_size, on_chunk=on_chunk)
+    return client.enqueue_many(
+        payloads, queue, chunk_size=chunk_size, on_chunk=on_chunk, requeue_unstarted=requeue_unstarted
+    )
 
 
 class QueuedStateMachine:
@@ -68,6 +72,7 @@ class QueuedStateMachine:
         queue: str = "default",
         chunk_size: int = 500,
         on_chunk: Callable[[int, EnqueueSummary], None] | None = None,
+        requeue_unstarted: bool = False,
     ) -> EnqueueSummary:
         return fan_out(
             self.client,
@@ -79,4 +84,5 @@ class QueuedStateMachine:
             queue=queue,
             chunk_size=chunk_size,
             on_chunk=on_chunk,
+            requeue_unstarted=requeue_unstarted,
         )

@@ -93,12 +93,18 @@ def _text(payload: dict[str, Any], key: str, *, required: bool = False, limit: i
     return value
 
 
+# Versions and counts are 32-bit integers in the database: a larger one is malformed, not transient.
+MAX_WHOLE = 2**31 - 1
+
+
 def _whole(payload: dict[str, Any], key: str, minimum: int) -> int | None:
     value = payload.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InvalidTaskPayload(f"payload field {key!r} must be an integer >= {minimum}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_WHOLE:
+        raise InvalidTaskPayload(
+            f"payload field {key!r} must be an integer from {minimum} to {MAX_WHOLE}, got {value!r}"
+        )
     return value
 
 

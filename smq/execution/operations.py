@@ -65,7 +65,11 @@ class Operations:
 
     def task_success(self, token: str, output: Any = None) -> Resumed:
         return self._resumed(
-            [self.waits.complete_callback(token, {"kind": "success", "output": output or {}})]
+            [
+                self.waits.complete_callback(
+                    token, {"kind": "success", "output": {} if output is None else output}
+                )
+            ]
         )
 
     def task_failure(self, token: str, error: str = "States.TaskFailed", cause: str | None = None) -> Resumed:

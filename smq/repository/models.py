@@ -260,6 +260,7 @@ class WaitRow(Base):
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     timeout_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     heartbeat_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    deadline_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)  # TimeoutSeconds
     queue: Mapped[str] = mapped_column(String(50), nullable=False)
     resolution: Mapped[str | None] = mapped_column(String(30), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

@@ -150,6 +150,18 @@ def _short(value: Any) -> str | None:
     return value[:200] if isinstance(value, str) else None
 
 
+_CLAIM_SQL = """
+INSERT INTO smq_enqueued (state_machine_id, name, task_id, queue, enqueued_at)
+SELECT %(machine)s::varchar, wanted.name, wanted.task_id, %(queue)s::varchar, %(now)s::timestamptz
+FROM unnest(%(names)s::text[], %(task_ids)s::text[]) AS wanted(name, task_id)
+WHERE NOT EXISTS (
+    SELECT 1 FROM smq_executions AS e WHERE e.state_machine_id = %(machine)s::varchar AND e.name = wanted.name
+)
+ON CONFLICT (state_machine_id, name) DO NOTHING
+RETURNING name
+"""
+
+
 class EnqueueLedger:
     """Named executions already handed to the queue (or already run): claim before publishing, release
     what could not be published."""
@@ -162,8 +174,10 @@ class EnqueueLedger:
         or an earlier claim is not claimed (it was enqueued or run before)."""
         if not tasks:
             return set()
-        names = list(tasks)
         now = datetime.now(UTC)
+        if self.engine.dialect.name == "postgresql":
+            return self._claim_postgresql(state_machine_id, tasks, queue, now)
+        names = list(tasks)
         with self.engine.begin() as connection:
             existing = set(
                 connection.execute(
@@ -194,6 +208,24 @@ class EnqueueLedger:
             )
             return {row[0] for row in connection.execute(statement)}
 
+    def _claim_postgresql(
+        self, state_machine_id: str, tasks: dict[str, str], queue: str, now: datetime
+    ) -> set[str]:
+        """The same claim as one pre-written statement over two arrays: a leader claims a whole chunk in
+        one round trip, with no per-row SQL to compile (a 500-row VALUES list costs more than it sends)."""
+        with self.engine.begin() as connection:
+            rows = connection.exec_driver_sql(
+                _CLAIM_SQL,
+                {
+                    "machine": state_machine_id,
+                    "queue": queue,
+                    "now": now,
+                    "names": list(tasks),
+                    "task_ids": list(tasks.values()),
+                },
+            )
+            return {row[0] for row in rows}
+
     def release(self, state_machine_id: str, names: Iterable[str]) -> None:
         """Forget claims whose publish failed, so the next run enqueues them."""
         chosen = list(names)
@@ -203,6 +235,21 @@ class EnqueueLedger:
             connection.execute(
                 delete(LEDGER).where(LEDGER.c.state_machine_id == state_machine_id, LEDGER.c.name.in_(chosen))
             )
+
+    def unstarted(self, state_machine_id: str, names: Iterable[str]) -> dict[str, str]:
+        """`{name: task_id}` of the given names claimed here but with no execution yet: still queued, or
+        lost by the broker before any worker created the execution."""
+        chosen = list(names)
+        if not chosen:
+            return {}
+        started = select(EXECUTIONS.c.id).where(
+            EXECUTIONS.c.state_machine_id == LEDGER.c.state_machine_id, EXECUTIONS.c.name == LEDGER.c.name
+        )
+        query = select(LEDGER.c.name, LEDGER.c.task_id).where(
+            LEDGER.c.state_machine_id == state_machine_id, LEDGER.c.name.in_(chosen), ~started.exists()
+        )
+        with self.engine.connect() as connection:
+            return {name: task_id for name, task_id in connection.execute(query)}
 
     def is_claimed(self, state_machine_id: str, name: str) -> bool:
         with self.engine.connect() as connection:

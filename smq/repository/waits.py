@@ -94,6 +94,9 @@ class WaitStore:
             "status": WAITING,
             "queue": queue,
             "created_at": now,
+            "deadline_at": _moment(deadline),
+            "resolution": None,  # parked again at the same checkpoint: an open wait, not a resolved one
+            "resolved_at": None,
         }
         if kind == "message":
             row.update(
@@ -243,8 +246,7 @@ class WaitStore:
             if not wait.heartbeat_seconds:
                 return wait.due_at  # nothing to extend: the task has no HeartbeatSeconds
             due = datetime.now(UTC) + timedelta(seconds=wait.heartbeat_seconds)
-            if wait.timeout_at is not None:
-                due = min(due, wait.timeout_at)
+            due = _earliest(due, wait.timeout_at, wait.deadline_at) or due
             connection.execute(
                 update(WAITS).where(WAITS.c.id == wait.id, WAITS.c.status == WAITING).values(due_at=due)
             )

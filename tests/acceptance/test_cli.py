@@ -60,7 +60,11 @@ def test_run_json_prints_one_object_and_exits_zero(tmp_path: Path) -> None:
 
 
 def test_run_reads_input_from_a_file_and_yaml_definitions(tmp_path: Path) -> None:
-    definition = write(tmp_path, "chain.yaml", "StartAt: A\nStates:\n  A:\n    Type: Pass\n    OutputPath: $.x\n    End: true\n")
+    definition = write(
+        tmp_path,
+        "chain.yaml",
+        "StartAt: A\nStates:\n  A:\n    Type: Pass\n    OutputPath: $.x\n    End: true\n",
+    )
     inputs = write(tmp_path, "in.json", {"x": [1, 2]})
     result = smq("run", str(definition), "--input", f"@{inputs}", "--json")
     assert result.returncode == 0, result.stderr
@@ -69,12 +73,19 @@ def test_run_reads_input_from_a_file_and_yaml_definitions(tmp_path: Path) -> Non
 
 def test_failed_execution_exits_one_with_error_and_cause(tmp_path: Path) -> None:
     definition = write(
-        tmp_path, "fail.json", {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Order.Bad", "Cause": "no"}}}
+        tmp_path,
+        "fail.json",
+        {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Order.Bad", "Cause": "no"}}},
     )
     result = smq("run", str(definition), "--json")
     assert result.returncode == 1
     body = json.loads(result.stdout)
-    assert (body["status"], body["output"], body["error"], body["cause"]) == ("FAILED", None, "Order.Bad", "no")
+    assert (body["status"], body["output"], body["error"], body["cause"]) == (
+        "FAILED",
+        None,
+        "Order.Bad",
+        "no",
+    )
 
 
 def test_human_output_shows_history_and_status(tmp_path: Path) -> None:
@@ -91,7 +102,10 @@ def test_human_output_shows_history_and_status(tmp_path: Path) -> None:
     [
         (["--input", "{not json"], "--input: not valid JSON"),
         (["--input", "@/nonexistent/in.json"], "--input: cannot read"),
-        (["--handlers", "no_such_module_xyz"], "--handlers: importing handler module 'no_such_module_xyz' failed"),
+        (
+            ["--handlers", "no_such_module_xyz"],
+            "--handlers: importing handler module 'no_such_module_xyz' failed",
+        ),
     ],
 )
 def test_usage_errors_exit_two_and_name_the_argument(tmp_path: Path, args: list[str], message: str) -> None:
@@ -103,7 +117,9 @@ def test_usage_errors_exit_two_and_name_the_argument(tmp_path: Path, args: list[
 
 def test_unregistered_resource_is_a_clear_error_before_running(tmp_path: Path) -> None:
     definition = write(
-        tmp_path, "task.json", {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "charge-card", "End": True}}}
+        tmp_path,
+        "task.json",
+        {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "charge-card", "End": True}}},
     )
     result = smq("run", str(definition))
     assert result.returncode == 2

@@ -16,7 +16,9 @@ from tests.conformance import CORPUS, judge, load_cases
 if not CORPUS.is_dir():
     if os.environ.get("CI"):
         raise RuntimeError(f"the conformance corpus is missing at {CORPUS}; CI requires it")
-    pytest.skip(f"conformance corpus not found at {CORPUS} (set SMQ_CONFORMANCE_DIR)", allow_module_level=True)
+    pytest.skip(
+        f"conformance corpus not found at {CORPUS} (set SMQ_CONFORMANCE_DIR)", allow_module_level=True
+    )
 
 CASES = load_cases()
 JSONPATH = [c for c in CASES if c.tags[0] == "jsonpath"]

@@ -61,7 +61,11 @@ def put_definitions(url: str, worker: int, barrier_at: float) -> list[int]:
         time.sleep(0.001)
     versions = []
     for step in range(5):
-        definition = {"StartAt": "P", "Comment": f"step {step}", "States": {"P": {"Type": "Pass", "End": True}}}
+        definition = {
+            "StartAt": "P",
+            "Comment": f"step {step}",
+            "States": {"P": {"Type": "Pass", "End": True}},
+        }
         versions.append(repository.put_definition("shared", definition).version)
     repository.close()
     return versions

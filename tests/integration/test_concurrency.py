@@ -28,7 +28,12 @@ def test_processes_writing_at_once_lose_and_duplicate_nothing(database_url: str)
     start_at = time.time() + 2.0
     for worker in range(PROCESSES):
         own = [f"w{worker}-{i}" for i in range(OWN_PER_PROCESS)]
-        names = [name for pair in zip(own, shared + [None] * OWN_PER_PROCESS, strict=False) for name in pair if name]
+        names = [
+            name
+            for pair in zip(own, shared + [None] * OWN_PER_PROCESS, strict=False)
+            for name in pair
+            if name
+        ]
         jobs.append((database_url, worker, names, start_at))
     with multiprocessing.get_context("spawn").Pool(PROCESSES) as pool:
         reports = pool.starmap(concurrency_workers.run_executions, jobs)

@@ -45,7 +45,9 @@ def test_upgrade_of_an_empty_database_matches_the_models(database_url: str) -> N
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         differences = compare_metadata(context, Base.metadata)
     assert differences == [], differences
-    assert {"smq_definitions", "smq_executions", "smq_history", "smq_chain_links"} <= set(inspect(engine).get_table_names())
+    assert {"smq_definitions", "smq_executions", "smq_history", "smq_chain_links"} <= set(
+        inspect(engine).get_table_names()
+    )
     engine.dispose()
 
 

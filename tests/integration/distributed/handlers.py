@@ -1,0 +1,91 @@
+"""Handlers loaded by the test workers through SMQ_HANDLERS (imported by file path, not as a package).
+
+Each one leaves evidence the tests can check from the outside: the worker that ran it (SMQ_TEST_WORKER,
+set per worker process), a line appended to a calls file, a marker file.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from smq import TaskContext, handler
+from smq.engine.errors import InfrastructureError
+
+
+def _worker() -> dict[str, Any]:
+    return {"worker": os.environ.get("SMQ_TEST_WORKER", "?"), "pid": os.getpid()}
+
+
+def _record_call(payload: dict[str, Any], ctx: TaskContext) -> None:
+    calls = payload.get("calls") if isinstance(payload, dict) else None
+    if calls:
+        line = f"{ctx.execution_name} {ctx.state_name} {os.environ.get('SMQ_TEST_WORKER', '?')}\n"
+        fd = os.open(calls, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())  # one short O_APPEND write: lines never interleave
+        finally:
+            os.close(fd)
+
+
+@handler("whoami")
+def whoami(payload: Any, ctx: TaskContext) -> dict[str, Any]:
+    """The worker that ran this state."""
+    return _worker()
+
+
+@handler("nap")
+def nap(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Sleep `ms` milliseconds (default 50): keeps executions in flight long enough to be interrupted."""
+    time.sleep(float(payload.get("ms", 50)) / 1000)
+    return _worker()
+
+
+@handler("count-calls")
+def count_calls(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Append `execution state worker` to the file named by `calls`: how often a state really ran."""
+    _record_call(payload, ctx)
+    return _worker()
+
+
+@handler("infra-while-flag")
+def infra_while_flag(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Raise InfrastructureError (retried by the task, not an ASL error) while the file `flag` exists."""
+    _record_call(payload, ctx)
+    flag = Path(payload["flag"])
+    if flag.exists():
+        raise InfrastructureError(f"simulated outage: flag file {flag} exists")
+    return _worker()
+
+
+@handler("slow")
+def slow(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Create the file `started`, then sleep `seconds`: the test interrupts the worker meanwhile."""
+    Path(payload["started"]).write_text(str(os.getpid()))
+    time.sleep(float(payload.get("seconds", 2)))
+    return {**_worker(), "finished_at": time.time()}
+
+
+@handler("ignore-soft-limit")
+def ignore_soft_limit(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Sleep `seconds`, swallowing the soft time limit, so that only the hard limit can stop it."""
+    _record_call(payload, ctx)
+    deadline = time.monotonic() + float(payload.get("seconds", 10))
+    while time.monotonic() < deadline:
+        try:
+            time.sleep(max(0.0, deadline - time.monotonic()))
+        except BaseException:  # noqa: B036 - the soft time limit, on purpose
+            continue
+    return _worker()
+
+
+@handler("die-while-flag")
+def die_while_flag(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """SIGKILL this pool process while the file `flag` exists (an OOM kill, a segfault)."""
+    _record_call(payload, ctx)
+    if Path(payload["flag"]).exists():
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _worker()
