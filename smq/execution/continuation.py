@@ -31,6 +31,15 @@ class ContinuationSummary:
     errors: list[str] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
 
+    def add(self, other: ContinuationSummary) -> None:
+        """Fold another batch's counts into this one."""
+        self.enqueued += other.enqueued
+        self.ran += other.ran
+        self.failed += other.failed
+        self.errors.extend(other.errors)
+        for status, count in other.statuses.items():
+            self.statuses[status] = self.statuses.get(status, 0) + count
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "enqueued": self.enqueued,

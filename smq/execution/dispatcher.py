@@ -56,12 +56,19 @@ class Dispatcher:
         self.waits = WaitStore(repository.engine, wake_grace_seconds=settings.wake_grace)
         self._last_scan = 0.0
 
-    def tick(self, *, recover: bool | None = None, batch: int = 1000) -> Tick:
-        """Fire what is due (in batches until none is left), then scan for crashes if it is time."""
+    def tick(self, *, recover: bool | None = None, batch: int = 200) -> Tick:
+        """Fire what is due in batches of `batch`, publishing each batch's continuations before firing
+        the next (a backlog of due timers starts moving at once, and a crash mid-tick leaves at most
+        one batch woken without its continuation, which the wake grace covers); then scan for crashes
+        if it is time."""
         result = Tick()
         while True:
             woken = self.waits.fire_due(limit=batch)
             result.woken.extend(woken)
+            items = [Continuation(w.state_machine_id, w.name, w.queue) for w in woken]
+            result.continued.add(
+                continue_executions(self.repository, items, self.settings, handlers=self.handlers)
+            )
             if len(woken) < batch:
                 break
         now = time.monotonic()
@@ -73,9 +80,12 @@ class Dispatcher:
                 default_attempts=self.settings.recovery_max_attempts,
                 grace=self.settings.wake_grace,
             )
-        items = [Continuation(w.state_machine_id, w.name, w.queue) for w in result.woken]
-        items += [Continuation(r.state_machine_id, r.name) for r in result.recovered if r.needs_continuation]
-        result.continued = continue_executions(self.repository, items, self.settings, handlers=self.handlers)
+            items = [
+                Continuation(r.state_machine_id, r.name) for r in result.recovered if r.needs_continuation
+            ]
+            result.continued.add(
+                continue_executions(self.repository, items, self.settings, handlers=self.handlers)
+            )
         if result.woken or result.recovered:
             log.info(
                 "fired %d timer(s), recovered %d execution(s), %d continuation(s) enqueued",

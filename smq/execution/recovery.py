@@ -11,6 +11,11 @@ never both take it), counts the attempt, and applies its state machine's strateg
 - `pause`: hold it PAUSED for an operator (`smq executions resume EID`).
 
 After `max_attempts` recoveries the execution fails with `smq.RecoveryExhausted`.
+
+An execution handed to the queue but not yet taken by any worker (woken by a message or a timer, or
+already recovered once) has a lease with no worker as its owner. When that runs out, its continuation
+is only slow or lost, nothing crashed: it is `requeue`d (its continuation published again) without
+counting an attempt or applying the strategy, so a long backlog never fails or pauses executions.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ EXECUTIONS = cast(Table, ExecutionRow.__table__)
 POLICIES = cast(Table, RecoveryPolicyRow.__table__)
 STRATEGIES = ("retry", "skip", "fail", "pause")
 WORKER_LOST = "smq.WorkerLost"
+RECOVERY_OWNER = "smq-recovery"  # the lease owner of an execution handed to the queue by the scanner
 RECOVERY_EXHAUSTED = "smq.RecoveryExhausted"
 
 
@@ -44,12 +50,12 @@ class Recovered:
     state_machine_id: str
     name: str
     state: str | None
-    action: str  # resume | skip | fail | pause | exhausted | (dry run) would-recover
+    action: str  # resume | skip | requeue | fail | pause | exhausted | (dry run) would-recover
     attempt: int
 
     @property
     def needs_continuation(self) -> bool:
-        return self.action in ("resume", "skip")
+        return self.action in ("resume", "skip", "requeue")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -113,7 +119,15 @@ def scan(
     c = EXECUTIONS.c
     with repository.engine.connect() as connection:
         candidates = connection.execute(
-            select(c.id, c.state_machine_id, c.name, c.current_state, c.recovery_attempts)
+            select(
+                c.id,
+                c.state_machine_id,
+                c.name,
+                c.current_state,
+                c.recovery_attempts,
+                c.lease_owner,
+                c.lease_expires_at,
+            )
             .where(_expired(now, lease_seconds))
             .order_by(c.updated_at)
             .limit(limit)
@@ -142,6 +156,8 @@ def _recover_one(
     repository: Repository, row: Any, now: datetime, lease_seconds: float, default_attempts: int, grace: float
 ) -> Recovered | None:
     c = EXECUTIONS.c
+    if row.lease_owner in (None, RECOVERY_OWNER) and row.lease_expires_at is not None:
+        return _requeue(repository, row, now, lease_seconds, grace)
     strategy, max_attempts = get_policy(repository, row.state_machine_id, default_attempts)
     attempt = row.recovery_attempts + 1
     with repository.engine.begin() as connection:
@@ -150,7 +166,7 @@ def _recover_one(
             .where(c.id == row.id, c.recovery_attempts == row.recovery_attempts, _expired(now, lease_seconds))
             .values(
                 recovery_attempts=attempt,
-                lease_owner="smq-recovery",
+                lease_owner=RECOVERY_OWNER,
                 lease_expires_at=now + timedelta(seconds=grace),
                 updated_at=now,
             )
@@ -187,6 +203,25 @@ def _recover_one(
         if values:
             connection.execute(update(EXECUTIONS).where(c.id == row.id).values(**values))
     return Recovered(row.id, row.state_machine_id, row.name, row.current_state, action, attempt)
+
+
+def _requeue(
+    repository: Repository, row: Any, now: datetime, lease_seconds: float, grace: float
+) -> Recovered | None:
+    """No worker took this execution since it was handed to the queue: publish its continuation again
+    (a duplicate is harmless: the first to run takes it) and wait another grace period."""
+    c = EXECUTIONS.c
+    with repository.engine.begin() as connection:
+        claimed = connection.execute(
+            update(EXECUTIONS)
+            .where(c.id == row.id, c.recovery_attempts == row.recovery_attempts, _expired(now, lease_seconds))
+            .values(lease_expires_at=now + timedelta(seconds=grace), updated_at=now)
+        ).rowcount
+    if claimed != 1:
+        return None
+    return Recovered(
+        row.id, row.state_machine_id, row.name, row.current_state, "requeue", row.recovery_attempts
+    )
 
 
 def _skip(repository: Repository, current: Any) -> dict[str, Any] | None:

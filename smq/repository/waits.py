@@ -156,29 +156,35 @@ class WaitStore:
         ).rowcount
         if won != 1:
             return None  # the other side of the race got it
-        found = connection.execute(
-            select(EXECUTIONS.c.cursor, EXECUTIONS.c.state_machine_id, EXECUTIONS.c.name).where(
-                EXECUTIONS.c.id == wait.execution_id,
-                EXECUTIONS.c.status == WAITING,
-                EXECUTIONS.c.history_length == wait.history_length,
-            )
-        ).first()
+        awake = {
+            "status": RUNNING,
+            "updated_at": now,
+            "lease_owner": None,
+            "lease_expires_at": now + self.wake_grace,
+        }
+        parked = (
+            EXECUTIONS.c.id == wait.execution_id,
+            EXECUTIONS.c.status == WAITING,
+            EXECUTIONS.c.history_length == wait.history_length,
+        )
+        if delivery is None:
+            # A timer delivers nothing: one conditional update, the cursor stays as it is.
+            found = connection.execute(
+                update(EXECUTIONS)
+                .where(*parked)
+                .values(**awake)
+                .returning(EXECUTIONS.c.state_machine_id, EXECUTIONS.c.name)
+            ).first()
+        else:
+            found = connection.execute(
+                select(EXECUTIONS.c.cursor, EXECUTIONS.c.state_machine_id, EXECUTIONS.c.name).where(*parked)
+            ).first()
+            if found is not None:
+                cursor = dict(found.cursor)
+                cursor["pending"] = {**(cursor.get("pending") or {}), "delivery": delivery}
+                connection.execute(update(EXECUTIONS).where(*parked).values(cursor=cursor, **awake))
         if found is None:
             return None  # stopped, or resumed some other way: nothing to wake
-        cursor = dict(found.cursor)
-        if delivery is not None:
-            cursor["pending"] = {**(cursor.get("pending") or {}), "delivery": delivery}
-        connection.execute(
-            update(EXECUTIONS)
-            .where(EXECUTIONS.c.id == wait.execution_id, EXECUTIONS.c.status == WAITING)
-            .values(
-                status=RUNNING,
-                cursor=cursor,
-                updated_at=now,
-                lease_owner=None,
-                lease_expires_at=now + self.wake_grace,
-            )
-        )
         return Woken(wait.execution_id, found.state_machine_id, found.name, wait.queue, resolution)
 
     def _waits(
