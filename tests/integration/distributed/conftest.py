@@ -9,13 +9,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from sqlalchemy import text
 
 from smq.repository.database import create_database_engine
 from smq.repository.repository import Repository
 from tests.conftest import SMQ_TABLES
-from tests.integration.distributed.harness import Db, RedisServer, Worker, require_server, stop_all
+from tests.integration.distributed.harness import (
+    Db,
+    RedisServer,
+    Worker,
+    flushed_redis_db,
+    private_redis_server,
+    report_workers,
+    stop_all,
+    worker_factory,
+)
 
 SHARED_BROKER_URL = os.environ.get("SMQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 
@@ -40,44 +48,24 @@ def repository(db: Db) -> Iterator[Repository]:
 @pytest.fixture
 def broker_url() -> Iterator[str]:
     """A dedicated database on the shared Redis, flushed before and after the test."""
-    client = redis.Redis.from_url(SHARED_BROKER_URL, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        client.close()
-        require_server("Redis", f"{SHARED_BROKER_URL}: {type(exc).__name__}: {exc}")
-    client.flushdb()
-    yield SHARED_BROKER_URL
-    client.flushdb()
-    client.close()
+    with flushed_redis_db(SHARED_BROKER_URL) as url:
+        yield url
 
 
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of this test only (it may be killed and restarted), AOF with fsync always."""
-    directory = tmp_path / "redis"
-    directory.mkdir()
-    server = RedisServer(directory)
-    server.start()
-    yield server
-    server.stop()
+    with private_redis_server(tmp_path) as server:
+        yield server
 
 
 @pytest.fixture
 def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     """`start_worker(name, env, concurrency=1, ready=True)`; every worker is stopped at teardown."""
-    started: list[Worker] = []
+    with worker_factory(tmp_path, _stop_and_report) as start:
+        yield start
 
-    def start(name: str, env: dict[str, str], *, concurrency: int = 1, ready: bool = True) -> Worker:
-        worker = Worker(name, env, tmp_path, concurrency=concurrency)
-        started.append(worker)
-        worker.start()
-        if ready:
-            worker.wait_ready()
-        return worker
 
-    yield start
-    stop_all(started)
-    for worker in started:  # shown by pytest only when the test failed
-        print(f"---- worker {worker.name} (exit {worker.proc.returncode if worker.proc else None})")
-        print(worker.tail(60))
+def _stop_and_report(workers: list[Worker]) -> None:
+    stop_all(workers)
+    report_workers(workers)

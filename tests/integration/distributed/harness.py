@@ -16,7 +16,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -480,3 +481,63 @@ class Db:
         wrong = {name: path for name, path in paths.items() if path != states}
         assert wrong == {}, f"{len(wrong)} executions with another history: {list(wrong.items())[:5]}"
         assert set(paths) == names, "executions without any history"
+
+
+# ------------------------------------------------------------------ fixture bodies shared by the tiers
+
+
+@contextmanager
+def flushed_redis_db(url: str) -> Iterator[str]:
+    """A db of the shared Redis, flushed before and after (a missing server fails under CI)."""
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        require_server("Redis", f"{url}: {type(exc).__name__}: {exc}")
+    client.flushdb()
+    try:
+        yield url
+    finally:
+        client.flushdb()
+        client.close()
+
+
+@contextmanager
+def private_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of one test only (it may be killed and restarted), AOF with fsync always."""
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = RedisServer(directory)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+def report_workers(workers: Iterable[Worker], lines: int = 60) -> None:
+    """Each worker's exit code and log tail, printed: pytest shows them only for a failed test."""
+    for worker in workers:
+        print(f"---- worker {worker.name} (exit {worker.proc.returncode if worker.proc else None})")
+        print(worker.tail(lines))
+
+
+@contextmanager
+def worker_factory(logdir: Path, teardown: Callable[[list[Worker]], None]) -> Iterator[Callable[..., Worker]]:
+    """`start(name, env, concurrency=1, ready=True)`; `teardown` gets every worker started, even when
+    the test failed."""
+    started: list[Worker] = []
+
+    def start(name: str, env: dict[str, str], *, concurrency: int = 1, ready: bool = True) -> Worker:
+        worker = Worker(name, env, logdir, concurrency=concurrency)
+        started.append(worker)
+        worker.start()
+        if ready:
+            worker.wait_ready()
+        return worker
+
+    try:
+        yield start
+    finally:
+        teardown(started)

@@ -19,11 +19,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from smq.repository.database import create_database_engine
 from smq.repository.repository import Repository
-from tests.integration.distributed.harness import Db, RedisServer, Worker, require_server
+from tests.integration.distributed.harness import (
+    Db,
+    RedisServer,
+    Worker,
+    flushed_redis_db,
+    private_redis_server,
+    report_workers,
+    worker_factory,
+)
 from tests.integration.waiting.support import Deployment, Scheduler, waiting_env
 
 WAITING_BROKER_URL = os.environ.get("SMQ_TEST_WAITING_REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -45,16 +52,8 @@ def pg_repository(pg: Db) -> Iterator[Repository]:
 
 @pytest.fixture(scope="session")
 def shared_broker() -> Iterator[str]:
-    client = redis.Redis.from_url(WAITING_BROKER_URL, socket_timeout=5)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        client.close()
-        require_server("Redis", f"{WAITING_BROKER_URL}: {type(exc).__name__}: {exc}")
-    client.flushdb()
-    yield WAITING_BROKER_URL
-    client.flushdb()
-    client.close()
+    with flushed_redis_db(WAITING_BROKER_URL) as url:
+        yield url
 
 
 def _kill(workers: list[Worker]) -> None:
@@ -64,10 +63,9 @@ def _kill(workers: list[Worker]) -> None:
         worker.kill_group()
 
 
-def _report(workers: list[Worker]) -> None:
-    for worker in workers:  # shown by pytest only for a failed test
-        print(f"---- worker {worker.name} (exit {worker.proc.returncode if worker.proc else None})")
-        print(worker.tail(40))
+def _kill_and_report(workers: list[Worker]) -> None:
+    _kill(workers)
+    report_workers(workers, 40)
 
 
 @pytest.fixture(scope="session")
@@ -87,34 +85,15 @@ def deployment(pg: Db, shared_broker: str, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture
 def private_broker(tmp_path: Path) -> Iterator[RedisServer]:
-    directory = tmp_path / "redis"
-    directory.mkdir()
-    server = RedisServer(directory)
-    try:
-        server.start()
+    with private_redis_server(tmp_path) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def spawn(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
-    """`spawn(name, env, concurrency=1, ready=True)`: a worker stopped (then killed) at teardown."""
-    started: list[Worker] = []
-
-    def start(name: str, env: dict[str, str], *, concurrency: int = 1, ready: bool = True) -> Worker:
-        worker = Worker(name, env, tmp_path, concurrency=concurrency)
-        started.append(worker)
-        worker.start()
-        if ready:
-            worker.wait_ready()
-        return worker
-
-    try:
+    """`spawn(name, env, concurrency=1, ready=True)`: a worker killed at teardown."""
+    with worker_factory(tmp_path, _kill_and_report) as start:
         yield start
-    finally:
-        _kill(started)
-        _report(started)
 
 
 @pytest.fixture
