@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, insert, select, update
+from sqlalchemy import Connection, Engine, Table, exists, insert, select, update
 
 from smq.engine.errors import SmqError
 from smq.repository.models import RUNNING, WAITING, ExecutionRow, MessageRow, WaitRow
@@ -146,8 +146,9 @@ class WaitStore:
     # ------------------------------------------------------------------ waking
 
     def _resolve(
-        self, connection: Connection, wait: Any, resolution: str, delivery: dict[str, Any] | None
+        self, connection: Connection, wait: Any, resolution: str, delivery: dict[str, Any]
     ) -> Woken | None:
+        """Resolve one wait and wake its execution with `delivery` written into its cursor."""
         now = datetime.now(UTC)
         won = connection.execute(
             update(WAITS)
@@ -156,36 +157,70 @@ class WaitStore:
         ).rowcount
         if won != 1:
             return None  # the other side of the race got it
-        awake = {
-            "status": RUNNING,
-            "updated_at": now,
-            "lease_owner": None,
-            "lease_expires_at": now + self.wake_grace,
-        }
         parked = (
             EXECUTIONS.c.id == wait.execution_id,
             EXECUTIONS.c.status == WAITING,
             EXECUTIONS.c.history_length == wait.history_length,
         )
-        if delivery is None:
-            # A timer delivers nothing: one conditional update, the cursor stays as it is.
-            found = connection.execute(
-                update(EXECUTIONS)
-                .where(*parked)
-                .values(**awake)
-                .returning(EXECUTIONS.c.state_machine_id, EXECUTIONS.c.name)
-            ).first()
-        else:
-            found = connection.execute(
-                select(EXECUTIONS.c.cursor, EXECUTIONS.c.state_machine_id, EXECUTIONS.c.name).where(*parked)
-            ).first()
-            if found is not None:
-                cursor = dict(found.cursor)
-                cursor["pending"] = {**(cursor.get("pending") or {}), "delivery": delivery}
-                connection.execute(update(EXECUTIONS).where(*parked).values(cursor=cursor, **awake))
+        found = connection.execute(
+            select(EXECUTIONS.c.cursor, EXECUTIONS.c.state_machine_id, EXECUTIONS.c.name).where(*parked)
+        ).first()
         if found is None:
             return None  # stopped, or resumed some other way: nothing to wake
+        cursor = dict(found.cursor)
+        cursor["pending"] = {**(cursor.get("pending") or {}), "delivery": delivery}
+        connection.execute(update(EXECUTIONS).where(*parked).values(cursor=cursor, **self._awake(now)))
         return Woken(wait.execution_id, found.state_machine_id, found.name, wait.queue, resolution)
+
+    def _awake(self, now: datetime) -> dict[str, Any]:
+        """An execution's columns when it is woken: RUNNING, handed to the queue with no worker yet."""
+        return {
+            "status": RUNNING,
+            "updated_at": now,
+            "lease_owner": None,
+            "lease_expires_at": now + self.wake_grace,
+        }
+
+    def _fire_timers(self, connection: Connection, timers: list[Any]) -> list[Woken]:
+        """Resolve a batch of timers set-wise: one UPDATE of the waits and one of their executions,
+        both conditional (WAITING), whatever the batch size. A timer delivers nothing, so the
+        executions' cursors are not touched."""
+        now = datetime.now(UTC)
+        resolved = set(
+            connection.execute(
+                update(WAITS)
+                .where(WAITS.c.id.in_([wait.id for wait in timers]), WAITS.c.status == WAITING)
+                .values(status=RESOLVED, resolution="timer", resolved_at=now)
+                .returning(WAITS.c.id)
+            ).scalars()
+        )
+        won = [wait for wait in timers if wait.id in resolved]
+        if not won:
+            return []
+        wait = WAITS.alias("wait")
+        parked_at_its_wait = exists().where(
+            wait.c.id.in_([item.id for item in won]),
+            wait.c.execution_id == EXECUTIONS.c.id,
+            wait.c.history_length == EXECUTIONS.c.history_length,
+        )
+        rows = connection.execute(
+            update(EXECUTIONS)
+            .where(EXECUTIONS.c.status == WAITING, parked_at_its_wait)
+            .values(**self._awake(now))
+            .returning(EXECUTIONS.c.id, EXECUTIONS.c.state_machine_id, EXECUTIONS.c.name)
+        ).all()
+        found = {row.id: row for row in rows}
+        return [
+            Woken(
+                item.execution_id,
+                found[item.execution_id].state_machine_id,
+                found[item.execution_id].name,
+                item.queue,
+                "timer",
+            )
+            for item in won
+            if item.execution_id in found  # otherwise stopped, or resumed some other way
+        ]
 
     def _waits(
         self, connection: Connection, *conditions: Any, limit: int | None = None, order: Any = None
@@ -263,10 +298,14 @@ class WaitStore:
         moment = now or datetime.now(UTC)
         woken: list[Woken] = []
         with self.engine.begin() as connection:
-            for wait in self._waits(connection, WAITS.c.due_at <= moment, limit=limit, order=WAITS.c.due_at):
+            due = self._waits(connection, WAITS.c.due_at <= moment, limit=limit, order=WAITS.c.due_at)
+            timers = [wait for wait in due if wait.kind == "timer"]
+            if timers:
+                woken.extend(self._fire_timers(connection, timers))
+            for wait in due:
                 if wait.kind == "timer":
-                    resolution, delivery = "timer", None
-                elif wait.kind == "callback" and (wait.timeout_at is None or wait.timeout_at > moment):
+                    continue
+                if wait.kind == "callback" and (wait.timeout_at is None or wait.timeout_at > moment):
                     resolution, delivery = "heartbeat_timeout", {"kind": "heartbeat_timeout"}
                 else:
                     resolution, delivery = "timeout", {"kind": "timeout"}
