@@ -86,8 +86,32 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+import support
+from sqlalchemy import text
+from support import (
+    DEFAULT_PG_URL,
+    DEFAULT_REDIS_URL,
+    MIB,
+    QUEUE,
+    CeleryWorkers,
+    CpuMeter,
+    CpuUsage,
+    commit_latency_ms,
+    console,
+    copy_executions,
+    delete_queues,
+    emit_report,
+    flushed_redis,
+    fresh_database,
+    leftover_messages,
+    load1,
+    load_average,
+    load_line,
+    log,
+    postgres_pids,
+    queue_length,
+    writes_per_execution,
+)
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -99,8 +123,6 @@ PASS3_STATES = 3
 
 NOOP_TASK = "smq_bench.noop"  # registered by bench_handlers.py
 SMQ_TASK = "smq.execute_state_machine"
-QUEUE = "default"
-QUEUE_KEYS = ("critical", "default", "low")
 MACHINE = "bench-pass3"  # part 2's timed executions
 WARM_MACHINE = "bench-warm"  # part 2's warm-up (same definition, another id)
 SOURCE_MACHINE = "bench-source"  # part 3's sources
@@ -111,16 +133,6 @@ GOAL_LEADER_OVER_PLAIN = 0.8
 GOAL_MEMORY_GROWTH_MB = 50.0
 WARMUP_PER_WORKER = 20
 CHUNK_SIZE = 500  # fan_out's and enqueue_many's default group() size
-STALL_SECONDS = 60.0  # no progress for this long while waiting for workers: give up
-DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
-MIB = 1024 * 1024
-
-EXECUTION_COLUMNS = (
-    "id", "name", "state_machine_id", "version", "status", "input", "output", "error", "cause",
-    "current_state", "cursor", "history_length", "start_time", "stop_time", "duration_ms", "updated_at",
-    "source_execution_id", "source_state_name", "transformer",
-)  # fmt: skip
 
 # Runs the `smq` CLI in a child process and reports that process's own peak RSS when it exits.
 LEADER_WRAPPER = """
@@ -139,89 +151,7 @@ main()
 """
 
 
-def _log(message: str) -> None:
-    """Progress goes to stderr so --json output stays parseable."""
-    print(message, file=sys.stderr, flush=True)
-
-
-def _load1() -> float:
-    return round(os.getloadavg()[0], 2)
-
-
 # ------------------------------------------------------------------ results
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """user + system CPU time of one process (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15)
-
-
-def machine_busy_seconds() -> float:
-    """CPU time spent on anything but idle/iowait, all CPUs together, since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return (sum(values[:8]) - idle) / CLOCK_TICKS
-
-
-@dataclass
-class CpuUsage:
-    """CPU seconds used while a backlog drained, per group of processes (the workers' main processes,
-    their pool children, the PostgreSQL backends connected to the bench database, redis-server) and
-    for the whole machine, which also counts this script's polling and anything else running."""
-
-    wall: float = 0.0
-    groups: dict[str, float] = field(default_factory=dict)
-    machine: float = 0.0
-
-    @property
-    def rest(self) -> float:
-        return self.machine - sum(self.groups.values())
-
-    def per_item_ms(self, count: int) -> dict[str, float]:
-        values = {**self.groups, "rest of the machine": self.rest, "whole machine": self.machine}
-        return {name: round(seconds / count * 1000, 3) for name, seconds in values.items()}
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "wall": round(self.wall, 3),
-            **{name: round(value, 3) for name, value in self.groups.items()},
-            "rest_of_the_machine": round(self.rest, 3),
-            "whole_machine": round(self.machine, 3),
-        }
-
-
-class CpuMeter:
-    """Snapshot per-process and machine CPU counters at start() and stop(). Each group is a function
-    returning its pids, asked at both ends (a process that appears in between counts from its birth)."""
-
-    def __init__(self, groups: dict[str, Callable[[], list[int]]]):
-        self.groups = groups
-        self._start: dict[str, dict[int, float]] = {}
-        self._machine = 0.0
-        self._wall = 0.0
-
-    def _sample(self) -> dict[str, dict[int, float]]:
-        return {name: {pid: process_cpu_seconds(pid) for pid in pids()} for name, pids in self.groups.items()}
-
-    def start(self) -> None:
-        self._start = self._sample()
-        self._machine, self._wall = machine_busy_seconds(), time.perf_counter()
-
-    def stop(self) -> CpuUsage:
-        wall, machine = time.perf_counter() - self._wall, machine_busy_seconds() - self._machine
-        end = self._sample()
-        groups = {
-            name: sum(cpu - self._start[name].get(pid, 0.0) for pid, cpu in end[name].items())
-            for name in self.groups
-        }
-        return CpuUsage(wall, groups, machine)
 
 
 @dataclass
@@ -409,45 +339,6 @@ class Results:
 # ------------------------------------------------------------------ infrastructure
 
 
-@contextlib.contextmanager
-def bench_database(admin_url: str) -> Iterator[str]:
-    """A fresh database smq_bench_dist_<pid>, migrated with smq's upgrade(); dropped afterwards."""
-    from smq.repository.database import create_database_engine, upgrade
-
-    name = f"smq_bench_dist_{os.getpid()}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        engine = create_database_engine(url)
-        try:
-            upgrade(engine)
-        finally:
-            engine.dispose()
-        yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@contextlib.contextmanager
-def flushed_redis(*clients: redis.Redis) -> Iterator[None]:
-    """The benchmark's Redis databases, empty at the start and at the end."""
-    for client in clients:
-        client.flushdb()
-    try:
-        yield
-    finally:
-        for client in clients:
-            try:
-                client.flushdb()
-            except redis.RedisError as exc:
-                _log(f"could not flush a Redis db at the end: {exc}")
-
-
 def make_app(broker_url: str) -> Any:
     """A Celery app with smq's configuration (celeryconfig) on `broker_url`; nothing else differs."""
     from celery import Celery
@@ -458,111 +349,14 @@ def make_app(broker_url: str) -> Any:
     return app
 
 
-class Workers:
+class Workers(CeleryWorkers):
     """K `celery -A smq worker` processes, each in its own session so they can be stopped by id."""
 
     def __init__(self, count: int, env: dict[str, str], log_dir: Path):
-        self.count = count
-        self.env = env
-        self.log_dir = log_dir
-        self.names = [f"bench{index}-{os.getpid()}" for index in range(1, count + 1)]
-        self.processes: list[subprocess.Popen[bytes]] = []
-        self.logs: list[Path] = []
-
-    def start(self) -> None:
-        for name in self.names:
-            log_path = self.log_dir / f"{name}.log"
-            command = [
-                sys.executable, "-m", "celery", "-A", "smq", "worker",
-                "-Q", "critical,default,low", "-c", "1", "--pool", "prefork",
-                "-n", f"{name}@%h", "-l", "WARNING",
-            ]  # fmt: skip
-            with open(log_path, "wb") as log:
-                process = subprocess.Popen(
-                    command,
-                    cwd=ROOT,
-                    env=self.env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            self.processes.append(process)
-            self.logs.append(log_path)
-
-    def check_alive(self) -> None:
-        for name, process, log in zip(self.names, self.processes, self.logs, strict=True):
-            if process.poll() is not None:
-                raise RuntimeError(
-                    f"worker {name} exited with {process.returncode}; its log ends with:\n{tail(log)}"
-                )
-
-    def wait_ready(self, app: Any, timeout: float = 90.0) -> None:
-        """Until every worker answers a control ping (its consumer is running)."""
-        deadline = time.monotonic() + timeout
-        pending = set(self.names)
-        while pending:
-            self.check_alive()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"workers not ready after {timeout:.0f}s: {', '.join(sorted(pending))}")
-            for reply in app.control.ping(timeout=1.0) or []:
-                for hostname in reply:
-                    pending.discard(hostname.split("@", 1)[0])
-
-    def main_pids(self) -> list[int]:
-        return [process.pid for process in self.processes]
+        super().__init__(count, env, log_dir, "bench")
 
     def meter(self, extra: dict[str, Callable[[], list[int]]]) -> CpuMeter:
         return CpuMeter({"pool children": self.child_pids, "worker mains": self.main_pids, **extra})
-
-    def child_pids(self) -> list[int]:
-        """The pool children (what runs the tasks), from /proc."""
-        wanted = {process.pid for process in self.processes}
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) in wanted:
-                found.append(int(entry.name))
-        return found
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM (warm shutdown) to each worker we started; SIGKILL its session if it lingers."""
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        for process in self.processes:
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _log(f"worker pid {process.pid} did not stop in {timeout:.0f}s: killing its session")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        self.processes = []
-
-
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def queue_length(client: redis.Redis, queue: str = QUEUE) -> int:
-    """Messages waiting in a queue (kombu keeps one list per priority step; the base one is `queue`)."""
-    return int(sum(client.llen(key) for key in client.scan_iter(match=f"{queue}*", count=1000)))
-
-
-def delete_queues(client: redis.Redis) -> None:
-    for queue in QUEUE_KEYS:
-        for key in list(client.scan_iter(match=f"{queue}*", count=1000)):
-            client.delete(key)
 
 
 def release(staging: redis.Redis, target_db: int, expected: int) -> None:
@@ -576,22 +370,7 @@ def release(staging: redis.Redis, target_db: int, expected: int) -> None:
 
 def wait_for(progress: Callable[[], int], target: int, workers: Workers, label: str, poll: float) -> None:
     """Poll `progress()` until it reaches `target`; fail if a worker dies or nothing moves for a minute."""
-    last, last_change = -1, time.monotonic()
-    last_report = 0.0
-    while True:
-        done = progress()
-        now = time.monotonic()
-        if done != last:
-            last, last_change = done, now
-        if done >= target:
-            return
-        workers.check_alive()
-        if now - last_change > STALL_SECONDS:
-            raise RuntimeError(f"{label}: stuck at {done}/{target} for {STALL_SECONDS:.0f}s")
-        if now - last_report > 2:
-            _log(f"{label}: {done:,}/{target:,}")
-            last_report = now
-        time.sleep(poll)
+    support.wait_for(progress, target, label, workers.check_alive, poll=poll, report_every=2.0, indent="")
 
 
 # ------------------------------------------------------------------ py-spy (--py-spy)
@@ -615,10 +394,10 @@ class PySpy:
                 self.executable, "record", "--pid", str(pid), "--rate", str(self.RATE), "--format", "raw",
                 "--function", "--idle", "--nonblocking", "--output", str(output),
             ]  # fmt: skip
-            log = open(self.out_dir / f"py-spy-{pid}.log", "wb")  # noqa: SIM115 (closed with the process)
-            self.processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT))
+            log_file = open(self.out_dir / f"py-spy-{pid}.log", "wb")  # noqa: SIM115 (closed with the process)
+            self.processes.append(subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT))
             self.outputs.append(output)
-            log.close()
+            log_file.close()
         time.sleep(1.0)  # let py-spy attach before the clock starts
 
     def stop(self, executions: int) -> dict[str, Any]:
@@ -702,17 +481,8 @@ def service_processes(repo: Any, client: redis.Redis) -> dict[str, Callable[[], 
     """PostgreSQL backends connected to the bench database, and redis-server, for the CPU meter (a
     server on another host, or one whose /proc is not ours, simply counts 0)."""
     redis_pid = int(client.info("server").get("process_id", 0))
-
-    def postgres() -> list[int]:
-        with repo.reader.connect() as connection:
-            return list(
-                connection.execute(
-                    text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-                ).scalars()
-            )
-
     return {
-        "postgres backends": postgres,
+        "postgres backends": postgres_pids(repo),
         "redis-server": lambda: [redis_pid] if redis_pid else [],
         "this script": lambda: [os.getpid()],
     }
@@ -760,13 +530,13 @@ def run_bare(
     service_pids: dict[str, Callable[[], list[int]]],
 ) -> Throughput:
     """Part 1: N no-op tasks staged, released at once, first to last completion."""
-    result = Throughput("bare Celery no-op", count, workers.count, load1=_load1())
+    result = Throughput("bare Celery no-op", count, workers.count, load1=load1())
     key = f"bare:{uuid.uuid4().hex}"
     start = time.perf_counter()
     for _ in range(count):
         staging_app.send_task(NOOP_TASK, args=(key, count), queue=QUEUE)
     result.publish_seconds = time.perf_counter() - start
-    _log(f"bare: {count:,} no-op tasks staged in {result.publish_seconds:.1f}s; releasing")
+    log(f"bare: {count:,} no-op tasks staged in {result.publish_seconds:.1f}s; releasing")
     meter = workers.meter(service_pids)
     meter.start()
     release(staging, db, count)
@@ -787,45 +557,6 @@ def run_bare(
     result.ok = not problems
     result.detail = "; ".join(problems)
     return result
-
-
-def leftover_messages(client: redis.Redis) -> list[str]:
-    """Anything still queued or delivered-but-unacknowledged in the workers' db."""
-    problems = []
-    waiting = sum(queue_length(client, queue) for queue in QUEUE_KEYS)
-    if waiting:
-        problems.append(f"{waiting} message(s) still queued")
-    unacked = client.hlen("unacked")
-    if unacked:
-        problems.append(f"{unacked} message(s) unacknowledged")
-    return problems
-
-
-def commit_latency_ms(repo: Any, commits: int = 200) -> float:
-    """Mean time of a one-row INSERT committed on its own (autocommit): the floor under every write."""
-    raw = repo.engine.raw_connection()
-    try:
-        connection: Any = raw.driver_connection
-        connection.autocommit = True
-        connection.execute("CREATE TABLE smq_bench_commit_probe (x INTEGER)")
-        start = time.perf_counter()
-        for value in range(commits):
-            connection.execute("INSERT INTO smq_bench_commit_probe VALUES (%s)", (value,))
-        elapsed = time.perf_counter() - start
-        connection.execute("DROP TABLE smq_bench_commit_probe")
-        connection.autocommit = False
-        return elapsed / commits * 1000
-    finally:
-        raw.close()
-
-
-def writes_per_execution(definition: dict[str, Any]) -> int:
-    """Write transactions one execution makes: the RUNNING insert, then one checkpoint per step."""
-    from smq import StateMachine
-
-    steps: list[Any] = []
-    StateMachine.from_definition(definition).run(PASS3_INPUT, on_step=steps.append)
-    return 1 + len(steps)
 
 
 def finished(repo: Any, machine: str) -> int:
@@ -852,9 +583,12 @@ def run_smq(
     py_spy: str | None = None,
 ) -> Throughput:
     """Part 2: N pass3 executions enqueued with enqueue_many, released at once, first start to last stop."""
-    result = Throughput("smq pass3 (PostgreSQL)", count, workers.count, load1=_load1())
-    result.writes_per_item = writes_per_execution(json.loads(PASS3_FILE.read_text()))
-    result.commit_ms = commit_latency_ms(repo)
+    result = Throughput("smq pass3 (PostgreSQL)", count, workers.count, load1=load1())
+    from smq import StateMachine
+
+    machine = StateMachine.from_definition(json.loads(PASS3_FILE.read_text()))
+    result.writes_per_item = writes_per_execution(machine, PASS3_INPUT)
+    result.commit_ms = commit_latency_ms(repo, "postgresql")
     payloads = (
         {"state_machine_id": MACHINE, "name": f"run-{i:07d}", "input": PASS3_INPUT} for i in range(count)
     )
@@ -864,7 +598,7 @@ def run_smq(
     if summary.enqueued != count or summary.failed or summary.skipped:
         result.detail = f"enqueue_many: {summary.to_dict()}"
         return result
-    _log(f"smq: {count:,} executions enqueued in {result.publish_seconds:.1f}s; releasing")
+    log(f"smq: {count:,} executions enqueued in {result.publish_seconds:.1f}s; releasing")
     profiler = PySpy(py_spy, workers.child_pids(), workers.log_dir) if py_spy else None
     if profiler is not None:
         profiler.start()
@@ -948,18 +682,7 @@ def source_rows(machine: str, count: int) -> Iterator[tuple[Any, ...]]:
 def load_sources(repo: Any, machine: str, count: int) -> float:
     """COPY ... FROM STDIN on the raw psycopg connection, then ANALYZE (as bench/persistence.py does)."""
     start = time.perf_counter()
-    raw = repo.engine.raw_connection()
-    try:
-        connection: Any = raw.driver_connection
-        with connection.cursor() as cursor:
-            with cursor.copy(f"COPY smq_executions ({', '.join(EXECUTION_COLUMNS)}) FROM STDIN") as copy:
-                for row in source_rows(machine, count):
-                    copy.write_row(row)
-            connection.commit()
-            cursor.execute("ANALYZE smq_executions")
-            connection.commit()
-    finally:
-        raw.close()
+    copy_executions(repo, source_rows(machine, count))
     return time.perf_counter() - start
 
 
@@ -973,7 +696,7 @@ def run_leader(repo: Any, client: Any, staging: redis.Redis, count: int) -> Publ
     from smq.distributed.leader import fan_out
     from smq.repository.filters import ExecutionFilter
 
-    result = Publish("leader fan_out", count, load1=_load1())
+    result = Publish("leader fan_out", count, load1=load1())
     start = time.perf_counter()
     summary = fan_out(
         client, CHAIN_TARGET, ExecutionFilter(state_machine_id=SOURCE_MACHINE), chunk_size=CHUNK_SIZE
@@ -1010,7 +733,7 @@ def leader_payloads(repo: Any) -> list[dict[str, Any]]:
 
 def run_plain(app: Any, staging: redis.Redis, payloads: list[dict[str, Any]]) -> Publish:
     """One producer, one app.send_task per payload; then LLEN must be M."""
-    result = Publish("plain send_task loop", len(payloads), load1=_load1())
+    result = Publish("plain send_task loop", len(payloads), load1=load1())
     send = app.send_task
     start = time.perf_counter()
     for payload in payloads:
@@ -1025,9 +748,9 @@ def run_plain(app: Any, staging: redis.Redis, payloads: list[dict[str, Any]]) ->
 def run_publishing(
     repo: Any, client: Any, app: Any, staging: redis.Redis, count: int, rounds: int, results: Results
 ) -> None:
-    _log(f"publish: loading {count:,} sources")
+    log(f"publish: loading {count:,} sources")
     seconds = load_sources(repo, SOURCE_MACHINE, count)
-    _log(f"publish: loaded in {seconds:.1f}s")
+    log(f"publish: loaded in {seconds:.1f}s")
     payloads = leader_payloads(repo)
     if len(payloads) != count:
         raise RuntimeError(f"{len(payloads)} sources streamed back, expected {count}")
@@ -1036,13 +759,13 @@ def run_publishing(
     delete_queues(staging)
     for round_number in range(1, rounds + 1):
         clear_ledger(repo, CHAIN_TARGET)
-        _log(f"publish round {round_number}/{rounds}: leader fan_out of {count:,}")
+        log(f"publish round {round_number}/{rounds}: leader fan_out of {count:,}")
         results.leader.append(run_leader(repo, client, staging, count))
-        _log(f"  {results.leader[-1].rate:,.0f} messages/s")
+        log(f"  {results.leader[-1].rate:,.0f} messages/s")
         delete_queues(staging)
-        _log(f"publish round {round_number}/{rounds}: plain send_task loop of {count:,}")
+        log(f"publish round {round_number}/{rounds}: plain send_task loop of {count:,}")
         results.plain.append(run_plain(app, staging, payloads))
-        _log(f"  {results.plain[-1].rate:,.0f} messages/s")
+        log(f"  {results.plain[-1].rate:,.0f} messages/s")
         delete_queues(staging)
 
 
@@ -1053,7 +776,7 @@ def run_leader_process(
     repo: Any, env: dict[str, str], staging: redis.Redis, machine: str, count: int, work_dir: Path
 ) -> LeaderMemory:
     """`smq leader --filter state_machine_id=SRC --target DST --json` as a child; its VmHWM at exit."""
-    result = LeaderMemory(count, load1=_load1())
+    result = LeaderMemory(count, load1=load1())
     rss_file = work_dir / f"rss-{machine}"
     command = [
         sys.executable, "-c", LEADER_WRAPPER, "leader",
@@ -1217,29 +940,21 @@ def profile_table(profile: dict[str, Any]) -> Any:
 
 
 def print_report(report: dict[str, Any], results: Results, args: argparse.Namespace) -> None:
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=220)
-    console.print(report_table(results, args))
+    out = console(220)
+    out.print(report_table(results, args))
     if results.smq is not None and results.smq.profile:
-        console.print(profile_table(results.smq.profile))
-        console.print("[yellow]part 2 ran under py-spy: its figure is perturbed by the sampling[/]")
-    load = report["load_average"]
-    console.print(
-        f"load average (1/5/15 min) at start {load['start']}, at end {load['end']} on {report['cpus']} CPUs; "
-        f"total {report['wall_seconds']:.0f}s; all goals met: {report['all_goals_met']}"
-    )
+        out.print(profile_table(results.smq.profile))
+        out.print("[yellow]part 2 ran under py-spy: its figure is perturbed by the sampling[/]")
+    out.print(f"{load_line(report)}; all goals met: {report['all_goals_met']}")
     runs: list[Throughput | Publish | None] = [results.bare, results.smq, *results.leader, *results.plain]
     for run in runs:
         if run is not None and run.detail:
-            console.print(f"[red]{run.what}: {run.detail}[/]")
+            out.print(f"[red]{run.what}: {run.detail}[/]")
     for memory in results.memory:
         if memory.detail:
-            console.print(f"[red]leader over {memory.sources:,} sources: {memory.detail}[/]")
+            out.print(f"[red]leader over {memory.sources:,} sources: {memory.detail}[/]")
     for error in results.errors:
-        console.print(f"[red]error: {error}[/]")
+        out.print(f"[red]error: {error}[/]")
 
 
 def all_met(results: Results, args: argparse.Namespace) -> bool:
@@ -1263,10 +978,7 @@ def build_report(
         "celery": celery.__version__,
         "kombu": kombu.__version__,
         "cpus": os.cpu_count(),
-        "load_average": {
-            "start": [round(v, 2) for v in load_start],
-            "end": [round(v, 2) for v in os.getloadavg()],
-        },
+        "load_average": load_average(load_start),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "settings": {
             "tasks": args.tasks,
@@ -1355,7 +1067,10 @@ def run(args: argparse.Namespace, results: Results, work_dir: Path) -> None:
     # Anything in this process that falls back to smq's default app must not reach another Redis db.
     os.environ["SMQ_BROKER_URL"] = worker_url
     worker_redis, staging = redis.Redis.from_url(worker_url), redis.Redis.from_url(staging_url)
-    with flushed_redis(worker_redis, staging), bench_database(args.pg_url) as database_url:
+    with (
+        flushed_redis(worker_redis, staging),
+        fresh_database(args.pg_url, f"smq_bench_dist_{os.getpid()}") as database_url,
+    ):
         from smq.distributed.client import QueueClient
         from smq.repository.repository import Repository
 
@@ -1370,19 +1085,19 @@ def run(args: argparse.Namespace, results: Results, work_dir: Path) -> None:
                    "SMQ_HANDLERS": str(HANDLERS_FILE)}  # fmt: skip
             workers = Workers(args.workers, env, work_dir)
             services = service_processes(repo, worker_redis)
-            _log(f"starting {args.workers} worker(s); logs in {work_dir}")
+            log(f"starting {args.workers} worker(s); logs in {work_dir}")
             workers.start()
             try:
                 workers.wait_ready(worker_app)
-                _log("workers ready; warming up")
+                log("workers ready; warming up")
                 warm_up(workers, worker_app, worker_redis, repo, QueueClient(repo, app=worker_app))
                 delete_queues(staging)
-                _log(f"part 1: bare Celery, {args.tasks:,} no-op tasks")
+                log(f"part 1: bare Celery, {args.tasks:,} no-op tasks")
                 results.bare = run_bare(
                     args.tasks, workers, staging_app, staging, worker_redis, args.redis_db, services
                 )
-                _log(f"  {results.bare.rate:,.0f} tasks/s")
-                _log(f"part 2: smq, {args.tasks:,} pass3 executions")
+                log(f"  {results.bare.rate:,.0f} tasks/s")
+                log(f"part 2: smq, {args.tasks:,} pass3 executions")
                 results.smq = run_smq(
                     args.tasks,
                     workers,
@@ -1394,9 +1109,9 @@ def run(args: argparse.Namespace, results: Results, work_dir: Path) -> None:
                     services,
                     py_spy=args.py_spy,
                 )
-                _log(f"  {results.smq.rate:,.0f} executions/s")
+                log(f"  {results.smq.rate:,.0f} executions/s")
             finally:
-                _log("stopping the workers")
+                log("stopping the workers")
                 workers.stop()
             delete_queues(staging)  # not FLUSHDB: kombu's binding keys must stay (the producer caches them)
             run_publishing(repo, staging_client, staging_app, staging, args.sources, args.rounds, results)
@@ -1406,13 +1121,13 @@ def run(args: argparse.Namespace, results: Results, work_dir: Path) -> None:
                 for size in args.memory_sizes:
                     machine = f"mem-{size}"
                     repo.put_definition(machine, definition)
-                    _log(f"memory: loading {size:,} sources")
+                    log(f"memory: loading {size:,} sources")
                     load_sources(repo, machine, size)
-                    _log(f"memory: `smq leader` over {size:,} sources")
+                    log(f"memory: `smq leader` over {size:,} sources")
                     results.memory.append(
                         run_leader_process(repo, leader_env, staging, machine, size, work_dir)
                     )
-                    _log(
+                    log(
                         f"  peak RSS {results.memory[-1].peak_rss / MIB:.1f} MB in {results.memory[-1].seconds:.1f}s"
                     )
         finally:
@@ -1429,15 +1144,9 @@ def main(argv: list[str] | None = None) -> int:
             run(args, results, Path(directory))
         except Exception as exc:  # still report what was measured
             results.errors.append(f"{type(exc).__name__}: {exc}")
-            _log(f"benchmark aborted:\n{traceback.format_exc()}")
+            log(f"benchmark aborted:\n{traceback.format_exc()}")
     report = build_report(args, results, started, load_start)
-    if args.save:
-        with open(args.save, "w") as out:
-            json.dump(report, out, indent=2)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print_report(report, results, args)
+    emit_report(report, args.save, args.json, lambda: print_report(report, results, args))
     return 0 if report["all_goals_met"] else 1
 
 

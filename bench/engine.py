@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from support import log, rate_text  # bench/support.py
+
 DEFINITIONS_DIR = Path(__file__).resolve().parent / "definitions"
 GOAL_RATIO = 100.0
 REGION = "us-east-1"
@@ -164,11 +166,6 @@ def _mismatch(engine: str, got: Any, expected: Any) -> str:
     return f"{engine} output {json.dumps(got, sort_keys=True)} != expected {json.dumps(expected, sort_keys=True)}"
 
 
-def _log(message: str) -> None:
-    """Progress goes to stderr so --json output stays parseable."""
-    print(message, file=sys.stderr, flush=True)
-
-
 # --------------------------------------------------------------------------- smq
 
 
@@ -177,7 +174,7 @@ def _load_smq() -> Any | None:
     try:
         from smq import StateMachine
     except ImportError as exc:
-        _log(f"smq.StateMachine is not importable ({exc}); measuring moto only")
+        log(f"smq.StateMachine is not importable ({exc}); measuring moto only")
         return None
     return StateMachine
 
@@ -364,12 +361,6 @@ def run_moto(moto: MotoStepFunctions, workload: Workload, seconds: float, min_ru
 # ------------------------------------------------------------------------ report
 
 
-def _fmt(rate: float | None) -> str:
-    if rate is None:
-        return "n/a"
-    return f"{rate:,.0f}" if rate >= 100 else f"{rate:,.2f}"
-
-
 def _goal_text(row: Row) -> str:
     if row.smq is None:
         return "no smq"
@@ -395,9 +386,9 @@ def print_table(rows: list[Row], moto_client: str) -> None:
         goal = _goal_text(row)
         table.add_row(
             row.workload.name,
-            _fmt(smq_rate),
-            _fmt(None if smq_rate is None else smq_rate * row.workload.states_entered),
-            _fmt(row.moto.timing.per_second),
+            rate_text(smq_rate),
+            rate_text(None if smq_rate is None else smq_rate * row.workload.states_entered),
+            rate_text(row.moto.timing.per_second),
             str(row.moto.timing.executions),
             "n/a" if ratio is None else f"{ratio:,.0f}x",
             f"[green]{goal}[/]" if row.goal_met else f"[red]{goal}[/]",
@@ -473,9 +464,9 @@ def main(argv: list[str] | None = None) -> int:
         for workload in workloads:
             smq_result: EngineResult | None = None
             if state_machine_cls is not None:
-                _log(f"{workload.name}: smq for {args.seconds:g}s")
+                log(f"{workload.name}: smq for {args.seconds:g}s")
                 smq_result = run_smq(state_machine_cls, workload, args.seconds)
-            _log(f"{workload.name}: moto for >= {args.moto_seconds:g}s and >= {args.moto_min_runs} runs")
+            log(f"{workload.name}: moto for >= {args.moto_seconds:g}s and >= {args.moto_min_runs} runs")
             moto_result = run_moto(moto, workload, args.moto_seconds, args.moto_min_runs)
             rows.append(Row(workload, smq_result, moto_result))
 

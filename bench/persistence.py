@@ -73,8 +73,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine import WORKLOADS, Workload  # bench/engine.py: the same definitions, inputs and outputs
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
+from support import (
+    DEFAULT_PG_URL,
+    EXECUTION_COLUMNS,
+    MIB,
+    commit_latency_ms,
+    console,
+    copy_executions,
+    emit_report,
+    fresh_database,
+    load1,
+    load_average,
+    load_line,
+    log,
+    rate_text,
+    writes_per_execution,
+)
 
 from smq import StateMachine
 from smq.execution.runner import StartRequest, start_execution
@@ -84,28 +99,9 @@ from smq.repository.repository import Repository
 BACKENDS = ("sqlite", "postgresql")
 GOALS = {"postgresql": 1500.0, "sqlite": 3000.0}  # persisted transitions/s from one process
 DEFAULT_THREADS = 4  # the concurrency `smq leader --local` (run_batch) and `smq start --bulk` use by default
-DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 STREAM_MACHINE_ID = "stream-bench"
 SAMPLE_FRACTIONS = (0.1, 0.5, 1.0)
 LOAD_BATCH = 50_000
-MIB = 1024 * 1024
-
-EXECUTION_COLUMNS = (
-    "id", "name", "state_machine_id", "version", "status", "input", "output", "error", "cause",
-    "current_state", "cursor", "history_length", "start_time", "stop_time", "duration_ms", "updated_at",
-    "source_execution_id", "source_state_name", "transformer",
-)  # fmt: skip
-
-
-def _log(message: str) -> None:
-    """Progress goes to stderr so --json output stays parseable."""
-    print(message, file=sys.stderr, flush=True)
-
-
-def _load1() -> float:
-    """The one-minute load average (the machine may be running other work)."""
-    return round(os.getloadavg()[0], 2)
-
 
 # ------------------------------------------------------------------ backends
 
@@ -124,22 +120,12 @@ def sqlite_repository() -> Iterator[Repository]:
 @contextmanager
 def postgresql_repository(admin_url: str) -> Iterator[Repository]:
     """A fresh PostgreSQL database created next to `admin_url`'s, migrated, dropped afterwards."""
-    name = f"smq_bench_{os.getpid()}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    with fresh_database(admin_url, f"smq_bench_{os.getpid()}", migrate=False) as url:
         repo = Repository.open(url, auto_upgrade=True)
         try:
             yield repo
         finally:
             repo.close()
-            with admin.connect() as connection:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
 
 
 def open_backend(backend: str, args: argparse.Namespace) -> AbstractContextManager[Repository]:
@@ -383,60 +369,26 @@ def stored_history_rows(repo: Repository, state_machine_id: str) -> tuple[int, i
     return int(claimed), int(rows)
 
 
-def commit_latency_ms(repo: Repository, backend: str, commits: int = 200) -> float:
-    """Mean time of a one-row INSERT committed on its own: the floor under every checkpoint."""
-    raw = repo.engine.raw_connection()
-    try:
-        connection: Any = raw.driver_connection
-        connection.execute("CREATE TABLE smq_bench_commit_probe (x INTEGER)")
-        if backend == "postgresql":
-            connection.commit()
-            connection.autocommit = True
-        begin, end = ("BEGIN IMMEDIATE", "COMMIT") if backend == "sqlite" else ("", "")
-        placeholder = "?" if backend == "sqlite" else "%s"
-        start = time.perf_counter()
-        for value in range(commits):
-            if begin:
-                connection.execute(begin)
-            connection.execute(f"INSERT INTO smq_bench_commit_probe VALUES ({placeholder})", (value,))
-            if end:
-                connection.execute(end)
-        elapsed = time.perf_counter() - start
-        connection.execute("DROP TABLE smq_bench_commit_probe")
-        if backend == "postgresql":
-            connection.autocommit = False
-        return elapsed / commits * 1000
-    finally:
-        raw.close()
-
-
-def writes_per_execution(machine: StateMachine, workload: Workload) -> int:
-    """Write transactions start_execution makes: the RUNNING insert, then one checkpoint per step."""
-    steps: list[Any] = []
-    machine.run(workload.input, on_step=steps.append)
-    return 1 + len(steps)
-
-
 def run_cell(repo: Repository, backend: str, workload: Workload, seconds: float, threads: int) -> Cell:
     """Verify, time persisted (sequential, then `threads` threads), time in memory, then check every
     claimed transition has its history row."""
     definition = workload.definition()
     repo.put_definition(workload.name, definition)
     machine = StateMachine.from_definition(definition)
-    cell = Cell(backend, workload, ok=True, load1=_load1())
-    cell.writes_per_execution = writes_per_execution(machine, workload)
+    cell = Cell(backend, workload, ok=True, load1=load1())
+    cell.writes_per_execution = writes_per_execution(machine, workload.input)
     cell.commit_ms = commit_latency_ms(repo, backend)
     cell.detail = verify_persisted(repo, workload, machine)
     if cell.detail:
         cell.ok = False
         return cell
-    _log(f"{backend}/{workload.name}: persisted, sequential, for {seconds:g}s")
+    log(f"{backend}/{workload.name}: persisted, sequential, for {seconds:g}s")
     cell.persisted = measure_persisted(repo, workload, seconds)
     if threads:
-        _log(f"{backend}/{workload.name}: persisted, {threads} threads, for {seconds:g}s")
+        log(f"{backend}/{workload.name}: persisted, {threads} threads, for {seconds:g}s")
         cell.threads = threads
         cell.concurrent = measure_concurrent(repo, workload, seconds, threads)
-    _log(f"{backend}/{workload.name}: in memory for {seconds:g}s")
+    log(f"{backend}/{workload.name}: in memory for {seconds:g}s")
     cell.memory = measure_in_memory(machine, workload, seconds)
     claimed, rows = stored_history_rows(repo, workload.name)
     if claimed != rows:
@@ -525,22 +477,6 @@ def load_sqlite(repo: Repository, rows: Iterable[tuple[Any, ...]]) -> None:
             connection.executemany(sql, converted)
             connection.execute("COMMIT")
         connection.execute("ANALYZE")
-    finally:
-        raw.close()
-
-
-def load_postgresql(repo: Repository, rows: Iterable[tuple[Any, ...]]) -> None:
-    """COPY ... FROM STDIN on the raw psycopg connection, then ANALYZE."""
-    raw = repo.engine.raw_connection()
-    try:
-        connection: Any = raw.driver_connection
-        with connection.cursor() as cursor:
-            with cursor.copy(f"COPY smq_executions ({', '.join(EXECUTION_COLUMNS)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            connection.commit()
-            cursor.execute("ANALYZE smq_executions")
-            connection.commit()
     finally:
         raw.close()
 
@@ -709,7 +645,7 @@ def stream_pass(repo: Repository, stream: StreamPass, expected: int, page_size: 
             fraction = points.get(stream.rows)
             if fraction is not None:
                 stream.samples.append(_sample(stream, fraction, time.perf_counter() - start))
-                _log(f"{label}: {stream.rows:,} rows in {stream.samples[-1].seconds:.1f}s")
+                log(f"{label}: {stream.rows:,} rows in {stream.samples[-1].seconds:.1f}s")
         stream.seconds = time.perf_counter() - start
     finally:
         if stream.traced:
@@ -718,25 +654,21 @@ def stream_pass(repo: Repository, stream: StreamPass, expected: int, page_size: 
 
 def run_stream(repo: Repository, backend: str, count: int, page_size: int, flat_mb: float) -> StreamResult:
     """Bulk-load `count` executions, then stream them all back."""
-    result = StreamResult(backend, count, page_size, flat_mb, load1=_load1())
+    result = StreamResult(backend, count, page_size, flat_mb, load1=load1())
     repo.put_definition(STREAM_MACHINE_ID, WORKLOADS[0].definition())
-    _log(f"{backend}: loading {count:,} executions")
+    log(f"{backend}: loading {count:,} executions")
     start = time.perf_counter()
-    loader = load_sqlite if backend == "sqlite" else load_postgresql
+    loader = load_sqlite if backend == "sqlite" else copy_executions
     loader(repo, synthetic_rows(count))
     result.load_seconds = time.perf_counter() - start
-    _log(f"{backend}: loaded in {result.load_seconds:.1f}s; streaming (timed pass)")
+    log(f"{backend}: loaded in {result.load_seconds:.1f}s; streaming (timed pass)")
     stream_pass(repo, result.timed, count, page_size, f"{backend} timed pass")
-    _log(f"{backend}: streaming again under tracemalloc")
+    log(f"{backend}: streaming again under tracemalloc")
     stream_pass(repo, result.traced, count, page_size, f"{backend} tracemalloc pass")
     return result
 
 
 # ------------------------------------------------------------------------ report
-
-
-def _fmt(rate: float) -> str:
-    return f"{rate:,.0f}" if rate >= 100 else f"{rate:,.2f}"
 
 
 def _mb(value: int | None) -> str:
@@ -771,15 +703,15 @@ def throughput_table(cells: list[Cell]) -> Any:
             cell.backend,
             cell.workload.name,
             str(cell.workload.states_entered),
-            _fmt(cell.persisted.executions_per_second),
-            _fmt(cell.persisted.transitions_per_second),
-            _fmt(cell.concurrent.executions_per_second) if cell.threads else "n/a",
-            _fmt(cell.concurrent.transitions_per_second) if cell.threads else "n/a",
-            _fmt(cell.memory.transitions_per_second),
+            rate_text(cell.persisted.executions_per_second),
+            rate_text(cell.persisted.transitions_per_second),
+            rate_text(cell.concurrent.executions_per_second) if cell.threads else "n/a",
+            rate_text(cell.concurrent.transitions_per_second) if cell.threads else "n/a",
+            rate_text(cell.memory.transitions_per_second),
             "n/a" if ratio is None else f"{ratio:.2%}",
             str(cell.writes_per_execution),
             f"{cell.commit_ms:.3f}",
-            "n/a" if bound is None else _fmt(bound),
+            "n/a" if bound is None else rate_text(bound),
             f">={cell.goal:,.0f}",
             f"{_verdict(cell.goal_met)} ({judged_on})" if cell.ok else "[red]INVALID[/]",
             f"{cell.load1:.2f}",
@@ -821,11 +753,11 @@ def stream_table(streams: list[StreamResult]) -> Any:
             table.add_row(
                 stream.backend if first else "",
                 f"{stream.expected:,}" if first else "",
-                _fmt(load_rate) if first else "",
-                _fmt(stream.timed.rows_per_second) if first else "",
+                rate_text(load_rate) if first else "",
+                rate_text(stream.timed.rows_per_second) if first else "",
                 f"{sample.fraction:.0%}",
                 f"{sample.seconds:.1f}",
-                _fmt(rates[index]),
+                rate_text(rates[index]),
                 _mb(sample.rss),
                 "n/a" if python is None else _mb(python.python_current),
                 "n/a" if python is None else _mb(python.python_peak),
@@ -836,31 +768,23 @@ def stream_table(streams: list[StreamResult]) -> Any:
 
 def print_report(report: dict[str, Any], cells: list[Cell], streams: list[StreamResult]) -> None:
     """Both tables with rich, then the context and any verification failures."""
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=220)
+    out = console(220)
     if cells:
-        console.print(throughput_table(cells))
+        out.print(throughput_table(cells))
     if streams:
-        console.print(stream_table(streams))
-        console.print(
+        out.print(stream_table(streams))
+        out.print(
             "stream rows/s and RSS come from an untraced pass; py cur/peak (tracemalloc) from a second, "
             "traced pass over the same rows. Growth is the 100% sample minus the 10% sample."
         )
-    load = report["load_average"]
-    console.print(
-        f"load average (1/5/15 min) at start {load['start']}, at end {load['end']} on {report['cpus']} CPUs; "
-        f"total {report['wall_seconds']:.0f}s; all goals met: {report['all_goals_met']}"
-    )
+    out.print(f"{load_line(report)}; all goals met: {report['all_goals_met']}")
     for cell in cells:
         if cell.detail:
-            console.print(f"[red]{cell.backend}/{cell.workload.name}: {cell.detail}[/]")
+            out.print(f"[red]{cell.backend}/{cell.workload.name}: {cell.detail}[/]")
     for stream in streams:
         for one in (stream.timed, stream.traced):
             if one.first_disorder:
-                console.print(f"[red]{stream.backend}: first out-of-order row: {one.first_disorder}[/]")
+                out.print(f"[red]{stream.backend}: first out-of-order row: {one.first_disorder}[/]")
 
 
 def build_report(
@@ -871,10 +795,7 @@ def build_report(
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
-        "load_average": {
-            "start": [round(v, 2) for v in load_start],
-            "end": [round(v, 2) for v in os.getloadavg()],
-        },
+        "load_average": load_average(load_start),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "settings": {
             "seconds": args.seconds,
@@ -957,13 +878,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_stream and args.stream_rows > 0:
                 streams.append(run_stream(repo, backend, args.stream_rows, args.page_size, args.flat_mb))
     report = build_report(args, cells, streams, started, load_start)
-    if args.save:
-        with open(args.save, "w") as out:
-            json.dump(report, out, indent=2)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print_report(report, cells, streams)
+    emit_report(report, args.save, args.json, lambda: print_report(report, cells, streams))
     return 0 if report["all_goals_met"] else 1
 
 

@@ -83,15 +83,35 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import redis
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+import support
+from sqlalchemy import text
+from support import (
+    DEFAULT_PG_URL,
+    DEFAULT_REDIS_URL,
+    QUEUE,
+    CeleryWorkers,
+    CpuMeter,
+    children_of,
+    console,
+    emit_report,
+    flushed_redis,
+    fresh_database,
+    leftover_messages,
+    load_average,
+    load_line,
+    log,
+    parent_pids,
+    postgres_pids,
+    stop_processes,
+    tail,
+)
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -103,8 +123,6 @@ MESSAGE_STATES = ("Await", "Resumed")
 MESSAGE_KEY = "bench-wait"  # CorrelationKey in await_message.json
 
 LATENCY_TASK = "smq_bench.latency"  # registered by bench_handlers.py
-QUEUE = "default"
-QUEUE_KEYS = ("critical", "default", "low")
 TIMER_MACHINE = "bench-timer"
 CATCHUP_MACHINE = "bench-catchup"
 MESSAGE_MACHINE = "bench-message"
@@ -114,10 +132,7 @@ WARM_MESSAGE_MACHINE = "bench-warm-message"
 GOAL_ENQUEUE_LAG_SECONDS = 1.0
 LEAD_FACTOR = 1.3  # part 2's lead time: measured parking rate, with this much headroom
 LEAD_MARGIN = 5.0  # ... plus SMQ_PARK_AFTER plus this many seconds
-STALL_SECONDS = 60.0  # nothing moved for this long while waiting: give up
 START_CHECKS = 5  # the Redis dbs must be free of other clients this many times, a second apart
-DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 
 # `smq scheduler`, with a hook that logs every task it publishes (wall time, state machine, name).
 SCHEDULER_WRAPPER = """
@@ -140,11 +155,6 @@ sys.argv = ["smq", "scheduler"]
 from smq.cli import main
 main()
 """
-
-
-def _log(message: str) -> None:
-    """Progress goes to stderr so --json output stays parseable."""
-    print(message, file=sys.stderr, flush=True)
 
 
 class Interrupted(BaseException):
@@ -341,91 +351,44 @@ def _kill_leftovers() -> None:
 
 
 def spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    """support.spawn, remembered so that _kill_leftovers can stop it if nothing else does."""
+    process = support.spawn(command, env, log_path)
     _children.append(process)
     return process
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> int | None:
     """SIGTERM (Celery's warm shutdown, the scheduler's clean stop); SIGKILL the session if it lingers."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _log(f"pid {process.pid} did not stop in {timeout:.0f}s: killing its session")
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        return None
+    return stop_processes([process], timeout)[0]
 
 
-def tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+def _guard_check() -> None:
+    if _guard is not None:
+        _guard.check()
 
 
-class Workers:
+class Workers(CeleryWorkers):
     """K `celery -A smq worker` processes."""
 
     def __init__(self, count: int, env: dict[str, str], log_dir: Path):
-        self.env, self.log_dir = env, log_dir
-        self.names = [f"wait{index}-{os.getpid()}" for index in range(1, count + 1)]
-        self.processes: list[subprocess.Popen[bytes]] = []
+        super().__init__(count, env, log_dir, "wait", spawner=spawn)
 
-    def start(self) -> None:
-        for name in self.names:
-            command = [
-                sys.executable, "-m", "celery", "-A", "smq", "worker",
-                "-Q", "critical,default,low", "-c", "1", "--pool", "prefork",
-                "-n", f"{name}@%h", "-l", "WARNING",
-            ]  # fmt: skip
-            self.processes.append(spawn(command, self.env, self.log_dir / f"{name}.log"))
-
-    def check_alive(self) -> None:
-        for name, process in zip(self.names, self.processes, strict=True):
-            if process.poll() is not None:
-                log = tail(self.log_dir / f"{name}.log")
-                raise RuntimeError(
-                    f"worker {name} exited with {process.returncode}; its log ends with:\n{log}"
-                )
-
-    def wait_ready(self, app: Any, timeout: float = 90.0) -> None:
-        """Until every worker answers a control ping (its consumer is running)."""
-        deadline = time.monotonic() + timeout
-        pending = set(self.names)
-        while pending:
-            self.check_alive()
-            if _guard is not None:
-                _guard.check()
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"workers not ready after {timeout:.0f}s: {', '.join(sorted(pending))}")
-            for reply in app.control.ping(timeout=1.0) or []:
-                for hostname in reply:
-                    pending.discard(hostname.split("@", 1)[0])
+    def wait_ready(self, app: Any, timeout: float = 90.0, check: Callable[[], None] | None = None) -> None:
+        """Until every worker answers a control ping, watching for other clients on the Redis dbs."""
+        super().wait_ready(app, timeout, check or _guard_check)
 
     def pids(self) -> list[int]:
         """The workers' main processes and their pool children."""
         mains = [process.pid for process in self.processes if process.poll() is None]
         return mains + children_of(set(mains))
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM to every worker at once, then up to `timeout` for each in turn (SIGKILL if it lingers)."""
         for process in self.processes:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
         for process in self.processes:
-            stop_process(process)
+            stop_process(process, timeout)
         self.processes = []
 
 
@@ -465,7 +428,7 @@ class Scheduler:
         code = stop_process(self.process)
         self.process = None
         if code not in (0, None):
-            _log(f"smq scheduler exited with {code} when stopped; see {self.log_dir / 'scheduler.log'}")
+            log(f"smq scheduler exited with {code} when stopped; see {self.log_dir / 'scheduler.log'}")
 
     def published(self) -> dict[tuple[str, str], list[float]]:
         """Every continuation published by every run so far: (state machine, name) -> wall times."""
@@ -480,105 +443,12 @@ class Scheduler:
         return found
 
 
-def children_of(parents: set[int]) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) in parents:
-            found.append(int(entry.name))
-    return found
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def machine_busy_seconds() -> float:
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return (sum(values[:8]) - idle) / CLOCK_TICKS
-
-
-class CpuMeter:
-    """CPU used per group of processes between start() and stop(), as % of one CPU (pids asked at both
-    ends: a process that appears in between counts from its birth, one that ends in between is lost)."""
-
-    def __init__(self, groups: dict[str, Callable[[], list[int]]]):
-        self.groups = groups
-        self._start: dict[str, dict[int, float]] = {}
-        self._machine = self._wall = 0.0
-
-    def _sample(self) -> dict[str, dict[int, float]]:
-        return {name: {pid: process_cpu_seconds(pid) for pid in pids()} for name, pids in self.groups.items()}
-
-    def start(self) -> None:
-        self._start = self._sample()
-        self._machine, self._wall = machine_busy_seconds(), time.monotonic()
-
-    def stop(self) -> dict[str, float]:
-        wall = time.monotonic() - self._wall
-        machine = machine_busy_seconds() - self._machine
-        end = self._sample()
-        usage = {
-            name: sum(cpu - self._start[name].get(pid, 0.0) for pid, cpu in end[name].items())
-            for name in self.groups
-        }
-        usage["whole machine"] = machine
-        return {name: seconds / wall * 100 for name, seconds in usage.items()} if wall > 0 else {}
-
-
 # ------------------------------------------------------------------ infrastructure
-
-
-@contextlib.contextmanager
-def bench_database(admin_url: str) -> Iterator[str]:
-    """A fresh database smq_bench_wait_<pid>, migrated with smq's upgrade(); dropped afterwards."""
-    from smq.repository.database import create_database_engine, upgrade
-
-    name = f"smq_bench_wait_{os.getpid()}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        engine = create_database_engine(url)
-        try:
-            upgrade(engine)
-        finally:
-            engine.dispose()
-        yield url
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-def _parents() -> dict[int, int]:
-    """pid -> parent pid, for every process we can see."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                found[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    return found
 
 
 def _my_tree() -> set[int]:
     """This process and every process descended from it."""
-    parents = _parents()
+    parents = parent_pids()
     tree, grew = {os.getpid()}, True
     while grew:
         more = {pid for pid, parent in parents.items() if parent in tree} - tree
@@ -669,37 +539,16 @@ class RedisGuard:
 _guard: RedisGuard | None = None
 
 
-@contextlib.contextmanager
-def flushed_redis(*clients: redis.Redis) -> Iterator[None]:
-    for client in clients:
-        client.flushdb()
-    try:
-        yield
-    finally:
-        if _guard is not None and _guard.intruded:
-            _log("another client used the benchmark's Redis dbs: left as they are (not flushed)")
-        else:
-            for client in clients:
-                try:
-                    client.flushdb()
-                except redis.RedisError as exc:
-                    _log(f"could not flush a Redis db at the end: {exc}")
+def _intruded() -> str | None:
+    """Why flushed_redis must leave the dbs as they are at the end (another client used them)."""
+    if _guard is not None and _guard.intruded:
+        return "another client used the benchmark's Redis dbs: left as they are (not flushed)"
+    return None
 
 
 def queue_leftovers(broker: redis.Redis) -> list[str]:
     """Messages still queued or unacknowledged (all should be gone once a part has finished)."""
-    problems = []
-    queued = sum(
-        int(broker.llen(key))
-        for queue in QUEUE_KEYS
-        for key in broker.scan_iter(match=f"{queue}*", count=1000)
-    )
-    if queued:
-        problems.append(f"{queued} message(s) left in the queues")
-    unacked = int(broker.hlen("unacked"))
-    if unacked:
-        problems.append(f"{unacked} unacknowledged message(s)")
-    return problems
+    return leftover_messages(broker, "{} message(s) left in the queues", "{} unacknowledged message(s)")
 
 
 def dead_letters(repo: Any) -> int:
@@ -730,25 +579,15 @@ def wait_for(
     poll: float = 0.5,
     quiet_until: float = 0.0,
 ) -> None:
-    """Poll `progress()` until it reaches `target`; fail if a process died or nothing moved for a minute
-    (not counting the time before `quiet_until`, a wall time before which nothing is expected)."""
-    last, last_change, last_report = -1, time.monotonic(), 0.0
-    while True:
-        done = progress()
-        now = time.monotonic()
-        if done != last or time.time() < quiet_until:
-            last, last_change = done, now
-        if done >= target:
-            return
+    """Poll `progress()` until it reaches `target`; fail if a process died, another client appeared on
+    the Redis dbs, or nothing moved for a minute (not counting the time before `quiet_until`, a wall
+    time before which nothing is expected)."""
+
+    def checks() -> None:
         alive()
-        if _guard is not None:
-            _guard.check()
-        if now - last_change > STALL_SECONDS:
-            raise RuntimeError(f"{label}: stuck at {done:,}/{target:,} for {STALL_SECONDS:.0f}s")
-        if now - last_report > 5:
-            _log(f"  {label}: {done:,}/{target:,}")
-            last_report = now
-        time.sleep(poll)
+        _guard_check()
+
+    support.wait_for(progress, target, label, checks, poll=poll, quiet_until=quiet_until)
 
 
 def timestamp(epoch: float) -> str:
@@ -763,6 +602,16 @@ def epoch(value: Any) -> float | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return float(value.timestamp())
+
+
+def all_alive(workers: Workers, scheduler: Scheduler) -> Callable[[], None]:
+    """A check that raises if a worker or the scheduler has exited."""
+
+    def alive() -> None:
+        workers.check_alive()
+        scheduler.check_alive()
+
+    return alive
 
 
 # ------------------------------------------------------------------ creating parked executions
@@ -828,17 +677,9 @@ def run_bare(
 
 # ------------------------------------------------------------------ parts 2 and 3: timers
 
-TIMER_ROWS = """
-SELECT e.id, e.name, e.status, e.input, e.stop_time,
-       w.n AS waits, w.due_at, w.resolved_at, w.parked_at, w.resolutions,
-       h.n AS rows, h.wait_n, h.next_n, h.wait_exit, h.next_enter, h.all_succeeded
-FROM smq_executions e
-LEFT JOIN LATERAL (
-    SELECT count(*) AS n, min(due_at) AS due_at, min(resolved_at) AS resolved_at, max(created_at) AS parked_at,
-           string_agg(kind || ':' || status || ':' || coalesce(resolution, ''), ',') AS resolutions
-    FROM smq_waits WHERE execution_id = e.id
-) w ON true
-LEFT JOIN LATERAL (
+# One execution's history: its rows, how often it entered the wait state and the next one, when it
+# left the first and entered the second (appended to TIMER_ROWS and MESSAGE_ROWS).
+HISTORY_ROWS = """LEFT JOIN LATERAL (
     SELECT count(*) AS n,
            count(*) FILTER (WHERE state_name = :wait_state) AS wait_n,
            count(*) FILTER (WHERE state_name = :next_state) AS next_n,
@@ -849,6 +690,21 @@ LEFT JOIN LATERAL (
 ) h ON true
 WHERE e.state_machine_id = :sm
 """
+
+TIMER_ROWS = (
+    """
+SELECT e.id, e.name, e.status, e.input, e.stop_time,
+       w.n AS waits, w.due_at, w.resolved_at, w.parked_at, w.resolutions,
+       h.n AS rows, h.wait_n, h.next_n, h.wait_exit, h.next_enter, h.all_succeeded
+FROM smq_executions e
+LEFT JOIN LATERAL (
+    SELECT count(*) AS n, min(due_at) AS due_at, min(resolved_at) AS resolved_at, max(created_at) AS parked_at,
+           string_agg(kind || ':' || status || ':' || coalesce(resolution, ''), ',') AS resolutions
+    FROM smq_waits WHERE execution_id = e.id
+) w ON true
+"""
+    + HISTORY_ROWS
+)
 
 
 class Problems:
@@ -871,6 +727,17 @@ class Problems:
             f"{kind}: {count}" + (f" (e.g. {self.examples[kind]})" if self.examples[kind] else "")
             for kind, count in self.counts.items()
         )
+
+
+def check_resumed_once(problems: Problems, row: Any, kind: str, states: tuple[str, str]) -> None:
+    """What every parked execution must show at the end (a TIMER_ROWS or MESSAGE_ROWS row): SUCCEEDED,
+    exactly one wait of `kind` resolved by a `kind`, and the wait state then the next one once each."""
+    if row.status != "SUCCEEDED":
+        problems.add(f"status {row.status}", row.name)
+    if row.waits != 1 or row.resolutions != f"{kind}:RESOLVED:{kind}":
+        problems.add(f"not exactly one {kind} wait, resolved by the {kind}", f"{row.name}: {row.resolutions}")
+    if row.rows != 2 or row.wait_n != 1 or row.next_n != 1 or not row.all_succeeded:
+        problems.add(f"history not {states[0]} once then {states[1]} once", f"{row.name}: {row.rows} rows")
 
 
 def timer_inputs(
@@ -907,17 +774,7 @@ def verify_timers(
         due = epoch(row.input.get("due")) if isinstance(row.input, dict) else None
         times = published.get((result.machine, row.name), [])
         publishes += len(times)
-        if row.status != "SUCCEEDED":
-            problems.add(f"status {row.status}", row.name)
-        if row.waits != 1 or row.resolutions != "timer:RESOLVED:timer":
-            problems.add(
-                "not exactly one timer wait, resolved by the timer", f"{row.name}: {row.resolutions}"
-            )
-        if row.rows != 2 or row.wait_n != 1 or row.next_n != 1 or not row.all_succeeded:
-            problems.add(
-                f"history not {TIMER_STATES[0]} once then {TIMER_STATES[1]} once",
-                f"{row.name}: {row.rows} rows",
-            )
+        check_resumed_once(problems, row, "timer", TIMER_STATES)
         if len(times) != 1:
             problems.add("continuation not published exactly once", f"{row.name}: {len(times)}")
         if due is None:
@@ -996,30 +853,25 @@ def run_timers(
 ) -> Timers:
     result = Timers(TIMER_MACHINE, args.timers, args.spread)
     result.lead = args.timer_lead or (args.timers / park_rate * LEAD_FACTOR + park_after + LEAD_MARGIN)
-
-    def alive() -> None:
-        workers.check_alive()
-        scheduler.check_alive()
+    alive = all_alive(workers, scheduler)
 
     begin = time.time()
     first_due = begin + result.lead
     inputs = timer_inputs("t", args.timers, first_due, args.spread)
-    _log(
+    log(
         f"timers: parking {args.timers:,} executions, due over {args.spread:g}s from "
         f"{timestamp(first_due)} (lead {result.lead:.0f}s)"
     )
     result.create_seconds = park(client, repo, TIMER_MACHINE, inputs, alive, "timers parked")
     parked_at = time.time()
     result.slack = first_due - parked_at
-    _log(
+    log(
         f"  parked in {result.create_seconds:.1f}s ({result.create_rate:,.0f}/s); "
         f"{result.slack:.1f}s before the first due time"
     )
     if parked_at < first_due - 1:
         time.sleep(first_due - parked_at - 1)
-    meter = CpuMeter(
-        {"scheduler": scheduler.pids, "workers (main + pool)": workers.pids, "postgres": postgres_pids(repo)}
-    )
+    meter = timers_meter(scheduler, workers, repo)
     meter.start()
     wait_for(
         lambda: finished_count(repo, TIMER_MACHINE),
@@ -1029,7 +881,7 @@ def run_timers(
         poll=1.0,
         quiet_until=first_due + args.spread,
     )
-    result.cpu = meter.stop()
+    result.cpu = meter.stop().percent_of_one_cpu()
     time.sleep(0.5)
     verify_timers(repo, result, scheduler.published(), first_due)
     finish_checks(result, repo, broker)
@@ -1047,34 +899,28 @@ def run_catchup(
     park_after: float,
 ) -> Timers:
     result = Timers(CATCHUP_MACHINE, args.catchup, args.catchup_spread, downtime=args.downtime)
-    _log("catch-up: stopping the scheduler")
+    log("catch-up: stopping the scheduler")
     scheduler.stop()
     stopped = time.time()
     result.lead = args.catchup / park_rate * LEAD_FACTOR + park_after + LEAD_MARGIN
     first_due = time.time() + result.lead
     inputs = timer_inputs("c", args.catchup, first_due, args.catchup_spread)
-    _log(f"catch-up: parking {args.catchup:,} executions while the scheduler is down")
+    log(f"catch-up: parking {args.catchup:,} executions while the scheduler is down")
     result.create_seconds = park(
         client, repo, CATCHUP_MACHINE, inputs, workers.check_alive, "catch-up parked"
     )
     result.slack = first_due - time.time()
     restart = first_due + args.catchup_spread + args.downtime
-    _log(f"  parked; restarting the scheduler in {restart - time.time():.0f}s")
+    log(f"  parked; restarting the scheduler in {restart - time.time():.0f}s")
     time.sleep(max(0.0, restart - time.time()))
     spawned = scheduler.start()
-
-    def alive() -> None:
-        workers.check_alive()
-        scheduler.check_alive()
-
-    meter = CpuMeter(
-        {"scheduler": scheduler.pids, "workers (main + pool)": workers.pids, "postgres": postgres_pids(repo)}
-    )
+    alive = all_alive(workers, scheduler)
+    meter = timers_meter(scheduler, workers, repo)
     meter.start()
     wait_for(
         lambda: finished_count(repo, CATCHUP_MACHINE), args.catchup, "catch-up finished", alive, poll=0.5
     )
-    result.cpu = meter.stop()
+    result.cpu = meter.stop().percent_of_one_cpu()
     time.sleep(0.5)
     extremes = verify_timers(repo, result, scheduler.published(), first_due, (stopped, spawned))
     result.from_spawn = {key: value - spawned for key, value in extremes.items()}
@@ -1082,21 +928,17 @@ def run_catchup(
     return result
 
 
-def postgres_pids(repo: Any) -> Callable[[], list[int]]:
-    def pids() -> list[int]:
-        with repo.reader.connect() as connection:
-            return list(
-                connection.execute(
-                    text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
-                ).scalars()
-            )
-
-    return pids
+def timers_meter(scheduler: Scheduler, workers: Workers, repo: Any) -> CpuMeter:
+    """CPU of the scheduler, the workers (main + pool) and the PostgreSQL backends while timers fire."""
+    return CpuMeter(
+        {"scheduler": scheduler.pids, "workers (main + pool)": workers.pids, "postgres": postgres_pids(repo)}
+    )
 
 
 # ------------------------------------------------------------------ part 4: messages
 
-MESSAGE_ROWS = """
+MESSAGE_ROWS = (
+    """
 SELECT e.id, e.name, e.status, e.input, e.output,
        w.n AS waits, w.resolutions,
        h.n AS rows, h.wait_n, h.next_n, h.wait_exit, h.next_enter, h.all_succeeded
@@ -1106,17 +948,9 @@ LEFT JOIN LATERAL (
            string_agg(kind || ':' || status || ':' || coalesce(resolution, ''), ',') AS resolutions
     FROM smq_waits WHERE execution_id = e.id
 ) w ON true
-LEFT JOIN LATERAL (
-    SELECT count(*) AS n,
-           count(*) FILTER (WHERE state_name = :wait_state) AS wait_n,
-           count(*) FILTER (WHERE state_name = :next_state) AS next_n,
-           max(exited_at) FILTER (WHERE state_name = :wait_state) AS wait_exit,
-           max(entered_at) FILTER (WHERE state_name = :next_state) AS next_enter,
-           bool_and(status = 'SUCCEEDED') AS all_succeeded
-    FROM smq_history WHERE execution_id = e.id
-) h ON true
-WHERE e.state_machine_id = :sm
 """
+    + HISTORY_ROWS
+)
 
 
 def message_value(prefix: str, index: int) -> str:
@@ -1139,11 +973,7 @@ def run_messages(
     rate = args.message_rate if rate is None else rate
     result = Messages(count, rate)
     prefix = "m" if machine == MESSAGE_MACHINE else "warm"
-
-    def alive() -> None:
-        workers.check_alive()
-        scheduler.check_alive()
-
+    alive = all_alive(workers, scheduler)
     inputs = [(f"{prefix}-{i:06d}", {"id": message_value(prefix, i)}) for i in range(count)]
     result.create_seconds = park(client, repo, machine, inputs, alive, f"{machine} parked")
     sends: dict[str, tuple[float, float, list[str]]] = {}  # value -> (before, after, resumed ids)
@@ -1180,17 +1010,7 @@ def run_messages(
     for row in rows:
         value = row.input.get("id")
         before, after, resumed_ids = sends.get(value, (None, None, []))
-        if row.status != "SUCCEEDED":
-            problems.add(f"status {row.status}", row.name)
-        if row.waits != 1 or row.resolutions != "message:RESOLVED:message":
-            problems.add(
-                "not exactly one message wait, resolved by the message", f"{row.name}: {row.resolutions}"
-            )
-        if row.rows != 2 or row.wait_n != 1 or row.next_n != 1 or not row.all_succeeded:
-            problems.add(
-                f"history not {MESSAGE_STATES[0]} once then {MESSAGE_STATES[1]} once",
-                f"{row.name}: {row.rows} rows",
-            )
+        check_resumed_once(problems, row, "message", MESSAGE_STATES)
         if resumed_ids != [row.id]:
             problems.add("send_message did not resume exactly this execution", f"{row.name}: {resumed_ids}")
         if messages.get(value) != [[row.id]]:
@@ -1229,11 +1049,7 @@ def warm_up(
 ) -> float:
     """Bare tasks, timers that park and fire, messages that resume: every code path once in every pool
     child, untimed. Returns the rate at which the timer warm-up parked executions (per second)."""
-
-    def alive() -> None:
-        workers.check_alive()
-        scheduler.check_alive()
-
+    alive = all_alive(workers, scheduler)
     count = 20 * len(workers.names)
     for _ in range(count):
         app.send_task(LATENCY_TASK, args=("warm:latency", time.time()), queue=QUEUE)
@@ -1243,7 +1059,7 @@ def warm_up(
     inputs = timer_inputs("w", args.warm_timers, time.time() + lead, 1.0)
     seconds = park(client, repo, WARM_TIMER_MACHINE, inputs, alive, "warm-up timers parked")
     rate = args.warm_timers / seconds
-    _log(f"  warm-up: {args.warm_timers} timers parked at {rate:,.0f}/s; waiting for them to fire")
+    log(f"  warm-up: {args.warm_timers} timers parked at {rate:,.0f}/s; waiting for them to fire")
     wait_for(
         lambda: finished_count(repo, WARM_TIMER_MACHINE),
         args.warm_timers,
@@ -1385,14 +1201,10 @@ def catchup_table(catchup: Timers) -> Any:
 
 
 def print_report(report: dict[str, Any], results: Results, args: argparse.Namespace) -> None:
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)
-    console.print(report_table(results, args, report))
+    out = console(200)
+    out.print(report_table(results, args, report))
     if results.catchup and results.catchup.from_spawn:
-        console.print(catchup_table(results.catchup))
+        out.print(catchup_table(results.catchup))
     notes = []
     for part in (results.timers, results.catchup):
         if part is None:
@@ -1408,18 +1220,16 @@ def print_report(report: dict[str, Any], results: Results, args: argparse.Namesp
             f"{MESSAGE_MACHINE}: {results.messages.count:,} parked in {results.messages.create_seconds:.1f}s"
         )
     for note in notes:
-        console.print(note)
-    load = report["load_average"]
-    console.print(
-        f"load average (1/5/15 min) at start {load['start']}, at end {load['end']} on {report['cpus']} CPUs; "
-        f"total {report['wall_seconds']:.0f}s; verified: {report['verified']}; "
+        out.print(note)
+    out.print(
+        f"{load_line(report)}; verified: {report['verified']}; "
         f"goal (timer enqueue lag p99 <= {GOAL_ENQUEUE_LAG_SECONDS:g}s) met: {report['goal_met']}"
     )
     for part in (results.bare, results.timers, results.catchup, results.messages):
         if part is not None and part.detail:
-            console.print(f"[red]{type(part).__name__.lower()}: {part.detail}[/]")
+            out.print(f"[red]{type(part).__name__.lower()}: {part.detail}[/]")
     for error in results.errors:
-        console.print(f"[red]error: {error}[/]")
+        out.print(f"[red]error: {error}[/]")
 
 
 def source_state() -> dict[str, Any]:
@@ -1459,10 +1269,7 @@ def build_report(
         "celery": celery.__version__,
         "cpus": os.cpu_count(),
         "source": source_state(),
-        "load_average": {
-            "start": [round(v, 2) for v in load_start],
-            "end": [round(v, 2) for v in os.getloadavg()],
-        },
+        "load_average": load_average(load_start),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "settings": {
             "workers": args.workers,
@@ -1581,8 +1388,8 @@ def run(args: argparse.Namespace, results: Results, work_dir: Path, settings_out
             _guard.check(at_start=True)
             time.sleep(1.0)
     with (
-        flushed_redis(broker, records),
-        bench_database(args.pg_url) as database_url,
+        flushed_redis(broker, records, keep=_intruded),
+        fresh_database(args.pg_url, f"smq_bench_wait_{os.getpid()}") as database_url,
         contextlib.ExitStack() as stack,
     ):
         from smq.distributed.app import app
@@ -1617,40 +1424,36 @@ def run(args: argparse.Namespace, results: Results, work_dir: Path, settings_out
         scheduler = Scheduler(scheduler_env, work_dir)
         stack.callback(workers.stop)  # the scheduler first, then the workers (LIFO)
         stack.callback(scheduler.stop)
-        _log(f"starting {args.workers} worker(s) and `smq scheduler`; logs in {work_dir}")
+        log(f"starting {args.workers} worker(s) and `smq scheduler`; logs in {work_dir}")
         workers.start()
         scheduler.start()
         workers.wait_ready(app)
-        _log("workers ready; warming up")
+        log("workers ready; warming up")
         results.warm_rate = warm_up(
             app, repo, client, operations, records, broker, workers, scheduler, args, settings.park_after
         )
-
-        def alive() -> None:
-            workers.check_alive()
-            scheduler.check_alive()
-
-        _log(f"part 1: bare Celery, {args.bare:,} tasks at {args.bare_rate:g}/s")
+        alive = all_alive(workers, scheduler)
+        log(f"part 1: bare Celery, {args.bare:,} tasks at {args.bare_rate:g}/s")
         results.bare = run_bare(app, records, broker, args.bare, args.bare_rate, alive)
-        _log(f"  p50 {_ms(results.bare.latency.p50)} ms, p99 {_ms(results.bare.latency.p99)} ms")
-        _log(f"part 2: {args.timers:,} timers due over {args.spread:g}s")
+        log(f"  p50 {_ms(results.bare.latency.p50)} ms, p99 {_ms(results.bare.latency.p99)} ms")
+        log(f"part 2: {args.timers:,} timers due over {args.spread:g}s")
         results.timers = run_timers(
             args, repo, client, broker, workers, scheduler, results.warm_rate, settings.park_after
         )
-        _log(
+        log(
             f"  enqueued − due p99 {_ms(results.timers.enqueued.p99)} ms, next state − due p99 "
             f"{_ms(results.timers.next_state.p99)} ms"
         )
-        _log(f"part 3: catch-up, {args.catchup:,} timers")
+        log(f"part 3: catch-up, {args.catchup:,} timers")
         results.catchup = run_catchup(
             args, repo, client, broker, workers, scheduler, results.warm_rate, settings.park_after
         )
-        _log(
+        log(
             f"  drained {results.catchup.from_spawn.get('last_finished', float('nan')):.1f}s after the restart"
         )
-        _log(f"part 4: {args.messages:,} messages at {args.message_rate:g}/s")
+        log(f"part 4: {args.messages:,} messages at {args.message_rate:g}/s")
         results.messages = run_messages(args, repo, client, operations, broker, workers, scheduler)
-        _log(f"  send → next state p99 {_ms(results.messages.next_state.p99)} ms")
+        log(f"  send → next state p99 {_ms(results.messages.next_state.p99)} ms")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1671,15 +1474,9 @@ def main(argv: list[str] | None = None) -> int:
             run(args, results, directory, settings)
         except (Exception, KeyboardInterrupt, Interrupted) as exc:  # still report what was measured
             results.errors.append(f"{type(exc).__name__}: {exc}")
-            _log(f"benchmark aborted:\n{traceback.format_exc()}")
+            log(f"benchmark aborted:\n{traceback.format_exc()}")
     report = build_report(args, results, started, load_start, settings)
-    if args.save:
-        with open(args.save, "w") as out:
-            json.dump(report, out, indent=2)
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print_report(report, results, args)
+    emit_report(report, args.save, args.json, lambda: print_report(report, results, args))
     return 0 if report["ok"] else 1
 
 
