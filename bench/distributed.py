@@ -165,7 +165,7 @@ class Throughput:
     intervals: int = 0  # completions that the span covers: N - 1 (bare, first to last) or N (smq)
     publish_seconds: float = 0.0  # sending the N messages to the staging db (not part of the span)
     mean_execution_ms: float | None = None  # smq: mean stop_time - start_time of one execution
-    writes_per_item: int | None = None  # smq: write transactions per execution (insert + one per step)
+    writes_per_item: int | None = None  # smq: write transactions per execution (SMQ_CHECKPOINTS mode)
     commit_ms: float | None = None  # smq: a bare one-row autocommit INSERT on the bench database, just before
     cpu: CpuUsage | None = None  # from the release of the backlog until it was seen drained
     profile: dict[str, Any] | None = None  # py-spy summary of the pool children (--py-spy)
@@ -1029,6 +1029,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--skip-memory", action="store_true", help="skip part 4")
     parser.add_argument(
+        "--checkpoints",
+        choices=("boundaries", "every-state"),
+        default=os.environ.get("SMQ_CHECKPOINTS") or "boundaries",
+        help="SMQ_CHECKPOINTS for the workers: boundaries (smq's default) or every-state (one write per step)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="small sizes: 500 tasks, 2,000 sources, 1k/20k memory"
     )
     parser.add_argument(
@@ -1136,6 +1142,8 @@ def run(args: argparse.Namespace, results: Results, work_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    os.environ["SMQ_CHECKPOINTS"] = args.checkpoints  # the workers inherit it; writes_per_execution reads it
+    log(f"SMQ_CHECKPOINTS={args.checkpoints}")
     started = time.perf_counter()
     load_start = os.getloadavg()
     results = Results()

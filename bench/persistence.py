@@ -20,7 +20,7 @@ same time, and the ratio sequential-persisted/in-memory is the cost of durabilit
 is compared with the in-memory output (and with what AWS returns) before any timing. The goal (per
 backend, in transitions/s from one process) is judged on the better of the sequential and the
 concurrent rate; both are printed, labelled. For context each row also shows the write transactions
-per execution (the RUNNING insert plus one checkpoint per step) and the latency of a bare one-row
+per execution (in the SMQ_CHECKPOINTS mode of ``--checkpoints``) and the latency of a bare one-row
 commit on that backend, measured just before: together they bound what a commit-per-step design can
 reach on this disk from ONE connection ("seq commit-bound"; concurrent sessions share WAL flushes, so
 the concurrent rate can exceed it).
@@ -174,7 +174,7 @@ class Cell:
     concurrent: Rate = field(default_factory=Rate)  # `threads` threads of this process at once
     threads: int = 0
     memory: Rate = field(default_factory=Rate)
-    writes_per_execution: int = 0  # the RUNNING insert plus one checkpoint per step
+    writes_per_execution: int = 0  # write transactions per execution in the SMQ_CHECKPOINTS mode
     commit_ms: float = 0.0  # one single-row write transaction on this backend, just before timing
     load1: float = 0.0
 
@@ -685,7 +685,8 @@ def throughput_table(cells: list[Cell]) -> Any:
     from rich.table import Table
 
     threads = max((cell.threads for cell in cells), default=0)
-    table = Table(title="Persisted vs in-memory, one process", box=box.SIMPLE_HEAD)
+    mode = os.environ.get("SMQ_CHECKPOINTS") or "boundaries"
+    table = Table(title=f"Persisted vs in-memory, one process, SMQ_CHECKPOINTS={mode}", box=box.SIMPLE_HEAD)
     table.add_column("backend")
     table.add_column("workflow")
     columns = (
@@ -800,6 +801,7 @@ def build_report(
         "settings": {
             "seconds": args.seconds,
             "threads": args.threads,
+            "checkpoints": args.checkpoints,
             "stream_rows": args.stream_rows,
             "page_size": args.page_size,
             "flat_mb": args.flat_mb,
@@ -853,6 +855,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-stream", action="store_true", help="measure throughput only")
     parser.add_argument(
+        "--checkpoints",
+        choices=("boundaries", "every-state"),
+        default=os.environ.get("SMQ_CHECKPOINTS") or "boundaries",
+        help="SMQ_CHECKPOINTS for the persisted runs: boundaries (smq's default: side-effect-free steps "
+        "share the next write) or every-state (one write per step)",
+    )
+    parser.add_argument(
         "--pg-url", default=DEFAULT_PG_URL, help=f"an existing database to connect to ({DEFAULT_PG_URL})"
     )
     parser.add_argument("--json", action="store_true", help="print results as JSON instead of tables")
@@ -866,6 +875,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    os.environ["SMQ_CHECKPOINTS"] = args.checkpoints  # read by start_execution and writes_per_execution
     started = time.perf_counter()
     load_start = os.getloadavg()
     workloads = [w for w in WORKLOADS if not args.workflow or w.name in args.workflow]

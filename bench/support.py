@@ -428,12 +428,22 @@ def commit_latency_ms(repo: Any, backend: str = "postgresql", commits: int = 200
         raw.close()
 
 
-def writes_per_execution(machine: Any, execution_input: Any) -> int:
-    """Write transactions one persisted execution makes: the RUNNING insert, then one checkpoint per
-    step (`machine` is a compiled smq StateMachine)."""
+def writes_per_execution(machine: Any, execution_input: Any, checkpoints: str | None = None) -> int:
+    """Write transactions one persisted execution makes (`machine` is a compiled smq StateMachine).
+
+    every-state: the RUNNING insert, then one checkpoint per step. boundaries (the default): a step
+    that smq defers (side-effect free, leading into another) shares the next write, and an execution
+    that starts side-effect free is inserted by its first write."""
+    from smq.execution.checkpoints import EVERY_STATE, deferrable, starts_side_effect_free
+
+    mode = checkpoints or os.environ.get("SMQ_CHECKPOINTS") or "boundaries"
     steps: list[Any] = []
     machine.run(execution_input, on_step=steps.append)
-    return 1 + len(steps)
+    if mode == EVERY_STATE:
+        return 1 + len(steps)
+    states = machine.machine.states
+    insert = 0 if starts_side_effect_free(states, machine.machine.start_at) else 1
+    return insert + sum(1 for step in steps if not deferrable(step, states))
 
 
 def copy_executions(repo: Any, rows: Iterable[tuple[Any, ...]]) -> None:

@@ -85,6 +85,8 @@ class Settings:
     payload_limit: int = DEFAULT_PAYLOAD_LIMIT
     max_transitions: int = DEFAULT_MAX_TRANSITIONS
     max_workers: int = DEFAULT_MAX_WORKERS
+    # "boundaries": side-effect-free steps are written with the next step; "every-state": one write each.
+    checkpoints: str = "boundaries"
     # Distributed execution (celeryconfig.py reads these).
     queue_weights: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_QUEUE_WEIGHTS))
     queue_order: str = "weighted"  # or "strict": critical, then default, then low
@@ -111,8 +113,16 @@ class Settings:
             payload_limit=_int(env, "SMQ_PAYLOAD_LIMIT", DEFAULT_PAYLOAD_LIMIT, minimum=1),
             max_transitions=_int(env, "SMQ_MAX_TRANSITIONS", DEFAULT_MAX_TRANSITIONS, minimum=1),
             max_workers=_int(env, "SMQ_MAX_WORKERS", DEFAULT_MAX_WORKERS, minimum=1),
+            checkpoints=_checkpoints(env),
             **_distributed(env),
         )
+
+
+def _checkpoints(env: dict[str, str]) -> str:
+    mode = env.get("SMQ_CHECKPOINTS") or "boundaries"
+    if mode not in ("boundaries", "every-state"):
+        raise SettingsError(f"SMQ_CHECKPOINTS must be 'boundaries' or 'every-state', got {mode!r}")
+    return mode
 
 
 def _distributed(env: dict[str, str]) -> dict[str, Any]:

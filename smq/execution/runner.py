@@ -1,7 +1,9 @@
 """Start and resume persisted executions in this process.
 
-Every state transition goes through `Repository.checkpoint` (history rows and cursor in one
-transaction), so an execution killed between two states resumes from the last completed one. Starting
+Every state transition is written through `Repository.checkpoint` (history rows and cursor in one
+transaction) before any side effect that follows it, so an execution killed between two states resumes
+from its last checkpoint and never repeats a completed Task (see `smq.execution.checkpoints` for which
+steps share a transaction). Starting
 is idempotent by (state machine, name): a finished execution is returned as it is, a running one is
 resumed from its checkpoint, never started twice.
 """
@@ -12,20 +14,32 @@ import functools
 import json
 import uuid
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
-
-from sqlalchemy.exc import DataError
 
 from smq.engine.cursor import Cursor, Step
 from smq.engine.errors import SmqError
 from smq.engine.handlers import HandlerRegistry, default_registry
 from smq.engine.machine import StateMachine
 from smq.engine.runtime import DEFAULT_PAYLOAD_LIMIT
+from smq.execution.checkpoints import (
+    BOUNDARIES,
+    CHECKPOINT_MODES,
+    CheckpointWriter,
+    Superseded,
+    Unstorable,
+    starts_side_effect_free,
+)
 from smq.execution.leases import lease_keeper
 from smq.execution.transformers import apply_transformer
 from smq.repository.models import PAUSED, SUCCEEDED, WAITING
-from smq.repository.repository import CheckpointConflict, ExecutionRecord, Repository, StaleDefinition
+from smq.repository.repository import (
+    CheckpointConflict,
+    ExecutionRecord,
+    Repository,
+    StaleDefinition,
+    new_execution_record,
+)
 from smq.repository.waits import WaitStore
 from smq.settings import Settings
 
@@ -46,10 +60,6 @@ class InvalidPayload(SmqError, ValueError):
 
 class ChainError(SmqError, ValueError):
     """A chained start whose source cannot provide an input."""
-
-
-class _Unstorable(Exception):
-    """Internal: a step was refused by the database and the execution has been failed."""
 
 
 @dataclass(frozen=True)
@@ -107,17 +117,34 @@ def start_execution(
     *,
     handlers: HandlerRegistry | None = None,
     payload_limit: int | None = DEFAULT_PAYLOAD_LIMIT,
+    checkpoints: str | None = None,
     **runtime_options: Any,
 ) -> ExecutionRecord:
-    """Create (or find) the execution named in `request` and run it to its end in this process."""
-    record, machine, _created = prepare_execution(
-        repository, request, handlers=handlers, payload_limit=payload_limit
-    )
-    if record.finished:
-        return record
-    return resume_execution(
-        repository, record, machine=machine, handlers=handlers, payload_limit=payload_limit, **runtime_options
-    )
+    """Create (or find) the execution named in `request` and run it to its end in this process.
+
+    With checkpoints at boundaries (the default), an execution whose first state is side-effect free
+    is not written until its first checkpoint, which inserts it with the states it has run."""
+    coalesce = _coalesce(checkpoints)
+    for _attempt in range(3):
+        record, machine, created = prepare_execution(
+            repository, request, handlers=handlers, payload_limit=payload_limit, write=not coalesce
+        )
+        if record.finished:
+            return record
+        try:
+            return resume_execution(
+                repository,
+                record,
+                machine=machine,
+                handlers=handlers,
+                payload_limit=payload_limit,
+                checkpoints=checkpoints,
+                _unsaved=None if created is not None else request.version is None,
+                **runtime_options,
+            )
+        except StaleDefinition:
+            continue  # a newer version was put while this run used the cached one: plan it again
+    raise SmqError(f"state machine {request.state_machine_id!r} keeps changing; could not start")
 
 
 def prepare_execution(
@@ -126,10 +153,13 @@ def prepare_execution(
     *,
     handlers: HandlerRegistry | None = None,
     payload_limit: int | None = DEFAULT_PAYLOAD_LIMIT,
-) -> tuple[ExecutionRecord, StateMachine, bool]:
+    write: bool = True,
+) -> tuple[ExecutionRecord, StateMachine, bool | None]:
     """Validate everything, then write the RUNNING execution (or find the existing one). Runs nothing.
 
     Returns (record, machine, created): created is False when an execution of that name already existed.
+    With `write=False`, an execution whose first state is side-effect free is returned unwritten, with
+    created None: `resume_execution(..., _unsaved=...)` inserts it with its first checkpoint.
     """
     uses_latest = request.version is None
     for attempt in range(2):
@@ -152,15 +182,17 @@ def prepare_execution(
             return existing, machine, False
         execution_id = str(uuid.uuid4())
         cursor = machine.begin(execution_input, name=request.name or execution_id, execution_id=execution_id)
+        record = new_execution_record(
+            cursor,
+            version=version,
+            source_execution_id=request.source_execution_id,
+            source_state_name=request.source_state_name,
+            transformer=request.transformer,
+        )
+        if not write and starts_side_effect_free(machine.machine.states, cursor.state):
+            return record, machine, None
         try:
-            record, created = repository.create_execution(
-                cursor,
-                version=version,
-                source_execution_id=request.source_execution_id,
-                source_state_name=request.source_state_name,
-                transformer=request.transformer,
-                latest_guard=uses_latest,
-            )
+            record, created = repository.insert_execution(record, latest_guard=uses_latest)
         except StaleDefinition:
             continue  # a newer version was put by another process: compile it and try again
         break
@@ -179,14 +211,19 @@ def resume_execution(
     handlers: HandlerRegistry | None = None,
     queue: str = "default",
     lease_seconds: float | None = None,
+    checkpoints: str | None = None,
+    _unsaved: bool | None = None,
     **runtime_options: Any,
 ) -> ExecutionRecord:
-    """Drive a RUNNING execution from its last checkpoint until it ends or parks, checkpointing every step.
+    """Drive a RUNNING execution from its last checkpoint until it ends or parks, checkpointing every
+    step that has an effect (see `smq.execution.checkpoints`).
 
     While it runs this process holds its lease (renewed in the background), so the recovery scanner
     leaves it alone. When it parks (a Message state, a callback task, a long Wait) it becomes WAITING
     with its wait row, and its continuation will later be enqueued on `queue`. A WAITING or PAUSED
-    execution is returned as it is: only a message, a timer or an operator makes it RUNNING again."""
+    execution is returned as it is: only a message, a timer or an operator makes it RUNNING again.
+    `_unsaved` (from `start_execution`) marks a record not written yet; its value is the insert's
+    latest-version guard."""
     if record.finished or record.status in (WAITING, PAUSED):
         return record
     if record.cursor is None:
@@ -197,49 +234,59 @@ def resume_execution(
         machine, _ = repository.state_machine(record.state_machine_id, record.version)
     cursor = Cursor.from_dict(record.cursor)
     start_time = cursor.execution.start_time
-    # The columns written so far, applied to `record` once at the end (not copied at every step).
-    written: dict[str, Any] = {}
-    seen = record.history_length
-    ended_by_step = False
-
-    def on_step(step: Step) -> None:
-        nonlocal seen, ended_by_step
-        try:
-            values = repository.checkpoint(record.execution_id, seen, step, start_time=start_time)
-        except DataError as exc:
-            # The database refused this step's data (e.g. a NUL character in JSONB): fail the execution
-            # with a clear cause rather than leave it RUNNING on a step that can never be recorded.
-            cause = f"the step could not be stored: {str(exc.orig).splitlines()[0]}"
-            refused = Step([], status="FAILED", error="States.Runtime", cause=cause)
-            written.update(repository.checkpoint(record.execution_id, seen, refused, start_time=start_time))
-            raise _Unstorable from None
-        written.update(values)
-        seen = values["history_length"]
-        ended_by_step = step.cursor is None
-
+    writer = CheckpointWriter(
+        repository,
+        record,
+        machine.machine.states,
+        start_time,
+        coalesce=_coalesce(checkpoints),
+        insert_first=_unsaved is not None,
+        latest_guard=bool(_unsaved),
+    )
     seconds = configured_lease_seconds() if lease_seconds is None else lease_seconds
     lease = (
         lease_keeper(repository.engine, seconds).hold(record.execution_id) if seconds > 0 else nullcontext()
     )
     try:
         with lease:
-            result = machine.resume(cursor, handlers=handlers, on_step=on_step, **runtime_options)
+            result = machine.resume(cursor, handlers=handlers, on_step=writer, **runtime_options)
+        if result.status in (WAITING, "RUNNING"):
+            writer.flush()  # nothing waits before a park; a run stopped early may leave steps
+        elif not writer.ended:
+            # The driver itself ended it (execution timeout, abort, transition limit): record that too,
+            # with any steps still waiting.
+            writer.write(Step([], status=result.status, error=result.error, cause=result.cause))
     except CheckpointConflict:
         # Another process is running (or has finished) this execution; its record is the truth.
         return repository.get_execution(record.execution_id)
-    except _Unstorable:
-        return replace(record, **written)
+    except Superseded as exc:
+        # Another delivery created this execution first: carry on with that one, from its checkpoint.
+        return resume_execution(
+            repository, exc.existing, handlers=handlers, queue=queue, lease_seconds=lease_seconds,
+            checkpoints=checkpoints, **runtime_options,
+        )  # fmt: skip
+    except Unstorable:
+        return writer.result()
     if result.status == WAITING:
         assert result.cursor is not None
         # The parked cursor is the one just checkpointed: record what it waits for and let go of it.
         timeout = machine.machine.timeout_seconds
         deadline = start_time + timeout if timeout is not None else None
         WaitStore(repository.engine).park(
-            record.execution_id, seen, result.cursor.to_dict(), queue, deadline=deadline
+            record.execution_id, writer.seen, result.cursor.to_dict(), queue, deadline=deadline
         )
         return repository.get_execution(record.execution_id)
-    if not ended_by_step and result.status != "RUNNING":
-        # The driver itself ended it (execution timeout, abort, transition limit): record that too.
-        step = Step([], status=result.status, error=result.error, cause=result.cause)
-        on_step(step)
-    return replace(record, **written)
+    return writer.result()
+
+
+@functools.cache
+def configured_checkpoints() -> str:
+    """SMQ_CHECKPOINTS, read once per process."""
+    return Settings.from_env().checkpoints
+
+
+def _coalesce(checkpoints: str | None) -> bool:
+    mode = configured_checkpoints() if checkpoints is None else checkpoints
+    if mode not in CHECKPOINT_MODES:
+        raise ValueError(f"checkpoints must be one of {', '.join(CHECKPOINT_MODES)}, got {mode!r}")
+    return mode == BOUNDARIES

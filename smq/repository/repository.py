@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -219,6 +219,63 @@ def _history(row: Any) -> HistoryRecord:
     )
 
 
+def new_execution_record(
+    cursor: Cursor,
+    *,
+    version: int,
+    source_execution_id: str | None = None,
+    source_state_name: str | None = None,
+    transformer: str | None = None,
+) -> ExecutionRecord:
+    """The RUNNING execution that `cursor` (from `StateMachine.begin`) starts, not yet written."""
+    info = cursor.execution
+    return ExecutionRecord(
+        execution_id=info.id,
+        name=info.name,
+        state_machine_id=info.state_machine_id,
+        version=version,
+        status=RUNNING,
+        input=info.input,
+        output=None,
+        error=None,
+        cause=None,
+        current_state=cursor.state,
+        cursor=cursor.to_dict(),
+        history_length=0,
+        start_time=utc(info.start_time),
+        stop_time=None,
+        updated_at=utc(info.start_time),
+        duration_ms=None,
+        source_execution_id=source_execution_id,
+        source_state_name=source_state_name,
+        transformer=transformer,
+    )
+
+
+def _step_values(
+    step: Step, seen_history_length: int, start_time: float, now: datetime, ended_in: Cursor | None = None
+) -> dict[str, Any]:
+    """The execution columns a step writes: the new cursor, or the final status and output."""
+    entries = step.entries
+    values: dict[str, Any] = {"history_length": seen_history_length + len(entries), "updated_at": now}
+    cursor = step.cursor or ended_in
+    if cursor is not None:
+        values["cursor"] = cursor.to_dict()
+        values["current_state"] = cursor.state
+    if step.cursor is None:
+        stop = utc(entries[-1].exited_at) if entries else now
+        values.update(
+            status=step.status,
+            output=step.output,
+            error=step.error,
+            cause=step.cause,
+            # The cursor is kept: it is where the last state started, which redrive restarts from.
+            stop_time=stop,
+            duration_ms=max(0, round((stop.timestamp() - start_time) * 1000)),
+        )
+    return values
+
+
 def _history_rows(
     execution_id: str, first_sequence: int, entries: list[HistoryEntry]
 ) -> list[dict[str, Any]]:
@@ -411,69 +468,69 @@ class Repository:
         Returns (record, created). The chain link, when there is a source, is written atomically with
         the execution, so a crash never leaves an execution without its link or a link without it.
         """
-        info = cursor.execution
-        now = datetime.now(UTC)
-        record = ExecutionRecord(
-            execution_id=info.id,
-            name=info.name,
-            state_machine_id=info.state_machine_id,
+        record = new_execution_record(
+            cursor,
             version=version,
-            status=RUNNING,
-            input=info.input,
-            output=None,
-            error=None,
-            cause=None,
-            current_state=cursor.state,
-            cursor=cursor.to_dict(),
-            history_length=0,
-            start_time=utc(info.start_time),
-            stop_time=None,
-            updated_at=now,
-            duration_ms=None,
             source_execution_id=source_execution_id,
             source_state_name=source_state_name,
             transformer=transformer,
         )
+        return self.insert_execution(record, latest_guard=latest_guard)
+
+    def insert_execution(
+        self,
+        record: ExecutionRecord,
+        *,
+        latest_guard: bool = False,
+        first_step: Step | None = None,
+        ended_in: Cursor | None = None,
+    ) -> tuple[ExecutionRecord, bool]:
+        """Insert `record` (see `new_execution_record`); if its name is taken, return that one instead.
+
+        With `first_step` (the side-effect-free states it began with, already run from its cursor) the
+        execution is written as that step left it, with the step's history rows, atomically: it may
+        even be written finished. Raises StaleDefinition when `latest_guard` is set and a newer version
+        of the definition exists. `ended_in`: see `checkpoint`."""
+        now = datetime.now(UTC)
+        rows: list[dict[str, Any]] = []
+        values: dict[str, Any] = {"updated_at": now}
+        if first_step is not None:
+            values = _step_values(first_step, 0, record.start_time.timestamp(), now, ended_in)
+            rows = _history_rows(record.execution_id, 1, first_step.entries)
+        record = replace(record, **values)
         try:
-            if not self._writes.insert_execution(record, now, latest_guard=latest_guard):
-                self.forget_latest(info.state_machine_id)
+            if not self._writes.insert_execution(record, now, latest_guard=latest_guard, history=rows):
+                self.forget_latest(record.state_machine_id)
                 raise StaleDefinition(
-                    f"state machine {info.state_machine_id!r} has a version newer than {version}"
+                    f"state machine {record.state_machine_id!r} has a version newer than {record.version}"
                 )
         except IntegrityError:
-            existing = self.find_execution(info.state_machine_id, info.name)
+            existing = self.find_execution(record.state_machine_id, record.name)
             if existing is None:
                 raise
             return existing, False
         return record, True
 
     def checkpoint(
-        self, execution_id: str, seen_history_length: int, step: Step, *, start_time: float
+        self,
+        execution_id: str,
+        seen_history_length: int,
+        step: Step,
+        *,
+        start_time: float,
+        ended_in: Cursor | None = None,
     ) -> dict[str, Any]:
         """Record one step: its history rows and the execution's new cursor/status, atomically.
+
+        `ended_in`: for a final step that stands for several (written together), the cursor of the
+        state the execution ended in, which a step-by-step run would have written before it.
 
         Returns the execution columns written (`history_length` is the new length). Raises CheckpointConflict when another writer got there first
         (the update is conditional on the history length this writer saw, and on RUNNING).
         """
-        entries = step.entries
-        new_length = seen_history_length + len(entries)
         now = datetime.now(UTC)
-        values: dict[str, Any] = {"history_length": new_length, "updated_at": now}
-        if step.cursor is not None:
-            values["cursor"] = step.cursor.to_dict()
-            values["current_state"] = step.cursor.state
-        else:
-            stop = utc(entries[-1].exited_at) if entries else now
-            values.update(
-                status=step.status,
-                output=step.output,
-                error=step.error,
-                cause=step.cause,
-                # The cursor is kept: it is where the last state started, which redrive restarts from.
-                stop_time=stop,
-                duration_ms=max(0, round((stop.timestamp() - start_time) * 1000)),
-            )
-        rows = _history_rows(execution_id, seen_history_length + 1, entries)
+        values = _step_values(step, seen_history_length, start_time, now, ended_in)
+        rows = _history_rows(execution_id, seen_history_length + 1, step.entries)
         if not self._writes.checkpoint(execution_id, seen_history_length, values, rows):
             raise CheckpointConflict(
                 f"execution {execution_id} moved on without this writer (expected history length "

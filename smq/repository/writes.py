@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from smq.repository.repository import ExecutionRecord
 
 executions = cast(Table, ExecutionRow.__table__)
-history = cast(Table, HistoryRow.__table__)
+history_table = cast(Table, HistoryRow.__table__)
 chain_links = cast(Table, ChainLinkRow.__table__)
 definitions = cast(Table, DefinitionRow.__table__)
 
@@ -40,10 +40,15 @@ def execution_row(record: ExecutionRecord, now: datetime) -> dict[str, Any]:
         "version": record.version,
         "status": record.status,
         "input": record.input,
+        "output": record.output,
+        "error": record.error,
+        "cause": record.cause,
         "current_state": record.current_state,
         "cursor": record.cursor,
-        "history_length": 0,
+        "history_length": record.history_length,
         "start_time": record.start_time,
+        "stop_time": record.stop_time,
+        "duration_ms": record.duration_ms,
         "updated_at": now,
         "source_execution_id": record.source_execution_id,
         "source_state_name": record.source_state_name,
@@ -67,9 +72,17 @@ class CoreWrites:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def insert_execution(self, record: ExecutionRecord, now: datetime, *, latest_guard: bool = False) -> bool:
-        """Insert; with `latest_guard`, only if `record.version` is still the latest definition version
-        (the caller used a cached one). False when the guard failed; IntegrityError on a duplicate."""
+    def insert_execution(
+        self,
+        record: ExecutionRecord,
+        now: datetime,
+        *,
+        latest_guard: bool = False,
+        history: list[dict[str, Any]] | None = None,
+    ) -> bool:
+        """Insert, with its chain link and `history` rows; with `latest_guard`, only if `record.version`
+        is still the latest definition version (the caller used a cached one). False when the guard
+        failed; IntegrityError on a duplicate."""
         with self.engine.begin() as connection:
             if latest_guard:
                 latest = connection.execute(_latest_version(record.state_machine_id)).scalar()
@@ -78,6 +91,8 @@ class CoreWrites:
             connection.execute(insert(executions), execution_row(record, now))
             if record.source_execution_id is not None:
                 connection.execute(insert(chain_links), link_row(record, now))
+            if history:
+                connection.execute(insert(history_table), history)
         return True
 
     def checkpoint(
@@ -96,7 +111,7 @@ class CoreWrites:
             if result.rowcount != 1:
                 return False
             if rows:
-                connection.execute(insert(history), rows)
+                connection.execute(insert(history_table), rows)
         return True
 
 
@@ -134,7 +149,14 @@ class SQLiteWrites(CoreWrites):
         finally:
             connection.close()  # back to the pool
 
-    def insert_execution(self, record: ExecutionRecord, now: datetime, *, latest_guard: bool = False) -> bool:
+    def insert_execution(
+        self,
+        record: ExecutionRecord,
+        now: datetime,
+        *,
+        latest_guard: bool = False,
+        history: list[dict[str, Any]] | None = None,
+    ) -> bool:
         row = execution_row(record, now)
         try:
             with self._immediate() as cursor:
@@ -152,6 +174,8 @@ class SQLiteWrites(CoreWrites):
                         f"INSERT INTO smq_chain_links ({', '.join(link)}) VALUES ({', '.join('?' * len(link))})",
                         tuple(_sqlite_value(name, value) for name, value in link.items()),
                     )
+                if history:
+                    cursor.executemany(_SQLITE_HISTORY_INSERT, _sqlite_history_params(history))
         except sqlite3.IntegrityError as exc:
             raise IntegrityError("INSERT INTO smq_executions", None, exc) from exc
         return True
@@ -172,28 +196,29 @@ class SQLiteWrites(CoreWrites):
             if cursor.rowcount != 1:
                 return False
             if rows:
-                cursor.executemany(
-                    _SQLITE_HISTORY_INSERT,
-                    [
-                        (
-                            row["execution_id"],
-                            row["sequence"],
-                            row["state_name"],
-                            row["state_type"],
-                            row["status"],
-                            row["scope"],
-                            row["attempt"],
-                            _json(row["input"]),
-                            _json(row["output"]),
-                            row["error"],
-                            row["cause"],
-                            _sqlite_time(row["entered_at"]),
-                            _sqlite_time(row["exited_at"]),
-                        )
-                        for row in rows
-                    ],
-                )
+                cursor.executemany(_SQLITE_HISTORY_INSERT, _sqlite_history_params(rows))
         return True
+
+
+def _sqlite_history_params(rows: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            row["execution_id"],
+            row["sequence"],
+            row["state_name"],
+            row["state_type"],
+            row["status"],
+            row["scope"],
+            row["attempt"],
+            _json(row["input"]),
+            _json(row["output"]),
+            row["error"],
+            row["cause"],
+            _sqlite_time(row["entered_at"]),
+            _sqlite_time(row["exited_at"]),
+        )
+        for row in rows
+    ]
 
 
 _SQLITE_LATEST_VERSION = "SELECT max(version) FROM smq_definitions WHERE state_machine_id = ?"
@@ -235,7 +260,7 @@ class PostgresWrites(CoreWrites):
         self._driver_error: type[Exception] = psycopg.Error
         self.autocommit = autocommit
         self._checkpoint_sql: dict[tuple[str, ...], tuple[str, str]] = {}
-        self._insert_sql: dict[tuple[bool, bool], str] = {}
+        self._insert_sql: dict[tuple[bool, bool, bool], str] = {}
 
     def _execute(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """Run one statement (a transaction of its own: autocommit) and fetch its RETURNING rows."""
@@ -256,14 +281,22 @@ class PostgresWrites(CoreWrites):
         finally:
             pooled.close()  # back to the pool; autocommit, so there is nothing to reset
 
-    def insert_execution(self, record: ExecutionRecord, now: datetime, *, latest_guard: bool = False) -> bool:
+    def insert_execution(
+        self,
+        record: ExecutionRecord,
+        now: datetime,
+        *,
+        latest_guard: bool = False,
+        history: list[dict[str, Any]] | None = None,
+    ) -> bool:
         """One statement (pre-written SQL): INSERT ... SELECT with the latest-version guard in its WHERE
-        clause, and the chain link in the same statement (a data-modifying CTE) when there is a source."""
+        clause; the chain link (when there is a source) and the history rows (when the execution begins
+        with steps already run) in the same statement, as data-modifying CTEs."""
         linked = record.source_execution_id is not None
-        key = (latest_guard, linked)
+        key = (latest_guard, linked, bool(history))
         sql = self._insert_sql.get(key)
         if sql is None:
-            sql = self._insert_sql[key] = _insert_execution_sql(_INSERT_COLUMNS, latest_guard, linked)
+            sql = self._insert_sql[key] = _insert_execution_sql(_INSERT_COLUMNS, *key)
         params: tuple[Any, ...] = (
             record.execution_id,
             record.name,
@@ -271,10 +304,15 @@ class PostgresWrites(CoreWrites):
             record.version,
             record.status,
             _json(record.input),
+            _json(record.output),
+            record.error,
+            record.cause,
             record.current_state,
             _json(record.cursor),
-            0,
+            record.history_length,
             record.start_time,
+            record.stop_time,
+            record.duration_ms,
             now,
             record.source_execution_id,
             record.source_state_name,
@@ -284,6 +322,8 @@ class PostgresWrites(CoreWrites):
             params += (record.state_machine_id, record.version)
         if linked:
             params += (record.source_execution_id, record.state_machine_id, record.source_state_name, now)
+        if history:
+            params += (_history_json(history),)
         return bool(self._execute(sql, params))
 
     def checkpoint(
@@ -311,16 +351,21 @@ class PostgresWrites(CoreWrites):
         params.append(seen)
         if not rows:
             return bool(self._execute(statements[0], tuple(params)))
-        # One JSON array for every history row; timestamps as ISO 8601 (jsonb_to_recordset casts them).
-        params.append(json.dumps(rows, separators=(",", ":"), ensure_ascii=False, default=_isoformat))
+        params.append(_history_json(rows))
         return len(self._execute(statements[1], tuple(params))) == len(rows)
 
 
 # The smq_executions columns a new execution is inserted with, in the order of PostgresWrites' parameters.
 _INSERT_COLUMNS = [
-    "id", "name", "state_machine_id", "version", "status", "input", "current_state", "cursor",
-    "history_length", "start_time", "updated_at", "source_execution_id", "source_state_name", "transformer",
+    "id", "name", "state_machine_id", "version", "status", "input", "output", "error", "cause",
+    "current_state", "cursor", "history_length", "start_time", "stop_time", "duration_ms", "updated_at",
+    "source_execution_id", "source_state_name", "transformer",
 ]  # fmt: skip
+
+
+def _history_json(rows: list[dict[str, Any]]) -> str:
+    """Every history row as one JSON array; timestamps as ISO 8601 (jsonb_to_recordset casts them)."""
+    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False, default=_isoformat)
 
 
 def _isoformat(value: Any) -> str:
@@ -330,9 +375,11 @@ def _isoformat(value: Any) -> str:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def _insert_execution_sql(columns: list[str], latest_guard: bool, linked: bool) -> str:
+def _insert_execution_sql(columns: list[str], latest_guard: bool, linked: bool, with_history: bool) -> str:
     """Positional (%s) parameters: the columns in order, then the guard's (state machine id, version),
-    then the link's (source execution id, state machine id, source state name, created at)."""
+    then the link's (source execution id, state machine id, source state name, created at), then the
+    history rows as one JSON array. Returns a row per row written into the last table (none: not
+    created, because the guard failed)."""
     # INSERT ... SELECT gives the parameters no column context: cast each to its column's type.
     dialect = postgresql.dialect()
     values = ", ".join(
@@ -347,14 +394,21 @@ def _insert_execution_sql(columns: list[str], latest_guard: bool, linked: bool) 
         else ""
     )
     insert_sql = f"INSERT INTO smq_executions ({', '.join(columns)}) SELECT {values}{guard} RETURNING id"
-    if not linked:
+    if not linked and not with_history:
         return insert_sql
-    return (
-        f"WITH created AS ({insert_sql}) "
+    link_sql = (
         "INSERT INTO smq_chain_links (source_execution_id, target_execution_id, target_state_machine_id, "
         "source_state_name, created_at) SELECT CAST(%s AS VARCHAR), created.id, "
         "CAST(%s AS VARCHAR), CAST(%s AS VARCHAR), CAST(%s AS TIMESTAMP WITH TIME ZONE) FROM created RETURNING id"
     )
+    if not with_history:
+        return f"WITH created AS ({insert_sql}) {link_sql}"
+    history_sql = (
+        f"INSERT INTO smq_history (execution_id, {_HISTORY_NAMES}) SELECT created.id, {_HISTORY_NAMES} "
+        f"FROM created CROSS JOIN jsonb_to_recordset(CAST(%s AS jsonb)) AS h({_HISTORY_COLUMNS}) RETURNING 1"
+    )
+    linked_cte = f", linked AS ({link_sql})" if linked else ""
+    return f"WITH created AS ({insert_sql}){linked_cte} {history_sql}"
 
 
 def _latest_version(state_machine_id: str) -> Any:
