@@ -104,7 +104,8 @@ def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None
             max_transitions=settings.max_transitions,
             # Waits longer than this park on a durable timer instead of holding the worker slot.
             park_after=settings.park_after,
-            queue=parsed.queue,
+            # Recorded with a new execution: its continuations (park, crash, redrive) come back here.
+            queue=_queue_of(self, payload),
             lease_seconds=settings.lease_seconds,
         )
     except InfrastructureError as exc:

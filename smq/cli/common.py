@@ -20,7 +20,7 @@ from smq.loading import HandlerImportError, import_handlers
 from smq.repository.database import SchemaOutdated
 from smq.repository.filters import ExecutionFilter, FilterError, parse_filter
 from smq.repository.repository import Repository
-from smq.settings import Settings, SettingsError
+from smq.settings import QUEUES, Settings, SettingsError
 
 EXIT_OK, EXIT_NOT_SUCCEEDED, EXIT_USAGE = 0, 1, 2
 
@@ -127,6 +127,13 @@ filter_opt = click.option(
     "current_state, source_execution_id, not_chained_into.",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+queue_choice = click.Choice(QUEUES)
+continue_queue_option = click.option(
+    "--queue",
+    type=queue_choice,
+    default=None,
+    help="Distributed mode: continue it on this queue from now on (default: the queue it ran from).",
+)
 requeue_unstarted_option = click.option(
     "--requeue-unstarted",
     is_flag=True,

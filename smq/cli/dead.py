@@ -18,12 +18,11 @@ from smq.cli.common import (
     json_option,
     load_settings,
     open_repository,
+    queue_choice,
 )
 from smq.repository.queue_records import DeadLetter, DeadLetters
 from smq.repository.repository import Repository
 from smq.settings import QUEUES
-
-queue_choice = click.Choice(QUEUES)
 
 
 def _store() -> tuple[DeadLetters, Repository]:

@@ -9,6 +9,7 @@ from rich.table import Table
 
 from smq.cli.common import (
     console,
+    continue_queue_option,
     echo_json,
     fail,
     filter_opt,
@@ -168,9 +169,10 @@ def stop(execution: str, cause: str | None, as_json: bool) -> None:
 
 @executions.command("resume")
 @click.argument("execution")
+@continue_queue_option
 @handlers_option
 @json_option
-def resume(execution: str, handler_modules: tuple[str, ...], as_json: bool) -> None:
+def resume(execution: str, queue: str | None, handler_modules: tuple[str, ...], as_json: bool) -> None:
     """Resume a PAUSED execution (held by the recovery strategy "pause") from its last checkpoint."""
     from smq.execution.operations import Operations
 
@@ -179,7 +181,7 @@ def resume(execution: str, handler_modules: tuple[str, ...], as_json: bool) -> N
         load_handlers(settings, handler_modules)
     repository = open_repository(settings)
     try:
-        final, continued = Operations(repository, settings).resume(execution)
+        final, continued = Operations(repository, settings).resume(execution, queue)
     except (NotFound, SmqError) as exc:
         fail(f"smq executions resume: {exc}")
     if as_json:

@@ -18,6 +18,7 @@ import click
 
 from smq.cli.common import (
     EXIT_NOT_SUCCEEDED,
+    continue_queue_option,
     echo_json,
     fail,
     handlers_option,
@@ -29,10 +30,10 @@ from smq.cli.common import (
 )
 from smq.engine.errors import SmqError
 from smq.engine.handlers import default_registry
-from smq.execution.continuation import Continuation, continue_executions
+from smq.execution.continuation import continue_executions
 from smq.execution.dispatcher import Dispatcher
 from smq.execution.operations import Operations, Resumed
-from smq.execution.recovery import scan
+from smq.execution.recovery import continuations, scan
 from smq.repository.waits import WaitStore
 from smq.settings import Settings
 
@@ -150,14 +151,15 @@ def task_heartbeat(token: str, as_json: bool) -> None:
 
 @click.command()
 @click.argument("execution")
+@continue_queue_option
 @handlers_option
 @json_option
-def redrive(execution: str, handler_modules: tuple[str, ...], as_json: bool) -> None:
+def redrive(execution: str, queue: str | None, handler_modules: tuple[str, ...], as_json: bool) -> None:
     """Restart a FAILED, TIMED_OUT or ABORTED execution from the state that failed (EXECUTION: id or
     STATE_MACHINE_ID/NAME). Succeeded states are kept and not run again."""
     settings, repository = _setup(handler_modules)
     try:
-        final, continued = Operations(repository, settings).redrive(execution)
+        final, continued = Operations(repository, settings).redrive(execution, queue)
     except SmqError as exc:
         fail(f"smq redrive: {exc}")
     if as_json:
@@ -183,8 +185,7 @@ def recover(dry_run: bool, handler_modules: tuple[str, ...], as_json: bool) -> N
         grace=settings.wake_grace,
         dry_run=dry_run,
     )
-    items = [Continuation(r.state_machine_id, r.name) for r in found if r.needs_continuation]
-    continued = continue_executions(repository, items, settings, handlers=default_registry)
+    continued = continue_executions(repository, continuations(found), settings, handlers=default_registry)
     if as_json:
         echo_json(
             {

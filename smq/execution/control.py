@@ -64,8 +64,10 @@ def _restart(
     from_statuses: tuple[str, ...],
     cursor: dict[str, Any],
     grace: float,
+    queue: str | None,
 ) -> ExecutionRecord:
     now = datetime.now(UTC)
+    moved_to = {} if queue is None else {"queue": queue}
     with repository.engine.begin() as connection:
         moved = connection.execute(
             update(EXECUTIONS)
@@ -88,6 +90,7 @@ def _restart(
                 lease_owner=None,
                 # Until a worker (or this process) takes it: then the recovery scanner re-enqueues it.
                 lease_expires_at=now + timedelta(seconds=grace),
+                **moved_to,
             )
         ).rowcount
     if moved != 1:
@@ -95,12 +98,14 @@ def _restart(
     return repository.get_execution(record.execution_id)
 
 
-def redrive_execution(repository: Repository, reference: str, *, grace: float = 300.0) -> ExecutionRecord:
+def redrive_execution(
+    repository: Repository, reference: str, *, grace: float = 300.0, queue: str | None = None
+) -> ExecutionRecord:
     """Make a FAILED, TIMED_OUT or ABORTED execution RUNNING again from the state that failed.
 
     States that succeeded stay recorded and are not run again; the failed state starts afresh (its
-    retry counters reset) and `$$.Execution.RedriveCount` goes up by one. The caller runs or enqueues
-    the continuation."""
+    retry counters reset) and `$$.Execution.RedriveCount` goes up by one. `queue`, when given, becomes
+    the execution's queue. The caller runs or enqueues the continuation."""
     record = repository.resolve_execution(reference)
     if record.status not in REDRIVABLE:
         raise NotAllowed(
@@ -118,11 +123,14 @@ def redrive_execution(repository: Repository, reference: str, *, grace: float = 
         retry_counts=(),
         entered_at=None,
     )
-    return _restart(repository, record, REDRIVABLE, fresh.to_dict(), grace)
+    return _restart(repository, record, REDRIVABLE, fresh.to_dict(), grace, queue)
 
 
-def resume_paused(repository: Repository, reference: str, *, grace: float = 300.0) -> ExecutionRecord:
-    """A PAUSED execution (recovery strategy "pause") goes on from its last checkpoint."""
+def resume_paused(
+    repository: Repository, reference: str, *, grace: float = 300.0, queue: str | None = None
+) -> ExecutionRecord:
+    """A PAUSED execution (recovery strategy "pause") goes on from its last checkpoint (on `queue`,
+    when given, from now on)."""
     record = repository.resolve_execution(reference)
     if record.status != PAUSED:
         raise NotAllowed(
@@ -130,4 +138,4 @@ def resume_paused(repository: Repository, reference: str, *, grace: float = 300.
         )
     if record.cursor is None:
         raise NotAllowed(f"execution {record.execution_id} has no checkpoint to resume from")
-    return _restart(repository, record, (PAUSED,), record.cursor, grace)
+    return _restart(repository, record, (PAUSED,), record.cursor, grace, queue)

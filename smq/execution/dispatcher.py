@@ -18,7 +18,7 @@ from typing import Any
 
 from smq.engine.handlers import HandlerRegistry
 from smq.execution.continuation import Continuation, ContinuationSummary, continue_executions
-from smq.execution.recovery import Recovered, scan
+from smq.execution.recovery import Recovered, continuations, scan
 from smq.repository.repository import Repository
 from smq.repository.waits import WaitStore, Woken
 from smq.settings import Settings
@@ -80,11 +80,10 @@ class Dispatcher:
                 default_attempts=self.settings.recovery_max_attempts,
                 grace=self.settings.wake_grace,
             )
-            items = [
-                Continuation(r.state_machine_id, r.name) for r in result.recovered if r.needs_continuation
-            ]
             result.continued.add(
-                continue_executions(self.repository, items, self.settings, handlers=self.handlers)
+                continue_executions(
+                    self.repository, continuations(result.recovered), self.settings, handlers=self.handlers
+                )
             )
         if result.woken or result.recovered:
             log.info(

@@ -79,14 +79,20 @@ class Operations:
     def task_heartbeat(self, token: str) -> None:
         self.waits.heartbeat(token)
 
-    def redrive(self, reference: str) -> tuple[ExecutionRecord, ContinuationSummary]:
-        """Restart a FAILED, TIMED_OUT or ABORTED execution from the state that failed."""
-        record = redrive_execution(self.repository, reference, grace=self.settings.wake_grace)
-        continued = self._continue([Continuation(record.state_machine_id, record.name)])
-        return self.repository.get_execution(record.execution_id), continued
+    def redrive(
+        self, reference: str, queue: str | None = None
+    ) -> tuple[ExecutionRecord, ContinuationSummary]:
+        """Restart a FAILED, TIMED_OUT or ABORTED execution from the state that failed, on `queue` (default:
+        the queue it ran from)."""
+        record = redrive_execution(self.repository, reference, grace=self.settings.wake_grace, queue=queue)
+        return self._continue_restarted(record)
 
-    def resume(self, reference: str) -> tuple[ExecutionRecord, ContinuationSummary]:
-        """Resume a PAUSED execution from its last checkpoint."""
-        record = resume_paused(self.repository, reference, grace=self.settings.wake_grace)
-        continued = self._continue([Continuation(record.state_machine_id, record.name)])
+    def resume(self, reference: str, queue: str | None = None) -> tuple[ExecutionRecord, ContinuationSummary]:
+        """Resume a PAUSED execution from its last checkpoint, on `queue` (default: the queue it ran from)."""
+        record = resume_paused(self.repository, reference, grace=self.settings.wake_grace, queue=queue)
+        return self._continue_restarted(record)
+
+    def _continue_restarted(self, record: ExecutionRecord) -> tuple[ExecutionRecord, ContinuationSummary]:
+        item = Continuation(record.state_machine_id, record.name, record.queue or "default")
+        continued = self._continue([item])
         return self.repository.get_execution(record.execution_id), continued

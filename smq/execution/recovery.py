@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from smq.engine.cursor import Cursor
 from smq.engine.errors import SmqError
+from smq.execution.continuation import Continuation
 from smq.repository.models import FAILED, PAUSED, RUNNING, ExecutionRow, RecoveryPolicyRow
 from smq.repository.repository import Repository
 
@@ -52,6 +53,7 @@ class Recovered:
     state: str | None
     action: str  # resume | skip | requeue | fail | pause | exhausted | (dry run) would-recover
     attempt: int
+    queue: str = "default"  # where its continuation goes: the queue recorded with the execution
 
     @property
     def needs_continuation(self) -> bool:
@@ -65,7 +67,13 @@ class Recovered:
             "state": self.state,
             "action": self.action,
             "attempt": self.attempt,
+            "queue": self.queue,
         }
+
+
+def continuations(recovered: list[Recovered]) -> list[Continuation]:
+    """What must be continued after a scan, each on the queue its execution runs from."""
+    return [Continuation(r.state_machine_id, r.name, r.queue) for r in recovered if r.needs_continuation]
 
 
 def set_policy(repository: Repository, state_machine_id: str, strategy: str, max_attempts: int) -> None:
@@ -127,6 +135,7 @@ def scan(
                 c.recovery_attempts,
                 c.lease_owner,
                 c.lease_expires_at,
+                c.queue,
             )
             .where(_expired(now, lease_seconds))
             .order_by(c.updated_at)
@@ -141,6 +150,7 @@ def scan(
                 row.current_state,
                 "would-recover",
                 row.recovery_attempts + 1,
+                row.queue or "default",
             )
             for row in candidates
         ]
@@ -202,7 +212,9 @@ def _recover_one(
             values = {"status": PAUSED, "lease_owner": None, "lease_expires_at": None}
         if values:
             connection.execute(update(EXECUTIONS).where(c.id == row.id).values(**values))
-    return Recovered(row.id, row.state_machine_id, row.name, row.current_state, action, attempt)
+    return Recovered(
+        row.id, row.state_machine_id, row.name, row.current_state, action, attempt, row.queue or "default"
+    )
 
 
 def _requeue(
@@ -220,7 +232,13 @@ def _requeue(
     if claimed != 1:
         return None
     return Recovered(
-        row.id, row.state_machine_id, row.name, row.current_state, "requeue", row.recovery_attempts
+        row.id,
+        row.state_machine_id,
+        row.name,
+        row.current_state,
+        "requeue",
+        row.recovery_attempts,
+        row.queue or "default",
     )
 
 

@@ -118,16 +118,24 @@ def start_execution(
     handlers: HandlerRegistry | None = None,
     payload_limit: int | None = DEFAULT_PAYLOAD_LIMIT,
     checkpoints: str | None = None,
+    queue: str | None = None,
     **runtime_options: Any,
 ) -> ExecutionRecord:
     """Create (or find) the execution named in `request` and run it to its end in this process.
 
+    `queue` (a worker's: the queue the task came from) is recorded with a new execution, so its later
+    continuations (after a park, a crash, a redrive) go back to that queue.
     With checkpoints at boundaries (the default), an execution whose first state is side-effect free
     is not written until its first checkpoint, which inserts it with the states it has run."""
     coalesce = _coalesce(checkpoints)
     for _attempt in range(3):
         record, machine, created = prepare_execution(
-            repository, request, handlers=handlers, payload_limit=payload_limit, write=not coalesce
+            repository,
+            request,
+            handlers=handlers,
+            payload_limit=payload_limit,
+            write=not coalesce,
+            queue=queue,
         )
         if record.finished:
             return record
@@ -139,6 +147,7 @@ def start_execution(
                 handlers=handlers,
                 payload_limit=payload_limit,
                 checkpoints=checkpoints,
+                queue=queue,
                 _unsaved=None if created is not None else request.version is None,
                 **runtime_options,
             )
@@ -154,6 +163,7 @@ def prepare_execution(
     handlers: HandlerRegistry | None = None,
     payload_limit: int | None = DEFAULT_PAYLOAD_LIMIT,
     write: bool = True,
+    queue: str | None = None,
 ) -> tuple[ExecutionRecord, StateMachine, bool | None]:
     """Validate everything, then write the RUNNING execution (or find the existing one). Runs nothing.
 
@@ -188,6 +198,7 @@ def prepare_execution(
             source_execution_id=request.source_execution_id,
             source_state_name=request.source_state_name,
             transformer=request.transformer,
+            queue=queue,
         )
         if not write and starts_side_effect_free(machine.machine.states, cursor.state):
             return record, machine, None
@@ -209,7 +220,7 @@ def resume_execution(
     *,
     machine: StateMachine | None = None,
     handlers: HandlerRegistry | None = None,
-    queue: str = "default",
+    queue: str | None = None,
     lease_seconds: float | None = None,
     checkpoints: str | None = None,
     _unsaved: bool | None = None,
@@ -220,7 +231,8 @@ def resume_execution(
 
     While it runs this process holds its lease (renewed in the background), so the recovery scanner
     leaves it alone. When it parks (a Message state, a callback task, a long Wait) it becomes WAITING
-    with its wait row, and its continuation will later be enqueued on `queue`. A WAITING or PAUSED
+    with its wait row, and its continuation will later be enqueued on `queue` (default: the queue
+    recorded with the execution, else "default"). A WAITING or PAUSED
     execution is returned as it is: only a message, a timer or an operator makes it RUNNING again.
     `_unsaved` (from `start_execution`) marks a record not written yet; its value is the insert's
     latest-version guard."""
@@ -272,8 +284,9 @@ def resume_execution(
         # The parked cursor is the one just checkpointed: record what it waits for and let go of it.
         timeout = machine.machine.timeout_seconds
         deadline = start_time + timeout if timeout is not None else None
+        park_queue = queue or record.queue or "default"
         WaitStore(repository.engine).park(
-            record.execution_id, writer.seen, result.cursor.to_dict(), queue, deadline=deadline
+            record.execution_id, writer.seen, result.cursor.to_dict(), park_queue, deadline=deadline
         )
         return repository.get_execution(record.execution_id)
     return writer.result()

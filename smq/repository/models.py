@@ -143,6 +143,9 @@ class ExecutionRow(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(200), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     recovery_attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    # The queue its worker took it from: recovery, redrive and resume continue it on the same queue
+    # (None: started in-process, or before smq recorded it; continued on "default").
+    queue: Mapped[str | None] = mapped_column(String(50), nullable=True)
 
 
 class HistoryRow(Base):

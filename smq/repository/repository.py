@@ -119,6 +119,7 @@ class ExecutionRecord:
     source_execution_id: str | None
     source_state_name: str | None
     transformer: str | None
+    queue: str | None = None  # the queue it runs from (None: in-process); its continuations go there
 
     @property
     def finished(self) -> bool:
@@ -143,6 +144,7 @@ class ExecutionRecord:
             "source_execution_id": self.source_execution_id,
             "source_state_name": self.source_state_name,
             "transformer": self.transformer,
+            "queue": self.queue,
         }
 
 
@@ -199,6 +201,7 @@ def _execution(row: Any) -> ExecutionRecord:
         source_execution_id=row.source_execution_id,
         source_state_name=row.source_state_name,
         transformer=row.transformer,
+        queue=row.queue,
     )
 
 
@@ -226,6 +229,7 @@ def new_execution_record(
     source_execution_id: str | None = None,
     source_state_name: str | None = None,
     transformer: str | None = None,
+    queue: str | None = None,
 ) -> ExecutionRecord:
     """The RUNNING execution that `cursor` (from `StateMachine.begin`) starts, not yet written."""
     info = cursor.execution
@@ -249,6 +253,7 @@ def new_execution_record(
         source_execution_id=source_execution_id,
         source_state_name=source_state_name,
         transformer=transformer,
+        queue=queue,
     )
 
 

@@ -53,6 +53,7 @@ def execution_row(record: ExecutionRecord, now: datetime) -> dict[str, Any]:
         "source_execution_id": record.source_execution_id,
         "source_state_name": record.source_state_name,
         "transformer": record.transformer,
+        "queue": record.queue,
     }
 
 
@@ -317,6 +318,7 @@ class PostgresWrites(CoreWrites):
             record.source_execution_id,
             record.source_state_name,
             record.transformer,
+            record.queue,
         )
         if latest_guard:
             params += (record.state_machine_id, record.version)
@@ -359,7 +361,7 @@ class PostgresWrites(CoreWrites):
 _INSERT_COLUMNS = [
     "id", "name", "state_machine_id", "version", "status", "input", "output", "error", "cause",
     "current_state", "cursor", "history_length", "start_time", "stop_time", "duration_ms", "updated_at",
-    "source_execution_id", "source_state_name", "transformer",
+    "source_execution_id", "source_state_name", "transformer", "queue",
 ]  # fmt: skip
 
 

@@ -22,6 +22,31 @@ HANDLERS = Path(__file__).with_name("handlers.py")
 TOOLS = "tests.integration.waiting.tools"
 
 
+def counting_step(source: str, result: str, nxt: str | None) -> dict[str, Any]:
+    """A Task of the `wt-step` handler (it doubles `n` and logs its call to `calls`): the building block
+    of the linear workflows whose re-runs the tests count."""
+    return {
+        "Type": "Task",
+        "Resource": "wt-step",
+        "Parameters": {"n.$": source, "calls.$": "$.calls"},
+        "ResultSelector": {"n.$": "$.n"},
+        "ResultPath": result,
+        "Next": nxt,
+    }
+
+
+# Three counting steps A, B, C, then a Pass: stop it after two states and it is RUNNING at C.
+LINE = {
+    "StartAt": "A",
+    "States": {
+        "A": counting_step("$.n", "$.a", "B"),
+        "B": counting_step("$.a.n", "$.b", "C"),
+        "C": counting_step("$.b.n", "$.c", "D"),
+        "D": {"Type": "Pass", "End": True},
+    },
+}
+
+
 def waiting_env(database_url: str, broker_url: str | None, **extra: str) -> dict[str, str]:
     """A clean smq environment (the harness's short task limits) with this tier's handlers."""
     return smq_env(database_url, broker_url, SMQ_HANDLERS=str(HANDLERS), **extra)

@@ -26,34 +26,13 @@ from smq.repository.models import ExecutionRow, HistoryRow, WaitRow
 from smq.repository.repository import Repository
 from smq.repository.waits import WaitStore
 from tests.integration.distributed.harness import smq_here
-from tests.integration.waiting.support import HANDLERS
+from tests.integration.waiting.support import HANDLERS, LINE
 
 EXECUTIONS = cast(Table, ExecutionRow.__table__)
 HISTORY = cast(Table, HistoryRow.__table__)
 WAITS = cast(Table, WaitRow.__table__)
 
 
-def _step(source: str, result: str, nxt: str | None) -> dict[str, Any]:
-    state: dict[str, Any] = {
-        "Type": "Task",
-        "Resource": "wt-step",
-        "Parameters": {"n.$": source, "calls.$": "$.calls"},
-        "ResultSelector": {"n.$": "$.n"},
-        "ResultPath": result,
-        "Next": nxt,
-    }
-    return state
-
-
-LINE = {
-    "StartAt": "A",
-    "States": {
-        "A": _step("$.n", "$.a", "B"),
-        "B": _step("$.a.n", "$.b", "C"),
-        "C": _step("$.b.n", "$.c", "D"),
-        "D": {"Type": "Pass", "End": True},
-    },
-}
 WOKEN = {
     "StartAt": "Await",
     "States": {

@@ -15,7 +15,15 @@ from smq.distributed.client import QueueClient
 from smq.repository.models import WaitRow
 from smq.repository.repository import Repository
 from tests.integration.distributed.harness import client_app, run_smq, smq_here, wait_until
-from tests.integration.waiting.support import HANDLERS, Deployment, execution, history, local, waits
+from tests.integration.waiting.support import (
+    HANDLERS,
+    Deployment,
+    counting_step,
+    execution,
+    history,
+    local,
+    waits,
+)
 
 FLAKY = "wt-flaky"
 HELD = "wt-held"
@@ -23,22 +31,11 @@ HOLD_KEY = "wt-hold"
 WAITS = cast(Table, WaitRow.__table__)
 
 
-def _step(source: str, result: str, nxt: str) -> dict[str, object]:
-    return {
-        "Type": "Task",
-        "Resource": "wt-step",
-        "Parameters": {"n.$": source, "calls.$": "$.calls"},
-        "ResultSelector": {"n.$": "$.n"},
-        "ResultPath": result,
-        "Next": nxt,
-    }
-
-
 FLAKY_DEFINITION = {
     "StartAt": "One",
     "States": {
-        "One": _step("$.n", "$.one", "Two"),
-        "Two": _step("$.one.n", "$.two", "Three"),
+        "One": counting_step("$.n", "$.one", "Two"),
+        "Two": counting_step("$.one.n", "$.two", "Three"),
         "Three": {
             "Type": "Task",
             "Resource": "wt-fail-until-flag",
