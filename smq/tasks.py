@@ -7,6 +7,9 @@ returned as it is. Outcomes:
 - the workflow ends (SUCCEEDED, FAILED, ...): a result, never a Celery failure;
 - a malformed payload, an unknown state machine, a bad chain source: rejected at once into the dead
   letters with the reason, never retried (retrying cannot fix them);
+- the execution is being run right now by another live process (a duplicate message, a recovery
+  re-publish): not run twice at once; the task publishes itself again for when that process's lease
+  would expire, and then finds the execution finished, or takes it over if that process died;
 - anything else (database or Redis down, a handler's InfrastructureError, the soft time limit):
   retried with exponential backoff and jitter from the last checkpoint; when retries run out, or the
   hard time limit kills the process, the task lands in the dead letters.
@@ -29,6 +32,7 @@ from smq.distributed.payload import InvalidTaskPayload, parse_payload
 from smq.distributed.resources import worker_dead_letters, worker_repository, worker_settings
 from smq.engine.errors import InfrastructureError, SmqError, pass_through
 from smq.engine.handlers import default_registry
+from smq.execution.leases import ExecutionHeld
 from smq.execution.runner import start_execution
 
 TASK_NAME = "smq.execute_state_machine"
@@ -107,7 +111,10 @@ def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None
             # Recorded with a new execution: its continuations (park, crash, redrive) come back here.
             queue=_queue_of(self, payload),
             lease_seconds=settings.lease_seconds,
+            defer_held=True,
         )
+    except ExecutionHeld as held:
+        return _check_again_later(self, payload, held, settings.lease_seconds, first_attempt_at)
     except InfrastructureError as exc:
         raise _retry_or_die(self, exc, parsed.max_retries, payload, first_attempt_at) from None
     except SmqError as exc:
@@ -119,6 +126,28 @@ def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None
         "name": record.name,
         "state_machine_id": record.state_machine_id,
         "status": record.status,
+    }
+
+
+def _check_again_later(
+    task: Task, payload: Any, held: ExecutionHeld, lease_seconds: float, first_attempt_at: str
+) -> dict[str, Any]:
+    """Publish this task again for just after the holder's lease would expire (it renews it every third
+    of the lease while alive), and let this delivery go. Not a Celery retry: it spends no attempt."""
+    countdown = min(held.seconds_left(), lease_seconds) + 1 + random.uniform(0, 1)
+    queue = _queue_of(task, payload)
+    try:
+        task.apply_async(
+            args=(payload,), kwargs={"first_attempt_at": first_attempt_at}, countdown=countdown, queue=queue
+        )
+    except Exception as exc:
+        raise _retry_or_die(task, exc, None, payload, first_attempt_at) from None
+    log.info("task %s: %s; checking again in %.1fs", task.request.id, held, countdown)
+    return {
+        "status": "DEFERRED",
+        "execution_id": held.execution_id,
+        "held_by": held.owner,
+        "countdown": countdown,
     }
 
 

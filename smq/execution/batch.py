@@ -15,7 +15,7 @@ from typing import Any
 
 from smq.engine.errors import SmqError
 from smq.engine.handlers import HandlerRegistry
-from smq.execution.runner import StartRequest, prepare_execution, resume_execution
+from smq.execution.runner import StartRequest, configured_lease_seconds, prepare_execution, resume_execution
 from smq.repository.filters import ExecutionFilter
 from smq.repository.models import SUCCEEDED
 from smq.repository.repository import ExecutionKey, ExecutionRecord, Repository
@@ -92,6 +92,9 @@ def run_batch(
     lock = threading.Lock()
     stop = threading.Event()
 
+    given = runtime_options.get("lease_seconds")
+    lease_seconds = configured_lease_seconds() if given is None else given
+
     def one(source: ExecutionRecord) -> BatchItem:
         name = chained_name(name_prefix, source)
         if on_start is not None:
@@ -104,10 +107,17 @@ def run_batch(
             transformer=transformer,
         )
         try:
-            record, machine, created = prepare_execution(repository, request, handlers=handlers)
+            record, machine, created = prepare_execution(
+                repository, request, handlers=handlers, lease_seconds=lease_seconds
+            )
             existed = not created
             record = resume_execution(
-                repository, record, machine=machine, handlers=handlers, **runtime_options
+                repository,
+                record,
+                machine=machine,
+                handlers=handlers,
+                claimed=bool(created),
+                **runtime_options,
             )
             item = BatchItem(
                 source.execution_id,

@@ -16,16 +16,99 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Engine, Table, update
+from sqlalchemy import Engine, Table, or_, select, update
 
 from smq.repository.models import RUNNING, ExecutionRow
+from smq.repository.queue_records import DEAD_LETTER_OWNER_PREFIX
 
 EXECUTIONS = cast(Table, ExecutionRow.__table__)
 log = logging.getLogger("smq.leases")
 
+# The lease owner of an execution handed to the queue by the recovery scanner. Like the dead letters'
+# hold (DEAD_LETTER_OWNER_PREFIX), it is no process: a worker given such an execution takes it.
+RECOVERY_OWNER = "smq-recovery"
+
 
 def process_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class ExecutionHeld(Exception):
+    """Another live process holds the execution's lease: it is running it now. Running it here as well
+    would repeat its current state's side effects; whoever got this checks again once the lease would
+    have expired (the holder finishes it, or dies and lets go)."""
+
+    def __init__(self, execution_id: str, owner: str, expires_at: datetime):
+        super().__init__(
+            f"execution {execution_id} is being run by {owner} (lease until {expires_at.isoformat()})"
+        )
+        self.execution_id = execution_id
+        self.owner = owner
+        self.expires_at = expires_at
+
+    def seconds_left(self) -> float:
+        return max(0.0, (self.expires_at - datetime.now(UTC)).total_seconds())
+
+
+def _local_owner_is_dead(owner: str) -> bool:
+    """A lease of a process on this host that no longer exists (a killed pool child): free at once."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def claim(engine: Engine, execution_id: str, seconds: float) -> tuple[str, datetime] | None:
+    """Take the lease of a RUNNING execution found in the database before running it, so that two
+    deliveries of one execution (a duplicate message, a recovery re-publish) never run it at once.
+
+    Free to take: nobody's (handed to the queue), the scanner's or the dead letters' hold, this
+    process's own, an expired lease, or one of a dead process on this host. Raises ExecutionHeld when a
+    live process holds it. Returns the lease taken (owner, expiry), or None when the execution is no
+    longer RUNNING (nothing to run)."""
+    owner = process_owner()
+    c = EXECUTIONS.c
+    for _attempt in range(2):
+        now = datetime.now(UTC)
+        expires = now + timedelta(seconds=seconds)
+        with engine.begin() as connection:
+            taken = connection.execute(
+                update(EXECUTIONS)
+                .where(
+                    c.id == execution_id,
+                    c.status == RUNNING,
+                    or_(
+                        c.lease_owner.is_(None),
+                        c.lease_owner.in_((owner, RECOVERY_OWNER)),
+                        c.lease_owner.startswith(DEAD_LETTER_OWNER_PREFIX, autoescape=True),
+                        c.lease_expires_at.is_(None),
+                        c.lease_expires_at < now,
+                    ),
+                )
+                .values(lease_owner=owner, lease_expires_at=expires)
+            ).rowcount
+            if taken:
+                return owner, expires
+            row = connection.execute(
+                select(c.status, c.lease_owner, c.lease_expires_at).where(c.id == execution_id)
+            ).one_or_none()
+        if row is None or row.status != RUNNING:
+            return None
+        if not _local_owner_is_dead(row.lease_owner):
+            raise ExecutionHeld(execution_id, row.lease_owner, row.lease_expires_at)
+        with engine.begin() as connection:
+            connection.execute(
+                update(EXECUTIONS)
+                .where(c.id == execution_id, c.lease_owner == row.lease_owner)
+                .values(lease_expires_at=None)  # let go of the dead process's lease, then take it
+            )
+    raise ExecutionHeld(execution_id, "another process", datetime.now(UTC))
 
 
 class LeaseKeeper:
@@ -61,10 +144,15 @@ class LeaseKeeper:
     def _write(self, execution_ids: list[str]) -> None:
         expires = datetime.now(UTC) + timedelta(seconds=self.seconds)
         with self.engine.begin() as connection:
+            # Only leases this process holds: one that lapsed and was taken over stays with its new owner.
             connection.execute(
                 update(EXECUTIONS)
-                .where(EXECUTIONS.c.id.in_(execution_ids), EXECUTIONS.c.status == RUNNING)
-                .values(lease_owner=self.owner, lease_expires_at=expires)
+                .where(
+                    EXECUTIONS.c.id.in_(execution_ids),
+                    EXECUTIONS.c.status == RUNNING,
+                    EXECUTIONS.c.lease_owner == self.owner,
+                )
+                .values(lease_expires_at=expires)
             )
 
     def _ensure_thread(self) -> None:

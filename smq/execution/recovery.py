@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from smq.engine.cursor import Cursor
 from smq.engine.errors import SmqError
 from smq.execution.continuation import Continuation
+from smq.execution.leases import RECOVERY_OWNER
 from smq.repository.models import FAILED, PAUSED, RUNNING, ExecutionRow, RecoveryPolicyRow
 from smq.repository.repository import Repository
 
@@ -37,7 +38,6 @@ EXECUTIONS = cast(Table, ExecutionRow.__table__)
 POLICIES = cast(Table, RecoveryPolicyRow.__table__)
 STRATEGIES = ("retry", "skip", "fail", "pause")
 WORKER_LOST = "smq.WorkerLost"
-RECOVERY_OWNER = "smq-recovery"  # the lease owner of an execution handed to the queue by the scanner
 RECOVERY_EXHAUSTED = "smq.RecoveryExhausted"
 
 

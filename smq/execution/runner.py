@@ -14,7 +14,7 @@ import functools
 import json
 import uuid
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from smq.engine.cursor import Cursor, Step
@@ -30,7 +30,7 @@ from smq.execution.checkpoints import (
     Unstorable,
     starts_side_effect_free,
 )
-from smq.execution.leases import lease_keeper
+from smq.execution.leases import ExecutionHeld, claim, lease_keeper, process_owner
 from smq.execution.transformers import apply_transformer
 from smq.repository.models import PAUSED, SUCCEEDED, WAITING
 from smq.repository.repository import (
@@ -119,15 +119,20 @@ def start_execution(
     payload_limit: int | None = DEFAULT_PAYLOAD_LIMIT,
     checkpoints: str | None = None,
     queue: str | None = None,
+    lease_seconds: float | None = None,
+    defer_held: bool = False,
     **runtime_options: Any,
 ) -> ExecutionRecord:
     """Create (or find) the execution named in `request` and run it to its end in this process.
 
     `queue` (a worker's: the queue the task came from) is recorded with a new execution, so its later
-    continuations (after a park, a crash, a redrive) go back to that queue.
+    continuations (after a park, a crash, a redrive) go back to that queue. A new execution is leased
+    to this process from its first write; an existing one is run only if its lease can be taken (see
+    `resume_execution`).
     With checkpoints at boundaries (the default), an execution whose first state is side-effect free
     is not written until its first checkpoint, which inserts it with the states it has run."""
     coalesce = _coalesce(checkpoints)
+    seconds = configured_lease_seconds() if lease_seconds is None else lease_seconds
     for _attempt in range(3):
         record, machine, created = prepare_execution(
             repository,
@@ -136,6 +141,7 @@ def start_execution(
             payload_limit=payload_limit,
             write=not coalesce,
             queue=queue,
+            lease_seconds=seconds,
         )
         if record.finished:
             return record
@@ -148,6 +154,9 @@ def start_execution(
                 payload_limit=payload_limit,
                 checkpoints=checkpoints,
                 queue=queue,
+                lease_seconds=seconds,
+                defer_held=defer_held,
+                claimed=created is not False,  # inserted (or to be inserted) under this process's lease
                 _unsaved=None if created is not None else request.version is None,
                 **runtime_options,
             )
@@ -164,6 +173,7 @@ def prepare_execution(
     payload_limit: int | None = DEFAULT_PAYLOAD_LIMIT,
     write: bool = True,
     queue: str | None = None,
+    lease_seconds: float = 0,
 ) -> tuple[ExecutionRecord, StateMachine, bool | None]:
     """Validate everything, then write the RUNNING execution (or find the existing one). Runs nothing.
 
@@ -199,6 +209,8 @@ def prepare_execution(
             source_state_name=request.source_state_name,
             transformer=request.transformer,
             queue=queue,
+            lease_owner=process_owner(),
+            lease_seconds=lease_seconds,
         )
         if not write and starts_side_effect_free(machine.machine.states, cursor.state):
             return record, machine, None
@@ -223,6 +235,8 @@ def resume_execution(
     queue: str | None = None,
     lease_seconds: float | None = None,
     checkpoints: str | None = None,
+    claimed: bool = False,
+    defer_held: bool = False,
     _unsaved: bool | None = None,
     **runtime_options: Any,
 ) -> ExecutionRecord:
@@ -234,10 +248,25 @@ def resume_execution(
     with its wait row, and its continuation will later be enqueued on `queue` (default: the queue
     recorded with the execution, else "default"). A WAITING or PAUSED
     execution is returned as it is: only a message, a timer or an operator makes it RUNNING again.
-    `_unsaved` (from `start_execution`) marks a record not written yet; its value is the insert's
-    latest-version guard."""
+
+    Unless this process already holds its lease (`claimed`: it has just created it), the lease is taken
+    first, so two deliveries of one execution never run it at once; when another live process holds it,
+    its record is returned as it is (or, with `defer_held`, ExecutionHeld is raised, for a worker to
+    check again later). `_unsaved` (from `start_execution`) marks a record not written yet; its value
+    is the insert's latest-version guard."""
     if record.finished or record.status in (WAITING, PAUSED):
         return record
+    seconds = configured_lease_seconds() if lease_seconds is None else lease_seconds
+    if not claimed and seconds > 0:
+        try:
+            taken = claim(repository.engine, record.execution_id, seconds)
+            if taken is None:
+                return repository.get_execution(record.execution_id)  # no longer RUNNING
+            record = replace(record, lease_owner=taken[0], lease_expires_at=taken[1])
+        except ExecutionHeld:
+            if defer_held:
+                raise
+            return repository.get_execution(record.execution_id)
     if record.cursor is None:
         raise SmqError(
             f"execution {record.execution_id} is {record.status} but has no checkpoint to resume from"
@@ -255,7 +284,6 @@ def resume_execution(
         insert_first=_unsaved is not None,
         latest_guard=bool(_unsaved),
     )
-    seconds = configured_lease_seconds() if lease_seconds is None else lease_seconds
     lease = (
         lease_keeper(repository.engine, seconds).hold(record.execution_id) if seconds > 0 else nullcontext()
     )
@@ -275,7 +303,7 @@ def resume_execution(
         # Another delivery created this execution first: carry on with that one, from its checkpoint.
         return resume_execution(
             repository, exc.existing, handlers=handlers, queue=queue, lease_seconds=lease_seconds,
-            checkpoints=checkpoints, **runtime_options,
+            checkpoints=checkpoints, defer_held=defer_held, **runtime_options,
         )  # fmt: skip
     except Unstorable:
         return writer.result()

@@ -22,6 +22,7 @@ LEDGER = cast(Table, EnqueuedRow.__table__)
 EXECUTIONS = cast(Table, ExecutionRow.__table__)
 # The lease given to an execution whose task is in the dead letters: never expires on its own.
 DEAD_LETTER_HOLD = datetime(9999, 1, 1, tzinfo=UTC)
+DEAD_LETTER_OWNER_PREFIX = "dead-letter:"  # the lease owner of an execution held for the operator
 
 
 def _insert(engine: Engine, table: Any) -> Any:
@@ -116,7 +117,10 @@ class DeadLetters:
                         EXECUTIONS.c.name == values["execution_name"],
                         EXECUTIONS.c.status == RUNNING,
                     )
-                    .values(lease_owner=f"dead-letter:{task_id}"[:200], lease_expires_at=DEAD_LETTER_HOLD)
+                    .values(
+                        lease_owner=f"{DEAD_LETTER_OWNER_PREFIX}{task_id}"[:200],
+                        lease_expires_at=DEAD_LETTER_HOLD,
+                    )
                 )
 
     def list(self, *, queue: str | None = None, limit: int | None = None) -> list[DeadLetter]:

@@ -15,8 +15,8 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import Engine, Table, and_, exists, func, insert, not_, select, tuple_
@@ -120,6 +120,10 @@ class ExecutionRecord:
     source_state_name: str | None
     transformer: str | None
     queue: str | None = None  # the queue it runs from (None: in-process); its continuations go there
+    # The process running it ("host:pid") and until when; None while nobody does (handed to the queue).
+    # Renewed in the background while it runs, so not part of a record's equality.
+    lease_owner: str | None = field(default=None, compare=False)
+    lease_expires_at: datetime | None = field(default=None, compare=False)
 
     @property
     def finished(self) -> bool:
@@ -145,6 +149,8 @@ class ExecutionRecord:
             "source_state_name": self.source_state_name,
             "transformer": self.transformer,
             "queue": self.queue,
+            "lease_owner": self.lease_owner,
+            "lease_expires_at": iso(self.lease_expires_at),
         }
 
 
@@ -202,6 +208,8 @@ def _execution(row: Any) -> ExecutionRecord:
         source_state_name=row.source_state_name,
         transformer=row.transformer,
         queue=row.queue,
+        lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
     )
 
 
@@ -230,8 +238,11 @@ def new_execution_record(
     source_state_name: str | None = None,
     transformer: str | None = None,
     queue: str | None = None,
+    lease_owner: str | None = None,
+    lease_seconds: float = 0,
 ) -> ExecutionRecord:
-    """The RUNNING execution that `cursor` (from `StateMachine.begin`) starts, not yet written."""
+    """The RUNNING execution that `cursor` (from `StateMachine.begin`) starts, not yet written; with
+    `lease_owner`, leased to that process from the start (so a duplicate delivery cannot run it too)."""
     info = cursor.execution
     return ExecutionRecord(
         execution_id=info.id,
@@ -254,6 +265,10 @@ def new_execution_record(
         source_state_name=source_state_name,
         transformer=transformer,
         queue=queue,
+        lease_owner=lease_owner if lease_seconds > 0 else None,
+        lease_expires_at=utc(info.start_time) + timedelta(seconds=lease_seconds)
+        if lease_owner and lease_seconds > 0
+        else None,
     )
 
 

@@ -54,6 +54,8 @@ def execution_row(record: ExecutionRecord, now: datetime) -> dict[str, Any]:
         "source_state_name": record.source_state_name,
         "transformer": record.transformer,
         "queue": record.queue,
+        "lease_owner": record.lease_owner,
+        "lease_expires_at": record.lease_expires_at,
     }
 
 
@@ -319,6 +321,8 @@ class PostgresWrites(CoreWrites):
             record.source_state_name,
             record.transformer,
             record.queue,
+            record.lease_owner,
+            record.lease_expires_at,
         )
         if latest_guard:
             params += (record.state_machine_id, record.version)
@@ -361,7 +365,7 @@ class PostgresWrites(CoreWrites):
 _INSERT_COLUMNS = [
     "id", "name", "state_machine_id", "version", "status", "input", "output", "error", "cause",
     "current_state", "cursor", "history_length", "start_time", "stop_time", "duration_ms", "updated_at",
-    "source_execution_id", "source_state_name", "transformer", "queue",
+    "source_execution_id", "source_state_name", "transformer", "queue", "lease_owner", "lease_expires_at",
 ]  # fmt: skip
 
 

@@ -1,0 +1,206 @@
+"""One execution, one runner at a time, on real databases (SQLite and PostgreSQL).
+
+A new execution is leased to the process that creates it from its first write; whoever else is handed
+it (a duplicate message, a recovery re-publish, a re-run batch) takes the lease before running it, and
+leaves it alone while a live process holds it, so the state in progress is never run twice at once.
+Other processes are stood in for by their lease rows: an owner on another host (alive as far as we
+can tell), or one on this host whose pid does not exist."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import Table, select, update
+
+from smq import HandlerRegistry
+from smq.execution.leases import RECOVERY_OWNER, ExecutionHeld, LeaseKeeper, process_owner
+from smq.execution.runner import StartRequest, resume_execution, start_execution
+from smq.repository.models import ExecutionRow
+from smq.repository.queue_records import DEAD_LETTER_OWNER_PREFIX
+from smq.repository.repository import ExecutionRecord, Repository
+
+EXECUTIONS = cast(Table, ExecutionRow.__table__)
+
+TWO_TASKS = {
+    "StartAt": "First",
+    "States": {
+        "First": {"Type": "Task", "Resource": "count", "ResultPath": "$.first", "Next": "Second"},
+        "Second": {"Type": "Task", "Resource": "count", "ResultPath": "$.second", "End": True},
+    },
+}
+# Starts side-effect free: inserted by its first write (the coalesced path), then a Task.
+PASS_THEN_TASK = {
+    "StartAt": "Prepare",
+    "States": {
+        "Prepare": {"Type": "Pass", "Result": 1, "ResultPath": "$.prepared", "Next": "Second"},
+        "Second": {"Type": "Task", "Resource": "count", "ResultPath": "$.second", "End": True},
+    },
+}
+
+
+class Calls:
+    """A `count` handler that records which state called it."""
+
+    def __init__(self) -> None:
+        self.states: list[str] = []
+        self.registry = HandlerRegistry()
+        self.registry.register("count", self._count)
+
+    def _count(self, payload: Any, ctx: Any) -> dict[str, Any]:
+        self.states.append(ctx.state_name)
+        return {"n": len(self.states)}
+
+
+def _stopped_at_second(repository: Repository, calls: Calls, machine: str, name: str) -> ExecutionRecord:
+    """RUNNING at Second, First done: what a process leaves when it stops (or dies) mid-run."""
+    record = start_execution(
+        repository,
+        StartRequest(machine, {}, name=name),
+        handlers=calls.registry,
+        stop_after=1,
+        lease_seconds=30,
+    )
+    assert (record.status, record.current_state) == ("RUNNING", "Second")
+    return record
+
+
+def _lease(repository: Repository, execution_id: str, owner: str | None, expires: datetime | None) -> None:
+    with repository.engine.begin() as connection:
+        connection.execute(
+            update(EXECUTIONS)
+            .where(EXECUTIONS.c.id == execution_id)
+            .values(lease_owner=owner, lease_expires_at=expires)
+        )
+
+
+def _lease_row(repository: Repository, execution_id: str) -> Any:
+    with repository.engine.connect() as connection:
+        return connection.execute(
+            select(EXECUTIONS.c.lease_owner, EXECUTIONS.c.lease_expires_at).where(
+                EXECUTIONS.c.id == execution_id
+            )
+        ).one()
+
+
+def _dead_local_pid() -> int:
+    """A pid that existed on this host and no longer does."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.parametrize("definition", [TWO_TASKS, PASS_THEN_TASK], ids=["task-first", "pass-first"])
+def test_a_new_execution_is_leased_to_its_creator_from_its_first_write(
+    repository: Repository, definition: dict[str, Any]
+) -> None:
+    repository.put_definition("lease-new", definition)
+    calls = Calls()
+    before = datetime.now(UTC)
+    record = start_execution(
+        repository,
+        StartRequest("lease-new", {}, name="n-1"),
+        handlers=calls.registry,
+        stop_after=1,
+        lease_seconds=30,
+    )
+    assert record.status == "RUNNING"
+    row = _lease_row(repository, record.execution_id)
+    assert row.lease_owner == process_owner()
+    assert before + timedelta(seconds=25) < row.lease_expires_at <= datetime.now(UTC) + timedelta(seconds=30)
+    # The same process may go on with it (it holds the lease): it finishes, each state once.
+    done = start_execution(repository, StartRequest("lease-new", {}, name="n-1"), handlers=calls.registry)
+    assert done.status == "SUCCEEDED"
+    assert calls.states == (["Second"] if definition is PASS_THEN_TASK else ["First", "Second"])
+
+
+def test_a_live_lease_keeps_every_other_runner_out(repository: Repository) -> None:
+    repository.put_definition("lease-held", TWO_TASKS)
+    calls = Calls()
+    record = _stopped_at_second(repository, calls, "lease-held", "h-1")
+    alive_elsewhere = "another-host.example:4242"
+    expires = datetime.now(UTC) + timedelta(seconds=60)
+    _lease(repository, record.execution_id, alive_elsewhere, expires)
+
+    # A worker (defer_held) is told who holds it and until when; nothing runs.
+    with pytest.raises(ExecutionHeld) as held:
+        start_execution(
+            repository, StartRequest("lease-held", {}, name="h-1"), handlers=calls.registry, defer_held=True
+        )
+    assert (held.value.execution_id, held.value.owner) == (record.execution_id, alive_elsewhere)
+    assert 55 < held.value.seconds_left() <= 60
+    # Anyone else (a local batch, an in-process continuation) gets the record as it is.
+    as_is = resume_execution(
+        repository, repository.get_execution(record.execution_id), handlers=calls.registry
+    )
+    assert (as_is.status, as_is.current_state, as_is.history_length) == ("RUNNING", "Second", 1)
+    assert calls.states == ["First"]
+    assert _lease_row(repository, record.execution_id).lease_owner == alive_elsewhere
+
+    # Once that lease has expired (its process stopped renewing), the next one takes it over.
+    _lease(repository, record.execution_id, alive_elsewhere, datetime.now(UTC) - timedelta(seconds=1))
+    done = start_execution(
+        repository, StartRequest("lease-held", {}, name="h-1"), handlers=calls.registry, defer_held=True
+    )
+    assert (done.status, calls.states) == ("SUCCEEDED", ["First", "Second"])
+
+
+@pytest.mark.parametrize(
+    "owner",
+    [None, RECOVERY_OWNER, f"{DEAD_LETTER_OWNER_PREFIX}task-1", "dead-local-process"],
+    ids=["handed-to-the-queue", "recovery", "dead-letter-hold", "dead-local-process"],
+)
+def test_leases_that_hold_no_live_process_are_taken_at_once(
+    repository: Repository, owner: str | None
+) -> None:
+    repository.put_definition("lease-free", TWO_TASKS)
+    calls = Calls()
+    name = f"f-{owner}"
+    record = _stopped_at_second(repository, calls, "lease-free", name)
+    if owner == "dead-local-process":
+        owner = f"{socket.gethostname()}:{_dead_local_pid()}"
+    _lease(repository, record.execution_id, owner, datetime.now(UTC) + timedelta(seconds=300))
+    done = start_execution(
+        repository, StartRequest("lease-free", {}, name=name), handlers=calls.registry, defer_held=True
+    )
+    assert (done.status, calls.states) == ("SUCCEEDED", ["First", "Second"])
+
+
+def test_renewals_never_take_a_lease_back(repository: Repository) -> None:
+    """A process that stalled past its lease and was taken over keeps renewing: the lease stays with
+    the new owner."""
+    repository.put_definition("lease-renew", TWO_TASKS)
+    calls = Calls()
+    record = _stopped_at_second(repository, calls, "lease-renew", "r-1")
+    keeper = LeaseKeeper(repository.engine, 30)
+    keeper._write([record.execution_id])
+    mine = _lease_row(repository, record.execution_id)
+    assert mine.lease_owner == process_owner() and mine.lease_expires_at > datetime.now(UTC) + timedelta(
+        seconds=25
+    )
+
+    successor, until = "successor-host:7", datetime.now(UTC) + timedelta(seconds=5)
+    _lease(repository, record.execution_id, successor, until)
+    keeper._write([record.execution_id])
+    row = _lease_row(repository, record.execution_id)
+    assert row.lease_owner == successor
+    assert abs((row.lease_expires_at - until).total_seconds()) < 0.01
+
+
+def test_this_process_pid_is_alive_so_its_lease_is_not_free(repository: Repository) -> None:
+    """The dead-process check looks at this host's pids: a live one (here: our parent) holds."""
+    repository.put_definition("lease-alive", TWO_TASKS)
+    calls = Calls()
+    record = _stopped_at_second(repository, calls, "lease-alive", "a-1")
+    alive_here = f"{socket.gethostname()}:{os.getppid()}"
+    _lease(repository, record.execution_id, alive_here, datetime.now(UTC) + timedelta(seconds=60))
+    with pytest.raises(ExecutionHeld):
+        start_execution(
+            repository, StartRequest("lease-alive", {}, name="a-1"), handlers=calls.registry, defer_held=True
+        )
+    assert calls.states == ["First"]
