@@ -54,7 +54,8 @@ task_create_missing_queues = False
 task_acks_late = True
 # A pool child that dies (SIGKILL, OOM) requeues its task...
 task_reject_on_worker_lost = True
-# ...and counts that as a retry, so a task that always kills its worker ends in the dead letters.
+# ...and counts that as a retry, so a task that always kills its worker ends in the dead letters
+# (with smq's retry policy: the payload's max_retries, backoff and jitter; see smq.tasks.ExecutionRequest).
 task_retry_on_worker_lost = True
 # Take one message at a time per process: weighting happens each time a slot frees.
 worker_prefetch_multiplier = 1

@@ -26,6 +26,7 @@ from typing import Any
 
 from celery import Task, signals
 from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
+from celery.worker.request import Request
 
 from smq.distributed.app import app
 from smq.distributed.payload import InvalidTaskPayload, parse_payload
@@ -83,13 +84,47 @@ def _parse_time(text: str | None) -> datetime | None:
         return None
 
 
+def payload_max_retries(payload: Any) -> int | None:
+    """The payload's own `options.max_retries`, when it is a valid one (None: the configured limit)."""
+    options = payload.get("options") if isinstance(payload, dict) else None
+    value = options.get("max_retries") if isinstance(options, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+class ExecutionRequest(Request):  # type: ignore[misc]
+    """A pool process that dies mid-task (an OOM kill, a segfault) is one failed attempt, retried by
+    Celery (task_retry_on_worker_lost) from the worker's main process. Celery would wait the task's
+    flat `default_retry_delay` and count against the task's `max_retries`; for that one decision the
+    task is given smq's policy instead: the payload's max_retries, exponential backoff with jitter."""
+
+    def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> Any:
+        exc = getattr(exc_info, "exception", None)
+        exc = getattr(exc, "exc", exc)  # billiard wraps it in ExceptionWithTraceback
+        if not isinstance(exc, WorkerLostError):
+            return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+        task, conf = self.task, self.task.app.conf
+        args = self.args or ()
+        limit = payload_max_retries(args[0] if args else None)
+        retries = int(self.request_dict.get("retries") or 0)
+        saved = task.max_retries, task.default_retry_delay
+        task.max_retries = conf.smq_max_retries if limit is None else limit
+        task.default_retry_delay = retry_countdown(
+            retries, conf.smq_retry_backoff, conf.smq_retry_backoff_max
+        )
+        try:  # the main process runs one callback at a time: nobody else sees the task meanwhile
+            return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+        finally:
+            task.max_retries, task.default_retry_delay = saved
+
+
 @app.task(
     bind=True,
     name=TASK_NAME,
-    # Used by Celery itself when a pool process dies mid-task (task_retry_on_worker_lost): the same
-    # attempts and base delay as smq's own retries, not Celery's 3 retries after 180 s.
+    # Celery's own retry of a task whose pool process died (task_retry_on_worker_lost) follows smq's
+    # policy: see ExecutionRequest. These are its defaults, not Celery's 3 retries after 180 s.
     max_retries=app.conf.smq_max_retries,
     default_retry_delay=app.conf.smq_retry_backoff,
+    Request=ExecutionRequest,
 )
 def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None = None) -> dict[str, Any]:
     """Create or resume the execution described by `payload` and run it to its end."""

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from smq.distributed.payload import FIELDS, OPTIONS, ExecutionPayload, InvalidTaskPayload, parse_payload
 from smq.distributed.queues import WeightedCycle, check_queue, weighted_order
 from smq.settings import DEFAULT_QUEUE_WEIGHTS, QUEUES, Settings, SettingsError, parse_queue_weights
-from smq.tasks import retry_countdown
+from smq.tasks import payload_max_retries, retry_countdown
 
 VALID = {"state_machine_id": "orders", "name": "order-1"}
 
@@ -354,3 +354,26 @@ def test_retry_countdown_is_capped_for_any_retry_count() -> None:
     for retries in (64, 1023, 1024, 10_000):
         assert retry_countdown(retries, 2.0, 600.0, _Extreme(True)) == 600.0
         assert 300.0 <= retry_countdown(retries, 2.0, 600.0) <= 600.0
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({"options": {"max_retries": 0}}, 0),
+        ({"options": {"max_retries": 5}}, 5),
+        ({"options": {"max_retries": -1}}, None),
+        ({"options": {"max_retries": True}}, None),
+        ({"options": {"max_retries": "3"}}, None),
+        ({"options": {}}, None),
+        ({"options": ["max_retries"]}, None),
+        ({}, None),
+        (["not", "a", "payload"], None),
+        (None, None),
+    ],
+)
+def test_only_a_valid_payload_max_retries_overrides_the_configured_limit(
+    payload: Any, expected: int | None
+) -> None:
+    """Read in the worker's main process when a pool process died: a malformed payload must not
+    break Celery's failure handling, it just gets the configured limit."""
+    assert payload_max_retries(payload) == expected

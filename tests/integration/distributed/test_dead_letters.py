@@ -7,6 +7,7 @@ from the execution's last checkpoint until retries run out, then waits in the de
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -417,3 +418,38 @@ def test_a_task_that_keeps_killing_its_pool_process_ends_dead_after_smq_max_retr
     assert die_calls() == 3 and _received(worker, sent["task_id"]) == 3
     execution = db.rows("SELECT status, current_state FROM smq_executions WHERE name = 'die-1'")
     assert [(row.status, row.current_state) for row in execution] == [("RUNNING", "Die")]
+    # smq's backoff, not Celery's flat delay: retry n waits between half and all of
+    # min(0.2, 0.1 * 2**n) seconds (SMQ_RETRY_BACKOFF 0.1, SMQ_RETRY_BACKOFF_MAX 0.2).
+    waits = [
+        float(when)
+        for when in re.findall(rf"{sent['task_id']}\] retry: Retry in ([0-9.e-]+)s", worker.stderr())
+    ]
+    assert len(waits) == 2, worker.tail(20)
+    assert 0.05 <= waits[0] <= 0.1 <= waits[1] <= 0.2 and waits[0] < waits[1], waits
+
+
+def test_a_payload_max_retries_also_bounds_the_retries_of_a_dying_pool_process(
+    db: Db, repository: Repository, broker_url: str, start_worker: Callable[..., Worker], tmp_path: Path
+) -> None:
+    repository.put_definition("SUICIDAL", SUICIDAL)
+    worker = start_worker("w1", smq_env(db.url, broker_url, SMQ_MAX_RETRIES="2"))
+    flag, calls = tmp_path / "die.flag", tmp_path / "calls.txt"
+    flag.write_text("die")
+    payload = {
+        "state_machine_id": "SUICIDAL",
+        "name": "die-once",
+        "input": {"flag": str(flag), "calls": str(calls)},
+        "options": {"max_retries": 0},
+    }
+    ids = _send_raw(broker_url, {"once": payload}, "default")
+    wait_until(
+        lambda: len(db.dead_letters()) == 1,
+        timeout=30,
+        what="the task to be dead-lettered after its first attempt",
+        workers=[worker],
+        diagnose=lambda: db.describe("SUICIDAL", broker_url) + "\n" + worker.tail(8),
+    )
+    (letter,) = db.dead_letters()
+    assert (letter.task_id, letter.reason, letter.attempts) == (ids["once"], "worker_lost", 1)
+    assert calls.read_text().count("die-once Die ") == 1
+    assert _received(worker, ids["once"]) == 1
