@@ -66,6 +66,19 @@ def _received(worker: Worker, task_id: str) -> int:
     return worker.stderr().count(f"{TASK}[{task_id}] received")
 
 
+def _the_dead_letter(db: Db, worker: Worker, broker_url: str, machine: str, what: str) -> Any:
+    """Wait for exactly one dead letter and return it."""
+    wait_until(
+        lambda: len(db.dead_letters()) == 1,
+        timeout=30,
+        what=what,
+        workers=[worker],
+        diagnose=lambda: db.describe(machine, broker_url) + "\n" + worker.tail(8),
+    )
+    (letter,) = db.dead_letters()
+    return letter
+
+
 def test_poison_payloads_are_dead_at_once_and_smq_dead_lists_shows_purges(
     db: Db, repository: Repository, broker_url: str, start_worker: Callable[..., Worker]
 ) -> None:
@@ -401,14 +414,9 @@ def test_a_task_that_keeps_killing_its_pool_process_ends_dead_after_smq_max_retr
         workers=[worker],
         diagnose=lambda: db.describe("SUICIDAL", broker_url) + "\n" + worker.tail(8),
     )
-    wait_until(
-        lambda: len(db.dead_letters()) == 1,
-        timeout=30,
-        what="the task to be dead-lettered after SMQ_MAX_RETRIES",
-        workers=[worker],
-        diagnose=lambda: db.describe("SUICIDAL", broker_url) + "\n" + worker.tail(8),
+    letter = _the_dead_letter(
+        db, worker, broker_url, "SUICIDAL", "the task to be dead-lettered after SMQ_MAX_RETRIES"
     )
-    (letter,) = db.dead_letters()
     assert (letter.task_id, letter.reason, letter.queue, letter.attempts) == (
         sent["task_id"],
         "worker_lost",
@@ -442,14 +450,9 @@ def test_a_payload_max_retries_also_bounds_the_retries_of_a_dying_pool_process(
         "options": {"max_retries": 0},
     }
     ids = _send_raw(broker_url, {"once": payload}, "default")
-    wait_until(
-        lambda: len(db.dead_letters()) == 1,
-        timeout=30,
-        what="the task to be dead-lettered after its first attempt",
-        workers=[worker],
-        diagnose=lambda: db.describe("SUICIDAL", broker_url) + "\n" + worker.tail(8),
+    letter = _the_dead_letter(
+        db, worker, broker_url, "SUICIDAL", "the task to be dead-lettered after its first attempt"
     )
-    (letter,) = db.dead_letters()
     assert (letter.task_id, letter.reason, letter.attempts) == (ids["once"], "worker_lost", 1)
     assert calls.read_text().count("die-once Die ") == 1
     assert _received(worker, ids["once"]) == 1
