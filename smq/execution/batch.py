@@ -15,7 +15,13 @@ from typing import Any
 
 from smq.engine.errors import SmqError
 from smq.engine.handlers import HandlerRegistry
-from smq.execution.runner import StartRequest, configured_lease_seconds, prepare_execution, resume_execution
+from smq.execution.runner import (
+    StartRequest,
+    configured_lease_seconds,
+    held_here,
+    prepare_execution,
+    resume_execution,
+)
 from smq.repository.filters import ExecutionFilter
 from smq.repository.models import SUCCEEDED
 from smq.repository.repository import ExecutionKey, ExecutionRecord, Repository
@@ -116,7 +122,7 @@ def run_batch(
                 record,
                 machine=machine,
                 handlers=handlers,
-                claimed=bool(created),
+                claimed=bool(created) or held_here(record),
                 **runtime_options,
             )
             item = BatchItem(

@@ -82,6 +82,7 @@ class CheckpointWriter:
     coalesce: bool = True
     insert_first: bool = False  # the execution is not written yet: the first write inserts it
     latest_guard: bool = False  # for that insert: only if record.version is still the latest
+    lease_seconds: float = 0  # for that insert: an existing execution nobody holds is taken over
 
     def __post_init__(self) -> None:
         self.seen = self.record.history_length
@@ -127,7 +128,11 @@ class CheckpointWriter:
                 self.record.execution_id, self.seen, step, start_time=self.start_time, ended_in=ended_in
             )
         record, created = self.repository.insert_execution(
-            self.record, latest_guard=self.latest_guard, first_step=step, ended_in=ended_in
+            self.record,
+            latest_guard=self.latest_guard,
+            first_step=step,
+            ended_in=ended_in,
+            lease_seconds=self.lease_seconds,
         )
         if not created:
             raise Superseded(record)

@@ -3,6 +3,11 @@
 A RUNNING execution whose lease has expired belongs to a process that is gone (killed worker, lost
 machine, lost message); the recovery scanner resumes it. A healthy long run keeps renewing, so it is
 never recovered concurrently: the lease decides, never the start time.
+
+The lease is also what keeps one execution to one runner: it is taken with the execution's first
+write (its insert), or `claim`ed before a stored execution is resumed, so a second delivery of the
+same execution (a duplicate message, a re-published continuation) never runs the state in progress
+again while its holder is alive.
 """
 
 from __future__ import annotations
@@ -12,21 +17,36 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Engine, Table, or_, select, update
+from sqlalchemy import Engine, Table, select, update
 
 from smq.repository.models import RUNNING, ExecutionRow
-from smq.repository.queue_records import DEAD_LETTER_OWNER_PREFIX
+from smq.repository.repository import lease_is_free
 
 EXECUTIONS = cast(Table, ExecutionRow.__table__)
 log = logging.getLogger("smq.leases")
 
-# The lease owner of an execution handed to the queue by the recovery scanner. Like the dead letters'
-# hold (DEAD_LETTER_OWNER_PREFIX), it is no process: a worker given such an execution takes it.
-RECOVERY_OWNER = "smq-recovery"
+__all__ = [
+    "ExecutionHeld",
+    "LeaseKeeper",
+    "claim",
+    "lease_keeper",
+    "process_owner",
+    "running_here",
+]
+
+# Executions being run in this process right now, by any thread (the lease owner is the process, so
+# the database alone cannot tell two threads of one process apart).
+_running: dict[str, int] = {}
+_running_lock = threading.Lock()
+
+
+def running_here(execution_id: str) -> bool:
+    with _running_lock:
+        return execution_id in _running
 
 
 def process_owner() -> str:
@@ -69,28 +89,20 @@ def claim(engine: Engine, execution_id: str, seconds: float) -> tuple[str, datet
     deliveries of one execution (a duplicate message, a recovery re-publish) never run it at once.
 
     Free to take: nobody's (handed to the queue), the scanner's or the dead letters' hold, this
-    process's own, an expired lease, or one of a dead process on this host. Raises ExecutionHeld when a
-    live process holds it. Returns the lease taken (owner, expiry), or None when the execution is no
+    process's own (unless another of its threads runs it), an expired lease, or one of a dead process
+    on this host. Raises ExecutionHeld when a live process holds it. Returns the lease taken (owner, expiry), or None when the execution is no
     longer RUNNING (nothing to run)."""
     owner = process_owner()
     c = EXECUTIONS.c
+    if running_here(execution_id):
+        raise ExecutionHeld(execution_id, owner, datetime.now(UTC) + timedelta(seconds=seconds))
     for _attempt in range(2):
         now = datetime.now(UTC)
         expires = now + timedelta(seconds=seconds)
         with engine.begin() as connection:
             taken = connection.execute(
                 update(EXECUTIONS)
-                .where(
-                    c.id == execution_id,
-                    c.status == RUNNING,
-                    or_(
-                        c.lease_owner.is_(None),
-                        c.lease_owner.in_((owner, RECOVERY_OWNER)),
-                        c.lease_owner.startswith(DEAD_LETTER_OWNER_PREFIX, autoescape=True),
-                        c.lease_expires_at.is_(None),
-                        c.lease_expires_at < now,
-                    ),
-                )
+                .where(c.id == execution_id, c.status == RUNNING, lease_is_free(now, owner))
                 .values(lease_owner=owner, lease_expires_at=expires)
             ).rowcount
             if taken:
@@ -131,15 +143,13 @@ class LeaseKeeper:
         with self._lock:
             self._held[execution_id] = self._held.get(execution_id, 0) + 1
             self._ensure_thread()
+        _count(_running, _running_lock, execution_id, +1)
         try:
             yield
         finally:
+            _count(_running, _running_lock, execution_id, -1)
             with self._lock:
-                count = self._held.get(execution_id, 1) - 1
-                if count <= 0:
-                    self._held.pop(execution_id, None)
-                else:
-                    self._held[execution_id] = count
+                _count(self._held, None, execution_id, -1)
 
     def _write(self, execution_ids: list[str]) -> None:
         expires = datetime.now(UTC) + timedelta(seconds=self.seconds)
@@ -172,6 +182,16 @@ class LeaseKeeper:
                 self._write(held)
             except Exception:  # the database is down: the lease may lapse; recovery then takes over
                 log.warning("could not renew %d lease(s)", len(held), exc_info=True)
+
+
+def _count(counts: dict[str, int], lock: threading.Lock | None, key: str, step: int) -> None:
+    """Add `step` to a reference count, dropping the key at zero."""
+    with lock or nullcontext():
+        value = counts.get(key, 0) + step
+        if value <= 0:
+            counts.pop(key, None)
+        else:
+            counts[key] = value
 
 
 _keepers: dict[tuple[int, int], LeaseKeeper] = {}

@@ -30,8 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from smq.engine.cursor import Cursor
 from smq.engine.errors import SmqError
 from smq.execution.continuation import Continuation
-from smq.execution.leases import RECOVERY_OWNER
-from smq.repository.models import FAILED, PAUSED, RUNNING, ExecutionRow, RecoveryPolicyRow
+from smq.repository.models import FAILED, PAUSED, RECOVERY_OWNER, RUNNING, ExecutionRow, RecoveryPolicyRow
 from smq.repository.repository import Repository
 
 EXECUTIONS = cast(Table, ExecutionRow.__table__)

@@ -15,6 +15,7 @@ import json
 import uuid
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from smq.engine.cursor import Cursor, Step
@@ -30,7 +31,7 @@ from smq.execution.checkpoints import (
     Unstorable,
     starts_side_effect_free,
 )
-from smq.execution.leases import ExecutionHeld, claim, lease_keeper, process_owner
+from smq.execution.leases import ExecutionHeld, claim, lease_keeper, process_owner, running_here
 from smq.execution.transformers import apply_transformer
 from smq.repository.models import PAUSED, SUCCEEDED, WAITING
 from smq.repository.repository import (
@@ -156,7 +157,8 @@ def start_execution(
                 queue=queue,
                 lease_seconds=seconds,
                 defer_held=defer_held,
-                claimed=created is not False,  # inserted (or to be inserted) under this process's lease
+                # Inserted (or to be inserted) under this process's lease, or just taken over.
+                claimed=created is not False or held_here(record),
                 _unsaved=None if created is not None else request.version is None,
                 **runtime_options,
             )
@@ -215,7 +217,9 @@ def prepare_execution(
         if not write and starts_side_effect_free(machine.machine.states, cursor.state):
             return record, machine, None
         try:
-            record, created = repository.insert_execution(record, latest_guard=uses_latest)
+            record, created = repository.insert_execution(
+                record, latest_guard=uses_latest, lease_seconds=lease_seconds
+            )
         except StaleDefinition:
             continue  # a newer version was put by another process: compile it and try again
         break
@@ -259,7 +263,7 @@ def resume_execution(
     seconds = configured_lease_seconds() if lease_seconds is None else lease_seconds
     if not claimed and seconds > 0:
         try:
-            taken = claim(repository.engine, record.execution_id, seconds)
+            taken = claim(repository.single_statement_engine, record.execution_id, seconds)
             if taken is None:
                 return repository.get_execution(record.execution_id)  # no longer RUNNING
             record = replace(record, lease_owner=taken[0], lease_expires_at=taken[1])
@@ -283,6 +287,7 @@ def resume_execution(
         coalesce=_coalesce(checkpoints),
         insert_first=_unsaved is not None,
         latest_guard=bool(_unsaved),
+        lease_seconds=seconds,
     )
     lease = (
         lease_keeper(repository.engine, seconds).hold(record.execution_id) if seconds > 0 else nullcontext()
@@ -303,7 +308,8 @@ def resume_execution(
         # Another delivery created this execution first: carry on with that one, from its checkpoint.
         return resume_execution(
             repository, exc.existing, handlers=handlers, queue=queue, lease_seconds=lease_seconds,
-            checkpoints=checkpoints, defer_held=defer_held, **runtime_options,
+            checkpoints=checkpoints, claimed=held_here(exc.existing), defer_held=defer_held,
+            **runtime_options,
         )  # fmt: skip
     except Unstorable:
         return writer.result()
@@ -318,6 +324,18 @@ def resume_execution(
         )
         return repository.get_execution(record.execution_id)
     return writer.result()
+
+
+def held_here(record: ExecutionRecord) -> bool:
+    """Does this process hold a live lease on `record` (just taken over, or its own) that no thread of
+    it is using? Then it may run it without claiming it again."""
+    expires = record.lease_expires_at
+    return (
+        record.lease_owner == process_owner()
+        and expires is not None
+        and expires > datetime.now(UTC)
+        and not running_here(record.execution_id)
+    )
 
 
 @functools.cache

@@ -86,6 +86,11 @@ FAILED = "FAILED"
 TIMED_OUT = "TIMED_OUT"
 ABORTED = "ABORTED"
 STATUSES = (RUNNING, WAITING, PAUSED, SUCCEEDED, FAILED, TIMED_OUT, ABORTED)
+
+# Lease owners that are no process (see smq.execution.leases): the recovery scanner's hand-over to the
+# queue, and the dead letters' hold for the operator. A worker handed such an execution takes it.
+RECOVERY_OWNER = "smq-recovery"
+DEAD_LETTER_OWNER_PREFIX = "dead-letter:"
 FINAL_STATUSES = frozenset({SUCCEEDED, FAILED, TIMED_OUT, ABORTED})
 
 

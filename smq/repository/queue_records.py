@@ -15,14 +15,13 @@ from typing import Any, cast
 from sqlalchemy import Engine, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from smq.repository.models import RUNNING, DeadLetterRow, EnqueuedRow, ExecutionRow
+from smq.repository.models import DEAD_LETTER_OWNER_PREFIX, RUNNING, DeadLetterRow, EnqueuedRow, ExecutionRow
 
 DEAD = cast(Table, DeadLetterRow.__table__)
 LEDGER = cast(Table, EnqueuedRow.__table__)
 EXECUTIONS = cast(Table, ExecutionRow.__table__)
 # The lease given to an execution whose task is in the dead letters: never expires on its own.
 DEAD_LETTER_HOLD = datetime(9999, 1, 1, tzinfo=UTC)
-DEAD_LETTER_OWNER_PREFIX = "dead-letter:"  # the lease owner of an execution held for the operator
 
 
 def _insert(engine: Engine, table: Any) -> Any:

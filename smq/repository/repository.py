@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, and_, exists, func, insert, not_, select, tuple_
+from sqlalchemy import Engine, Table, and_, exists, func, insert, not_, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from smq.engine.cursor import Cursor, HistoryEntry, Step
@@ -28,7 +28,9 @@ from smq.engine.machine import StateMachine
 from smq.repository.database import autocommit_engine, create_database_engine, ensure_schema, is_sqlite
 from smq.repository.filters import ExecutionFilter
 from smq.repository.models import (
+    DEAD_LETTER_OWNER_PREFIX,
     FINAL_STATUSES,
+    RECOVERY_OWNER,
     RUNNING,
     ChainLinkRow,
     DefinitionRow,
@@ -272,6 +274,19 @@ def new_execution_record(
     )
 
 
+def lease_is_free(now: datetime, *also_free: str) -> Any:
+    """SQL: the execution's lease holds no live process: nobody's (handed to the queue), the recovery
+    scanner's or the dead letters' hold, expired, or one of the owners in `also_free`."""
+    c = executions.c
+    return or_(
+        c.lease_owner.is_(None),
+        c.lease_owner.in_((RECOVERY_OWNER, *also_free)),
+        c.lease_owner.startswith(DEAD_LETTER_OWNER_PREFIX, autoescape=True),
+        c.lease_expires_at.is_(None),
+        c.lease_expires_at < now,
+    )
+
+
 def _step_values(
     step: Step, seen_history_length: int, start_time: float, now: datetime, ended_in: Cursor | None = None
 ) -> dict[str, Any]:
@@ -347,6 +362,12 @@ class Repository:
         # Latest version per machine as last seen here. Only a hint: an insert that relies on it is
         # guarded in SQL (StaleDefinition), so another process's new version is never missed.
         self._latest: dict[str, int] = {}
+
+    @property
+    def single_statement_engine(self) -> Engine:
+        """Where a one-statement write goes: autocommit on PostgreSQL (one round trip, no BEGIN and
+        COMMIT); on SQLite the BEGIN IMMEDIATE engine, which waits its turn for the write lock."""
+        return self.reader if self.engine.dialect.name == "postgresql" else self.engine
 
     @classmethod
     def open(cls, url: str, *, auto_upgrade: bool | None = None, **engine_options: Any) -> Repository:
@@ -504,8 +525,10 @@ class Repository:
         latest_guard: bool = False,
         first_step: Step | None = None,
         ended_in: Cursor | None = None,
+        lease_seconds: float = 0,
     ) -> tuple[ExecutionRecord, bool]:
-        """Insert `record` (see `new_execution_record`); if its name is taken, return that one instead.
+        """Insert `record` (see `new_execution_record`); if its name is taken, return that one instead,
+        taken over by `record.lease_owner` for `lease_seconds` when its lease holds no live process.
 
         With `first_step` (the side-effect-free states it began with, already run from its cursor) the
         execution is written as that step left it, with the step's history rows, atomically: it may
@@ -525,11 +548,40 @@ class Repository:
                     f"state machine {record.state_machine_id!r} has a version newer than {record.version}"
                 )
         except IntegrityError:
-            existing = self.find_execution(record.state_machine_id, record.name)
+            existing = None
+            if record.lease_owner is not None and lease_seconds > 0:
+                # Most often a continuation (or a redelivery) of an execution nobody holds: take it over
+                # and read it in one statement. Held by a live process, or finished: read it as it is.
+                existing = self.take_over(
+                    record.state_machine_id, record.name, record.lease_owner, lease_seconds
+                )
+            if existing is None:
+                existing = self.find_execution(record.state_machine_id, record.name)
             if existing is None:
                 raise
             return existing, False
         return record, True
+
+    def take_over(
+        self, state_machine_id: str, name: str, owner: str, seconds: float
+    ) -> ExecutionRecord | None:
+        """Lease the RUNNING execution `state_machine_id`/`name` to `owner` for `seconds` if its lease
+        holds no live process (`lease_is_free`); the execution as taken over, or None."""
+        now = datetime.now(UTC)
+        c = executions.c
+        with self.single_statement_engine.begin() as connection:
+            row = connection.execute(
+                update(executions)
+                .where(
+                    c.state_machine_id == state_machine_id,
+                    c.name == name,
+                    c.status == RUNNING,
+                    lease_is_free(now),
+                )
+                .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds))
+                .returning(*executions.c)
+            ).first()
+        return None if row is None else _execution(row)
 
     def checkpoint(
         self,

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -19,10 +20,9 @@ import pytest
 from sqlalchemy import Table, select, update
 
 from smq import HandlerRegistry
-from smq.execution.leases import RECOVERY_OWNER, ExecutionHeld, LeaseKeeper, process_owner
+from smq.execution.leases import ExecutionHeld, LeaseKeeper, process_owner
 from smq.execution.runner import StartRequest, resume_execution, start_execution
-from smq.repository.models import ExecutionRow
-from smq.repository.queue_records import DEAD_LETTER_OWNER_PREFIX
+from smq.repository.models import DEAD_LETTER_OWNER_PREFIX, RECOVERY_OWNER, ExecutionRow
 from smq.repository.repository import ExecutionRecord, Repository
 
 EXECUTIONS = cast(Table, ExecutionRow.__table__)
@@ -204,3 +204,40 @@ def test_this_process_pid_is_alive_so_its_lease_is_not_free(repository: Reposito
             repository, StartRequest("lease-alive", {}, name="a-1"), handlers=calls.registry, defer_held=True
         )
     assert calls.states == ["First"]
+
+
+def test_two_threads_of_one_process_never_run_an_execution_at_once(repository: Repository) -> None:
+    """The lease names a process; which of its threads runs the execution is known only here."""
+    repository.put_definition("lease-threads", TWO_TASKS)
+    entered, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+    registry = HandlerRegistry()
+
+    def count(payload: Any, ctx: Any) -> dict[str, Any]:
+        calls.append(ctx.state_name)
+        if ctx.state_name == "First":
+            entered.set()
+            assert release.wait(30)
+        return {"n": len(calls)}
+
+    registry.register("count", count)
+    request = StartRequest("lease-threads", {}, name="t-1")
+    results: list[ExecutionRecord] = []
+    first = threading.Thread(
+        target=lambda: results.append(
+            start_execution(repository, request, handlers=registry, lease_seconds=30)
+        )
+    )
+    first.start()
+    try:
+        assert entered.wait(30)
+        with pytest.raises(ExecutionHeld) as held:
+            start_execution(repository, request, handlers=registry, lease_seconds=30, defer_held=True)
+        assert held.value.owner == process_owner()
+        as_is = start_execution(repository, request, handlers=registry, lease_seconds=30)
+        assert (as_is.status, as_is.current_state) == ("RUNNING", "First")
+    finally:
+        release.set()
+        first.join(30)
+    assert [record.status for record in results] == ["SUCCEEDED"]
+    assert calls == ["First", "Second"]
