@@ -566,7 +566,10 @@ class Repository:
         self, state_machine_id: str, name: str, owner: str, seconds: float
     ) -> ExecutionRecord | None:
         """Lease the RUNNING execution `state_machine_id`/`name` to `owner` for `seconds` if its lease
-        holds no live process (`lease_is_free`); the execution as taken over, or None."""
+        holds no live process (`lease_is_free`); the execution as taken over, or None (also where the
+        database has no UPDATE ... RETURNING, SQLite before 3.35: the caller then claims it by id)."""
+        if not self.engine.dialect.update_returning:
+            return None
         now = datetime.now(UTC)
         c = executions.c
         with self.single_statement_engine.begin() as connection:
