@@ -90,8 +90,8 @@ def claim(engine: Engine, execution_id: str, seconds: float) -> tuple[str, datet
 
     Free to take: nobody's (handed to the queue), the scanner's or the dead letters' hold, this
     process's own (unless another of its threads runs it), an expired lease, or one of a dead process
-    on this host. Raises ExecutionHeld when a live process holds it. Returns the lease taken (owner, expiry), or None when the execution is no
-    longer RUNNING (nothing to run)."""
+    on this host. Raises ExecutionHeld when a live process holds it. Returns the lease taken (owner,
+    expiry), or None when the execution is no longer RUNNING (nothing to run)."""
     owner = process_owner()
     c = EXECUTIONS.c
     if running_here(execution_id):
@@ -137,9 +137,9 @@ class LeaseKeeper:
 
     @contextmanager
     def hold(self, execution_id: str) -> Iterator[None]:
-        """Keep the lease renewed while the block runs. The first write comes within a third of the
-        lease: until then the execution's fresh `updated_at` (it was just created, checkpointed, woken or
-        claimed) keeps the scanner away, so a short execution costs no lease write at all."""
+        """Keep the lease renewed while the block runs, and mark the execution as running in this
+        process. The lease was taken by the execution's insert or by `claim`; the first renewal comes
+        within a third of it, so a short execution costs no lease write at all."""
         with self._lock:
             self._held[execution_id] = self._held.get(execution_id, 0) + 1
             self._ensure_thread()
