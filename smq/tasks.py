@@ -29,7 +29,7 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded, 
 from celery.worker.request import Request
 
 from smq.distributed.app import app
-from smq.distributed.payload import InvalidTaskPayload, parse_payload
+from smq.distributed.payload import InvalidTaskPayload, parse_payload, payload_max_retries
 from smq.distributed.resources import worker_dead_letters, worker_repository, worker_settings
 from smq.engine.errors import InfrastructureError, SmqError, pass_through
 from smq.engine.handlers import default_registry
@@ -82,13 +82,6 @@ def _parse_time(text: str | None) -> datetime | None:
         return datetime.fromisoformat(text) if text else None
     except ValueError:
         return None
-
-
-def payload_max_retries(payload: Any) -> int | None:
-    """The payload's own `options.max_retries`, when it is a valid one (None: the configured limit)."""
-    options = payload.get("options") if isinstance(payload, dict) else None
-    value = options.get("max_retries") if isinstance(options, dict) else None
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 class ExecutionRequest(Request):  # type: ignore[misc]
@@ -149,7 +142,9 @@ def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None
             defer_held=True,
         )
     except ExecutionHeld as held:
-        return _check_again_later(self, payload, held, settings.lease_seconds, first_attempt_at)
+        return _check_again_later(
+            self, payload, held, settings.lease_seconds, parsed.max_retries, first_attempt_at
+        )
     except InfrastructureError as exc:
         raise _retry_or_die(self, exc, parsed.max_retries, payload, first_attempt_at) from None
     except SmqError as exc:
@@ -165,7 +160,12 @@ def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None
 
 
 def _check_again_later(
-    task: Task, payload: Any, held: ExecutionHeld, lease_seconds: float, first_attempt_at: str
+    task: Task,
+    payload: Any,
+    held: ExecutionHeld,
+    lease_seconds: float,
+    max_retries: int | None,
+    first_attempt_at: str,
 ) -> dict[str, Any]:
     """Publish this task again for just after the holder's lease would expire (it renews it every third
     of the lease while alive), and let this delivery go. Not a Celery retry: it spends no attempt."""
@@ -176,7 +176,7 @@ def _check_again_later(
             args=(payload,), kwargs={"first_attempt_at": first_attempt_at}, countdown=countdown, queue=queue
         )
     except Exception as exc:
-        raise _retry_or_die(task, exc, None, payload, first_attempt_at) from None
+        raise _retry_or_die(task, exc, max_retries, payload, first_attempt_at) from None
     log.info("task %s: %s; checking again in %.1fs", task.request.id, held, countdown)
     return {
         "status": "DEFERRED",

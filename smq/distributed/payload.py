@@ -108,6 +108,18 @@ def _whole(payload: dict[str, Any], key: str, minimum: int) -> int | None:
     return value
 
 
+def payload_max_retries(payload: Any) -> int | None:
+    """The payload's own `options.max_retries` when it is a valid one (None: absent or malformed, so
+    the configured limit applies). For Celery's failure handling, which must not raise."""
+    options = payload.get("options") if isinstance(payload, dict) else None
+    if not isinstance(options, dict):
+        return None
+    try:
+        return _whole(options, "max_retries", 0)
+    except InvalidTaskPayload:
+        return None
+
+
 def parse_payload(payload: Any) -> ExecutionPayload:
     """Validate a received payload; InvalidTaskPayload names the first field at fault."""
     if not isinstance(payload, dict):

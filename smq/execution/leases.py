@@ -141,7 +141,7 @@ class LeaseKeeper:
         process. The lease was taken by the execution's insert or by `claim`; the first renewal comes
         within a third of it, so a short execution costs no lease write at all."""
         with self._lock:
-            self._held[execution_id] = self._held.get(execution_id, 0) + 1
+            _count(self._held, None, execution_id, +1)
             self._ensure_thread()
         _count(_running, _running_lock, execution_id, +1)
         try:

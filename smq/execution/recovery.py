@@ -70,6 +70,13 @@ class Recovered:
         }
 
 
+def _recovered(row: Any, action: str, attempt: int) -> Recovered:
+    """What a scan did with the execution in `row` (a candidate read by `scan`)."""
+    return Recovered(
+        row.id, row.state_machine_id, row.name, row.current_state, action, attempt, row.queue or "default"
+    )
+
+
 def continuations(recovered: list[Recovered]) -> list[Continuation]:
     """What must be continued after a scan, each on the queue its execution runs from."""
     return [Continuation(r.state_machine_id, r.name, r.queue) for r in recovered if r.needs_continuation]
@@ -141,18 +148,7 @@ def scan(
             .limit(limit)
         ).all()
     if dry_run:
-        return [
-            Recovered(
-                row.id,
-                row.state_machine_id,
-                row.name,
-                row.current_state,
-                "would-recover",
-                row.recovery_attempts + 1,
-                row.queue or "default",
-            )
-            for row in candidates
-        ]
+        return [_recovered(row, "would-recover", row.recovery_attempts + 1) for row in candidates]
     recovered = []
     for row in candidates:
         outcome = _recover_one(repository, row, now, lease_seconds, default_attempts, grace)
@@ -211,9 +207,7 @@ def _recover_one(
             values = {"status": PAUSED, "lease_owner": None, "lease_expires_at": None}
         if values:
             connection.execute(update(EXECUTIONS).where(c.id == row.id).values(**values))
-    return Recovered(
-        row.id, row.state_machine_id, row.name, row.current_state, action, attempt, row.queue or "default"
-    )
+    return _recovered(row, action, attempt)
 
 
 def _requeue(
@@ -230,15 +224,7 @@ def _requeue(
         ).rowcount
     if claimed != 1:
         return None
-    return Recovered(
-        row.id,
-        row.state_machine_id,
-        row.name,
-        row.current_state,
-        "requeue",
-        row.recovery_attempts,
-        row.queue or "default",
-    )
+    return _recovered(row, "requeue", row.recovery_attempts)
 
 
 def _skip(repository: Repository, current: Any) -> dict[str, Any] | None:

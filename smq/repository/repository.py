@@ -246,6 +246,7 @@ def new_execution_record(
     """The RUNNING execution that `cursor` (from `StateMachine.begin`) starts, not yet written; with
     `lease_owner`, leased to that process from the start (so a duplicate delivery cannot run it too)."""
     info = cursor.execution
+    leased = lease_owner is not None and lease_seconds > 0
     return ExecutionRecord(
         execution_id=info.id,
         name=info.name,
@@ -267,10 +268,8 @@ def new_execution_record(
         source_state_name=source_state_name,
         transformer=transformer,
         queue=queue,
-        lease_owner=lease_owner if lease_seconds > 0 else None,
-        lease_expires_at=utc(info.start_time) + timedelta(seconds=lease_seconds)
-        if lease_owner and lease_seconds > 0
-        else None,
+        lease_owner=lease_owner if leased else None,
+        lease_expires_at=utc(info.start_time) + timedelta(seconds=lease_seconds) if leased else None,
     )
 
 
