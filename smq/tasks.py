@@ -109,6 +109,18 @@ class ExecutionRequest(Request):  # type: ignore[misc]
         finally:
             task.max_retries, task.default_retry_delay = saved
 
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        """A hard time limit is reported (task_failure included) from the worker's main process, where
+        the task's request is empty: without its own context pushed, the dead letter would record the
+        wrong attempt number (always 1) and no delivery info. Celery pushes it for on_failure already."""
+        if soft:
+            return super().on_timeout(soft, timeout)  # type: ignore[no-any-return]
+        self.task.request_stack.push(self._context)
+        try:
+            return super().on_timeout(soft, timeout)  # type: ignore[no-any-return]
+        finally:
+            self.task.request_stack.pop()
+
 
 @app.task(
     bind=True,

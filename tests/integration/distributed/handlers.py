@@ -89,3 +89,16 @@ def die_while_flag(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     if Path(payload["flag"]).exists():
         os.kill(os.getpid(), signal.SIGKILL)
     return _worker()
+
+
+@handler("infra-first-calls")
+def infra_first_calls(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Raise InfrastructureError on the first `fail` calls of this execution's state (counted in the
+    calls file), then succeed: a task that needs exactly fail + 1 attempts to get past this state."""
+    _record_call(payload, ctx)
+    line = f"{ctx.execution_name} {ctx.state_name} "
+    with open(payload["calls"]) as calls:
+        made = sum(1 for text in calls if text.startswith(line))
+    if made <= int(payload.get("fail", 1)):
+        raise InfrastructureError(f"simulated outage on call {made} of {ctx.state_name}")
+    return _worker()

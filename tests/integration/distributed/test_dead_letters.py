@@ -286,6 +286,19 @@ STUBBORN = {
         "Done": {"Type": "Succeed"},
     },
 }
+STUBBORN_AFTER_OUTAGE = {
+    "StartAt": "Before",
+    "States": {
+        "Before": {
+            "Type": "Task",
+            "Resource": "infra-first-calls",
+            "ResultPath": "$.before",
+            "Next": "Stuck",
+        },
+        "Stuck": {"Type": "Task", "Resource": "ignore-soft-limit", "ResultPath": "$.stuck", "Next": "Done"},
+        "Done": {"Type": "Succeed"},
+    },
+}
 SUICIDAL = {
     "StartAt": "Before",
     "States": {
@@ -360,6 +373,35 @@ def test_hard_time_limit_kills_the_run_and_dead_letters_it_once(
     assert [row.state_name for row in history] == ["Before"]
     assert calls.read_text().splitlines() == ["stuck-1 Before w1", "stuck-1 Stuck w1"]
     assert broker_backlog(broker_url) == {"critical": 0, "default": 0, "low": 0, "unacked": 0}
+
+
+def test_hard_time_limit_on_a_retry_records_that_attempt(
+    db: Db, repository: Repository, broker_url: str, start_worker: Callable[..., Worker], tmp_path: Path
+) -> None:
+    """The hard limit is reported from the worker's main process: the dead letter must still count the
+    attempts made (here 2: an outage, then the stuck run), not restart at 1."""
+    repository.put_definition("STUBBORN_AFTER_OUTAGE", STUBBORN_AFTER_OUTAGE)
+    worker = start_worker("w1", smq_env(db.url, broker_url, **HARD_LIMITS))
+    calls = tmp_path / "calls.txt"
+    execution_input = {"seconds": 8, "calls": str(calls), "fail": 1}
+    command = ["start", "STUBBORN_AFTER_OUTAGE", "--input", json.dumps(execution_input), "--name", "stuck-2"]
+    sent = smq_json(command, smq_env(db.url, broker_url, **HARD_LIMITS))
+    wait_until(
+        lambda: len(db.dead_letters()) >= 1,
+        timeout=40,
+        what="the hard time limit to dead-letter the retried task",
+        workers=[worker],
+        diagnose=lambda: db.describe("STUBBORN_AFTER_OUTAGE", broker_url),
+    )
+    time.sleep(0.5)  # a second report of the same time limit, if any, lands on the same row
+    (letter,) = db.dead_letters()
+    assert (letter.task_id, letter.reason, letter.attempts) == (sent["task_id"], "time_limit", 2)
+    assert letter.queue == "default"
+    assert calls.read_text().splitlines() == [
+        "stuck-2 Before w1",
+        "stuck-2 Before w1",
+        "stuck-2 Stuck w1",
+    ]
 
 
 def test_hard_time_limit_dead_letter_keeps_the_queue_it_ran_on(
