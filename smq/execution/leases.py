@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import cast
 
 from sqlalchemy import Engine, Table, select, update
@@ -34,6 +35,7 @@ __all__ = [
     "LeaseKeeper",
     "claim",
     "lease_keeper",
+    "local_owner",
     "process_owner",
     "running_here",
 ]
@@ -49,8 +51,33 @@ def running_here(execution_id: str) -> bool:
         return execution_id in _running
 
 
+@cache
+def _pid_namespace() -> str:
+    """This process's pid namespace (the inode of /proc/self/ns/pid), "-" where there is none to read.
+    Two containers may share a hostname (a fixed `hostname:` in compose) and both have a pid 7: the
+    namespace tells their processes apart, so one never judges the other's pids."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "-"
+
+
+def local_owner(pid: int) -> str:
+    """The lease owner name of process `pid` of this host and pid namespace: `host:namespace:pid`."""
+    return f"{socket.gethostname()}:{_pid_namespace()}:{pid}"
+
+
+_owner: tuple[int, str] = (0, "")
+
+
 def process_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This process's lease owner name (computed once per pid: a forked child gets its own)."""
+    global _owner
+    pid, owner = _owner
+    if pid != os.getpid():
+        pid = os.getpid()
+        _owner = (pid, owner := local_owner(pid))
+    return owner
 
 
 class ExecutionHeld(Exception):
@@ -71,9 +98,14 @@ class ExecutionHeld(Exception):
 
 
 def _local_owner_is_dead(owner: str) -> bool:
-    """A lease of a process on this host that no longer exists (a killed pool child): free at once."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+    """A lease of a process on this host, in this pid namespace, that no longer exists (a killed pool
+    child): free at once. Any other owner (another host or container, an unknown format) holds until
+    its lease expires."""
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3:
+        return False
+    host, namespace, pid = parts
+    if host != socket.gethostname() or namespace != _pid_namespace() or not pid.isdigit():
         return False
     try:
         os.kill(int(pid), 0)

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -20,7 +21,7 @@ import pytest
 from sqlalchemy import Table, select, update
 
 from smq import HandlerRegistry
-from smq.execution.leases import ExecutionHeld, LeaseKeeper, process_owner
+from smq.execution.leases import ExecutionHeld, LeaseKeeper, local_owner, process_owner
 from smq.execution.runner import StartRequest, resume_execution, start_execution
 from smq.repository.models import DEAD_LETTER_OWNER_PREFIX, RECOVERY_OWNER, ExecutionRow
 from smq.repository.repository import ExecutionRecord, Repository
@@ -163,7 +164,7 @@ def test_leases_that_hold_no_live_process_are_taken_at_once(
     name = f"f-{owner}"
     record = _stopped_at_second(repository, calls, "lease-free", name)
     if owner == "dead-local-process":
-        owner = f"{socket.gethostname()}:{_dead_local_pid()}"
+        owner = local_owner(_dead_local_pid())
     _lease(repository, record.execution_id, owner, datetime.now(UTC) + timedelta(seconds=300))
     done = start_execution(
         repository, StartRequest("lease-free", {}, name=name), handlers=calls.registry, defer_held=True
@@ -197,12 +198,38 @@ def test_this_process_pid_is_alive_so_its_lease_is_not_free(repository: Reposito
     repository.put_definition("lease-alive", TWO_TASKS)
     calls = Calls()
     record = _stopped_at_second(repository, calls, "lease-alive", "a-1")
-    alive_here = f"{socket.gethostname()}:{os.getppid()}"
+    alive_here = local_owner(os.getppid())
     _lease(repository, record.execution_id, alive_here, datetime.now(UTC) + timedelta(seconds=60))
     with pytest.raises(ExecutionHeld):
         start_execution(
             repository, StartRequest("lease-alive", {}, name="a-1"), handlers=calls.registry, defer_held=True
         )
+    assert calls.states == ["First"]
+
+
+@pytest.mark.parametrize(
+    "owner_of",
+    [
+        lambda pid: f"{socket.gethostname()}:0:{pid}",  # same hostname, another container's namespace
+        lambda pid: f"{socket.gethostname()}:{pid}",  # no namespace: an owner name of an older smq
+    ],
+    ids=["other-pid-namespace", "no-namespace"],
+)
+def test_a_dead_pid_counts_only_in_this_pid_namespace(
+    repository: Repository, owner_of: Callable[[int], str]
+) -> None:
+    """Containers may share a hostname: a pid that is dead here may be alive in the holder's container,
+    so only the lease's expiry frees it."""
+    repository.put_definition("lease-ns", TWO_TASKS)
+    calls = Calls()
+    record = _stopped_at_second(repository, calls, "lease-ns", "ns-1")
+    owner = owner_of(_dead_local_pid())
+    _lease(repository, record.execution_id, owner, datetime.now(UTC) + timedelta(seconds=60))
+    with pytest.raises(ExecutionHeld) as held:
+        start_execution(
+            repository, StartRequest("lease-ns", {}, name="ns-1"), handlers=calls.registry, defer_held=True
+        )
+    assert held.value.owner == owner
     assert calls.states == ["First"]
 
 
