@@ -100,10 +100,13 @@ class Cursor:
     not_before: float | None = None
     transitions: int = 0
     entered_at: float | None = None  # when the current state was first entered (kept across retries/waits)
+    # A redriven Parallel or Map state: the branches or iterations that succeeded before it failed
+    # ({"count": N, "outputs": {"<index>": output}}), not run again. Cleared once the state is left.
+    kept_results: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Shallow on purpose: JSON values inside are shared, never copied (nothing mutates them)."""
-        return {
+        data = {
             "format": CURSOR_FORMAT,
             "execution": self.execution.to_dict(),
             "state": self.state,
@@ -116,6 +119,9 @@ class Cursor:
             "transitions": self.transitions,
             "entered_at": self.entered_at,
         }
+        if self.kept_results is not None:
+            data["kept_results"] = self.kept_results
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))
@@ -226,6 +232,9 @@ class Step:
     output: Any = None
     error: str | None = None
     cause: str | None = None
+    # A Parallel or Map state that failed for good: its cursor with the results a redrive keeps
+    # (`Cursor.kept_results`), recorded as the execution's position instead of the plain one.
+    failed_at: Cursor | None = None
 
     @property
     def finished(self) -> bool:

@@ -92,7 +92,9 @@ def drive(
             history.extend(step.entries)
             if step.cursor is None:
                 assert step.status is not None
-                return Outcome(step.status, step.output, step.error, step.cause, history, cursor)
+                # A fan-out that failed for good ends where a redrive keeps its succeeded branches.
+                final = step.failed_at or cursor
+                return Outcome(step.status, step.output, step.error, step.cause, history, final)
             cursor = step.cursor
             steps += 1
             if stop_after is not None and steps >= stop_after:

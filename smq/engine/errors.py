@@ -8,6 +8,7 @@ Catch match by name.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 ALL = "States.ALL"
 TASK_FAILED = "States.TaskFailed"
@@ -103,6 +104,16 @@ class StatesError(SmqError):
         self.error = error
         self.cause = cause
         super().__init__(f"{error}: {cause}" if cause else str(error))
+
+
+class BranchesFailed(StatesError):
+    """A Parallel or Map state failed because of its branches or iterations. `kept` records those that
+    succeeded ({"count": N, "outputs": {"<index>": output}}): a redrive of the execution runs only the
+    others again, as AWS's RedriveExecution does."""
+
+    def __init__(self, error: str | None, cause: str | None, kept: dict[str, Any]):
+        super().__init__(error, cause)
+        self.kept = kept
 
 
 class UnknownResourceError(SmqError):

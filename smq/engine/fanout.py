@@ -15,7 +15,7 @@ from typing import Any
 from smq.engine import errors, interpreter
 from smq.engine.cursor import Cursor, HistoryEntry
 from smq.engine.driver import ABORTED, SUCCEEDED, TIMED_OUT, WAITING, Outcome, drive
-from smq.engine.errors import StatesError
+from smq.engine.errors import BranchesFailed, StatesError
 from smq.engine.model import Machine, MapState, ParallelState
 from smq.engine.paths import PathNotFound, Scope
 from smq.engine.runtime import ExecutionAborted, ExecutionTimedOut, Runtime
@@ -29,6 +29,26 @@ def _sub_cursor(parent: Cursor, machine: Machine, item_input: Any, isolated: boo
         input=item_input,
         variables={} if isolated else dict(parent.variables),
     )
+
+
+def _kept_outputs(parent: Cursor, count: int) -> dict[str, Any]:
+    """The outputs, by index, of the jobs that succeeded before this state failed and was redriven
+    (none if the state now has another number of jobs: then every job runs)."""
+    kept = parent.kept_results
+    if not kept or kept.get("count") != count:
+        return {}
+    outputs = kept.get("outputs")
+    return outputs if isinstance(outputs, dict) else {}
+
+
+def _failed(error: str | None, cause: str | None, outcomes: list[Outcome | None]) -> BranchesFailed:
+    """The state's failure, remembering the jobs that succeeded, for a redrive to keep."""
+    outputs = {
+        str(index): outcome.output
+        for index, outcome in enumerate(outcomes)
+        if outcome is not None and outcome.status == SUCCEEDED
+    }
+    return BranchesFailed(error, cause, {"count": len(outcomes), "outputs": outputs})
 
 
 def _raise_if_interrupted(outcome: Outcome) -> None:
@@ -53,14 +73,18 @@ def _run_all(
     """Drive every job; `on_failure` returns True when the state fails, which cancels the others.
 
     Cancelled siblings stop at their next state boundary (a handler already running finishes: Python
-    cannot interrupt it); items not yet started never start.
+    cannot interrupt it); items not yet started never start. Jobs that succeeded before a redrive
+    (`parent.kept_results`) are not run again: their recorded output stands.
     """
     outcomes: list[Outcome | None] = [None] * len(jobs)
     group = runtime.child()
+    kept = _kept_outputs(parent, len(jobs))
 
     def run_one(index: int) -> Outcome | None:
         if group.cancelled():
             return None
+        if str(index) in kept:
+            return Outcome(SUCCEEDED, output=kept[str(index)])
         machine, item_input, label = jobs[index]
         return drive(machine, _sub_cursor(parent, machine, item_input, isolated), group, scope=label)
 
@@ -145,7 +169,7 @@ def run_parallel(
     outcomes = _run_all(jobs, cursor, runtime, 0, inline, nested, on_failure)
     if failure:
         first = failure[0]
-        raise StatesError(first.error, first.cause)
+        raise _failed(first.error, first.cause, outcomes)
     return [outcome.output for outcome in outcomes if outcome is not None]
 
 
@@ -222,11 +246,12 @@ def run_map(
     if failures:
         if not tolerant:
             first = failures[0]
-            raise StatesError(first.error, first.cause)
+            raise _failed(first.error, first.cause, outcomes)
         if exceeded(len(failures)):
-            raise StatesError(
+            raise _failed(
                 errors.EXCEED_TOLERATED_FAILURE_THRESHOLD,
                 f"The Map state '{state.name}' had {len(failures)} failed item(s) of {total}, above its tolerated threshold",
+                outcomes,
             )
     results: list[Any] = []
     for outcome in outcomes:

@@ -36,7 +36,7 @@ from smq.engine.cursor import (
     is_parked,
     iso,
 )
-from smq.engine.errors import StatesError, error_matches
+from smq.engine.errors import BranchesFailed, StatesError, error_matches
 from smq.engine.handlers import LAMBDA_INVOKE, TaskContext
 from smq.engine.invoke import call_handler
 from smq.engine.model import (
@@ -229,6 +229,7 @@ def _advance(
             not_before=None,
             transitions=cursor.transitions + 1,
             entered_at=None,
+            kept_results=None,
         ),
     )
 
@@ -570,6 +571,7 @@ def _handle_error(
                 not_before=runtime.clock() + delay,
                 transitions=cursor.transitions + 1,
                 entered_at=entered_at,
+                kept_results=None,  # a retry runs the whole state again, as in AWS
             )
             return Step([*nested, entry], cursor=next_cursor)
         break  # only the first matching retrier applies, even when it is exhausted
@@ -601,7 +603,8 @@ def _handle_error(
         step.entries[:0] = nested
         return step
     entry = _entry(state, cursor, FAILED, attempt_start, runtime, error=error, cause=cause)
-    return Step([*nested, entry], status=FAILED, error=error, cause=cause)
+    failed_at = cursor.moved(kept_results=err.kept) if isinstance(err, BranchesFailed) else None
+    return Step([*nested, entry], status=FAILED, error=error, cause=cause, failed_at=failed_at)
 
 
 def _callback_result(state: TaskState, pending: dict[str, Any], runtime: Runtime) -> Any:

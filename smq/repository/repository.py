@@ -292,7 +292,7 @@ def _step_values(
     """The execution columns a step writes: the new cursor, or the final status and output."""
     entries = step.entries
     values: dict[str, Any] = {"history_length": seen_history_length + len(entries), "updated_at": now}
-    cursor = step.cursor or ended_in
+    cursor = step.cursor or step.failed_at or ended_in
     if cursor is not None:
         values["cursor"] = cursor.to_dict()
         values["current_state"] = cursor.state
