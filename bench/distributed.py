@@ -10,24 +10,40 @@ cwd = the repository, ``SMQ_BROKER_URL`` = Redis db ``--redis-db`` (default 13),
 registers a no-op task on ``smq.distributed.app.app``. They are terminated at the end. Redis db
 ``--redis-db`` and the staging db ``--staging-db`` (default 14) are flushed at the start and at the end.
 
-Releasing a backlog at once: messages for parts 1 and 2 are published to the staging db, where no
-worker listens, checked (``LLEN`` = N), then moved into the workers' db with one ``MOVE`` of the queue
-key. Redis wakes the workers' blocked ``BRPOP`` on that key, so all K workers see the whole backlog at
-the same moment and no publishing competes with the workers for the 2 CPUs.
+Releasing a backlog at once: each round of parts 1 and 2 publishes its messages to the staging db,
+where no worker listens, checks them (``LLEN`` = N), then moves them into the workers' db with one
+``MOVE`` of the queue key. Redis wakes the workers' blocked ``BRPOP`` on that key, so all K workers see
+the whole backlog at the same moment and no publishing competes with the workers for the 2 CPUs.
+
+Pairs: parts 1 and 2 alternate, ``--pairs`` P times (default 3; 2 with ``--quick``): bare round 1,
+smq round 1, bare round 2, smq round 2, ... each round with its own N tasks, staged and released as
+above. A shared machine's speed drifts over minutes, so two single runs one after the other put that
+drift straight into their ratio; a pair's two rounds run back to back and see about the same machine.
+Each pair gives a ratio smq_i / bare_i, and the figure judged is the median of the P paired ratios
+(for an even P, the mean of the two middle ones). The table also shows every pair's two rates and
+ratio, the median of each part's rates, and the details of the median pair's rounds (for an even P,
+the pair with the lower middle ratio); the JSON report's ``bare`` and ``smq`` are those rounds,
+``smq_over_bare`` the median paired ratio, and ``pairs`` lists every pair.
 
 1. **Bare Celery**: ``--tasks`` N (default 5,000) no-op tasks (``smq_bench.noop``: one Redis ``INCR``,
-   no result backend) sent with ``app.send_task`` and released together. The task that brings the
-   counter to 1 stores its wall time, the one that brings it to N stores its own: tasks/s = (N - 1) /
-   (last - first). Verified: the counter ends at exactly N, the queue and the unacked set are empty.
+   no result backend) sent with ``app.send_task`` and released together, on a counter key of the
+   round's own. The task that brings the counter to 1 stores its wall time, the one that brings it to
+   N stores its own: tasks/s = (N - 1) / (last - first). Verified: the counter ends at exactly N, the
+   queue and the unacked set are empty.
 2. **smq**: the same N executions of ``definitions/pass3.json`` (3 Pass states) published with
    ``QueueClient.enqueue_many`` (the enqueue ledger in PostgreSQL, ``group()`` chunks of 500), run by
-   ``execute_state_machine`` on the same workers. Executions/s = N / (latest ``stop_time`` - earliest
-   ``start_time``), read from ``smq_executions``. Verified: exactly N executions of that state
-   machine, all SUCCEEDED with the output AWS gives, ``history_length`` 3 and 3 history rows each, no
-   dead letters, queue and unacked set empty. The ratio smq/bare has the goal >= 0.5.
-   Before either part, each worker is warmed up (20 tasks of each kind per worker, not timed, on
+   ``execute_state_machine`` on the same workers. Round i runs its own state machine,
+   ``bench-pass3-<i>`` (all put with the pass3 definition before the workers start), so what is
+   counted and checked is that round's executions only. Executions/s = N / (latest ``stop_time`` -
+   earliest ``start_time``) of that state machine, read from ``smq_executions``. Verified: exactly N
+   executions of that state machine, all SUCCEEDED with the output AWS gives, ``history_length`` 3
+   and 3 history rows each, no dead letters in the database, queue and unacked set empty.
+   Goal: the median paired ratio smq/bare >= 0.5, with every round of both parts verified (one round
+   that fails verification fails the result).
+   Before the first pair, each worker is warmed up (20 tasks of each kind per worker, not timed, on
    another counter and another state machine): both pool children must have taken a no-op task.
-   The workers are then stopped: parts 3 and 4 publish to the staging db with nobody consuming.
+   After the last pair the workers are stopped: parts 3 and 4 publish to the staging db with nobody
+   consuming.
 3. **Leader publishing**: ``--sources`` M (default 20,000) SUCCEEDED executions are COPY-loaded into
    ``smq_executions``; ``smq.distributed.leader.fan_out`` (keyset pages of the sources, ledger claims,
    ``group()`` chunks of 500) publishes one chained execution per source, timed from the call to its
@@ -42,15 +58,16 @@ the same moment and no publishing competes with the workers for the 2 CPUs.
    ``/proc/<pid>/status`` every 50 ms. The CLI must exit 0, report every source enqueued, and the
    queue must hold that many messages. Goal: peak RSS grows < 50 MB from 10k to 200k sources.
 
-For context (not judged): parts 1 and 2 report the CPU time used while the backlog drained, per task,
-for the pool children, the workers' main processes, the PostgreSQL backends connected to the bench
-database, redis-server, this script, and the whole machine (from ``/proc``); the rest of the machine
-is whatever else runs there. The machine's 2 CPUs are shared by all of them, so the throughput ratio
-follows the ratio of whole-machine CPU per task. Part 2 also shows its write transactions per
-execution and the latency of a bare one-row autocommit INSERT probed just before, and with them the
-commit-bound rate (K / (writes x commit latency)). ``--py-spy PATH`` samples the pool children
-during part 2 (wall clock, waits included) and prints where ``execute_state_machine``'s time goes;
-that run's part-2 figure is perturbed by the sampling.
+For context (not judged): parts 1 and 2 report, for the median pair's two rounds, the CPU time used
+while the backlog drained, per task, for the pool children, the workers' main processes, the
+PostgreSQL backends connected to the bench database, redis-server, this script, and the whole
+machine (from ``/proc``); the rest of the machine is whatever else runs there. The machine's 2 CPUs
+are shared by all of them, so the throughput ratio follows the ratio of whole-machine CPU per task.
+Part 2 also shows its write transactions per execution and the latency of a bare one-row autocommit
+INSERT probed just before the round, and with them the commit-bound rate (K / (writes x commit
+latency)). ``--py-spy PATH`` samples the pool children during part 2's first round (wall clock, waits
+included) and prints where ``execute_state_machine``'s time goes; that round's figure, and so pair 1's
+ratio, is perturbed by the sampling.
 
 Usage::
 
@@ -58,6 +75,7 @@ Usage::
     python bench/distributed.py --json          # machine-readable results
     python bench/distributed.py --quick         # small sizes: a minute's sanity check
     python bench/distributed.py --tasks 10000 --sources 50000 --workers 2 --skip-memory
+    python bench/distributed.py --pairs 5 --skip-memory    # more pairs for a steadier median ratio
     python bench/distributed.py --skip-memory --py-spy "$(command -v py-spy)"   # where part 2's time goes
 
 Exit status: 0 when every result verified and every goal was met; 1 otherwise.
@@ -67,10 +85,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import platform
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -123,7 +143,7 @@ PASS3_STATES = 3
 
 NOOP_TASK = "smq_bench.noop"  # registered by bench_handlers.py
 SMQ_TASK = "smq.execute_state_machine"
-MACHINE = "bench-pass3"  # part 2's timed executions
+MACHINE_PREFIX = "bench-pass3"  # part 2's timed executions: round i runs state machine bench-pass3-i
 WARM_MACHINE = "bench-warm"  # part 2's warm-up (same definition, another id)
 SOURCE_MACHINE = "bench-source"  # part 3's sources
 CHAIN_TARGET = "bench-chain"  # what parts 3 and 4 chain over the sources
@@ -161,6 +181,7 @@ class Throughput:
     what: str
     count: int
     workers: int
+    number: int = 1  # the round (= the pair) it belongs to, from 1
     seconds: float = 0.0  # first completion (bare) / first start (smq) to the last completion / stop
     intervals: int = 0  # completions that the span covers: N - 1 (bare, first to last) or N (smq)
     publish_seconds: float = 0.0  # sending the N messages to the staging db (not part of the span)
@@ -178,6 +199,10 @@ class Throughput:
         return self.intervals / self.seconds if self.seconds > 0 else 0.0
 
     @property
+    def label(self) -> str:
+        return f"{self.what}, round {self.number}"
+
+    @property
     def commit_bound(self) -> float | None:
         """Executions/s if each of the K workers did nothing but its commits, back to back."""
         if not self.commit_ms or not self.writes_per_item:
@@ -192,6 +217,7 @@ class Throughput:
     def as_dict(self) -> dict[str, Any]:
         return {
             "what": self.what,
+            "round": self.number,
             "count": self.count,
             "workers": self.workers,
             "seconds": round(self.seconds, 4),
@@ -277,28 +303,70 @@ class LeaderMemory:
 
 @dataclass
 class Results:
-    bare: Throughput | None = None
-    smq: Throughput | None = None
+    bare_rounds: list[Throughput] = field(default_factory=list)  # part 1, round i at index i - 1
+    smq_rounds: list[Throughput] = field(default_factory=list)  # part 2, round i at index i - 1
     leader: list[Publish] = field(default_factory=list)
     plain: list[Publish] = field(default_factory=list)
     memory: list[LeaderMemory] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
-    # ---- part 2 vs part 1
+    # ---- part 2 vs part 1, pair by pair (bare round i, then smq round i)
+    @property
+    def pairs(self) -> list[tuple[Throughput, Throughput]]:
+        """The complete pairs (a run aborted between the two rounds of a pair leaves it out)."""
+        return list(zip(self.bare_rounds, self.smq_rounds, strict=False))
+
+    @staticmethod
+    def pair_ratio(bare: Throughput, smq: Throughput) -> float | None:
+        return smq.rate / bare.rate if bare.rate else None
+
+    def _ratios(self) -> list[tuple[float, int]]:
+        """(smq_i / bare_i, i - 1) for every complete pair with a bare rate, lowest ratio first."""
+        ratios = [(self.pair_ratio(bare, smq), index) for index, (bare, smq) in enumerate(self.pairs)]
+        return sorted((ratio, index) for ratio, index in ratios if ratio is not None)
+
     @property
     def smq_ratio(self) -> float | None:
-        if self.bare is None or self.smq is None or not self.bare.rate:
-            return None
-        return self.smq.rate / self.bare.rate
+        """The median of the paired ratios: drift of the machine's speed between pairs cancels out
+        of each ratio, and one pair caught by a burst of other work cannot move the median."""
+        ratios = self._ratios()
+        return statistics.median(ratio for ratio, _ in ratios) if ratios else None
+
+    @property
+    def median_pair(self) -> int | None:
+        """Index of the pair whose ratio is the median (the lower middle one for an even count)."""
+        ratios = self._ratios()
+        return ratios[(len(ratios) - 1) // 2][1] if ratios else None
+
+    @property
+    def bare(self) -> Throughput | None:
+        """Part 1's round of the median pair (the first round if no pair has a ratio)."""
+        index = self.median_pair
+        if index is not None:
+            return self.pairs[index][0]
+        return self.bare_rounds[0] if self.bare_rounds else None
+
+    @property
+    def smq(self) -> Throughput | None:
+        """Part 2's round of the median pair (the first round if no pair has a ratio)."""
+        index = self.median_pair
+        if index is not None:
+            return self.pairs[index][1]
+        return self.smq_rounds[0] if self.smq_rounds else None
+
+    @staticmethod
+    def median_rate(runs: list[Throughput]) -> float | None:
+        return statistics.median(run.rate for run in runs) if runs else None
+
+    @property
+    def throughput_ok(self) -> bool:
+        """At least one complete pair, and every round of either part verified."""
+        return bool(self.pairs) and all(run.ok for run in self.bare_rounds + self.smq_rounds)
 
     @property
     def smq_goal_met(self) -> bool:
         ratio = self.smq_ratio
-        return (
-            bool(self.bare and self.smq and self.bare.ok and self.smq.ok)
-            and ratio is not None
-            and (ratio >= GOAL_SMQ_OVER_BARE)
-        )
+        return self.throughput_ok and ratio is not None and ratio >= GOAL_SMQ_OVER_BARE
 
     # ---- part 3
     @staticmethod
@@ -477,6 +545,12 @@ def summarize_py_spy(paths: list[Path], rate: int, executions: int, top: int = 3
 # ------------------------------------------------------------------ parts 1 and 2: throughput
 
 
+def smq_machine(number: int) -> str:
+    """Part 2's round `number` has a state machine of its own, so counting its executions counts
+    only that round's."""
+    return f"{MACHINE_PREFIX}-{number}"
+
+
 def service_processes(repo: Any, client: redis.Redis) -> dict[str, Callable[[], list[int]]]:
     """PostgreSQL backends connected to the bench database, and redis-server, for the CPU meter (a
     server on another host, or one whose /proc is not ours, simply counts 0)."""
@@ -521,6 +595,7 @@ def warm_up(
 
 
 def run_bare(
+    number: int,
     count: int,
     workers: Workers,
     staging_app: Any,
@@ -529,8 +604,8 @@ def run_bare(
     db: int,
     service_pids: dict[str, Callable[[], list[int]]],
 ) -> Throughput:
-    """Part 1: N no-op tasks staged, released at once, first to last completion."""
-    result = Throughput("bare Celery no-op", count, workers.count, load1=load1())
+    """Part 1, round `number`: N no-op tasks staged, released at once, first to last completion."""
+    result = Throughput("bare Celery no-op", count, workers.count, number, load1=load1())
     key = f"bare:{uuid.uuid4().hex}"
     start = time.perf_counter()
     for _ in range(count):
@@ -560,6 +635,7 @@ def run_bare(
 
 
 def finished(repo: Any, machine: str) -> int:
+    """Executions of state machine `machine` that are no longer RUNNING."""
     with repo.reader.connect() as connection:
         return int(
             connection.execute(
@@ -572,6 +648,7 @@ def finished(repo: Any, machine: str) -> int:
 
 
 def run_smq(
+    number: int,
     count: int,
     workers: Workers,
     repo: Any,
@@ -582,15 +659,18 @@ def run_smq(
     service_pids: dict[str, Callable[[], list[int]]],
     py_spy: str | None = None,
 ) -> Throughput:
-    """Part 2: N pass3 executions enqueued with enqueue_many, released at once, first start to last stop."""
-    result = Throughput("smq pass3 (PostgreSQL)", count, workers.count, load1=load1())
+    """Part 2, round `number`: N pass3 executions of state machine smq_machine(number), enqueued with
+    enqueue_many, released at once, first start to last stop."""
+    result = Throughput("smq pass3 (PostgreSQL)", count, workers.count, number, load1=load1())
+    state_machine = smq_machine(number)
     from smq import StateMachine
 
     machine = StateMachine.from_definition(json.loads(PASS3_FILE.read_text()))
     result.writes_per_item = writes_per_execution(machine, PASS3_INPUT)
     result.commit_ms = commit_latency_ms(repo, "postgresql")
     payloads = (
-        {"state_machine_id": MACHINE, "name": f"run-{i:07d}", "input": PASS3_INPUT} for i in range(count)
+        {"state_machine_id": state_machine, "name": f"run-{i:07d}", "input": PASS3_INPUT}
+        for i in range(count)
     )
     start = time.perf_counter()
     summary = staging_client.enqueue_many(payloads, QUEUE, chunk_size=CHUNK_SIZE)
@@ -605,12 +685,12 @@ def run_smq(
     meter = workers.meter(service_pids)
     meter.start()
     release(staging, db, count)
-    wait_for(lambda: finished(repo, MACHINE), count, workers, "smq", 0.25)
+    wait_for(lambda: finished(repo, state_machine), count, workers, "smq", 0.25)
     result.cpu = meter.stop()
     if profiler is not None:
         result.profile = profiler.stop(count)
     time.sleep(0.5)
-    problems, span, mean_ms = verify_executions(repo, count)
+    problems, span, mean_ms = verify_executions(repo, state_machine, count)
     if span is not None:
         result.seconds, result.intervals = span, count
     result.mean_execution_ms = mean_ms
@@ -620,8 +700,9 @@ def run_smq(
     return result
 
 
-def verify_executions(repo: Any, count: int) -> tuple[list[str], float | None, float | None]:
-    """Exactly N executions, all SUCCEEDED with AWS's output, 3 history rows each; the span and mean."""
+def verify_executions(repo: Any, machine: str, count: int) -> tuple[list[str], float | None, float | None]:
+    """Exactly N executions of state machine `machine`, all SUCCEEDED with AWS's output, 3 history rows
+    each, and no dead letter in the database; their span (first start to last stop) and mean duration."""
     problems: list[str] = []
     with repo.reader.connect() as connection:
         row = connection.execute(
@@ -634,7 +715,7 @@ def verify_executions(repo: Any, count: int) -> tuple[list[str], float | None, f
                 "avg(extract(epoch FROM stop_time - start_time)) * 1000 AS mean_ms "
                 "FROM smq_executions WHERE state_machine_id = :sm"
             ),
-            {"sm": MACHINE, "output": json.dumps(PASS3_OUTPUT), "states": PASS3_STATES},
+            {"sm": machine, "output": json.dumps(PASS3_OUTPUT), "states": PASS3_STATES},
         ).one()
         wrong_history = connection.execute(
             text(
@@ -642,7 +723,7 @@ def verify_executions(repo: Any, count: int) -> tuple[list[str], float | None, f
                 "LEFT JOIN smq_history h ON h.execution_id = e.id WHERE e.state_machine_id = :sm "
                 "GROUP BY e.id) per_execution WHERE rows <> :states"
             ),
-            {"sm": MACHINE, "states": PASS3_STATES},
+            {"sm": machine, "states": PASS3_STATES},
         ).scalar_one()
         dead = connection.execute(text("SELECT count(*) FROM smq_dead_letters")).scalar_one()
     if row.n != count:
@@ -840,6 +921,10 @@ def _fmt(value: float | None, digits: int = 0) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
 
 
+def _rounded(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def _mb(value: int | None) -> str:
     return "n/a" if value is None else f"{value / MIB:,.1f} MB"
 
@@ -850,6 +935,62 @@ def _verdict(ok: bool, met: bool | None = None) -> str:
     if met is None:
         return "[green]verified[/]"
     return "[green]met[/]" if met else "[red]NOT met[/]"
+
+
+def round_detail(run: Throughput) -> str:
+    """One round's span, cost per task, publishing rate and (smq) commit figures and CPU breakdown."""
+    detail = (
+        f"{run.count:,} in {run.seconds:.2f}s; {run.worker_ms_per_item or 0:.2f} ms/task/worker; "
+        f"published at {run.count / run.publish_seconds if run.publish_seconds else 0:,.0f}/s"
+    )
+    if run.mean_execution_ms is not None:
+        detail += f"; execution start→stop {run.mean_execution_ms:.2f} ms"
+    if run.commit_bound is not None:
+        detail += (
+            f"\n{run.writes_per_item} write transactions/execution, bare commit {run.commit_ms:.3f} ms "
+            f"→ commit-bound {run.commit_bound:,.0f} exec/s on {run.workers} worker(s)"
+        )
+    if run.cpu is not None:
+        shares = ", ".join(f"{name} {ms:.2f}" for name, ms in run.cpu.per_item_ms(run.count).items())
+        detail += f"\nCPU ms per task (round {run.number}): {shares}"
+    return detail
+
+
+def add_throughput_rows(table: Any, results: Results) -> None:
+    """Parts 1 and 2: each part's median rate with the median pair's round in detail, every pair's
+    ratio, then the median paired ratio, which is what the goal judges."""
+    median = results.median_pair
+    for part, runs, shown, unit in (
+        ("1", results.bare_rounds, results.bare, "tasks/s"),
+        ("2", results.smq_rounds, results.smq, "exec/s"),
+    ):
+        if not runs or shown is None:
+            continue
+        rates = ", ".join(f"{run.rate:,.0f}" for run in runs)
+        which = "the median pair's" if median is not None else "the first"
+        detail = f"rounds: {rates} {unit}\nround {shown.number}, {which}: {round_detail(shown)}"
+        table.add_row(
+            part, f"{runs[0].what}: median of {len(runs)} round(s)",
+            f"{_fmt(results.median_rate(runs))} {unit}", detail, "", _verdict(all(run.ok for run in runs)),
+        )  # fmt: skip
+    for index, (bare, smq) in enumerate(results.pairs):
+        detail = (
+            f"bare {bare.rate:,.0f} tasks/s, smq {smq.rate:,.0f} exec/s; "
+            f"load1 at start {bare.load1:.2f} / {smq.load1:.2f}"
+        )
+        if index == median:
+            detail += " (the median pair)"
+        if smq.profile:
+            detail += " (smq round under py-spy)"
+        table.add_row(
+            "1-2", f"pair {index + 1}: smq / bare", _fmt(results.pair_ratio(bare, smq), 3), detail, "",
+            _verdict(bare.ok and smq.ok),
+        )  # fmt: skip
+    if results.pairs:
+        table.add_row(
+            "1-2", f"smq / bare: median of {len(results.pairs)} paired ratio(s)", _fmt(results.smq_ratio, 3),
+            "", f">= {GOAL_SMQ_OVER_BARE}", _verdict(results.throughput_ok, results.smq_goal_met),
+        )  # fmt: skip
 
 
 def report_table(results: Results, args: argparse.Namespace) -> Any:
@@ -863,30 +1004,7 @@ def report_table(results: Results, args: argparse.Namespace) -> Any:
     for column, justify in (("part", "left"), ("measurement", "left"), ("figure", "right"), ("detail", "left"),
                             ("goal", "right"), ("result", "left")):  # fmt: skip
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for part, run, unit in (("1", results.bare, "tasks/s"), ("2", results.smq, "exec/s")):
-        if run is None:
-            continue
-        detail = (
-            f"{run.count:,} in {run.seconds:.2f}s; {run.worker_ms_per_item or 0:.2f} ms/task/worker; "
-            f"published at {run.count / run.publish_seconds if run.publish_seconds else 0:,.0f}/s"
-        )
-        if run.mean_execution_ms is not None:
-            detail += f"; execution start→stop {run.mean_execution_ms:.2f} ms"
-        if run.commit_bound is not None:
-            detail += (
-                f"\n{run.writes_per_item} write transactions/execution, bare commit {run.commit_ms:.3f} ms "
-                f"→ commit-bound {run.commit_bound:,.0f} exec/s on {run.workers} worker(s)"
-            )
-        if run.cpu is not None:
-            shares = ", ".join(f"{name} {ms:.2f}" for name, ms in run.cpu.per_item_ms(run.count).items())
-            detail += f"\nCPU ms per task: {shares}"
-        table.add_row(part, run.what, f"{_fmt(run.rate)} {unit}", detail, "", _verdict(run.ok))
-    if results.bare and results.smq:
-        ratio = results.smq_ratio
-        table.add_row(
-            "1-2", "smq / bare", _fmt(ratio, 3), "", f">= {GOAL_SMQ_OVER_BARE}",
-            _verdict(results.bare.ok and results.smq.ok, results.smq_goal_met),
-        )  # fmt: skip
+    add_throughput_rows(table, results)
     for runs in (results.leader, results.plain):
         best = results.best(runs)
         if best is None:
@@ -920,13 +1038,16 @@ def report_table(results: Results, args: argparse.Namespace) -> Any:
     return table
 
 
-def profile_table(profile: dict[str, Any]) -> Any:
-    """The py-spy summary of part 2: where a pool child's wall time goes per execution."""
+def profile_table(profile: dict[str, Any], number: int) -> Any:
+    """The py-spy summary of part 2's round `number`: where a pool child's wall time goes per execution."""
     from rich import box
     from rich.table import Table
 
     table = Table(
-        title=f"Part 2 under py-spy ({profile['rate_hz']} Hz, wall clock incl. waits, pool children)",
+        title=(
+            f"Part 2, round {number}, under py-spy ({profile['rate_hz']} Hz, wall clock incl. waits, "
+            "pool children)"
+        ),
         box=box.SIMPLE_HEAD,
     )
     table.add_column("where")
@@ -942,14 +1063,20 @@ def profile_table(profile: dict[str, Any]) -> Any:
 def print_report(report: dict[str, Any], results: Results, args: argparse.Namespace) -> None:
     out = console(220)
     out.print(report_table(results, args))
-    if results.smq is not None and results.smq.profile:
-        out.print(profile_table(results.smq.profile))
-        out.print("[yellow]part 2 ran under py-spy: its figure is perturbed by the sampling[/]")
+    for smq in results.smq_rounds:
+        if smq.profile:
+            out.print(profile_table(smq.profile, smq.number))
+            out.print(
+                f"[yellow]part 2's round {smq.number} ran under py-spy: its figure and pair {smq.number}'s "
+                "ratio are perturbed by the sampling[/]"
+            )
     out.print(f"{load_line(report)}; all goals met: {report['all_goals_met']}")
-    runs: list[Throughput | Publish | None] = [results.bare, results.smq, *results.leader, *results.plain]
-    for run in runs:
-        if run is not None and run.detail:
-            out.print(f"[red]{run.what}: {run.detail}[/]")
+    for throughput in results.bare_rounds + results.smq_rounds:
+        if throughput.detail:
+            out.print(f"[red]{throughput.label}: {throughput.detail}[/]")
+    for publish in results.leader + results.plain:
+        if publish.detail:
+            out.print(f"[red]{publish.what}: {publish.detail}[/]")
     for memory in results.memory:
         if memory.detail:
             out.print(f"[red]leader over {memory.sources:,} sources: {memory.detail}[/]")
@@ -982,6 +1109,7 @@ def build_report(
         "wall_seconds": round(time.perf_counter() - started, 1),
         "settings": {
             "tasks": args.tasks,
+            "pairs": args.pairs,
             "sources": args.sources,
             "workers": args.workers,
             "rounds": args.rounds,
@@ -1000,6 +1128,20 @@ def build_report(
         "smq": results.smq.as_dict() if results.smq else None,
         "smq_over_bare": None if results.smq_ratio is None else round(results.smq_ratio, 4),
         "smq_goal_met": results.smq_goal_met,
+        "median_pair": None if results.median_pair is None else results.median_pair + 1,
+        "bare_median_per_second": _rounded(results.median_rate(results.bare_rounds)),
+        "smq_median_per_second": _rounded(results.median_rate(results.smq_rounds)),
+        "pairs": [
+            {
+                "pair": index,
+                "bare": bare.as_dict() if bare else None,
+                "smq": smq.as_dict() if smq else None,
+                "smq_over_bare": _rounded(results.pair_ratio(bare, smq), 4) if bare and smq else None,
+            }
+            for index, (bare, smq) in enumerate(
+                itertools.zip_longest(results.bare_rounds, results.smq_rounds), start=1
+            )
+        ],
         "leader": [run.as_dict() for run in results.leader],
         "plain": [run.as_dict() for run in results.plain],
         "leader_over_plain": None if results.leader_ratio is None else round(results.leader_ratio, 4),
@@ -1021,6 +1163,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sources", type=int, default=None, help="M for part 3 (default 20,000)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes, -c 1 each (default 2)")
     parser.add_argument(
+        "--pairs",
+        type=int,
+        default=None,
+        help="bare-then-smq round pairs in parts 1 and 2; median paired ratio judged (default 3; --quick 2)",
+    )
+    parser.add_argument(
         "--rounds", type=int, default=1, help="leader/plain pairs in part 3, best kept (default 1)"
     )
     parser.add_argument(
@@ -1035,7 +1183,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="SMQ_CHECKPOINTS for the workers: boundaries (smq's default) or every-state (one write per step)",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="small sizes: 500 tasks, 2,000 sources, 1k/20k memory"
+        "--quick", action="store_true", help="small sizes: 500 tasks, 2 pairs, 2,000 sources, 1k/20k memory"
     )
     parser.add_argument(
         "--pg-url", default=DEFAULT_PG_URL, help=f"an existing database to connect to ({DEFAULT_PG_URL})"
@@ -1052,19 +1200,46 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--py-spy",
         metavar="PATH",
-        help="profile the pool children with this py-spy executable during part 2 (perturbs its figure)",
+        help="profile the pool children with this py-spy during part 2's first round (perturbs that round)",
     )
     parser.add_argument("--json", action="store_true", help="print results as JSON instead of the table")
     parser.add_argument("--save", metavar="PATH", help="also write the JSON results to PATH")
     args = parser.parse_args(argv)
     args.tasks = args.tasks or (500 if args.quick else 5_000)
+    args.pairs = args.pairs or (2 if args.quick else 3)
     args.sources = args.sources or (2_000 if args.quick else 20_000)
     args.memory_sizes = args.memory_sizes or ([1_000, 20_000] if args.quick else [10_000, 200_000])
-    if args.tasks < 2 or args.sources < 1 or args.workers < 1 or args.rounds < 1:
-        parser.error("--tasks must be >= 2, --sources, --workers and --rounds >= 1")
+    if args.tasks < 2 or args.sources < 1 or args.workers < 1 or args.rounds < 1 or args.pairs < 1:
+        parser.error("--tasks must be >= 2, --pairs, --sources, --workers and --rounds >= 1")
     if args.redis_db == args.staging_db:
         parser.error("--redis-db and --staging-db must differ")
     return args
+
+
+def run_pair(
+    number: int,
+    args: argparse.Namespace,
+    results: Results,
+    workers: Workers,
+    repo: Any,
+    staging_app: Any,
+    staging_client: Any,
+    staging: redis.Redis,
+    worker_redis: redis.Redis,
+    services: dict[str, Callable[[], list[int]]],
+) -> None:
+    """Pair `number`: part 1's round, then part 2's, back to back, so both see the machine at about
+    the same speed; py-spy (if asked) samples only the first pair's smq round."""
+    log(f"pair {number}/{args.pairs}, part 1: bare Celery, {args.tasks:,} no-op tasks")
+    bare = run_bare(number, args.tasks, workers, staging_app, staging, worker_redis, args.redis_db, services)
+    results.bare_rounds.append(bare)
+    log(f"  {bare.rate:,.0f} tasks/s")
+    log(f"pair {number}/{args.pairs}, part 2: smq, {args.tasks:,} pass3 executions ({smq_machine(number)})")
+    smq = run_smq(number, args.tasks, workers, repo, staging_client, staging, worker_redis, args.redis_db,
+                  services, py_spy=args.py_spy if number == 1 else None)  # fmt: skip
+    results.smq_rounds.append(smq)
+    ratio = results.pair_ratio(bare, smq)
+    log(f"  {smq.rate:,.0f} executions/s; smq / bare {'n/a' if ratio is None else f'{ratio:.3f}'}")
 
 
 def run(args: argparse.Namespace, results: Results, work_dir: Path) -> None:
@@ -1083,7 +1258,8 @@ def run(args: argparse.Namespace, results: Results, work_dir: Path) -> None:
         repo = Repository.open(database_url)
         try:
             definition = json.loads(PASS3_FILE.read_text())
-            for machine in (MACHINE, WARM_MACHINE, SOURCE_MACHINE, CHAIN_TARGET):
+            round_machines = [smq_machine(number) for number in range(1, args.pairs + 1)]
+            for machine in (*round_machines, WARM_MACHINE, SOURCE_MACHINE, CHAIN_TARGET):
                 repo.put_definition(machine, definition)
             worker_app, staging_app = make_app(worker_url), make_app(staging_url)
             staging_client = QueueClient(repo, app=staging_app)
@@ -1098,24 +1274,9 @@ def run(args: argparse.Namespace, results: Results, work_dir: Path) -> None:
                 log("workers ready; warming up")
                 warm_up(workers, worker_app, worker_redis, repo, QueueClient(repo, app=worker_app))
                 delete_queues(staging)
-                log(f"part 1: bare Celery, {args.tasks:,} no-op tasks")
-                results.bare = run_bare(
-                    args.tasks, workers, staging_app, staging, worker_redis, args.redis_db, services
-                )
-                log(f"  {results.bare.rate:,.0f} tasks/s")
-                log(f"part 2: smq, {args.tasks:,} pass3 executions")
-                results.smq = run_smq(
-                    args.tasks,
-                    workers,
-                    repo,
-                    staging_client,
-                    staging,
-                    worker_redis,
-                    args.redis_db,
-                    services,
-                    py_spy=args.py_spy,
-                )
-                log(f"  {results.smq.rate:,.0f} executions/s")
+                for number in range(1, args.pairs + 1):
+                    run_pair(number, args, results, workers, repo, staging_app, staging_client,
+                             staging, worker_redis, services)  # fmt: skip
             finally:
                 log("stopping the workers")
                 workers.stop()
