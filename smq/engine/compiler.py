@@ -86,8 +86,8 @@ STATE_FIELDS: dict[str, set[str]] = {
     | {"TimeoutPath", "Assign"},
 }
 NOT_IN_SUB_MACHINES = (
-    "cannot run inside a Parallel branch or a Map iteration yet: a waiting sub-machine cannot be "
-    "parked and resumed on its own"
+    "cannot run inside a Parallel branch or a Map iteration yet: branches park on timers (Wait, "
+    "retry back-off), not on a delivery"
 )
 MACHINE_FIELDS = {"StartAt", "States", "Comment", "Version", "TimeoutSeconds", "QueryLanguage"}
 SUB_MACHINE_FIELDS = {"StartAt", "States", "Comment", "ProcessorConfig", "QueryLanguage"}

@@ -18,6 +18,9 @@ resumes it by adding a delivery (`cursor.deliver({...})`, or setting `pending["d
         delivery {"kind": "failure", "error": E, "cause": C}
         delivery {"kind": "timeout"}                   -> States.Timeout
         delivery {"kind": "heartbeat_timeout"}         -> States.HeartbeatTimeout
+
+A Parallel or Map state whose branches are paused has `pending` `{"kind": "fanout", ...}` and a
+`not_before` (see `smq.engine.fanout`): not parked, it is resumed by time, like a Wait.
 """
 
 from __future__ import annotations

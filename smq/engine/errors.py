@@ -116,6 +116,17 @@ class BranchesFailed(StatesError):
         self.kept = kept
 
 
+class BranchesParked(Exception):  # noqa: N818 - a signal, not an error
+    """Not an error: every branch or iteration of a Parallel or Map state has ended or is paused until
+    a later moment (a long Wait, a retry back-off) and no other may start, so the state itself parks
+    (`pending` records where each one stands; see `smq.engine.fanout`) until `not_before`."""
+
+    def __init__(self, pending: dict[str, Any], not_before: float):
+        super().__init__(f"branches parked until {not_before}")
+        self.pending = pending
+        self.not_before = not_before
+
+
 class UnknownResourceError(SmqError):
     """A Task names a resource that no registered handler answers to."""
 

@@ -4,10 +4,20 @@ Each branch or item is a sub-machine driven by the same interpreter, in a scope 
 copy of the outer workflow variables (inner assignments never leak out, as in AWS). Sub-machines
 made only of Pass/Choice/Succeed/Fail/nested fan-outs cannot block, so they run inline; the others
 run on a bounded thread pool honouring MaxConcurrency.
+
+On a worker (`park_after`), a branch paused for longer than that parks instead of sleeping. Once every
+branch has ended or parked, the state parks too: its cursor's `pending` is
+`{"kind": "fanout", "count": N, "started_at": EPOCH, "jobs": {"<index>": JOB}}`, where JOB is
+`{"status": "SUCCEEDED", "output": X}`, `{"status": "FAILED", "error": E, "cause": C}` (a tolerated
+Map failure) or `{"status": "WAITING", "cursor": CURSOR}` (without the shared execution info), and
+`not_before` is the earliest wake. Branches never started (MaxConcurrency, which counts parked ones)
+are absent and start on resume. Resumed, ended branches keep their results and parked ones go on from
+their cursors; a Retry of the state drops all of it and starts afresh.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
@@ -15,10 +25,12 @@ from typing import Any
 from smq.engine import errors, interpreter
 from smq.engine.cursor import Cursor, HistoryEntry
 from smq.engine.driver import ABORTED, SUCCEEDED, TIMED_OUT, WAITING, Outcome, drive
-from smq.engine.errors import BranchesFailed, StatesError
+from smq.engine.errors import BranchesFailed, BranchesParked, StatesError
 from smq.engine.model import Machine, MapState, ParallelState
 from smq.engine.paths import PathNotFound, Scope
 from smq.engine.runtime import ExecutionAborted, ExecutionTimedOut, Runtime
+
+FANOUT = "fanout"  # `pending` kind of a Parallel/Map state whose branches are parked
 
 
 def _sub_cursor(parent: Cursor, machine: Machine, item_input: Any, isolated: bool) -> Cursor:
@@ -41,6 +53,65 @@ def _kept_outputs(parent: Cursor, count: int) -> dict[str, Any]:
     return outputs if isinstance(outputs, dict) else {}
 
 
+def _earlier_jobs(parent: Cursor, count: int) -> dict[str, dict[str, Any]]:
+    """Where each job stood before this run of the state, by index: from the state's own park
+    (`{"status": SUCCEEDED|FAILED|WAITING, ...}`), else the outputs a redrive keeps."""
+    pending = parent.pending
+    if isinstance(pending, dict) and pending.get("kind") == FANOUT and pending.get("count") == count:
+        jobs = pending.get("jobs")
+        return jobs if isinstance(jobs, dict) else {}
+    return {
+        index: {"status": SUCCEEDED, "output": out} for index, out in _kept_outputs(parent, count).items()
+    }
+
+
+def _is_parked(outcome: Outcome) -> bool:
+    """A job paused until a later moment (a long Wait or retry back-off), resumable from its cursor."""
+    cursor = outcome.cursor
+    return (
+        outcome.status == WAITING
+        and cursor is not None
+        and cursor.not_before is not None
+        and not cursor.parked
+    )
+
+
+def _stored(cursor: Cursor) -> dict[str, Any]:
+    """A parked job's cursor without the execution info, which every job shares with the parent."""
+    data = cursor.to_dict()
+    del data["execution"]
+    return data
+
+
+def _restored(parent: Cursor, data: dict[str, Any]) -> Cursor:
+    return Cursor.from_dict({**data, "execution": parent.execution.to_dict()})
+
+
+def _park_if_waiting(outcomes: list[Outcome | None], runtime: Runtime) -> None:
+    """When jobs are parked (and none failed the state), park the state with every job's progress:
+    results of those that ended, cursors of those that wait; those never started start on resume."""
+    parked = [outcome for outcome in outcomes if outcome is not None and _is_parked(outcome)]
+    if not parked:
+        return
+    if runtime.cancelled():
+        raise ExecutionAborted("the execution was stopped")
+    jobs: dict[str, dict[str, Any]] = {}
+    for index, outcome in enumerate(outcomes):
+        if outcome is None:
+            continue
+        if _is_parked(outcome):
+            assert outcome.cursor is not None
+            jobs[str(index)] = {"status": WAITING, "cursor": _stored(outcome.cursor)}
+        elif outcome.status == SUCCEEDED:
+            jobs[str(index)] = {"status": SUCCEEDED, "output": outcome.output}
+        else:  # a failure a Map tolerates: it still counts when the state goes on
+            jobs[str(index)] = {"status": outcome.status, "error": outcome.error, "cause": outcome.cause}
+    wake = min(
+        outcome.cursor.not_before for outcome in parked if outcome.cursor and outcome.cursor.not_before
+    )
+    raise BranchesParked({"kind": FANOUT, "count": len(outcomes), "jobs": jobs}, wake)
+
+
 def _failed(error: str | None, cause: str | None, outcomes: list[Outcome | None]) -> BranchesFailed:
     """The state's failure, remembering the jobs that succeeded, for a redrive to keep."""
     outputs = {
@@ -60,6 +131,27 @@ def _raise_if_interrupted(outcome: Outcome) -> None:
         raise StatesError(errors.RUNTIME, "a Parallel branch or Map iteration cannot wait for a delivery")
 
 
+class _Slots:
+    """MaxConcurrency (0: no limit) counts parked jobs as in flight: while one waits, no other takes
+    its place, as in AWS where the waiting iteration is still running."""
+
+    def __init__(self, limit: int, parked: int) -> None:
+        self.limit = limit
+        self.busy = parked
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.limit and self.busy >= self.limit:
+                return False
+            self.busy += 1
+            return True
+
+    def release(self) -> None:
+        with self._lock:
+            self.busy -= 1
+
+
 def _run_all(
     jobs: list[tuple[Machine, Any, str]],
     parent: Cursor,
@@ -73,20 +165,33 @@ def _run_all(
     """Drive every job; `on_failure` returns True when the state fails, which cancels the others.
 
     Cancelled siblings stop at their next state boundary (a handler already running finishes: Python
-    cannot interrupt it); items not yet started never start. Jobs that succeeded before a redrive
-    (`parent.kept_results`) are not run again: their recorded output stands.
+    cannot interrupt it); items not yet started never start. With `runtime.park_after`, a job paused
+    for longer parks (its outcome is WAITING with its cursor) and keeps its MaxConcurrency slot; the
+    caller then parks the state (`_park_if_waiting`). Jobs that ended before (the state parked, or
+    failed and was redriven) are not run again; parked ones go on from their cursors.
     """
     outcomes: list[Outcome | None] = [None] * len(jobs)
     group = runtime.child()
-    kept = _kept_outputs(parent, len(jobs))
+    earlier = _earlier_jobs(parent, len(jobs))
+    slots = _Slots(concurrency, sum(1 for job in earlier.values() if job.get("status") == WAITING))
 
     def run_one(index: int) -> Outcome | None:
         if group.cancelled():
             return None
-        if str(index) in kept:
-            return Outcome(SUCCEEDED, output=kept[str(index)])
+        before = earlier.get(str(index))
+        if before is not None and before.get("status") != WAITING:
+            return Outcome(before["status"], before.get("output"), before.get("error"), before.get("cause"))
+        if before is None and not slots.take():
+            return None  # every slot is held, parked jobs included: it starts once one ends
         machine, item_input, label = jobs[index]
-        return drive(machine, _sub_cursor(parent, machine, item_input, isolated), group, scope=label)
+        if before is not None:
+            start = _restored(parent, before["cursor"])
+        else:
+            start = _sub_cursor(parent, machine, item_input, isolated)
+        outcome = drive(machine, start, group, scope=label)
+        if not _is_parked(outcome):
+            slots.release()
+        return outcome
 
     virtual = runtime.virtual
     forked_at = runtime.clock()
@@ -104,6 +209,8 @@ def _run_all(
     def settle(index: int, outcome: Outcome) -> bool:
         """Record one outcome; True when everything else must stop."""
         outcomes[index] = outcome
+        if _is_parked(outcome):
+            return False
         if outcome.status == ABORTED and not runtime.cancelled():
             return False  # a sibling cancelled because another one failed: not a failure of its own
         if outcome.status in (TIMED_OUT, ABORTED, WAITING):
@@ -118,7 +225,9 @@ def _run_all(
         for index in range(len(jobs)):
             finished = run_one(index)
             if finished is None:
-                break
+                if group.cancelled():
+                    break
+                continue  # no slot for it now (a parked job holds it): it starts on resume
             nested.extend(finished.history)
             if settle(index, finished):
                 break
@@ -170,6 +279,7 @@ def run_parallel(
     if failure:
         first = failure[0]
         raise _failed(first.error, first.cause, outcomes)
+    _park_if_waiting(outcomes, runtime)
     return [outcome.output for outcome in outcomes if outcome is not None]
 
 
@@ -253,6 +363,7 @@ def run_map(
                 f"The Map state '{state.name}' had {len(failures)} failed item(s) of {total}, above its tolerated threshold",
                 outcomes,
             )
+    _park_if_waiting(outcomes, runtime)
     results: list[Any] = []
     for outcome in outcomes:
         assert outcome is not None

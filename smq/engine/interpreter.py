@@ -36,7 +36,7 @@ from smq.engine.cursor import (
     is_parked,
     iso,
 )
-from smq.engine.errors import BranchesFailed, StatesError, error_matches
+from smq.engine.errors import BranchesFailed, BranchesParked, StatesError, error_matches
 from smq.engine.handlers import LAMBDA_INVOKE, TaskContext
 from smq.engine.invoke import call_handler
 from smq.engine.model import (
@@ -485,6 +485,9 @@ def _run_result_state(
         effective = None
     else:
         effective = apply_input_path(state, scope)
+    fanout = cursor.pending if isinstance(state, (MapState, ParallelState)) else None
+    if isinstance(fanout, dict) and "started_at" in fanout:
+        attempt_start = fanout["started_at"]  # branches parked, now resumed: the same attempt goes on
     nested: list[HistoryEntry] = []
     try:
         if callback is not None:
@@ -531,6 +534,16 @@ def _run_result_state(
         output = apply_output_path(state, scope.with_data(combined))
         if not isinstance(state, PassState) or state.has_result or state.parameters is not None:
             check_size(state, output, runtime)
+    except BranchesParked as paused:
+        # Every branch has ended or waits: the state parks with their progress, and the history they
+        # made so far is written with it.
+        paused_at = cursor.moved(
+            pending={**paused.pending, "started_at": attempt_start},
+            not_before=paused.not_before,
+            entered_at=entered_at,
+            kept_results=None,
+        )
+        return Step(nested, cursor=paused_at)
     except StatesError as err:
         return _handle_error(state, cursor, scope, entered_at, attempt_start, runtime, err, nested)
     entry = _entry(state, cursor, SUCCEEDED, attempt_start, runtime, output=output)

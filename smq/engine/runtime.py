@@ -99,9 +99,10 @@ class Runtime:
     def child(self) -> Runtime:
         """A runtime for sub-machines that can be cancelled together without stopping the execution.
 
-        Sub-machines never park: a Parallel branch or Map iteration cannot be resumed on its own, so
-        its waits are slept on in-process whatever `park_after` says."""
-        return replace(self, abort=threading.Event(), parent=self, park_after=None)
+        They park like the execution does (`park_after`): a branch or iteration paused for longer
+        returns WAITING, and once none runs any more the Parallel or Map state parks with every one's
+        progress (`smq.engine.fanout`)."""
+        return replace(self, abort=threading.Event(), parent=self)
 
     def wait_until(self, moment: float) -> None:
         """Sleep until `moment`, waking for the execution deadline or an abort."""

@@ -179,3 +179,44 @@ def test_kept_results_apply_only_to_the_same_number_of_items(items: list[int]) -
     done = machine.resume(retried, handlers=work.registry)
     assert done.status == "SUCCEEDED"
     assert work.calls == ([2, 3] if len(items) == 3 else items)
+
+
+PARKING_PARALLEL = {
+    "StartAt": "Both",
+    "States": {
+        "Both": {
+            "Type": "Parallel",
+            "Branches": [
+                {"StartAt": "Nap", "States": {"Nap": {"Type": "Wait", "Seconds": 3600, "End": True}}},
+                {"StartAt": "Right", "States": {"Right": {**WORK, "Parameters": {"item": "right"}}}},
+            ],
+            "Next": "Done",
+        },
+        "Done": {"Type": "Succeed"},
+    },
+}
+
+
+def test_a_stopped_execution_parked_in_a_parallel_keeps_its_finished_branches_on_redrive(
+    repository: Repository,
+) -> None:
+    """Stopped while one branch waited (parked) and the other had finished: the redrive runs only the
+    waiting one again (from its start: the stop ended that attempt)."""
+    from smq.execution.control import stop_execution
+
+    repository.put_definition("rf-parked", PARKING_PARALLEL)
+    work = Work(broken=set())
+    parked = start_execution(
+        repository, StartRequest("rf-parked", {}, name="pk-1"), handlers=work.registry, park_after=60
+    )
+    assert (parked.status, parked.current_state, work.calls) == ("WAITING", "Both", ["right"])
+    stop_execution(repository, "rf-parked/pk-1")
+
+    work.calls.clear()
+    redrive_execution(repository, "rf-parked/pk-1")
+    again = start_execution(
+        repository, StartRequest("rf-parked", None, name="pk-1"), handlers=work.registry, park_after=60
+    )
+    assert (again.status, work.calls) == ("WAITING", [])  # the Wait parks again; Right is kept
+    assert again.cursor is not None
+    assert again.cursor["pending"]["jobs"]["1"] == {"status": "SUCCEEDED", "output": "right done"}

@@ -129,15 +129,6 @@ class TestParkAfter:
         late, _ = resume(sm, r.cursor.to_json(), at=T0 + 3600, park_after=60)
         assert (late.status, late.error) == ("TIMED_OUT", "States.Timeout")
 
-    def test_waits_inside_parallel_branches_never_park(self):
-        branch = {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": True}}}
-        sm = StateMachine.from_definition(
-            {"StartAt": "P", "States": {"P": {"Type": "Parallel", "Branches": [branch, branch], "End": True}}}
-        )
-        r, clock = run(sm, {"x": 1}, park_after=60)
-        assert r.status == "SUCCEEDED" and r.output == [{"x": 1}, {"x": 1}]
-        assert clock.now() == T0 + 3600
-
     def test_stop_after_still_reports_running(self):
         sm = StateMachine.from_definition(WAITING_MACHINE)
         clock = VirtualClock(T0)
@@ -145,6 +136,188 @@ class TestParkAfter:
             sm.begin({"delay": 3600}), clock=clock.now, sleep=clock.sleep, stop_after=1, park_after=60
         )
         assert r.status == "RUNNING" and r.cursor.state == "Sleep"
+
+
+def _wait_branch(seconds: int) -> dict[str, Any]:
+    return {"StartAt": "W", "States": {"W": {"Type": "Wait", "Seconds": seconds, "End": True}}}
+
+
+PARALLEL_WAITS = {
+    "StartAt": "P",
+    "States": {"P": {"Type": "Parallel", "Branches": [_wait_branch(3600), _wait_branch(7200)], "End": True}},
+}
+# Each iteration: a Task (counted), a long Wait, a Task again.
+MAP_WAITS = {
+    "StartAt": "Each",
+    "States": {
+        "Each": {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "MaxConcurrency": 1,
+            "ItemProcessor": {
+                "StartAt": "Before",
+                "States": {
+                    "Before": {"Type": "Task", "Resource": "count", "ResultPath": None, "Next": "Sleep"},
+                    "Sleep": {"Type": "Wait", "Seconds": 3600, "Next": "After"},
+                    "After": {"Type": "Task", "Resource": "count", "End": True},
+                },
+            },
+            "End": True,
+        }
+    },
+}
+
+
+def _counting(clock: VirtualClock) -> tuple[HandlerRegistry, list[tuple[Any, float]]]:
+    calls: list[tuple[Any, float]] = []
+    reg = HandlerRegistry()
+
+    @reg.handler("count")
+    def count(payload):
+        calls.append((payload, clock.now()))
+        return {"item": payload, "at": clock.now()}
+
+    return reg, calls
+
+
+class TestBranchesPark:
+    """With park_after, a Parallel or Map whose branches all wait parks as a whole instead of holding
+    the process: each branch's progress goes into the state's cursor, and each goes on from there."""
+
+    def test_waiting_branches_park_the_parallel_state_until_the_first_is_due(self):
+        sm = StateMachine.from_definition(PARALLEL_WAITS)
+        r, clock = run(sm, {"x": 1}, park_after=60)
+        assert (r.status, clock.now()) == ("WAITING", T0)  # nothing slept
+        cursor = r.cursor
+        assert (cursor.state, cursor.not_before, cursor.parked) == ("P", T0 + 3600, False)
+        jobs = cursor.pending["jobs"]
+        assert (cursor.pending["kind"], cursor.pending["count"]) == ("fanout", 2)
+        assert {index: job["status"] for index, job in jobs.items()} == {"0": "WAITING", "1": "WAITING"}
+        assert "execution" not in jobs["0"]["cursor"]  # shared with the parent: stored once
+
+        half, clock = resume(sm, cursor.to_json(), at=T0 + 3600, park_after=60)
+        assert (half.status, half.cursor.not_before) == ("WAITING", T0 + 7200)
+        assert half.cursor.pending["jobs"]["0"] == {"status": "SUCCEEDED", "output": {"x": 1}}
+        assert [(e.scope, e.state_name, e.exited_at) for e in half.history] == [("P[0]", "W", T0 + 3600)]
+
+        done, clock = resume(sm, half.cursor.to_json(), at=T0 + 7200, park_after=60)
+        assert (done.status, done.output) == ("SUCCEEDED", [{"x": 1}, {"x": 1}])
+        assert [(e.scope, e.state_name) for e in done.history] == [("P[1]", "W"), ("", "P")]
+        parallel = done.history[-1]
+        assert (parallel.entered_at, parallel.exited_at) == (T0, T0 + 7200)  # one attempt, from its start
+
+    def test_map_iterations_park_one_at_a_time_under_max_concurrency_and_never_rerun_a_task(self):
+        sm = StateMachine.from_definition(MAP_WAITS)
+        clock = VirtualClock(T0)
+        reg, calls = _counting(clock)
+        options = {"handlers": reg, "clock": clock.now, "sleep": clock.sleep, "park_after": 60}
+        r = sm.run({"items": ["a", "b", "c"]}, **options)
+        resumes = 0
+        while r.status == "WAITING":
+            # MaxConcurrency 1: one iteration in flight (parked), the others not started.
+            assert [job["status"] for job in r.cursor.pending["jobs"].values()].count("WAITING") == 1
+            clock.sleep_until(r.cursor.not_before)
+            r = sm.resume(r.cursor.to_json(), **options)
+            resumes += 1
+        assert (r.status, resumes) == ("SUCCEEDED", 3)
+        assert [item for item, _ in calls] == ["a", "a", "b", "b", "c", "c"]  # each Task once
+        hours = [round((at - T0) / 3600) for _, at in calls]
+        assert hours == [0, 1, 1, 2, 2, 3]  # b starts only when a has ended
+        assert r.output == [{"item": item, "at": T0 + 3600 * (n + 1)} for n, item in enumerate("abc")]
+        # The last resume records only what it ran: the end of c's Wait, its last Task, the Map.
+        assert [(e.scope, e.state_name) for e in r.history] == [
+            ("Each[2]", "Sleep"),
+            ("Each[2]", "After"),
+            ("", "Each"),
+        ]
+
+    def test_without_max_concurrency_every_iteration_parks_at_once(self):
+        sm = StateMachine.from_definition(
+            {**MAP_WAITS, "States": {"Each": {**MAP_WAITS["States"]["Each"], "MaxConcurrency": 0}}}
+        )
+        clock = VirtualClock(T0)
+        reg, calls = _counting(clock)
+        options = {"handlers": reg, "clock": clock.now, "sleep": clock.sleep, "park_after": 60}
+        r = sm.run({"items": [1, 2, 3]}, **options)
+        assert r.status == "WAITING" and sorted(item for item, _ in calls) == [1, 2, 3]
+        assert [job["status"] for job in r.cursor.pending["jobs"].values()] == ["WAITING"] * 3
+        clock.sleep_until(r.cursor.not_before)
+        done = sm.resume(r.cursor.to_json(), **options)
+        assert (done.status, sorted(item for item, _ in calls)) == ("SUCCEEDED", [1, 1, 2, 2, 3, 3])
+
+    def test_a_failing_branch_fails_the_state_even_while_another_is_parked(self):
+        failing = {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Boom"}}}
+        sm = StateMachine.from_definition(
+            {
+                "StartAt": "P",
+                "States": {"P": {"Type": "Parallel", "Branches": [_wait_branch(3600), failing], "End": True}},
+            }
+        )
+        r, clock = run(sm, {}, park_after=60)
+        assert (r.status, r.error, clock.now()) == ("FAILED", "Boom", T0)
+
+    def test_a_retry_of_the_state_starts_every_branch_afresh(self):
+        """Progress belongs to one attempt: when the state fails and its Retry applies, every branch
+        runs again from its start (the one that had parked included), as AWS retries a Parallel."""
+        clock = VirtualClock(T0)
+        calls: list[float] = []
+        reg = HandlerRegistry()
+
+        @reg.handler("flaky")
+        def flaky(payload):
+            calls.append(clock.now())
+            if len(calls) == 1:
+                raise RuntimeError("down")
+            return "ok"
+
+        task = {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "flaky", "End": True}}}
+        retry = [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1}]
+        parallel = {"Type": "Parallel", "Branches": [_wait_branch(3600), task], "Retry": retry, "End": True}
+        sm = StateMachine.from_definition({"StartAt": "P", "States": {"P": parallel}})
+        options = {"handlers": reg, "clock": clock.now, "sleep": clock.sleep, "park_after": 60}
+        r = sm.run({}, **options)
+        assert (r.status, r.cursor.not_before, calls) == ("WAITING", T0 + 1 + 3600, [T0, T0 + 1])
+        assert r.cursor.pending["jobs"]["1"] == {"status": "SUCCEEDED", "output": "ok"}
+        assert [(e.state_name, e.status) for e in r.history if not e.scope] == [("P", "RETRIED")]
+        clock.sleep_until(r.cursor.not_before)
+        done = sm.resume(r.cursor.to_json(), **options)
+        assert (done.status, done.output, len(calls)) == ("SUCCEEDED", [{}, "ok"], 2)
+
+    def test_nested_fan_outs_park_and_resume_together(self):
+        inner = {
+            "StartAt": "M",
+            "States": {
+                "M": {
+                    "Type": "Map",
+                    "ItemProcessor": {
+                        "StartAt": "W",
+                        "States": {"W": {"Type": "Wait", "Seconds": 3600, "End": True}},
+                    },
+                    "End": True,
+                }
+            },
+        }
+        sm = StateMachine.from_definition(
+            {
+                "StartAt": "P",
+                "States": {
+                    "P": {"Type": "Parallel", "Branches": [inner, _wait_branch(60 * 90)], "End": True}
+                },
+            }
+        )
+        r, _ = run(sm, [1, 2], park_after=60)
+        assert (r.status, r.cursor.not_before) == ("WAITING", T0 + 3600)
+        inner_cursor = r.cursor.pending["jobs"]["0"]["cursor"]
+        assert (inner_cursor["state"], inner_cursor["pending"]["kind"]) == ("M", "fanout")
+        half, _ = resume(sm, r.cursor.to_json(), at=T0 + 3600, park_after=60)
+        assert (half.status, half.cursor.not_before) == ("WAITING", T0 + 5400)
+        done, clock = resume(sm, half.cursor.to_json(), at=T0 + 5400, park_after=60)
+        assert (done.status, done.output, clock.now()) == ("SUCCEEDED", [[1, 2], [1, 2]], T0 + 5400)
+
+    def test_without_park_after_branches_sleep_as_before(self):
+        sm = StateMachine.from_definition(PARALLEL_WAITS)
+        r, clock = run(sm, {"x": 1})
+        assert (r.status, clock.now()) == ("SUCCEEDED", T0 + 7200)
 
 
 class TestRedriveCount:
