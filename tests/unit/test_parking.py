@@ -314,6 +314,45 @@ class TestBranchesPark:
         done, clock = resume(sm, half.cursor.to_json(), at=T0 + 5400, park_after=60)
         assert (done.status, done.output, clock.now()) == ("SUCCEEDED", [[1, 2], [1, 2]], T0 + 5400)
 
+    def test_a_long_retry_back_off_inside_an_iteration_parks_the_map(self):
+        clock = VirtualClock(T0)
+        calls: list[tuple[Any, float]] = []
+        reg = HandlerRegistry()
+
+        @reg.handler("flaky")
+        def flaky(payload):
+            calls.append((payload, clock.now()))
+            if [item for item, _ in calls].count(payload) == 1 and payload == 2:
+                raise RuntimeError("down")
+            return payload * 10
+
+        retry = [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 600}]
+        task = {"Type": "Task", "Resource": "flaky", "Retry": retry, "End": True}
+        sm = StateMachine.from_definition(
+            {
+                "StartAt": "M",
+                "States": {
+                    "M": {
+                        "Type": "Map",
+                        "ItemProcessor": {"StartAt": "T", "States": {"T": task}},
+                        "End": True,
+                    }
+                },
+            }
+        )
+        options = {"handlers": reg, "clock": clock.now, "sleep": clock.sleep, "park_after": 60}
+        r = sm.run([1, 2, 3], **options)
+        assert (r.status, r.cursor.not_before) == ("WAITING", T0 + 600)
+        assert {i: job["status"] for i, job in r.cursor.pending["jobs"].items()} == {
+            "0": "SUCCEEDED",
+            "1": "WAITING",
+            "2": "SUCCEEDED",
+        }
+        clock.sleep_until(T0 + 600)
+        done = sm.resume(r.cursor.to_json(), **options)
+        assert (done.status, done.output) == ("SUCCEEDED", [10, 20, 30])
+        assert sorted(calls) == [(1, T0), (2, T0), (2, T0 + 600), (3, T0)]
+
     def test_without_park_after_branches_sleep_as_before(self):
         sm = StateMachine.from_definition(PARALLEL_WAITS)
         r, clock = run(sm, {"x": 1})
