@@ -22,6 +22,7 @@ from smq.cli.common import (
 )
 from smq.cli.run import history_table
 from smq.engine.errors import SmqError
+from smq.engine.fanout import branch_progress
 from smq.repository.repository import NotFound
 
 
@@ -100,6 +101,9 @@ def show(execution: str, as_json: bool) -> None:
             }
             for wait in WaitStore(repository.engine).open_waits(record.execution_id)
         ]
+    progress = branch_progress((record.cursor or {}).get("pending"))
+    if progress is not None:  # a Parallel or Map parked with its branches: how far they got
+        body["branches"] = {"state": record.current_state, **progress}
     if as_json:
         echo_json(body)
     else:

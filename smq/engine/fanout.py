@@ -33,6 +33,23 @@ from smq.engine.runtime import ExecutionAborted, ExecutionTimedOut, Runtime
 FANOUT = "fanout"  # `pending` kind of a Parallel/Map state whose branches are parked
 
 
+def branch_progress(pending: Any) -> dict[str, int] | None:
+    """How the branches of a parked Parallel or Map stand (from its cursor's `pending`), for operators:
+    how many there are, and how many succeeded, failed (tolerated), wait, or have not started."""
+    if not (isinstance(pending, dict) and pending.get("kind") == FANOUT):
+        return None
+    jobs = pending.get("jobs") or {}
+    statuses = [job.get("status") for job in jobs.values()]
+    count = int(pending.get("count") or 0)
+    return {
+        "count": count,
+        "succeeded": statuses.count(SUCCEEDED),
+        "failed": sum(1 for status in statuses if status not in (SUCCEEDED, WAITING)),
+        "waiting": statuses.count(WAITING),
+        "not_started": count - len(statuses),
+    }
+
+
 def _sub_cursor(parent: Cursor, machine: Machine, item_input: Any, isolated: bool) -> Cursor:
     """A child scope: reads the outer variables (a copy), except a DISTRIBUTED Map's, which sees none."""
     return Cursor(
@@ -133,23 +150,36 @@ def _raise_if_interrupted(outcome: Outcome) -> None:
 
 class _Slots:
     """MaxConcurrency (0: no limit) counts parked jobs as in flight: while one waits, no other takes
-    its place, as in AWS where the waiting iteration is still running."""
+    its place, as in AWS where the waiting iteration is still running. A job without a slot waits for
+    a running one to end; it gives up (starts on resume) only when parked jobs hold every slot."""
 
     def __init__(self, limit: int, parked: int) -> None:
         self.limit = limit
-        self.busy = parked
-        self._lock = threading.Lock()
+        self.running = 0
+        self.parked = parked
+        self._changed = threading.Condition()
 
     def take(self) -> bool:
-        with self._lock:
-            if self.limit and self.busy >= self.limit:
-                return False
-            self.busy += 1
+        with self._changed:
+            while self.limit and self.running + self.parked >= self.limit:
+                if not self.running:
+                    return False  # nothing running can free a slot before the state parks
+                self._changed.wait()
+            self.running += 1
             return True
 
-    def release(self) -> None:
-        with self._lock:
-            self.busy -= 1
+    def resume(self) -> None:
+        """A job parked earlier goes on: it already holds its slot."""
+        with self._changed:
+            self.parked -= 1
+            self.running += 1
+
+    def done(self, parked: bool) -> None:
+        with self._changed:
+            self.running -= 1
+            if parked:
+                self.parked += 1
+            self._changed.notify_all()
 
 
 def _run_all(
@@ -181,16 +211,20 @@ def _run_all(
         before = earlier.get(str(index))
         if before is not None and before.get("status") != WAITING:
             return Outcome(before["status"], before.get("output"), before.get("error"), before.get("cause"))
-        if before is None and not slots.take():
-            return None  # every slot is held, parked jobs included: it starts once one ends
         machine, item_input, label = jobs[index]
         if before is not None:
+            slots.resume()
             start = _restored(parent, before["cursor"])
-        else:
+        elif slots.take():
             start = _sub_cursor(parent, machine, item_input, isolated)
-        outcome = drive(machine, start, group, scope=label)
-        if not _is_parked(outcome):
-            slots.release()
+        else:
+            return None  # parked jobs hold every slot: this one starts after the state resumes
+        parked = False
+        try:
+            outcome = drive(machine, start, group, scope=label)
+            parked = _is_parked(outcome)
+        finally:
+            slots.done(parked)
         return outcome
 
     virtual = runtime.virtual

@@ -322,3 +322,32 @@ def test_run_records_an_execution_visible_in_queries(cli: Cli) -> None:
     assert repository.get_definition("doubler").definition == ORDERS
     assert [h.state_name for h in repository.history(ran["execution_id"])] == ["Prepare", "Check", "Done"]
     repository.close()
+
+
+def test_show_tells_how_far_the_branches_of_a_parked_map_got(cli: Cli) -> None:
+    """A Map parked on its iterations' waits: `executions show` counts them by where they stand."""
+    wait = {"StartAt": "W", "States": {"W": {"Type": "Wait", "SecondsPath": "$", "End": True}}}
+    machine = {
+        "StartAt": "Each",
+        "States": {"Each": {"Type": "Map", "MaxConcurrency": 2, "ItemProcessor": wait, "End": True}},
+    }
+    cli.ok("db", "upgrade")
+    repository = cli.repository()
+    try:
+        repository.put_definition("fan", machine)
+        parked = start_execution(
+            repository, StartRequest("fan", [0, 600, 900, 30], name="f-1"), park_after=60
+        )
+    finally:
+        repository.close()
+    assert parked.status == "WAITING"
+    shown = cli.ok("executions", "show", "fan/f-1", "--json")
+    assert shown["branches"] == {
+        "state": "Each",
+        "count": 4,
+        "succeeded": 1,
+        "failed": 0,
+        "waiting": 2,
+        "not_started": 1,
+    }
+    assert [wait["kind"] for wait in shown["waiting_for"]] == ["timer"]

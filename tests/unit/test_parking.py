@@ -245,6 +245,36 @@ class TestBranchesPark:
         done = sm.resume(r.cursor.to_json(), **options)
         assert (done.status, sorted(item for item, _ in calls)) == ("SUCCEEDED", [1, 1, 2, 2, 3, 3])
 
+    def test_a_free_slot_starts_the_next_iteration_before_the_map_parks(self):
+        """MaxConcurrency 2 over waits of 1 s, 600 s, 900 s and 30 s: the 1 s one ends in-process and
+        its slot goes to the 900 s one; both long ones park and hold the two slots, so the 30 s one
+        starts only once the 600 s one has ended."""
+        wait = {"StartAt": "W", "States": {"W": {"Type": "Wait", "SecondsPath": "$", "End": True}}}
+        sm = StateMachine.from_definition(
+            {
+                "StartAt": "M",
+                "States": {"M": {"Type": "Map", "MaxConcurrency": 2, "ItemProcessor": wait, "End": True}},
+            }
+        )
+        r, _ = run(sm, [1, 600, 900, 30], park_after=60)
+        assert (r.status, r.cursor.not_before) == ("WAITING", T0 + 600)
+        jobs = r.cursor.pending["jobs"]
+        assert {i: job["status"] for i, job in jobs.items()} == {
+            "0": "SUCCEEDED",
+            "1": "WAITING",
+            "2": "WAITING",
+        }
+
+        later, _ = resume(sm, r.cursor.to_json(), at=T0 + 600, park_after=60)
+        assert (later.status, later.cursor.not_before) == ("WAITING", T0 + 900)
+        statuses = {i: job["status"] for i, job in later.cursor.pending["jobs"].items()}
+        assert statuses == {"0": "SUCCEEDED", "1": "SUCCEEDED", "2": "WAITING", "3": "SUCCEEDED"}
+        ran = [(e.scope, e.exited_at) for e in later.history]
+        assert sorted(ran) == [("M[1]", T0 + 600), ("M[3]", T0 + 630)]
+
+        done, _ = resume(sm, later.cursor.to_json(), at=T0 + 900, park_after=60)
+        assert (done.status, done.output) == ("SUCCEEDED", [1, 600, 900, 30])
+
     def test_a_failing_branch_fails_the_state_even_while_another_is_parked(self):
         failing = {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Boom"}}}
         sm = StateMachine.from_definition(
