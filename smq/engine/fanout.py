@@ -151,28 +151,37 @@ def _raise_if_interrupted(outcome: Outcome) -> None:
 class _Slots:
     """MaxConcurrency (0: no limit) counts parked jobs as in flight: while one waits, no other takes
     its place, as in AWS where the waiting iteration is still running. A job without a slot waits for
-    a running one to end; it gives up (starts on resume) only when parked jobs hold every slot."""
+    a running one to end (or for a job parked earlier to be resumed); it gives up, to start after the
+    state resumes, only when parked jobs hold every slot and nothing else can free one."""
 
-    def __init__(self, limit: int, parked: int) -> None:
+    def __init__(self, limit: int, restored: int) -> None:
         self.limit = limit
         self.running = 0
-        self.parked = parked
+        self.parked = restored  # parked before this run, still holding their slots...
+        self.unresumed = restored  # ...of which not yet picked up again in this run
         self._changed = threading.Condition()
 
     def take(self) -> bool:
         with self._changed:
             while self.limit and self.running + self.parked >= self.limit:
-                if not self.running:
-                    return False  # nothing running can free a slot before the state parks
+                if not self.running and not self.unresumed:
+                    return False  # the state will park: nothing can free a slot in this run
                 self._changed.wait()
             self.running += 1
             return True
 
     def resume(self) -> None:
-        """A job parked earlier goes on: it already holds its slot."""
+        """A job parked earlier goes on, in the slot it holds."""
         with self._changed:
+            self.unresumed -= 1
             self.parked -= 1
             self.running += 1
+
+    def skip(self) -> None:
+        """A job parked earlier is not picked up (the state is being cancelled)."""
+        with self._changed:
+            self.unresumed -= 1
+            self._changed.notify_all()
 
     def done(self, parked: bool) -> None:
         with self._changed:
@@ -203,12 +212,17 @@ def _run_all(
     outcomes: list[Outcome | None] = [None] * len(jobs)
     group = runtime.child()
     earlier = _earlier_jobs(parent, len(jobs))
-    slots = _Slots(concurrency, sum(1 for job in earlier.values() if job.get("status") == WAITING))
+    parked_before = {int(index) for index, job in earlier.items() if job.get("status") == WAITING}
+    slots = _Slots(concurrency, len(parked_before))
+    # Jobs parked before go first: they hold their slots, and a new job may wait for them to end.
+    order = sorted(range(len(jobs)), key=lambda index: (index not in parked_before, index))
 
     def run_one(index: int) -> Outcome | None:
-        if group.cancelled():
-            return None
         before = earlier.get(str(index))
+        if group.cancelled():
+            if before is not None and before.get("status") == WAITING:
+                slots.skip()
+            return None
         if before is not None and before.get("status") != WAITING:
             return Outcome(before["status"], before.get("output"), before.get("error"), before.get("cause"))
         machine, item_input, label = jobs[index]
@@ -256,7 +270,7 @@ def _run_all(
         return False
 
     if inline or len(jobs) <= 1 or concurrency == 1:
-        for index in range(len(jobs)):
+        for index in order:
             finished = run_one(index)
             if finished is None:
                 if group.cancelled():
@@ -270,9 +284,7 @@ def _run_all(
     workers = min(len(jobs), concurrency or runtime.max_workers, runtime.max_workers)
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smq-fanout") as pool:
-            futures: dict[Future[Outcome | None], int] = {
-                pool.submit(run_one_threaded, i): i for i in range(len(jobs))
-            }
+            futures: dict[Future[Outcome | None], int] = {pool.submit(run_one_threaded, i): i for i in order}
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)

@@ -275,6 +275,28 @@ class TestBranchesPark:
         done, _ = resume(sm, later.cursor.to_json(), at=T0 + 900, park_after=60)
         assert (done.status, done.output) == ("SUCCEEDED", [1, 600, 900, 30])
 
+    def test_iterations_parked_before_go_on_first_whatever_their_index(self):
+        """Threads may leave a parked iteration with a higher index than one never started; on resume
+        the parked one goes first (it holds the slot), then the other starts in the slot it frees."""
+        wait = {"StartAt": "W", "States": {"W": {"Type": "Wait", "SecondsPath": "$", "End": True}}}
+        sm = StateMachine.from_definition(
+            {
+                "StartAt": "M",
+                "States": {"M": {"Type": "Map", "MaxConcurrency": 1, "ItemProcessor": wait, "End": True}},
+            }
+        )
+        r, _ = run(sm, [600, 600], park_after=60)
+        jobs = r.cursor.pending["jobs"]
+        assert list(jobs) == ["0"]
+        swapped = replace(r.cursor, pending={**r.cursor.pending, "jobs": {"1": jobs["0"]}})
+        later, _ = resume(sm, swapped.to_json(), at=T0 + 600, park_after=60)
+        assert later.status == "WAITING"
+        assert {i: job["status"] for i, job in later.cursor.pending["jobs"].items()} == {
+            "0": "WAITING",
+            "1": "SUCCEEDED",
+        }
+        assert later.cursor.not_before == T0 + 1200
+
     def test_a_failing_branch_fails_the_state_even_while_another_is_parked(self):
         failing = {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Boom"}}}
         sm = StateMachine.from_definition(
