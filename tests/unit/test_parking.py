@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import replace
 from typing import Any
 
@@ -296,6 +297,25 @@ class TestBranchesPark:
             "1": "SUCCEEDED",
         }
         assert later.cursor.not_before == T0 + 1200
+
+    @pytest.mark.parametrize("seed", range(6))
+    def test_random_waits_under_any_max_concurrency_end_with_every_result_in_order(self, seed):
+        rng = random.Random(seed)
+        items = [rng.choice([0, 1, 30, 600, 900, 1800]) for _ in range(12)]
+        limit = rng.choice([0, 1, 2, 3, 5])
+        wait = {"StartAt": "W", "States": {"W": {"Type": "Wait", "SecondsPath": "$", "End": True}}}
+        map_state = {"Type": "Map", "MaxConcurrency": limit, "ItemProcessor": wait, "End": True}
+        sm = StateMachine.from_definition({"StartAt": "M", "States": {"M": map_state}})
+        r, clock = run(sm, items, park_after=60)
+        resumes = 0
+        while r.status == "WAITING":
+            in_flight = [job["status"] for job in r.cursor.pending["jobs"].values()].count("WAITING")
+            assert in_flight >= 1 and (not limit or in_flight <= limit)
+            assert r.cursor.not_before > clock.now()
+            r, clock = resume(sm, r.cursor.to_json(), at=r.cursor.not_before, park_after=60)
+            resumes += 1
+            assert resumes <= len(items)
+        assert (r.status, r.output) == ("SUCCEEDED", items)
 
     def test_a_failing_branch_fails_the_state_even_while_another_is_parked(self):
         failing = {"StartAt": "F", "States": {"F": {"Type": "Fail", "Error": "Boom"}}}
