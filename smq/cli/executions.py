@@ -96,7 +96,16 @@ def show(execution: str, as_json: bool) -> None:
                 key: value.isoformat() if hasattr(value, "isoformat") else value
                 for key, value in wait.items()
                 if key
-                in ("kind", "correlation_key", "correlation_value", "token", "due_at", "timeout_at", "queue")
+                in (
+                    "kind",
+                    "branch",
+                    "correlation_key",
+                    "correlation_value",
+                    "token",
+                    "due_at",
+                    "timeout_at",
+                    "queue",
+                )
                 and value is not None
             }
             for wait in WaitStore(repository.engine).open_waits(record.execution_id)

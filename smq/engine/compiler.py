@@ -85,10 +85,6 @@ STATE_FIELDS: dict[str, set[str]] = {
     | {"ResultPath", "CorrelationKey", "CorrelationValuePath", "TimeoutSeconds", "TimeoutSecondsPath"}
     | {"TimeoutPath", "Assign"},
 }
-NOT_IN_SUB_MACHINES = (
-    "cannot run inside a Parallel branch or a Map iteration yet: branches park on timers (Wait, "
-    "retry back-off), not on a delivery"
-)
 MACHINE_FIELDS = {"StartAt", "States", "Comment", "Version", "TimeoutSeconds", "QueryLanguage"}
 SUB_MACHINE_FIELDS = {"StartAt", "States", "Comment", "ProcessorConfig", "QueryLanguage"}
 MAX_STATE_NAME = 80
@@ -551,8 +547,6 @@ class _Compiler:
             resource = ""
         elif resource.endswith(".sync") or ".sync:" in resource:
             self.report(_join(where, "Resource"), f"{resource!r}: .sync integrations are not supported yet")
-        elif resource.endswith(WAIT_FOR_TASK_TOKEN) and self.depth:
-            self.report(_join(where, "Resource"), f"a callback task ({resource!r}) {NOT_IN_SUB_MACHINES}")
         timeout = self.int_or_path(raw, "TimeoutSeconds", where, minimum=1)
         heartbeat = self.int_or_path(raw, "HeartbeatSeconds", where, minimum=1)
         if (
@@ -747,10 +741,8 @@ class _Compiler:
         from the effective input; absent: the whole effective input is the value); TimeoutSeconds or
         TimeoutSecondsPath (a positive integer); TimeoutPath (the name of the state to go to on
         timeout; without it a timeout fails the execution with States.Timeout); plus InputPath,
-        ResultPath, OutputPath, Assign, Next/End. Not allowed inside Parallel/Map sub-machines.
+        ResultPath, OutputPath, Assign, Next/End. Inside Parallel/Map branches too (they park).
         """
-        if self.depth:
-            self.report(_join(where, "Type"), f"a Message state {NOT_IN_SUB_MACHINES}")
         key = raw.get("CorrelationKey")
         if not isinstance(key, str) or not key:
             self.report(

@@ -41,9 +41,69 @@ DELIVERY_KINDS: dict[str, frozenset[str]] = {
 }
 
 
+FANOUT = "fanout"  # `pending` kind of a Parallel/Map state whose branches are paused (smq.engine.fanout)
+
+
 def is_parked(pending: Any) -> bool:
-    """A message/callback wait with no delivery yet: the execution cannot go on in-process."""
-    return isinstance(pending, dict) and pending.get("kind") in PARKED_KINDS and "delivery" not in pending
+    """Nothing can go on in-process: a message/callback wait with no delivery yet, or a Parallel/Map
+    whose every paused branch is such a wait (a branch due on a timer, or with its delivery, can)."""
+    if not isinstance(pending, dict):
+        return False
+    kind = pending.get("kind")
+    if kind in PARKED_KINDS:
+        return "delivery" not in pending
+    if kind != FANOUT:
+        return False
+    paused = [job.get("cursor") or {} for job in _jobs(pending).values() if job.get("status") == "WAITING"]
+    return bool(paused) and all(
+        cursor.get("not_before") is None and is_parked(cursor.get("pending")) for cursor in paused
+    )
+
+
+def _jobs(pending: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    jobs = pending.get("jobs")
+    return jobs if isinstance(jobs, dict) else {}
+
+
+def branch_waits(pending: Any, prefix: str = "") -> list[tuple[str, dict[str, Any]]]:
+    """Every message/callback wait, with no delivery yet, of the branches of a parked Parallel/Map
+    (nested ones included), as (path, that branch's pending). A path names the branch through each
+    level's job index: "2" is job 2, "2/0" job 0 of the fan-out job 2 is paused in."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    if not (isinstance(pending, dict) and pending.get("kind") == FANOUT):
+        return found
+    for index, job in _jobs(pending).items():
+        inner = (job.get("cursor") or {}).get("pending") if job.get("status") == "WAITING" else None
+        path = f"{prefix}{index}"
+        if isinstance(inner, dict) and inner.get("kind") in PARKED_KINDS and "delivery" not in inner:
+            found.append((path, inner))
+        else:
+            found.extend(branch_waits(inner, f"{path}/"))
+    return found
+
+
+def deliver_at(cursor: dict[str, Any], path: str, delivery: dict[str, Any]) -> dict[str, Any] | None:
+    """`cursor` (a cursor's JSON) with `delivery` set on the wait of the branch at `path` (see
+    `branch_waits`), or None when that branch no longer waits for a delivery. Copies what it changes."""
+    pending = cursor.get("pending")
+    if not path:
+        if not (
+            isinstance(pending, dict) and pending.get("kind") in PARKED_KINDS and "delivery" not in pending
+        ):
+            return None
+        check_delivery(pending["kind"], delivery)
+        return {**cursor, "pending": {**pending, "delivery": delivery}}
+    head, _, rest = path.partition("/")
+    if not (isinstance(pending, dict) and pending.get("kind") == FANOUT):
+        return None
+    job = _jobs(pending).get(head)
+    if not job or job.get("status") != "WAITING" or not isinstance(job.get("cursor"), dict):
+        return None
+    inner = deliver_at(job["cursor"], rest, delivery)
+    if inner is None:
+        return None
+    jobs = {**_jobs(pending), head: {**job, "cursor": inner}}
+    return {**cursor, "pending": {**pending, "jobs": jobs}}
 
 
 def iso(epoch: float | None) -> str | None:
@@ -151,16 +211,17 @@ class Cursor:
         """Waiting for a message or a callback (see the module docstring); resume with `deliver()`."""
         return is_parked(self.pending)
 
-    def deliver(self, delivery: dict[str, Any]) -> Cursor:
-        """This parked cursor with `delivery` set: resuming it finishes the waiting state.
+    def deliver(self, delivery: dict[str, Any], branch: str = "") -> Cursor:
+        """This parked cursor with `delivery` set: resuming it finishes the waiting state (with
+        `branch`, the wait of that branch of a parked Parallel/Map: see `branch_waits`).
 
-        Raises ValueError when the cursor is not parked or the delivery does not fit what it waits for.
+        Raises ValueError when nothing waits there or the delivery does not fit what it waits for.
         """
-        if not self.parked:
-            raise ValueError(f"the cursor at state {self.state!r} is not waiting for a delivery")
-        assert self.pending is not None
-        check_delivery(self.pending["kind"], delivery)
-        return replace(self, pending={**self.pending, "delivery": delivery})
+        delivered = deliver_at(self.to_dict(), branch, delivery)
+        if delivered is None:
+            where = f"branch {branch!r} of the state" if branch else "the state"
+            raise ValueError(f"{where} at {self.state!r} is not waiting for a delivery")
+        return Cursor.from_dict(delivered)
 
 
 def check_delivery(kind: str, delivery: Any) -> None:

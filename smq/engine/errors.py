@@ -118,10 +118,11 @@ class BranchesFailed(StatesError):
 
 class BranchesParked(Exception):  # noqa: N818 - a signal, not an error
     """Not an error: every branch or iteration of a Parallel or Map state has ended or is paused until
-    a later moment (a long Wait, a retry back-off) and no other may start, so the state itself parks
-    (`pending` records where each one stands; see `smq.engine.fanout`) until `not_before`."""
+    a later moment (a long Wait, a retry back-off) or a delivery (a Message state, a callback task),
+    and no other may start, so the state itself parks (`pending` records where each one stands; see
+    `smq.engine.fanout`) until `not_before` (None: until a delivery)."""
 
-    def __init__(self, pending: dict[str, Any], not_before: float):
+    def __init__(self, pending: dict[str, Any], not_before: float | None):
         super().__init__(f"branches parked until {not_before}")
         self.pending = pending
         self.not_before = not_before

@@ -5,12 +5,14 @@ copy of the outer workflow variables (inner assignments never leak out, as in AW
 made only of Pass/Choice/Succeed/Fail/nested fan-outs cannot block, so they run inline; the others
 run on a bounded thread pool honouring MaxConcurrency.
 
-On a worker (`park_after`), a branch paused for longer than that parks instead of sleeping. Once every
-branch has ended or parked, the state parks too: its cursor's `pending` is
+On a worker (`park_after`), a branch paused for longer than that parks instead of sleeping, and a
+branch at a Message state or a callback task parks until its delivery. Once every branch has ended
+or parked, the state parks too: its cursor's `pending` is
 `{"kind": "fanout", "count": N, "started_at": EPOCH, "jobs": {"<index>": JOB}}`, where JOB is
 `{"status": "SUCCEEDED", "output": X}`, `{"status": "FAILED", "error": E, "cause": C}` (a tolerated
 Map failure) or `{"status": "WAITING", "cursor": CURSOR}` (without the shared execution info), and
-`not_before` is the earliest wake. Branches never started (MaxConcurrency, which counts parked ones)
+`not_before` is the earliest timer (none if every paused branch waits for a delivery: the cursor is
+then parked). A delivery is written into its branch's cursor (`smq.engine.cursor.deliver_at`). Branches never started (MaxConcurrency, which counts parked ones)
 are absent and start on resume. Resumed, ended branches keep their results and parked ones go on from
 their cursors; a Retry of the state drops all of it and starts afresh.
 """
@@ -23,14 +25,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from smq.engine import errors, interpreter
-from smq.engine.cursor import Cursor, HistoryEntry
+from smq.engine.cursor import FANOUT, Cursor, HistoryEntry
 from smq.engine.driver import ABORTED, SUCCEEDED, TIMED_OUT, WAITING, Outcome, drive
 from smq.engine.errors import BranchesFailed, BranchesParked, StatesError
 from smq.engine.model import Machine, MapState, ParallelState
 from smq.engine.paths import PathNotFound, Scope
 from smq.engine.runtime import ExecutionAborted, ExecutionTimedOut, Runtime
-
-FANOUT = "fanout"  # `pending` kind of a Parallel/Map state whose branches are parked
 
 
 def branch_progress(pending: Any) -> dict[str, int] | None:
@@ -83,13 +83,11 @@ def _earlier_jobs(parent: Cursor, count: int) -> dict[str, dict[str, Any]]:
 
 
 def _is_parked(outcome: Outcome) -> bool:
-    """A job paused until a later moment (a long Wait or retry back-off), resumable from its cursor."""
+    """A job paused, resumable from its cursor: until a later moment (a long Wait or retry back-off),
+    or until a delivery (a Message state, a callback task) reaches it."""
     cursor = outcome.cursor
     return (
-        outcome.status == WAITING
-        and cursor is not None
-        and cursor.not_before is not None
-        and not cursor.parked
+        outcome.status == WAITING and cursor is not None and (cursor.not_before is not None or cursor.parked)
     )
 
 
@@ -123,10 +121,8 @@ def _park_if_waiting(outcomes: list[Outcome | None], runtime: Runtime) -> None:
             jobs[str(index)] = {"status": SUCCEEDED, "output": outcome.output}
         else:  # a failure a Map tolerates: it still counts when the state goes on
             jobs[str(index)] = {"status": outcome.status, "error": outcome.error, "cause": outcome.cause}
-    wake = min(
-        outcome.cursor.not_before for outcome in parked if outcome.cursor and outcome.cursor.not_before
-    )
-    raise BranchesParked({"kind": FANOUT, "count": len(outcomes), "jobs": jobs}, wake)
+    timers = [outcome.cursor.not_before for outcome in parked if outcome.cursor and outcome.cursor.not_before]
+    raise BranchesParked({"kind": FANOUT, "count": len(outcomes), "jobs": jobs}, min(timers, default=None))
 
 
 def _failed(error: str | None, cause: str | None, outcomes: list[Outcome | None]) -> BranchesFailed:
@@ -144,8 +140,10 @@ def _raise_if_interrupted(outcome: Outcome) -> None:
         raise ExecutionTimedOut(outcome.cause or "timed out")
     if outcome.status == ABORTED:
         raise ExecutionAborted(outcome.cause or "aborted")
-    if outcome.status == WAITING:  # the compiler keeps Message and callback states out of sub-machines
-        raise StatesError(errors.RUNTIME, "a Parallel branch or Map iteration cannot wait for a delivery")
+    if outcome.status == WAITING:  # paused with nothing to resume it by: cannot happen
+        raise StatesError(
+            errors.RUNTIME, "a Parallel branch or Map iteration stopped with nothing to wait for"
+        )
 
 
 class _Slots:

@@ -13,6 +13,7 @@ from typing import Any
 from smq.engine.handlers import HandlerRegistry
 from smq.execution.runner import resume_execution
 from smq.repository.repository import Repository
+from smq.repository.waits import Woken
 from smq.settings import Settings
 
 
@@ -21,6 +22,12 @@ class Continuation:
     state_machine_id: str
     name: str
     queue: str = "default"
+
+
+def woken_continuations(woken: Iterable[Woken]) -> list[Continuation]:
+    """The continuations of woken executions; an answer held for a running execution has none (the
+    execution takes it when it parks again)."""
+    return [Continuation(w.state_machine_id, w.name, w.queue) for w in woken if not w.held]
 
 
 @dataclass

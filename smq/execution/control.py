@@ -11,10 +11,9 @@ from typing import Any, cast
 
 from sqlalchemy import Table, update
 
-from smq.engine.cursor import Cursor
+from smq.engine.cursor import FANOUT, Cursor
 from smq.engine.driver import SUCCEEDED
 from smq.engine.errors import SmqError
-from smq.engine.fanout import FANOUT
 from smq.repository.models import ABORTED, FAILED, PAUSED, RUNNING, TIMED_OUT, WAITING, ExecutionRow
 from smq.repository.repository import ExecutionRecord, Repository
 from smq.repository.waits import WaitStore

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from smq.engine.handlers import HandlerRegistry
-from smq.execution.continuation import Continuation, ContinuationSummary, continue_executions
+from smq.execution.continuation import ContinuationSummary, continue_executions, woken_continuations
 from smq.execution.recovery import Recovered, continuations, scan
 from smq.repository.repository import Repository
 from smq.repository.waits import WaitStore, Woken
@@ -65,7 +65,7 @@ class Dispatcher:
         while True:
             woken = self.waits.fire_due(limit=batch)
             result.woken.extend(woken)
-            items = [Continuation(w.state_machine_id, w.name, w.queue) for w in woken]
+            items = woken_continuations(woken)
             result.continued.add(
                 continue_executions(self.repository, items, self.settings, handlers=self.handlers)
             )

@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smq.engine.handlers import HandlerRegistry, default_registry
-from smq.execution.continuation import Continuation, ContinuationSummary, continue_executions
+from smq.execution.continuation import (
+    Continuation,
+    ContinuationSummary,
+    continue_executions,
+    woken_continuations,
+)
 from smq.execution.control import redrive_execution, resume_paused
 from smq.repository.repository import ExecutionRecord, Repository
 from smq.repository.waits import WaitStore, Woken
@@ -55,7 +60,7 @@ class Operations:
         return continue_executions(self.repository, items, self.settings, handlers=self.handlers)
 
     def _resumed(self, woken: list[Woken]) -> Resumed:
-        items = [Continuation(w.state_machine_id, w.name, w.queue) for w in woken]
+        items = woken_continuations(woken)
         return Resumed(woken, self._continue(items))
 
     def send_message(self, key: str, value: Any, data: Any = None) -> Resumed:

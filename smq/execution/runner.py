@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from smq.engine.cursor import Cursor, Step
+from smq.engine.cursor import FANOUT, Cursor, Step
 from smq.engine.errors import SmqError
 from smq.engine.handlers import HandlerRegistry, default_registry
 from smq.engine.machine import StateMachine
@@ -41,7 +41,7 @@ from smq.repository.repository import (
     StaleDefinition,
     new_execution_record,
 )
-from smq.repository.waits import WaitStore
+from smq.repository.waits import DELIVERED, WaitStore
 from smq.settings import Settings
 
 
@@ -313,17 +313,39 @@ def resume_execution(
         )  # fmt: skip
     except Unstorable:
         return writer.result()
+    if result.status not in (WAITING, "RUNNING") and _resumed_from_branches(record):
+        # Its Parallel or Map moved on while other branches still waited: their answers are moot now.
+        WaitStore(repository.engine).cancel_branch_waits(record.execution_id)
     if result.status == WAITING:
         assert result.cursor is not None
         # The parked cursor is the one just checkpointed: record what it waits for and let go of it.
         timeout = machine.machine.timeout_seconds
         deadline = start_time + timeout if timeout is not None else None
         park_queue = queue or record.queue or "default"
-        WaitStore(repository.engine).park(
-            record.execution_id, writer.seen, result.cursor.to_dict(), park_queue, deadline=deadline
+        parked = WaitStore(repository.engine).park(
+            record.execution_id,
+            writer.seen,
+            result.cursor.to_dict(),
+            park_queue,
+            deadline=deadline,
+            had_branches=_resumed_from_branches(record),
         )
+        if parked == DELIVERED:
+            # Answers for its branches came while it ran: they are in its cursor now, and it is still
+            # this process's to run.
+            return resume_execution(
+                repository, repository.get_execution(record.execution_id), machine=machine,
+                handlers=handlers, queue=queue, lease_seconds=lease_seconds, checkpoints=checkpoints,
+                claimed=True, defer_held=defer_held, **runtime_options,
+            )  # fmt: skip
         return repository.get_execution(record.execution_id)
     return writer.result()
+
+
+def _resumed_from_branches(record: ExecutionRecord) -> bool:
+    """Was this run resumed from a Parallel or Map parked with its branches (which may have wait rows)?"""
+    pending = (record.cursor or {}).get("pending")
+    return isinstance(pending, dict) and pending.get("kind") == FANOUT
 
 
 def held_here(record: ExecutionRecord) -> bool:

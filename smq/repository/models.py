@@ -273,6 +273,12 @@ class WaitRow(Base):
     resolution: Mapped[str | None] = mapped_column(String(30), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # A branch of a parked Parallel/Map (its path, see smq.engine.cursor.branch_waits); NULL: the
+    # execution's own wait.
+    branch: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # A branch's delivery that came while its execution was running (status HELD): applied when the
+    # execution next parks.
+    delivery: Mapped[Any] = mapped_column(JSONType, nullable=True)
 
 
 class MessageRow(Base):

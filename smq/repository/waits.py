@@ -1,6 +1,10 @@
 """Parked executions and what wakes them: messages, callback tokens and durable timers.
 
-An execution parks (status WAITING) with one wait row. Waking it is one transaction: the wait goes
+An execution parks (status WAITING) with one wait row, or, parked in a Parallel/Map, with one row per
+branch waiting for a delivery (the `branch` column) and one timer for the earliest paused branch.
+Branch rows live from one park to the next while their branch still waits (a token stays answerable
+while the execution runs its other branches); a delivery to a branch of a running execution is held
+on its row and applied when the execution parks again. Waking it is one transaction: the wait goes
 WAITING -> RESOLVED by a conditional update, which has exactly one winner when a message and a
 timeout race, and the execution goes back to RUNNING with the delivery written into its cursor. The
 caller then enqueues the continuation (or runs it in-process). A continuation that arrives for an
@@ -16,6 +20,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, exists, insert, select, update
 
+from smq.engine.cursor import FANOUT, branch_waits, deliver_at
 from smq.engine.errors import SmqError
 from smq.repository.models import RUNNING, WAITING, ExecutionRow, MessageRow, WaitRow
 
@@ -25,6 +30,14 @@ EXECUTIONS = cast(Table, ExecutionRow.__table__)
 
 RESOLVED = "RESOLVED"
 CANCELLED = "CANCELLED"
+# A branch's wait resolved while its execution was running (woken by another branch, or not parked
+# yet): the delivery is held on the row and applied when the execution next parks.
+HELD = "HELD"
+
+# What `WaitStore.park` did.
+PARKED = "parked"
+MOVED_ON = "moved_on"  # the execution was no longer at that checkpoint: nothing parked
+DELIVERED = "delivered"  # deliveries held for its branches were applied: RUNNING, go on now
 
 
 class UnknownToken(SmqError, LookupError):
@@ -58,6 +71,8 @@ class Woken:
     name: str
     queue: str
     resolution: str
+    # The answer went to a branch of an execution that is running: held for it, nothing to continue.
+    held: bool = False
 
 
 class WaitStore:
@@ -78,19 +93,79 @@ class WaitStore:
         queue: str,
         *,
         deadline: float | None = None,
-    ) -> bool:
-        """RUNNING -> WAITING at this checkpoint, with its wait row. False if the execution moved on.
+        had_branches: bool = False,
+    ) -> str:
+        """RUNNING -> WAITING at this checkpoint, with its wait rows: PARKED. MOVED_ON if the execution
+        moved on. DELIVERED when deliveries held for its branches fit what they wait for: they are
+        written into its cursor instead, it stays RUNNING (and leased), and the caller goes on.
 
         `deadline` (the execution's TimeoutSeconds, as an epoch) bounds every timer: a parked execution
-        is woken by then at the latest, and its continuation records TIMED_OUT."""
+        is woken by then at the latest, and its continuation records TIMED_OUT. `had_branches`: the run
+        resumed from a park with branches, whose rows must be moved or cancelled even if none waits
+        now (without either, parking costs no query about branches)."""
         pending = cursor.get("pending") or {}
         kind = pending.get("kind") or "timer"
         now = datetime.now(UTC)
-        row: dict[str, Any] = {
+        rows: list[dict[str, Any]] = []
+        branches = branch_waits(pending) if kind == FANOUT else []
+        if kind in ("message", "callback"):
+            rows.append(self._wait_row(execution_id, history_length, queue, now, deadline, pending))
+        elif cursor.get("not_before") is not None:
+            not_before = cursor["not_before"]
+            rows.append(
+                {
+                    **self._row_base(execution_id, history_length, queue, now, deadline),
+                    "kind": "timer",
+                    "due_at": _earliest(_moment(not_before), _moment(deadline)),
+                    "timeout_at": _moment(not_before),
+                }
+            )
+        elif not branches:
+            raise ValueError(f"execution {execution_id}: nothing to wait for in its cursor")
+        with self.engine.begin() as connection:
+            at_checkpoint = (
+                EXECUTIONS.c.id == execution_id,
+                EXECUTIONS.c.status == RUNNING,
+                EXECUTIONS.c.history_length == history_length,
+            )
+            # Locks in one order everywhere, wait rows then the execution: a branch's delivery racing
+            # this park is either held (and seen below) or resolves the row once it has moved here.
+            track_branches = bool(branches) or had_branches
+            if track_branches:
+                self._lock_waits(connection, execution_id)
+                if self._lock_execution(connection, execution_id, *at_checkpoint) is None:
+                    return MOVED_ON
+                if branches and (delivered := self._apply_held(connection, execution_id, cursor)) is not None:
+                    connection.execute(
+                        update(EXECUTIONS).where(*at_checkpoint).values(cursor=delivered, updated_at=now)
+                    )
+                    return DELIVERED
+            parked = connection.execute(
+                update(EXECUTIONS)
+                .where(*at_checkpoint)
+                .values(status=WAITING, lease_owner=None, lease_expires_at=None, updated_at=now)
+            ).rowcount
+            if parked != 1:
+                return MOVED_ON
+            for row in rows:
+                exists_ = connection.execute(select(WAITS.c.id).where(WAITS.c.id == row["id"])).first()
+                if exists_ is None:
+                    connection.execute(insert(WAITS).values(**row))
+                else:  # parked again at the same checkpoint (a recovered execution): wait anew
+                    connection.execute(update(WAITS).where(WAITS.c.id == row["id"]).values(**row))
+            if track_branches:
+                self._keep_branch_waits(
+                    connection, execution_id, history_length, queue, now, deadline, branches
+                )
+        return PARKED
+
+    def _row_base(
+        self, execution_id: str, history_length: int, queue: str, now: datetime, deadline: float | None
+    ) -> dict[str, Any]:
+        return {
             "id": f"{execution_id}:{history_length}",
             "execution_id": execution_id,
             "history_length": history_length,
-            "kind": kind,
             "status": WAITING,
             "queue": queue,
             "created_at": now,
@@ -98,14 +173,30 @@ class WaitStore:
             "resolution": None,  # parked again at the same checkpoint: an open wait, not a resolved one
             "resolved_at": None,
         }
-        if kind == "message":
+
+    def _wait_row(
+        self,
+        execution_id: str,
+        history_length: int,
+        queue: str,
+        now: datetime,
+        deadline: float | None,
+        pending: dict[str, Any],
+        branch: str | None = None,
+    ) -> dict[str, Any]:
+        """The row of a message or callback wait (the execution's own, or a branch's)."""
+        row = self._row_base(execution_id, history_length, queue, now, deadline)
+        row["kind"] = pending["kind"]
+        if branch is not None:
+            row.update(id=f"{execution_id}:{history_length}:{branch}", branch=branch)
+        if pending["kind"] == "message":
             row.update(
                 correlation_key=str(pending["key"]),
                 correlation_value=canonical(pending.get("value")),
                 timeout_at=_moment(pending.get("until")),
                 due_at=_earliest(_moment(pending.get("until")), _moment(deadline)),
             )
-        elif kind == "callback":
+        else:
             timeout_at = _moment(pending.get("until"))
             heartbeat = pending.get("heartbeat")
             heartbeat_at = now + timedelta(seconds=heartbeat) if heartbeat else None
@@ -115,62 +206,147 @@ class WaitStore:
                 heartbeat_seconds=int(heartbeat) if heartbeat else None,
                 due_at=_earliest(timeout_at, heartbeat_at, _moment(deadline)),
             )
-        else:
-            not_before = cursor.get("not_before")
-            if not_before is None:
-                raise ValueError(f"execution {execution_id}: nothing to wait for in its cursor")
-            row.update(
-                kind="timer",
-                due_at=_earliest(_moment(not_before), _moment(deadline)),
-                timeout_at=_moment(not_before),
+        return row
+
+    def _lock_waits(self, connection: Connection, execution_id: str) -> None:
+        """Lock the execution's open and held waits until the transaction ends (PostgreSQL)."""
+        if self._lock_rows:
+            connection.execute(
+                select(WAITS.c.id)
+                .where(WAITS.c.execution_id == execution_id, WAITS.c.status.in_((WAITING, HELD)))
+                .with_for_update()
+            ).all()
+
+    def _lock_execution(self, connection: Connection, execution_id: str, *conditions: Any) -> Any:
+        """The execution's row if it matches `conditions`, locked until the transaction ends."""
+        query = select(EXECUTIONS.c.id, EXECUTIONS.c.status, EXECUTIONS.c.history_length).where(
+            EXECUTIONS.c.id == execution_id, *conditions
+        )
+        if self._lock_rows:
+            query = query.with_for_update()
+        return connection.execute(query).first()
+
+    def _apply_held(self, connection: Connection, execution_id: str, cursor: dict[str, Any]) -> Any:
+        """Deliveries held for this execution's branches, written into `cursor` (None if none fits: a
+        held delivery whose branch no longer waits for it is dropped, like a late answer)."""
+        held = connection.execute(
+            select(WAITS).where(WAITS.c.execution_id == execution_id, WAITS.c.status == HELD)
+        ).all()
+        if not held:
+            return None
+        now = datetime.now(UTC)
+        delivered: dict[str, Any] | None = None
+        for wait in held:
+            target = deliver_at(delivered or cursor, wait.branch or "", wait.delivery or {})
+            if target is not None:
+                delivered = target
+            connection.execute(
+                update(WAITS).where(WAITS.c.id == wait.id).values(status=RESOLVED, resolved_at=now)
             )
-        with self.engine.begin() as connection:
-            parked = connection.execute(
-                update(EXECUTIONS)
-                .where(
-                    EXECUTIONS.c.id == execution_id,
-                    EXECUTIONS.c.status == RUNNING,
-                    EXECUTIONS.c.history_length == history_length,
+        return delivered
+
+    def _keep_branch_waits(
+        self,
+        connection: Connection,
+        execution_id: str,
+        history_length: int,
+        queue: str,
+        now: datetime,
+        deadline: float | None,
+        branches: list[tuple[str, dict[str, Any]]],
+    ) -> None:
+        """One open row per branch waiting for a delivery: a row that still fits its branch moves to
+        this checkpoint (a token stays the same row), any other open branch row is cancelled."""
+        wanted = {
+            path: self._wait_row(execution_id, history_length, queue, now, deadline, pending, branch=path)
+            for path, pending in branches
+        }
+        open_rows = connection.execute(
+            select(WAITS).where(
+                WAITS.c.execution_id == execution_id, WAITS.c.status == WAITING, WAITS.c.branch.is_not(None)
+            )
+        ).all()
+        for existing in open_rows:
+            row = wanted.get(existing.branch)
+            same = row is not None and (
+                row["kind"],
+                row.get("token"),
+                row.get("correlation_key"),
+                row.get("correlation_value"),
+            ) == (existing.kind, existing.token, existing.correlation_key, existing.correlation_value)
+            if same:
+                connection.execute(
+                    update(WAITS).where(WAITS.c.id == existing.id).values(history_length=history_length)
                 )
-                .values(status=WAITING, lease_owner=None, lease_expires_at=None, updated_at=now)
-            ).rowcount
-            if parked != 1:
-                return False
-            exists = connection.execute(select(WAITS.c.id).where(WAITS.c.id == row["id"])).first()
-            if exists is None:
-                connection.execute(insert(WAITS).values(**row))
-            else:  # parked again at the same checkpoint (a recovered execution): wait anew
-                connection.execute(update(WAITS).where(WAITS.c.id == row["id"]).values(**row))
-        return True
+                del wanted[existing.branch]
+            else:
+                connection.execute(
+                    update(WAITS)
+                    .where(WAITS.c.id == existing.id)
+                    .values(status=CANCELLED, resolution="superseded", resolved_at=now)
+                )
+        for row in wanted.values():
+            connection.execute(insert(WAITS).values(**row))
 
     # ------------------------------------------------------------------ waking
 
     def _resolve(
         self, connection: Connection, wait: Any, resolution: str, delivery: dict[str, Any]
     ) -> Woken | None:
-        """Resolve one wait and wake its execution with `delivery` written into its cursor."""
+        """Resolve one wait and wake its execution with `delivery` written into its cursor (into the
+        waiting branch's, for a branch wait). A branch's delivery that finds its execution running is
+        held on the row until the execution parks again."""
         now = datetime.now(UTC)
         won = connection.execute(
             update(WAITS)
             .where(WAITS.c.id == wait.id, WAITS.c.status == WAITING)
             .values(status=RESOLVED, resolution=resolution, resolved_at=now)
-        ).rowcount
-        if won != 1:
+            .returning(WAITS.c.history_length)
+        ).first()
+        if won is None:
             return None  # the other side of the race got it
         parked = (
             EXECUTIONS.c.id == wait.execution_id,
             EXECUTIONS.c.status == WAITING,
-            EXECUTIONS.c.history_length == wait.history_length,
+            EXECUTIONS.c.history_length == won.history_length,
         )
-        found = connection.execute(
-            select(EXECUTIONS.c.cursor, EXECUTIONS.c.state_machine_id, EXECUTIONS.c.name).where(*parked)
-        ).first()
+        query = select(EXECUTIONS.c.cursor, EXECUTIONS.c.state_machine_id, EXECUTIONS.c.name).where(*parked)
+        if self._lock_rows:
+            # Two answers for two branches of one execution: the second waits for the first to wake
+            # it, then finds it running and holds its delivery (instead of writing a stale cursor).
+            query = query.with_for_update()
+        found = connection.execute(query).first()
+        branch = getattr(wait, "branch", None)
         if found is None:
+            if branch is not None:
+                return self._hold(connection, wait, resolution, delivery)
             return None  # stopped, or resumed some other way: nothing to wake
-        cursor = dict(found.cursor)
-        cursor["pending"] = {**(cursor.get("pending") or {}), "delivery": delivery}
-        connection.execute(update(EXECUTIONS).where(*parked).values(cursor=cursor, **self._awake(now)))
+        cursor = deliver_at(dict(found.cursor), branch or "", delivery)
+        if cursor is None:
+            return None  # the branch no longer waits for this (cannot happen while parked here)
+        woke = connection.execute(
+            update(EXECUTIONS).where(*parked).values(cursor=cursor, **self._awake(now))
+        ).rowcount
+        if woke != 1:  # cannot happen with the row locked above; never lose a delivery if it does
+            raise RuntimeError(f"execution {wait.execution_id} changed while its wait {wait.id} was resolved")
         return Woken(wait.execution_id, found.state_machine_id, found.name, wait.queue, resolution)
+
+    def _hold(
+        self, connection: Connection, wait: Any, resolution: str, delivery: dict[str, Any]
+    ) -> Woken | None:
+        """Keep a branch's delivery for when its running execution parks (None if it is not running:
+        stopped or finished, nothing will take it)."""
+        running = connection.execute(
+            select(EXECUTIONS.c.state_machine_id, EXECUTIONS.c.name).where(
+                EXECUTIONS.c.id == wait.execution_id, EXECUTIONS.c.status == RUNNING
+            )
+        ).first()
+        if running is None:
+            return None
+        connection.execute(update(WAITS).where(WAITS.c.id == wait.id).values(status=HELD, delivery=delivery))
+        return Woken(
+            wait.execution_id, running.state_machine_id, running.name, wait.queue, resolution, held=True
+        )
 
     def _awake(self, now: datetime) -> dict[str, Any]:
         """An execution's columns when it is woken: RUNNING, handed to the queue with no worker yet."""
@@ -223,15 +399,22 @@ class WaitStore:
         ]
 
     def _waits(
-        self, connection: Connection, *conditions: Any, limit: int | None = None, order: Any = None
+        self,
+        connection: Connection,
+        *conditions: Any,
+        limit: int | None = None,
+        order: Any = None,
+        skip_locked: bool = True,
     ) -> list[Any]:
+        """Open waits, locked (PostgreSQL). `skip_locked` (timers: the next poll gets them) leaves out
+        rows another transaction holds; without it (messages) each is waited for, then re-checked."""
         query = select(WAITS).where(WAITS.c.status == WAITING, *conditions)
         if order is not None:
             query = query.order_by(order)
         if limit is not None:
             query = query.limit(limit)
         if self._lock_rows:
-            query = query.with_for_update(skip_locked=True)
+            query = query.with_for_update(skip_locked=skip_locked)
         return list(connection.execute(query))
 
     def send_message(self, key: str, value: Any, data: Any) -> list[Woken]:
@@ -245,6 +428,8 @@ class WaitStore:
                     WAITS.c.kind == "message",
                     WAITS.c.correlation_key == key,
                     WAITS.c.correlation_value == text,
+                    order=WAITS.c.id,
+                    skip_locked=False,  # a row a park holds right now must still get this message
                 )
                 if (wake := self._resolve(connection, wait, "message", {"kind": "message", "data": data}))
             ]
@@ -253,7 +438,7 @@ class WaitStore:
                     correlation_key=key,
                     correlation_value=text,
                     data=data,
-                    resumed=[w.execution_id for w in woken],
+                    resumed=list(dict.fromkeys(w.execution_id for w in woken)),
                     sent_at=datetime.now(UTC),
                 )
             )
@@ -320,10 +505,26 @@ class WaitStore:
         return int(
             connection.execute(
                 update(WAITS)
-                .where(WAITS.c.execution_id == execution_id, WAITS.c.status == WAITING)
+                .where(WAITS.c.execution_id == execution_id, WAITS.c.status.in_((WAITING, HELD)))
                 .values(status=CANCELLED, resolution="cancelled", resolved_at=datetime.now(UTC))
             ).rowcount
         )
+
+    def cancel_branch_waits(self, execution_id: str) -> int:
+        """Cancel the open and held waits of an execution's branches once it has ended (its Parallel
+        or Map failed, or was caught, while other branches still waited): a late answer finds nothing."""
+        with self.engine.begin() as connection:
+            return int(
+                connection.execute(
+                    update(WAITS)
+                    .where(
+                        WAITS.c.execution_id == execution_id,
+                        WAITS.c.status.in_((WAITING, HELD)),
+                        WAITS.c.branch.is_not(None),
+                    )
+                    .values(status=CANCELLED, resolution="branch ended", resolved_at=datetime.now(UTC))
+                ).rowcount
+            )
 
     def open_waits(self, execution_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as connection:

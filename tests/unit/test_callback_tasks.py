@@ -9,6 +9,7 @@ import pytest
 
 from smq import Cursor, HandlerRegistry, StateMachine, TaskContext, TaskError, VirtualClock
 from smq.engine.compiler import validate_definition
+from smq.engine.cursor import branch_waits
 
 T0 = 1_735_732_800.0  # 2025-01-01T12:00:00Z
 RESOURCE = "notify.waitForTaskToken"
@@ -108,13 +109,44 @@ class TestValidation:
         assert [p.where for p in found] == ["States.T.Resource"]
         assert ".sync" in found[0].message
 
-    def test_not_allowed_inside_parallel_or_map(self):
+    def test_inside_a_map_each_iteration_parks_on_its_own_token(self):
+        """A callback task per Map iteration: the Map parks with one token per iteration; answering
+        one goes on with that iteration only, and the Map ends when every token is answered."""
+        notifier = Notifier()
+        sub = {"StartAt": "In", "States": {"In": callback_task(ResultPath="$.answer")}}
+        assert (
+            validate_definition(
+                {"StartAt": "P", "States": {"P": {"Type": "Map", "ItemProcessor": sub, "End": True}}}
+            )
+            == []
+        )
+        sm = StateMachine.from_definition(
+            {"StartAt": "P", "States": {"P": {"Type": "Map", "ItemProcessor": sub, "End": True}}}
+        )
+        r = sm.run([{"order": 1}, {"order": 2}], handlers=registry(notifier))
+        assert (r.status, r.cursor.parked, len(set(notifier.tokens))) == ("WAITING", True, 2)
+        by_order = {payload["order"]: payload["token"] for payload, _ in notifier.calls}
+        paths = {pending["token"]: path for path, pending in branch_waits(r.cursor.pending)}
+        first = r.cursor.deliver({"kind": "success", "output": "ok-2"}, branch=paths[by_order[2]])
+        half = sm.resume(first, handlers=registry(notifier))
+        assert (half.status, half.cursor.parked) == ("WAITING", True)
+        second = half.cursor.deliver(
+            {"kind": "failure", "error": "No", "cause": "refused"}, branch=paths[by_order[1]]
+        )
+        done = sm.resume(second, handlers=registry(notifier))
+        assert (done.status, done.error) == ("FAILED", "No")
+        assert len(notifier.calls) == 2  # nothing ran twice
+
+    def test_a_delivery_to_a_branch_that_does_not_wait_is_refused(self):
         sub = {"StartAt": "In", "States": {"In": callback_task()}}
-        for outer, at in (
-            ({"Type": "Parallel", "Branches": [sub], "End": True}, "States.P.Branches[0].States.In.Resource"),
-            ({"Type": "Map", "ItemProcessor": sub, "End": True}, "States.P.ItemProcessor.States.In.Resource"),
-        ):
-            assert [p.where for p in validate_definition({"StartAt": "P", "States": {"P": outer}})] == [at]
+        sm = StateMachine.from_definition(
+            {"StartAt": "P", "States": {"P": {"Type": "Parallel", "Branches": [sub, sub], "End": True}}}
+        )
+        r = sm.run({"order": 1}, handlers=registry(Notifier()))
+        with pytest.raises(ValueError, match="branch '5'"):
+            r.cursor.deliver({"kind": "success", "output": 1}, branch="5")
+        with pytest.raises(ValueError, match="delivery of kind"):
+            r.cursor.deliver({"kind": "message", "data": 1}, branch="0")
 
     def test_unknown_handler_is_reported_before_running(self):
         with pytest.raises(Exception, match="no handler registered"):

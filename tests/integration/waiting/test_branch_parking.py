@@ -7,6 +7,7 @@ and the worker finishes every iteration from its own checkpoint: each Task ran e
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,15 @@ import pytest
 from smq.distributed.client import QueueClient
 from smq.repository.repository import Repository
 from tests.integration.distributed.harness import Db, RedisServer, Worker, client_app, wait_until
-from tests.integration.waiting.support import counting_step, execution, run_tool, waiting_env, waits
+from tests.integration.waiting.support import (
+    Deployment,
+    counting_step,
+    execution,
+    run_smq_parallel,
+    run_tool,
+    waiting_env,
+    waits,
+)
 
 
 def _last(state: dict[str, Any]) -> dict[str, Any]:
@@ -114,3 +123,75 @@ def test_a_map_of_waiting_iterations_parks_and_finishes_each_from_its_checkpoint
     assert _branch_history(pg, done.id) == [("", "Each", "SUCCEEDED")] + [
         (f"Each[{i}]", state, "SUCCEEDED") for i in range(3) for state in ("Before", "Nap", "After")
     ]
+
+
+APPROVE_EACH = "wt-map-approvals"
+APPROVE_EACH_DEFINITION = {
+    "StartAt": "Each",
+    "States": {
+        "Each": {
+            "Type": "Map",
+            "ItemsPath": "$.items",
+            "ItemSelector": {"id.$": "$$.Map.Item.Value", "dir.$": "$.dir", "calls.$": "$.calls"},
+            "ItemProcessor": {
+                "StartAt": "Approve",
+                "States": {
+                    "Approve": {
+                        "Type": "Task",
+                        "Resource": "wt-token-out.waitForTaskToken",
+                        "Parameters": {
+                            "token.$": "$$.Task.Token",
+                            "token_file.$": "States.Format('{}/{}.token', $.dir, $.id)",
+                            "calls.$": "$.calls",
+                        },
+                        "ResultPath": "$.approval",
+                        "End": True,
+                    }
+                },
+            },
+            "ResultSelector": {"approvals.$": "$[*].approval.by"},
+            "End": True,
+        }
+    },
+}
+
+
+@pytest.mark.timeout(120)
+def test_a_callback_task_per_map_iteration_answered_all_at_once(
+    deployment: Deployment, pg_repository: Repository, tmp_path: Path
+) -> None:
+    """Three iterations park on three tokens; the three answers race (separate `smq task success`
+    processes, continuations on two workers): each iteration ends once, with its own answer."""
+    db, env = deployment.db, deployment.env
+    pg_repository.put_definition(APPROVE_EACH, APPROVE_EACH_DEFINITION)
+    calls = tmp_path / "calls.txt"
+    data = {"items": ["a", "b", "c"], "dir": str(tmp_path), "calls": str(calls)}
+    _enqueue(pg_repository, deployment.broker_url, APPROVE_EACH, "approve-1", data)
+    wait_until(
+        lambda: db.count(APPROVE_EACH, "WAITING") == 1,
+        timeout=30,
+        what="the Map parked on three tokens",
+        workers=deployment.workers,
+        diagnose=lambda: db.describe(APPROVE_EACH),
+    )
+    parked = execution(db, APPROVE_EACH, "approve-1")
+    assert sorted((w.branch, w.kind) for w in waits(db, parked.id)) == [
+        ("0", "callback"),
+        ("1", "callback"),
+        ("2", "callback"),
+    ]
+    tokens = {item: (tmp_path / f"{item}.token").read_text().split()[1] for item in "abc"}
+    run_smq_parallel(
+        [(["task", "success", tokens[item], "--output", json.dumps({"by": item})], 0) for item in "abc"], env
+    )
+    wait_until(
+        lambda: db.finished(APPROVE_EACH) == 1,
+        timeout=30,
+        what="every approval taken",
+        workers=deployment.workers,
+        diagnose=lambda: db.describe(APPROVE_EACH),
+    )
+    done = execution(db, APPROVE_EACH, "approve-1")
+    assert (done.status, done.output) == ("SUCCEEDED", {"approvals": ["a", "b", "c"]})
+    assert sorted(calls.read_text().splitlines()) == ["approve-1 Approve 1"] * 3  # each task once
+    assert [w.status for w in waits(db, parked.id) if w.status in ("WAITING", "HELD")] == []
