@@ -36,7 +36,8 @@ class Resumed:
     def to_dict(self) -> dict[str, Any]:
         return {
             "matched": len(self.executions),
-            "resumed": [w.execution_id for w in self.executions],
+            "resumed": list(dict.fromkeys(w.execution_id for w in self.executions if not w.held)),
+            "held": list(dict.fromkeys(w.execution_id for w in self.executions if w.held)),
             "continuations": self.continued.to_dict(),
         }
 

@@ -14,6 +14,7 @@ execution no longer RUNNING (stopped, already resumed) does nothing.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -188,7 +189,8 @@ class WaitStore:
         row = self._row_base(execution_id, history_length, queue, now, deadline)
         row["kind"] = pending["kind"]
         if branch is not None:
-            row.update(id=f"{execution_id}:{history_length}:{branch}", branch=branch)
+            # Unique whatever happened before at this checkpoint (a row lives on across parks).
+            row.update(id=f"{execution_id}:{history_length}:{uuid.uuid4().hex[:12]}", branch=branch)
         if pending["kind"] == "message":
             row.update(
                 correlation_key=str(pending["key"]),
