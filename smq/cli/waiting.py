@@ -34,7 +34,7 @@ from smq.execution.continuation import continue_executions
 from smq.execution.dispatcher import Dispatcher
 from smq.execution.operations import Operations, Resumed
 from smq.execution.recovery import continuations, scan
-from smq.repository.waits import WaitStore
+from smq.repository.waits import WaitStore, Woken
 from smq.settings import Settings
 
 
@@ -78,10 +78,15 @@ def send_message(
         echo_json(resumed.to_dict())
     elif resumed.matched:
         for w in resumed.executions:
-            click.echo(f"resumed {w.execution_id} {w.state_machine_id}/{w.name}")
+            click.echo(f"{_what(w)} {w.execution_id} {w.state_machine_id}/{w.name}")
     else:
         click.echo(f"no match: no execution waits on {key}={value_text} (the message is recorded)")
     sys.exit(0 if resumed.matched else EXIT_NOT_SUCCEEDED)
+
+
+def _what(woken: Woken) -> str:
+    """How an answer reached its execution: it woke it, or it is held for it (it was running)."""
+    return "held for running execution" if woken.held else "resumed"
 
 
 @click.group()
@@ -101,7 +106,9 @@ def _answer(
     if as_json:
         echo_json({"execution_id": woken.execution_id, "resolution": woken.resolution, **resumed.to_dict()})
     else:
-        click.echo(f"{woken.resolution}: resumed {woken.execution_id} {woken.state_machine_id}/{woken.name}")
+        click.echo(
+            f"{woken.resolution}: {_what(woken)} {woken.execution_id} {woken.state_machine_id}/{woken.name}"
+        )
 
 
 @task.command("success")

@@ -103,7 +103,8 @@ def deliver_at(cursor: dict[str, Any], path: str, delivery: dict[str, Any]) -> d
     if inner is None:
         return None
     jobs = {**_jobs(pending), head: {**job, "cursor": inner}}
-    return {**cursor, "pending": {**pending, "jobs": jobs}}
+    # Runnable now: the answered branch goes on at once, the others park again on their own times.
+    return {**cursor, "pending": {**pending, "jobs": jobs}, "not_before": None}
 
 
 def iso(epoch: float | None) -> str | None:

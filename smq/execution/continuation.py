@@ -89,7 +89,15 @@ def continue_executions(
             summary.failed += 1
             summary.errors.append(f"{item.state_machine_id}/{item.name}: no such execution")
             continue
-        record = resume_execution(repository, record, handlers=handlers, payload_limit=settings.payload_limit)
+        # Like a worker, a long Wait after the answer parks on a durable timer instead of holding
+        # this process (`smq message send`, `smq task success`, the scheduler) until it ends.
+        record = resume_execution(
+            repository,
+            record,
+            handlers=handlers,
+            payload_limit=settings.payload_limit,
+            park_after=settings.park_after,
+        )
         summary.ran += 1
         summary.statuses[record.status] = summary.statuses.get(record.status, 0) + 1
     return summary

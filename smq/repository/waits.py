@@ -289,6 +289,17 @@ class WaitStore:
                 )
         for row in wanted.values():
             connection.execute(insert(WAITS).values(**row))
+        # The timer of an earlier park (the earliest paused branch then) is superseded by this one's.
+        connection.execute(
+            update(WAITS)
+            .where(
+                WAITS.c.execution_id == execution_id,
+                WAITS.c.status == WAITING,
+                WAITS.c.branch.is_(None),
+                WAITS.c.history_length < history_length,
+            )
+            .values(status=CANCELLED, resolution="superseded", resolved_at=now)
+        )
 
     # ------------------------------------------------------------------ waking
 

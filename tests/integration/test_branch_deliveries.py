@@ -98,7 +98,9 @@ class Asker:
 
 def _open_waits(repository: Repository, record: ExecutionRecord) -> list[tuple[str | None, str]]:
     waits = WaitStore(repository.engine).open_waits(record.execution_id)
-    return sorted((wait["branch"], wait["kind"]) for wait in waits)
+    return sorted(
+        ((wait["branch"], wait["kind"]) for wait in waits), key=lambda found: (found[0] or "", found[1])
+    )
 
 
 def _operations(repository: Repository, database_url: str, asker: Asker | None = None) -> Operations:
@@ -255,3 +257,40 @@ def test_answers_racing_from_many_threads_each_reach_their_iteration(
         assert _open_waits(repository, done) == []
         asker.tokens.clear()
     assert asker.calls == 24
+
+
+TIMER_AND_TOKEN = {
+    "StartAt": "Both",
+    "States": {
+        "Both": {
+            "Type": "Parallel",
+            "Branches": [
+                {"StartAt": "Nap", "States": {"Nap": {"Type": "Wait", "Seconds": 3600, "End": True}}},
+                CALLBACK_MAP["States"]["Each"]["ItemProcessor"],
+            ],
+            "End": True,
+        }
+    },
+}
+
+
+def test_a_parallel_parked_on_a_timer_and_a_token_keeps_one_of_each(
+    repository: Repository, database_url: str
+) -> None:
+    """One branch sleeps an hour, the other waits for its token: one timer row and one branch row.
+    The answer resumes the execution, which parks again on the same hour: still one timer."""
+    repository.put_definition("bd-timer-token", TIMER_AND_TOKEN)
+    asker = Asker()
+    parked = start_execution(
+        repository,
+        StartRequest("bd-timer-token", {"order": 7}, name="tt-1"),
+        handlers=asker.registry,
+        park_after=60,
+    )
+    assert parked.status == "WAITING"
+    assert _open_waits(repository, parked) == [(None, "timer"), ("1", "callback")]
+    _operations(repository, database_url, asker).task_success(asker.tokens[7], "yes")
+    again = repository.get_execution(parked.execution_id)
+    assert again.status == "WAITING" and again.history_length > parked.history_length
+    [timer] = WaitStore(repository.engine).open_waits(parked.execution_id)
+    assert (timer["kind"], timer["branch"], timer["history_length"]) == ("timer", None, again.history_length)

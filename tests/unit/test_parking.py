@@ -425,6 +425,24 @@ class TestBranchesPark:
         assert (done.status, done.output) == ("SUCCEEDED", [10, 20, 30])
         assert sorted(calls) == [(1, T0), (2, T0), (2, T0 + 600), (3, T0)]
 
+    def test_an_answered_branch_goes_on_at_once_while_a_sibling_sleeps(self):
+        hear = {"StartAt": "H", "States": {"H": {"Type": "Message", "CorrelationKey": "k", "End": True}}}
+        sm = StateMachine.from_definition(
+            {
+                "StartAt": "P",
+                "States": {"P": {"Type": "Parallel", "Branches": [_wait_branch(3600), hear], "End": True}},
+            }
+        )
+        r, _ = run(sm, {"x": 1}, park_after=60)
+        assert (r.status, r.cursor.not_before, r.cursor.parked) == ("WAITING", T0 + 3600, False)
+        answered = r.cursor.deliver({"kind": "message", "data": "hi"}, branch="1")
+        assert answered.not_before is None  # runnable now, not at the sleeping branch's time
+        half, clock = resume(sm, answered.to_json(), at=T0 + 10, park_after=60)
+        assert (half.status, half.cursor.not_before, clock.now()) == ("WAITING", T0 + 3600, T0 + 10)
+        assert [(e.scope, e.state_name, e.exited_at) for e in half.history] == [("P[1]", "H", T0 + 10)]
+        done, _ = resume(sm, half.cursor.to_json(), at=T0 + 3600, park_after=60)
+        assert (done.status, done.output) == ("SUCCEEDED", [{"x": 1}, "hi"])
+
     def test_without_park_after_branches_sleep_as_before(self):
         sm = StateMachine.from_definition(PARALLEL_WAITS)
         r, clock = run(sm, {"x": 1})
