@@ -146,6 +146,23 @@ def _raise_if_interrupted(outcome: Outcome) -> None:
         )
 
 
+def _known_outcome(before: dict[str, Any] | None, parent: Cursor, runtime: Runtime) -> Outcome | None:
+    """A job's outcome when it needs no driving: the result it ended with before, or, parked, its
+    cursor when nothing lets it go on now (the driver would park it again at once)."""
+    if before is None:
+        return None
+    if before.get("status") != WAITING:
+        return Outcome(before["status"], before.get("output"), before.get("error"), before.get("cause"))
+    cursor = _restored(parent, before["cursor"])
+    if cursor.parked:
+        return Outcome(WAITING, cursor=cursor)
+    if cursor.not_before is not None and runtime.park_after is not None:
+        wake = cursor.not_before if runtime.deadline is None else min(cursor.not_before, runtime.deadline)
+        if wake - runtime.clock() > runtime.park_after:
+            return Outcome(WAITING, cursor=cursor)
+    return None
+
+
 class _Slots:
     """MaxConcurrency (0: no limit) counts parked jobs as in flight: while one waits, no other takes
     its place, as in AWS where the waiting iteration is still running. A job without a slot waits for
@@ -267,8 +284,22 @@ def _run_all(
             return True
         return False
 
-    if inline or len(jobs) <= 1 or concurrency == 1:
-        for index in order:
+    # Jobs whose outcome needs no driving are settled here: those that ended before, and parked ones
+    # with nothing to go on (no delivery yet, a timer not due): only the others take a thread, so a Map
+    # of a thousand waiting iterations wakes for one answer without a thousand threads.
+    runnable: list[int] = []
+    for index in order:
+        known = _known_outcome(earlier.get(str(index)), parent, group)
+        if known is None:
+            runnable.append(index)
+            continue
+        if known.status == WAITING:
+            slots.skip()  # still parked: it keeps its slot
+        if settle(index, known):
+            return outcomes
+
+    if inline or len(runnable) <= 1 or concurrency == 1:
+        for index in runnable:
             finished = run_one(index)
             if finished is None:
                 if group.cancelled():
@@ -279,10 +310,12 @@ def _run_all(
                 break
         return outcomes
 
-    workers = min(len(jobs), concurrency or runtime.max_workers, runtime.max_workers)
+    workers = min(len(runnable), concurrency or runtime.max_workers, runtime.max_workers)
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smq-fanout") as pool:
-            futures: dict[Future[Outcome | None], int] = {pool.submit(run_one_threaded, i): i for i in order}
+            futures: dict[Future[Outcome | None], int] = {
+                pool.submit(run_one_threaded, i): i for i in runnable
+            }
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)

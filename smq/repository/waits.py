@@ -264,10 +264,15 @@ class WaitStore:
             for path, pending in branches
         }
         open_rows = connection.execute(
-            select(WAITS).where(
+            select(
+                WAITS.c.id, WAITS.c.branch, WAITS.c.kind, WAITS.c.token, WAITS.c.correlation_key,
+                WAITS.c.correlation_value,
+            ).where(
                 WAITS.c.execution_id == execution_id, WAITS.c.status == WAITING, WAITS.c.branch.is_not(None)
             )
-        ).all()
+        ).all()  # fmt: skip
+        kept: list[str] = []
+        superseded: list[str] = []
         for existing in open_rows:
             row = wanted.get(existing.branch)
             same = row is not None and (
@@ -277,18 +282,26 @@ class WaitStore:
                 row.get("correlation_value"),
             ) == (existing.kind, existing.token, existing.correlation_key, existing.correlation_value)
             if same:
-                connection.execute(
-                    update(WAITS).where(WAITS.c.id == existing.id).values(history_length=history_length)
-                )
+                kept.append(existing.id)
                 del wanted[existing.branch]
             else:
-                connection.execute(
-                    update(WAITS)
-                    .where(WAITS.c.id == existing.id)
-                    .values(status=CANCELLED, resolution="superseded", resolved_at=now)
-                )
-        for row in wanted.values():
-            connection.execute(insert(WAITS).values(**row))
+                superseded.append(existing.id)
+        # Set-wise: a Map of a thousand waiting iterations moves its rows in one statement per park.
+        if kept:
+            connection.execute(
+                update(WAITS).where(WAITS.c.id.in_(kept)).values(history_length=history_length)
+            )
+        if superseded:
+            connection.execute(
+                update(WAITS)
+                .where(WAITS.c.id.in_(superseded))
+                .values(status=CANCELLED, resolution="superseded", resolved_at=now)
+            )
+        if wanted:
+            columns = {key for row in wanted.values() for key in row}  # message and callback rows differ
+            connection.execute(
+                insert(WAITS), [{key: row.get(key) for key in columns} for row in wanted.values()]
+            )
         # The timer of an earlier park (the earliest paused branch then) is superseded by this one's.
         connection.execute(
             update(WAITS)
