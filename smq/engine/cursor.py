@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from smq.engine.timestamps import format_timestamp
 
@@ -44,17 +44,25 @@ DELIVERY_KINDS: dict[str, frozenset[str]] = {
 FANOUT = "fanout"  # `pending` kind of a Parallel/Map state whose branches are paused (smq.engine.fanout)
 
 
+def _awaits_delivery(pending: Any) -> TypeGuard[dict[str, Any]]:
+    """A message/callback wait with no delivery yet."""
+    return isinstance(pending, dict) and pending.get("kind") in PARKED_KINDS and "delivery" not in pending
+
+
+def fanout_pending(pending: Any) -> dict[str, Any] | None:
+    """`pending` when it is a Parallel/Map's parked branches (kind "fanout"), else None."""
+    return pending if isinstance(pending, dict) and pending.get("kind") == FANOUT else None
+
+
 def is_parked(pending: Any) -> bool:
     """Nothing can go on in-process: a message/callback wait with no delivery yet, or a Parallel/Map
     whose every paused branch is such a wait (a branch due on a timer, or with its delivery, can)."""
-    if not isinstance(pending, dict):
+    if _awaits_delivery(pending):
+        return True
+    fanout = fanout_pending(pending)
+    if fanout is None:
         return False
-    kind = pending.get("kind")
-    if kind in PARKED_KINDS:
-        return "delivery" not in pending
-    if kind != FANOUT:
-        return False
-    paused = [job.get("cursor") or {} for job in _jobs(pending).values() if job.get("status") == "WAITING"]
+    paused = [job.get("cursor") or {} for job in _jobs(fanout).values() if job.get("status") == "WAITING"]
     return bool(paused) and all(
         cursor.get("not_before") is None and is_parked(cursor.get("pending")) for cursor in paused
     )
@@ -70,12 +78,13 @@ def branch_waits(pending: Any, prefix: str = "") -> list[tuple[str, dict[str, An
     (nested ones included), as (path, that branch's pending). A path names the branch through each
     level's job index: "2" is job 2, "2/0" job 0 of the fan-out job 2 is paused in."""
     found: list[tuple[str, dict[str, Any]]] = []
-    if not (isinstance(pending, dict) and pending.get("kind") == FANOUT):
+    fanout = fanout_pending(pending)
+    if fanout is None:
         return found
-    for index, job in _jobs(pending).items():
+    for index, job in _jobs(fanout).items():
         inner = (job.get("cursor") or {}).get("pending") if job.get("status") == "WAITING" else None
         path = f"{prefix}{index}"
-        if isinstance(inner, dict) and inner.get("kind") in PARKED_KINDS and "delivery" not in inner:
+        if _awaits_delivery(inner):
             found.append((path, inner))
         else:
             found.extend(branch_waits(inner, f"{path}/"))
@@ -87,24 +96,23 @@ def deliver_at(cursor: dict[str, Any], path: str, delivery: dict[str, Any]) -> d
     `branch_waits`), or None when that branch no longer waits for a delivery. Copies what it changes."""
     pending = cursor.get("pending")
     if not path:
-        if not (
-            isinstance(pending, dict) and pending.get("kind") in PARKED_KINDS and "delivery" not in pending
-        ):
+        if not _awaits_delivery(pending):
             return None
         check_delivery(pending["kind"], delivery)
         return {**cursor, "pending": {**pending, "delivery": delivery}}
     head, _, rest = path.partition("/")
-    if not (isinstance(pending, dict) and pending.get("kind") == FANOUT):
+    fanout = fanout_pending(pending)
+    if fanout is None:
         return None
-    job = _jobs(pending).get(head)
+    job = _jobs(fanout).get(head)
     if not job or job.get("status") != "WAITING" or not isinstance(job.get("cursor"), dict):
         return None
     inner = deliver_at(job["cursor"], rest, delivery)
     if inner is None:
         return None
-    jobs = {**_jobs(pending), head: {**job, "cursor": inner}}
+    jobs = {**_jobs(fanout), head: {**job, "cursor": inner}}
     # Runnable now: the answered branch goes on at once, the others park again on their own times.
-    return {**cursor, "pending": {**pending, "jobs": jobs}, "not_before": None}
+    return {**cursor, "pending": {**fanout, "jobs": jobs}, "not_before": None}
 
 
 def iso(epoch: float | None) -> str | None:

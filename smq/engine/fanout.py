@@ -25,7 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from smq.engine import errors, interpreter
-from smq.engine.cursor import FANOUT, Cursor, HistoryEntry
+from smq.engine.cursor import FANOUT, Cursor, HistoryEntry, fanout_pending
 from smq.engine.driver import ABORTED, SUCCEEDED, TIMED_OUT, WAITING, Outcome, drive
 from smq.engine.errors import BranchesFailed, BranchesParked, StatesError
 from smq.engine.model import Machine, MapState, ParallelState
@@ -36,11 +36,11 @@ from smq.engine.runtime import ExecutionAborted, ExecutionTimedOut, Runtime
 def branch_progress(pending: Any) -> dict[str, int] | None:
     """How the branches of a parked Parallel or Map stand (from its cursor's `pending`), for operators:
     how many there are, and how many succeeded, failed (tolerated), wait, or have not started."""
-    if not (isinstance(pending, dict) and pending.get("kind") == FANOUT):
+    fanout = fanout_pending(pending)
+    if fanout is None:
         return None
-    jobs = pending.get("jobs") or {}
-    statuses = [job.get("status") for job in jobs.values()]
-    count = int(pending.get("count") or 0)
+    statuses = [job.get("status") for job in (fanout.get("jobs") or {}).values()]
+    count = int(fanout.get("count") or 0)
     return {
         "count": count,
         "succeeded": statuses.count(SUCCEEDED),
@@ -70,12 +70,23 @@ def _kept_outputs(parent: Cursor, count: int) -> dict[str, Any]:
     return outputs if isinstance(outputs, dict) else {}
 
 
+def kept_for_redrive(cursor: Cursor) -> dict[str, Any] | None:
+    """What a redriven Parallel or Map keeps (`Cursor.kept_results`): the branches that succeeded
+    before it failed, or before the execution was stopped or timed out while its branches were parked."""
+    fanout = fanout_pending(cursor.pending)
+    if fanout is None:
+        return cursor.kept_results
+    jobs = fanout.get("jobs") or {}
+    outputs = {index: job.get("output") for index, job in jobs.items() if job.get("status") == SUCCEEDED}
+    return {"count": fanout.get("count"), "outputs": outputs}
+
+
 def _earlier_jobs(parent: Cursor, count: int) -> dict[str, dict[str, Any]]:
     """Where each job stood before this run of the state, by index: from the state's own park
     (`{"status": SUCCEEDED|FAILED|WAITING, ...}`), else the outputs a redrive keeps."""
-    pending = parent.pending
-    if isinstance(pending, dict) and pending.get("kind") == FANOUT and pending.get("count") == count:
-        jobs = pending.get("jobs")
+    fanout = fanout_pending(parent.pending)
+    if fanout is not None and fanout.get("count") == count:
+        jobs = fanout.get("jobs")
         return jobs if isinstance(jobs, dict) else {}
     return {
         index: {"status": SUCCEEDED, "output": out} for index, out in _kept_outputs(parent, count).items()
@@ -233,13 +244,12 @@ def _run_all(
     order = sorted(range(len(jobs)), key=lambda index: (index not in parked_before, index))
 
     def run_one(index: int) -> Outcome | None:
+        """Drive a job that is new or parked with somewhere to go (`_known_outcome` settled the rest)."""
         before = earlier.get(str(index))
         if group.cancelled():
-            if before is not None and before.get("status") == WAITING:
+            if before is not None:
                 slots.skip()
             return None
-        if before is not None and before.get("status") != WAITING:
-            return Outcome(before["status"], before.get("output"), before.get("error"), before.get("cause"))
         machine, item_input, label = jobs[index]
         if before is not None:
             slots.resume()

@@ -11,9 +11,9 @@ from typing import Any, cast
 
 from sqlalchemy import Table, update
 
-from smq.engine.cursor import FANOUT, Cursor
-from smq.engine.driver import SUCCEEDED
+from smq.engine.cursor import Cursor
 from smq.engine.errors import SmqError
+from smq.engine.fanout import kept_for_redrive
 from smq.repository.models import ABORTED, FAILED, PAUSED, RUNNING, TIMED_OUT, WAITING, ExecutionRow
 from smq.repository.repository import ExecutionRecord, Repository
 from smq.repository.waits import WaitStore
@@ -123,20 +123,9 @@ def redrive_execution(
         attempt=1,
         retry_counts=(),
         entered_at=None,
-        kept_results=_kept_on_redrive(cursor),
+        kept_results=kept_for_redrive(cursor),
     )
     return _restart(repository, record, REDRIVABLE, fresh.to_dict(), grace, queue)
-
-
-def _kept_on_redrive(cursor: Cursor) -> dict[str, Any] | None:
-    """What a redriven Parallel or Map keeps: the branches that succeeded before it failed, or before
-    the execution was stopped or timed out while its branches were parked."""
-    pending = cursor.pending
-    if not (isinstance(pending, dict) and pending.get("kind") == FANOUT):
-        return cursor.kept_results
-    jobs = pending.get("jobs") or {}
-    outputs = {index: job.get("output") for index, job in jobs.items() if job.get("status") == SUCCEEDED}
-    return {"count": pending.get("count"), "outputs": outputs}
 
 
 def resume_paused(

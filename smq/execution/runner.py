@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from smq.engine.cursor import FANOUT, Cursor, Step
+from smq.engine.cursor import Cursor, Step, fanout_pending
 from smq.engine.errors import SmqError
 from smq.engine.handlers import HandlerRegistry, default_registry
 from smq.engine.machine import StateMachine
@@ -313,7 +313,8 @@ def resume_execution(
         )  # fmt: skip
     except Unstorable:
         return writer.result()
-    if result.status not in (WAITING, "RUNNING") and _resumed_from_branches(record):
+    had_branches = fanout_pending((record.cursor or {}).get("pending")) is not None
+    if result.status not in (WAITING, "RUNNING") and had_branches:
         # Its Parallel or Map moved on while other branches still waited: their answers are moot now.
         WaitStore(repository.engine).cancel_branch_waits(record.execution_id)
     if result.status == WAITING:
@@ -328,7 +329,7 @@ def resume_execution(
             result.cursor.to_dict(),
             park_queue,
             deadline=deadline,
-            had_branches=_resumed_from_branches(record),
+            had_branches=had_branches,
         )
         if parked == DELIVERED:
             # Answers for its branches came while it ran: they are in its cursor now, and it is still
@@ -340,12 +341,6 @@ def resume_execution(
             )  # fmt: skip
         return repository.get_execution(record.execution_id)
     return writer.result()
-
-
-def _resumed_from_branches(record: ExecutionRecord) -> bool:
-    """Was this run resumed from a Parallel or Map parked with its branches (which may have wait rows)?"""
-    pending = (record.cursor or {}).get("pending")
-    return isinstance(pending, dict) and pending.get("kind") == FANOUT
 
 
 def held_here(record: ExecutionRecord) -> bool:

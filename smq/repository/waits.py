@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Engine, Table, exists, insert, select, update
 
-from smq.engine.cursor import FANOUT, branch_waits, deliver_at
+from smq.engine.cursor import branch_waits, deliver_at
 from smq.engine.errors import SmqError
 from smq.repository.models import RUNNING, WAITING, ExecutionRow, MessageRow, WaitRow
 
@@ -108,7 +108,7 @@ class WaitStore:
         kind = pending.get("kind") or "timer"
         now = datetime.now(UTC)
         rows: list[dict[str, Any]] = []
-        branches = branch_waits(pending) if kind == FANOUT else []
+        branches = branch_waits(pending)
         if kind in ("message", "callback"):
             rows.append(self._wait_row(execution_id, history_length, queue, now, deadline, pending))
         elif cursor.get("not_before") is not None:
@@ -134,7 +134,7 @@ class WaitStore:
             track_branches = bool(branches) or had_branches
             if track_branches:
                 self._lock_waits(connection, execution_id)
-                if self._lock_execution(connection, execution_id, *at_checkpoint) is None:
+                if self._lock_execution(connection, *at_checkpoint) is None:
                     return MOVED_ON
                 if branches and (delivered := self._apply_held(connection, execution_id, cursor)) is not None:
                     connection.execute(
@@ -219,11 +219,9 @@ class WaitStore:
                 .with_for_update()
             ).all()
 
-    def _lock_execution(self, connection: Connection, execution_id: str, *conditions: Any) -> Any:
-        """The execution's row if it matches `conditions`, locked until the transaction ends."""
-        query = select(EXECUTIONS.c.id, EXECUTIONS.c.status, EXECUTIONS.c.history_length).where(
-            EXECUTIONS.c.id == execution_id, *conditions
-        )
+    def _lock_execution(self, connection: Connection, *conditions: Any) -> Any:
+        """The execution row matching `conditions`, locked until the transaction ends (None: none)."""
+        query = select(EXECUTIONS.c.id).where(*conditions)
         if self._lock_rows:
             query = query.with_for_update()
         return connection.execute(query).first()
@@ -342,7 +340,7 @@ class WaitStore:
             # it, then finds it running and holds its delivery (instead of writing a stale cursor).
             query = query.with_for_update()
         found = connection.execute(query).first()
-        branch = getattr(wait, "branch", None)
+        branch = wait.branch
         if found is None:
             if branch is not None:
                 return self._hold(connection, wait, resolution, delivery)

@@ -35,6 +35,21 @@ def resume(sm: StateMachine, cursor: Cursor | str, at: float, **kw: Any):
     return sm.resume(cursor, clock=clock.now, sleep=clock.sleep, **kw), clock
 
 
+def _down_once(clock: VirtualClock) -> tuple[HandlerRegistry, list[float]]:
+    """A `flaky` handler that fails its first call and returns "ok" after; the times it was called."""
+    calls: list[float] = []
+    reg = HandlerRegistry()
+
+    @reg.handler("flaky")
+    def flaky(payload):
+        calls.append(clock.now())
+        if len(calls) == 1:
+            raise RuntimeError("down")
+        return "ok"
+
+    return reg, calls
+
+
 class TestParkAfter:
     def test_runtime_default_is_to_never_park(self):
         assert Runtime().park_after is None
@@ -87,16 +102,8 @@ class TestParkAfter:
         assert r.status == "SUCCEEDED" and clock.now() == T0 + 86_400
 
     def test_a_long_retry_back_off_parks(self):
-        calls: list[float] = []
         clock = VirtualClock(T0)
-        reg = HandlerRegistry()
-
-        @reg.handler("flaky")
-        def flaky(payload):
-            calls.append(clock.now())
-            if len(calls) == 1:
-                raise RuntimeError("down")
-            return "ok"
+        reg, calls = _down_once(clock)
 
         sm = StateMachine.from_definition(
             {
@@ -332,15 +339,7 @@ class TestBranchesPark:
         """Progress belongs to one attempt: when the state fails and its Retry applies, every branch
         runs again from its start (the one that had parked included), as AWS retries a Parallel."""
         clock = VirtualClock(T0)
-        calls: list[float] = []
-        reg = HandlerRegistry()
-
-        @reg.handler("flaky")
-        def flaky(payload):
-            calls.append(clock.now())
-            if len(calls) == 1:
-                raise RuntimeError("down")
-            return "ok"
+        reg, calls = _down_once(clock)
 
         task = {"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "flaky", "End": True}}}
         retry = [{"ErrorEquals": ["States.ALL"], "IntervalSeconds": 1}]

@@ -66,15 +66,26 @@ def _received(worker: Worker, task_id: str) -> int:
     return worker.stderr().count(f"{TASK}[{task_id}] received")
 
 
-def _the_dead_letter(db: Db, worker: Worker, broker_url: str, machine: str, what: str) -> Any:
-    """Wait for exactly one dead letter and return it."""
+def _the_dead_letter(
+    db: Db,
+    worker: Worker,
+    broker_url: str,
+    machine: str,
+    what: str,
+    *,
+    timeout: float = 30,
+    settle: float = 0,
+) -> Any:
+    """Wait for a dead letter; after `settle` seconds (for a second report of the same failure to land
+    on the same row), there must be exactly one: return it."""
     wait_until(
-        lambda: len(db.dead_letters()) == 1,
-        timeout=30,
+        lambda: len(db.dead_letters()) >= 1,
+        timeout=timeout,
         what=what,
         workers=[worker],
         diagnose=lambda: db.describe(machine, broker_url) + "\n" + worker.tail(8),
     )
+    time.sleep(settle)
     (letter,) = db.dead_letters()
     return letter
 
@@ -386,15 +397,15 @@ def test_hard_time_limit_on_a_retry_records_that_attempt(
     execution_input = {"seconds": 8, "calls": str(calls), "fail": 1}
     command = ["start", "STUBBORN_AFTER_OUTAGE", "--input", json.dumps(execution_input), "--name", "stuck-2"]
     sent = smq_json(command, smq_env(db.url, broker_url, **HARD_LIMITS))
-    wait_until(
-        lambda: len(db.dead_letters()) >= 1,
+    letter = _the_dead_letter(
+        db,
+        worker,
+        broker_url,
+        "STUBBORN_AFTER_OUTAGE",
+        "the hard time limit to dead-letter the retried task",
         timeout=40,
-        what="the hard time limit to dead-letter the retried task",
-        workers=[worker],
-        diagnose=lambda: db.describe("STUBBORN_AFTER_OUTAGE", broker_url),
+        settle=0.5,
     )
-    time.sleep(0.5)  # a second report of the same time limit, if any, lands on the same row
-    (letter,) = db.dead_letters()
     assert (letter.task_id, letter.reason, letter.attempts) == (sent["task_id"], "time_limit", 2)
     assert letter.queue == "default"
     assert calls.read_text().splitlines() == [
@@ -410,15 +421,9 @@ def test_hard_time_limit_dead_letter_keeps_the_queue_it_ran_on(
     repository.put_definition("STUBBORN", STUBBORN)
     worker = start_worker("w1", smq_env(db.url, broker_url, **HARD_LIMITS))
     sent = _start_stubborn(db, broker_url, tmp_path / "calls.txt", "critical")
-    wait_until(
-        lambda: len(db.dead_letters()) >= 1,
-        timeout=30,
-        what="the hard time limit to dead-letter the task",
-        workers=[worker],
-        diagnose=lambda: db.describe("STUBBORN", broker_url),
+    letter = _the_dead_letter(
+        db, worker, broker_url, "STUBBORN", "the hard time limit to dead-letter the task", settle=0.5
     )
-    time.sleep(0.5)  # a second report of the same time limit, if any, lands on the same row
-    (letter,) = db.dead_letters()
     assert (letter.task_id, letter.reason) == (sent["task_id"], "time_limit")
     assert letter.queue == "critical", f"dead letter recorded on queue {letter.queue!r}"
 
