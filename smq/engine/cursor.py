@@ -26,10 +26,11 @@ A Parallel or Map state whose branches are paused has `pending` `{"kind": "fanou
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
+from smq.engine.jsontext import compact
 from smq.engine.timestamps import format_timestamp
 
 CURSOR_FORMAT = 1
@@ -57,6 +58,8 @@ def fanout_pending(pending: Any) -> dict[str, Any] | None:
 def is_parked(pending: Any) -> bool:
     """Nothing can go on in-process: a message/callback wait with no delivery yet, or a Parallel/Map
     whose every paused branch is such a wait (a branch due on a timer, or with its delivery, can)."""
+    if pending is None:  # the common case, asked after every state
+        return False
     if _awaits_delivery(pending):
         return True
     fanout = fanout_pending(pending)
@@ -196,7 +199,7 @@ class Cursor:
         return data
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"))
+        return compact(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Cursor:
@@ -213,7 +216,14 @@ class Cursor:
         return cls.from_dict(json.loads(text))
 
     def moved(self, **changes: Any) -> Cursor:
-        return replace(self, **changes)
+        """This cursor with `changes` (as dataclasses.replace, which costs several times more: this runs
+        after every state). Cursor has no __post_init__ to skip."""
+        if not _CURSOR_FIELDS.issuperset(changes):
+            raise TypeError(f"Cursor has no field(s) {', '.join(sorted(set(changes) - _CURSOR_FIELDS))}")
+        copy = object.__new__(Cursor)
+        copy.__dict__.update(self.__dict__)
+        copy.__dict__.update(changes)
+        return copy
 
     @property
     def parked(self) -> bool:
@@ -251,6 +261,9 @@ FAILED = "FAILED"
 RETRIED = "RETRIED"
 CAUGHT = "CAUGHT"
 TIMED_OUT = "TIMED_OUT"  # a Message state whose timeout sent it to its TimeoutPath state
+
+
+_CURSOR_FIELDS = frozenset(spec.name for spec in fields(Cursor))
 
 
 @dataclass(slots=True)

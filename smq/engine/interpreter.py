@@ -39,6 +39,7 @@ from smq.engine.cursor import (
 from smq.engine.errors import BranchesFailed, BranchesParked, StatesError, error_matches
 from smq.engine.handlers import LAMBDA_INVOKE, TaskContext
 from smq.engine.invoke import call_handler
+from smq.engine.jsontext import compact
 from smq.engine.model import (
     ChoiceState,
     FailState,
@@ -141,7 +142,7 @@ def _check_text_size(state: State, text: str, runtime: Runtime, what: str) -> No
 
 
 def _sized_json(state: State, value: Any, runtime: Runtime, what: str) -> str:
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text = compact(value)
     _check_text_size(state, text, runtime, what)
     return text
 
@@ -426,7 +427,7 @@ def _run_message(
 def _isolated(state: State, value: Any, runtime: Runtime, what: str) -> Any:
     """A delivered value as engine data: a private copy, checked as JSON and against the payload limit."""
     try:
-        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        text = compact(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"the {what} delivered to state '{state.name}' is not JSON: {exc}") from None
     _check_text_size(state, text, runtime, what)
@@ -693,7 +694,7 @@ def _invoke_task(
     if token is not None:
         return None  # a callback task's result arrives with its token, not from the handler
     try:
-        text = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+        text = compact(result)
     except (TypeError, ValueError) as exc:
         raise StatesError(
             errors.TASK_FAILED,

@@ -19,6 +19,7 @@ from typing import Any
 
 from smq.engine import errors
 from smq.engine.errors import SmqError, StatesError
+from smq.engine.jsontext import compact
 from smq.engine.paths import Path, PathNotFound, PathSyntaxError, Scope, compile_path
 
 
@@ -251,7 +252,7 @@ def _format_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return compact(value)
 
 
 def _require(condition: bool, message: str) -> None:
@@ -275,7 +276,7 @@ def _string_to_json(value: Any) -> Any:
 
 
 def _json_to_string(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return compact(value)
 
 
 def _array(*values: Any) -> list[Any]:

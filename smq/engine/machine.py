@@ -10,7 +10,6 @@ For resumable use (what persistence and the workers build on): `begin()` makes t
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from smq.engine.driver import FAILED, Outcome, drive
 from smq.engine.errors import UnknownResourceError
 from smq.engine.handlers import LAMBDA_INVOKE, HandlerRegistry, default_registry
 from smq.engine.interpreter import run_state
+from smq.engine.jsontext import compact
 from smq.engine.model import Machine
 from smq.engine.runtime import DEFAULT_PAYLOAD_LIMIT, Runtime
 
@@ -201,7 +201,7 @@ class StateMachine:
 
     def _start_checks(self, cursor: Cursor, runtime: Runtime) -> Outcome | None:
         if cursor.transitions == 0 and cursor.pending is None and runtime.payload_limit is not None:
-            size = len(json.dumps(cursor.execution.input, separators=(",", ":")).encode("utf-8"))
+            size = len(compact(cursor.execution.input).encode("utf-8"))
             if size > runtime.payload_limit:
                 return Outcome(
                     FAILED,

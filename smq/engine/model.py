@@ -7,6 +7,7 @@ parses text at run time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from smq.engine.choice import Predicate
@@ -170,8 +171,13 @@ class Machine:
     pure: bool = field(default=True)  # no Task or Wait anywhere inside: safe to run sequentially
     definition: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    def resources(self) -> list[tuple[str, TaskState]]:
-        """Every Task state in this machine and its sub-machines, with its scope-qualified name."""
+    def resources(self) -> tuple[tuple[str, TaskState], ...]:
+        """Every Task state in this machine and its sub-machines, with its scope-qualified name (found
+        once: the handlers are checked against them before every run)."""
+        return self._resources
+
+    @cached_property
+    def _resources(self) -> tuple[tuple[str, TaskState], ...]:
         found: list[tuple[str, TaskState]] = []
         for name, state in self.states.items():
             if isinstance(state, TaskState):
@@ -181,4 +187,4 @@ class Machine:
                     found.extend(branch.resources())
             elif isinstance(state, MapState) and state.processor is not None:
                 found.extend(state.processor.resources())
-        return found
+        return tuple(found)

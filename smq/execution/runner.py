@@ -11,7 +11,6 @@ resumed from its checkpoint, never started twice.
 from __future__ import annotations
 
 import functools
-import json
 import uuid
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
@@ -21,6 +20,7 @@ from typing import Any
 from smq.engine.cursor import Cursor, Step, fanout_pending
 from smq.engine.errors import SmqError
 from smq.engine.handlers import HandlerRegistry, default_registry
+from smq.engine.jsontext import compact
 from smq.engine.machine import StateMachine
 from smq.engine.runtime import DEFAULT_PAYLOAD_LIMIT
 from smq.execution.checkpoints import (
@@ -102,7 +102,7 @@ def resolve_input(repository: Repository, request: StartRequest) -> Any:
 
 def check_payload(value: Any, limit: int | None, what: str) -> None:
     """Refuse, before anything is written, a payload above the limit or one no backend can store."""
-    text = json.dumps(value, separators=(",", ":"))
+    text = compact(value)
     if "\\u0000" in text:
         raise InvalidPayload(f"{what} contains a NUL character (\\u0000), which cannot be stored")
     if limit is None:

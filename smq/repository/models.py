@@ -27,6 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from smq.engine.jsontext import compact
+
 
 class SQLiteJSON(TypeDecorator[Any]):
     """JSON as TEXT on SQLite. A column declared JSON gets NUMERIC affinity there, which turns a bare
@@ -36,7 +38,7 @@ class SQLiteJSON(TypeDecorator[Any]):
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Any) -> str | None:
-        return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return None if value is None else compact(value)
 
     def process_result_value(self, value: str | None, dialect: Any) -> Any:
         return None if value is None else json.loads(value)
@@ -163,9 +165,8 @@ class HistoryRow(Base):
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
-    execution_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("smq_executions.id", ondelete="CASCADE"), nullable=False
-    )
+    # No foreign key: written only together with its execution (see migration 0007).
+    execution_id: Mapped[str] = mapped_column(String(64), nullable=False)
     sequence: Mapped[int] = mapped_column(Integer, nullable=False)
     state_name: Mapped[str] = mapped_column(String(200), nullable=False)
     state_type: Mapped[str] = mapped_column(String(20), nullable=False)

@@ -10,7 +10,6 @@ connection, which costs no network at all.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from sqlalchemy import Engine, Table, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from smq.engine.jsontext import compact, compact_encoder
 from smq.repository.models import RUNNING, ChainLinkRow, DefinitionRow, ExecutionRow, HistoryRow
 
 if TYPE_CHECKING:
@@ -236,7 +236,7 @@ def _sqlite_value(name: str, value: Any) -> Any:
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return None if value is None else compact(value)
 
 
 _HISTORY_COLUMNS = (
@@ -369,16 +369,15 @@ _INSERT_COLUMNS = [
 ]  # fmt: skip
 
 
-def _history_json(rows: list[dict[str, Any]]) -> str:
-    """Every history row as one JSON array; timestamps as ISO 8601 (jsonb_to_recordset casts them)."""
-    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False, default=_isoformat)
-
-
 def _isoformat(value: Any) -> str:
-    """json.dumps' fallback for the history rows: their two datetimes (anything else is an error)."""
+    """The JSON encoder's fallback for the history rows: their two datetimes (anything else is an error)."""
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_history_json = compact_encoder(_isoformat)
+"""Every history row as one JSON array; timestamps as ISO 8601 (jsonb_to_recordset casts them)."""
 
 
 def _insert_execution_sql(columns: list[str], latest_guard: bool, linked: bool, with_history: bool) -> str:
