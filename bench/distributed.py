@@ -15,7 +15,7 @@ where no worker listens, checks them (``LLEN`` = N), then moves them into the wo
 ``MOVE`` of the queue key. Redis wakes the workers' blocked ``BRPOP`` on that key, so all K workers see
 the whole backlog at the same moment and no publishing competes with the workers for the 2 CPUs.
 
-Pairs: parts 1 and 2 alternate, ``--pairs`` P times (default 3; 2 with ``--quick``): bare round 1,
+Pairs: parts 1 and 2 alternate (each pair followed by a round of part 2b), ``--pairs`` P times (default 3; 2 with ``--quick``): bare round 1,
 smq round 1, bare round 2, smq round 2, ... each round with its own N tasks, staged and released as
 above. A shared machine's speed drifts over minutes, so two single runs one after the other put that
 drift straight into their ratio; a pair's two rounds run back to back and see about the same machine.
@@ -42,6 +42,13 @@ the pair with the lower middle ratio); the JSON report's ``bare`` and ``smq`` ar
    that fails verification fails the result).
    Before the first pair, each worker is warmed up (20 tasks of each kind per worker, not timed, on
    another counter and another state machine): both pool children must have taken a no-op task.
+2b. **A task that writes once** (context, not judged): right after each pair's smq round, N tasks
+   ``smq_bench.insert_row`` that each INSERT one row (an id and the pass3 input as JSONB, one
+   autocommit statement, server-side prepared) into ``smq_bench_rows`` of the bench database and then
+   count as the no-op does; tasks/s as part 1, verified as part 1 plus exactly N rows. Reported: the
+   median over the rounds of insert_i / bare_i (the most any design that records each task's outcome
+   with one durable PostgreSQL write could reach against the no-op here) and of smq_i / insert_i (what
+   smq keeps of that), with the same CPU breakdown.
    After the last pair the workers are stopped: parts 3 and 4 publish to the staging db with nobody
    consuming.
 3. **Leader publishing**: ``--sources`` M (default 20,000) SUCCEEDED executions are COPY-loaded into
@@ -142,6 +149,7 @@ PASS3_OUTPUT = {"name": "bench", "step": 1}  # what AWS Step Functions returns f
 PASS3_STATES = 3
 
 NOOP_TASK = "smq_bench.noop"  # registered by bench_handlers.py
+INSERT_TASK = "smq_bench.insert_row"  # likewise: one PostgreSQL INSERT, then what noop does
 SMQ_TASK = "smq.execute_state_machine"
 MACHINE_PREFIX = "bench-pass3"  # part 2's timed executions: round i runs state machine bench-pass3-i
 WARM_MACHINE = "bench-warm"  # part 2's warm-up (same definition, another id)
@@ -305,6 +313,7 @@ class LeaderMemory:
 class Results:
     bare_rounds: list[Throughput] = field(default_factory=list)  # part 1, round i at index i - 1
     smq_rounds: list[Throughput] = field(default_factory=list)  # part 2, round i at index i - 1
+    insert_rounds: list[Throughput] = field(default_factory=list)  # part 2b (context), round i at i - 1
     leader: list[Publish] = field(default_factory=list)
     plain: list[Publish] = field(default_factory=list)
     memory: list[LeaderMemory] = field(default_factory=list)
@@ -368,6 +377,19 @@ class Results:
         ratio = self.smq_ratio
         return self.throughput_ok and ratio is not None and ratio >= GOAL_SMQ_OVER_BARE
 
+    # ---- part 2b (context): smq against a task that does one durable write, and that task against bare
+    @property
+    def smq_over_insert(self) -> float | None:
+        """Median over the rounds of smq_i / insert_i (run back to back): what smq costs beyond the one
+        durable PostgreSQL write any task that records its outcome must make."""
+        return _median_ratio(self.smq_rounds, self.insert_rounds)
+
+    @property
+    def insert_over_bare(self) -> float | None:
+        """Median over the rounds of insert_i / bare_i: the most a design that writes once per task
+        could reach against the no-op on this machine."""
+        return _median_ratio(self.insert_rounds, self.bare_rounds)
+
     # ---- part 3
     @staticmethod
     def best(runs: list[Publish]) -> Publish | None:
@@ -402,6 +424,13 @@ class Results:
         return (
             all(run.ok for run in self.memory) and growth is not None and growth < GOAL_MEMORY_GROWTH_MB * MIB
         )
+
+
+def _median_ratio(numerators: list[Throughput], denominators: list[Throughput]) -> float | None:
+    ratios = [
+        top.rate / bottom.rate for top, bottom in zip(numerators, denominators, strict=False) if bottom.rate
+    ]
+    return statistics.median(ratios) if ratios else None
 
 
 # ------------------------------------------------------------------ infrastructure
@@ -581,6 +610,10 @@ def warm_up(
             break
     else:
         raise RuntimeError("warm-up: not every worker took a task")
+    key = f"warm-insert{uuid.uuid4().hex[:8]}"  # part 2b's task opens its connection once per child
+    for index in range(count):
+        worker_app.send_task(INSERT_TASK, args=(key, count, f"{key}-{index}", PASS3_INPUT), queue=QUEUE)
+    wait_for(partial(noop_counter, worker_redis, key), count, workers, "warm-up insert", 0.05)
     already, prefix = finished(repo, WARM_MACHINE), uuid.uuid4().hex[:8]
     summary = queue_client.enqueue_many(
         (
@@ -607,15 +640,64 @@ def run_bare(
     """Part 1, round `number`: N no-op tasks staged, released at once, first to last completion."""
     result = Throughput("bare Celery no-op", count, workers.count, number, load1=load1())
     key = f"bare:{uuid.uuid4().hex}"
+    return run_counted(result, key, lambda _i: (NOOP_TASK, (key, count)), workers, staging_app, staging,
+                       worker_redis, db, service_pids)  # fmt: skip
+
+
+def run_insert(
+    number: int,
+    count: int,
+    workers: Workers,
+    repo: Any,
+    staging_app: Any,
+    staging: redis.Redis,
+    worker_redis: redis.Redis,
+    db: int,
+    service_pids: dict[str, Callable[[], list[int]]],
+) -> Throughput:
+    """Part 2b, round `number` (context): N tasks that each INSERT one row into PostgreSQL, then count."""
+    result = Throughput("Celery + one PostgreSQL INSERT", count, workers.count, number, load1=load1())
+    key = f"insert{number}x{uuid.uuid4().hex[:8]}"
+    result = run_counted(
+        result, key, lambda i: (INSERT_TASK, (key, count, f"{key}-{i:07d}", PASS3_INPUT)), workers,
+        staging_app, staging, worker_redis, db, service_pids,
+    )  # fmt: skip
+    with repo.reader.connect() as connection:
+        rows = connection.execute(
+            text("SELECT count(*) FROM smq_bench_rows WHERE id LIKE :prefix"), {"prefix": f"{key}-%"}
+        ).scalar_one()
+    if rows != count:
+        result.ok = False
+        result.detail = "; ".join(
+            filter(None, [result.detail, f"{rows} rows in smq_bench_rows, expected {count}"])
+        )
+    return result
+
+
+def run_counted(
+    result: Throughput,
+    key: str,
+    message: Callable[[int], tuple[str, tuple[Any, ...]]],
+    workers: Workers,
+    staging_app: Any,
+    staging: redis.Redis,
+    worker_redis: redis.Redis,
+    db: int,
+    service_pids: dict[str, Callable[[], list[int]]],
+) -> Throughput:
+    """A round of N tasks (`message(i)` = task name and args of the i-th) counted on Redis counter
+    `key`: staged, released at once, timed from the first completion to the last."""
+    count = result.count
     start = time.perf_counter()
-    for _ in range(count):
-        staging_app.send_task(NOOP_TASK, args=(key, count), queue=QUEUE)
+    for index in range(count):
+        name, args = message(index)
+        staging_app.send_task(name, args=args, queue=QUEUE)
     result.publish_seconds = time.perf_counter() - start
-    log(f"bare: {count:,} no-op tasks staged in {result.publish_seconds:.1f}s; releasing")
+    log(f"{result.what}: {count:,} tasks staged in {result.publish_seconds:.1f}s; releasing")
     meter = workers.meter(service_pids)
     meter.start()
     release(staging, db, count)
-    wait_for(lambda: noop_counter(worker_redis, key), count, workers, "bare", 0.05)
+    wait_for(lambda: noop_counter(worker_redis, key), count, workers, result.what, 0.05)
     result.cpu = meter.stop()
     time.sleep(0.5)  # anything beyond N (a duplicate delivery) would show up now
     done = noop_counter(worker_redis, key)
@@ -991,6 +1073,30 @@ def add_throughput_rows(table: Any, results: Results) -> None:
             "1-2", f"smq / bare: median of {len(results.pairs)} paired ratio(s)", _fmt(results.smq_ratio, 3),
             "", f">= {GOAL_SMQ_OVER_BARE}", _verdict(results.throughput_ok, results.smq_goal_met),
         )  # fmt: skip
+    add_insert_rows(table, results)
+
+
+def add_insert_rows(table: Any, results: Results) -> None:
+    """Part 2b (context, not judged): the one-INSERT task's rate, and smq and bare against it."""
+    runs = results.insert_rounds
+    if not runs:
+        return
+    median = results.median_pair
+    shown = runs[median] if median is not None and median < len(runs) else runs[0]
+    rates = ", ".join(f"{run.rate:,.0f}" for run in runs)
+    table.add_row(
+        "2b", f"{runs[0].what}: median of {len(runs)} round(s)", f"{_fmt(results.median_rate(runs))} tasks/s",
+        f"rounds: {rates} tasks/s\nround {shown.number}: {round_detail(shown)}", "context",
+        _verdict(all(run.ok for run in runs)),
+    )  # fmt: skip
+    table.add_row(
+        "2b", "one-INSERT task / bare: median of round ratios", _fmt(results.insert_over_bare, 3),
+        "the most a design that writes once per task could reach against the no-op", "context", "",
+    )  # fmt: skip
+    table.add_row(
+        "2b", "smq / one-INSERT task: median of round ratios", _fmt(results.smq_over_insert, 3),
+        "what smq keeps of a task that only records its outcome durably", "context", "",
+    )  # fmt: skip
 
 
 def report_table(results: Results, args: argparse.Namespace) -> Any:
@@ -1071,7 +1177,7 @@ def print_report(report: dict[str, Any], results: Results, args: argparse.Namesp
                 "ratio are perturbed by the sampling[/]"
             )
     out.print(f"{load_line(report)}; all goals met: {report['all_goals_met']}")
-    for throughput in results.bare_rounds + results.smq_rounds:
+    for throughput in results.bare_rounds + results.smq_rounds + results.insert_rounds:
         if throughput.detail:
             out.print(f"[red]{throughput.label}: {throughput.detail}[/]")
     for publish in results.leader + results.plain:
@@ -1131,15 +1237,20 @@ def build_report(
         "median_pair": None if results.median_pair is None else results.median_pair + 1,
         "bare_median_per_second": _rounded(results.median_rate(results.bare_rounds)),
         "smq_median_per_second": _rounded(results.median_rate(results.smq_rounds)),
+        "insert_rounds": [run.as_dict() for run in results.insert_rounds],
+        "insert_median_per_second": _rounded(results.median_rate(results.insert_rounds)),
+        "insert_over_bare": _rounded(results.insert_over_bare, 4),
+        "smq_over_insert": _rounded(results.smq_over_insert, 4),
         "pairs": [
             {
                 "pair": index,
                 "bare": bare.as_dict() if bare else None,
                 "smq": smq.as_dict() if smq else None,
                 "smq_over_bare": _rounded(results.pair_ratio(bare, smq), 4) if bare and smq else None,
+                "insert": insert.as_dict() if insert else None,
             }
-            for index, (bare, smq) in enumerate(
-                itertools.zip_longest(results.bare_rounds, results.smq_rounds), start=1
+            for index, (bare, smq, insert) in enumerate(
+                itertools.zip_longest(results.bare_rounds, results.smq_rounds, results.insert_rounds), start=1
             )
         ],
         "leader": [run.as_dict() for run in results.leader],
@@ -1229,7 +1340,8 @@ def run_pair(
     services: dict[str, Callable[[], list[int]]],
 ) -> None:
     """Pair `number`: part 1's round, then part 2's, back to back, so both see the machine at about
-    the same speed; py-spy (if asked) samples only the first pair's smq round."""
+    the same speed, then part 2b's (context, right after part 2's); py-spy (if asked) samples only the
+    first pair's smq round."""
     log(f"pair {number}/{args.pairs}, part 1: bare Celery, {args.tasks:,} no-op tasks")
     bare = run_bare(number, args.tasks, workers, staging_app, staging, worker_redis, args.redis_db, services)
     results.bare_rounds.append(bare)
@@ -1240,6 +1352,11 @@ def run_pair(
     results.smq_rounds.append(smq)
     ratio = results.pair_ratio(bare, smq)
     log(f"  {smq.rate:,.0f} executions/s; smq / bare {'n/a' if ratio is None else f'{ratio:.3f}'}")
+    log(f"pair {number}/{args.pairs}, part 2b (context): {args.tasks:,} tasks of one PostgreSQL INSERT each")
+    insert = run_insert(number, args.tasks, workers, repo, staging_app, staging, worker_redis, args.redis_db,
+                        services)  # fmt: skip
+    results.insert_rounds.append(insert)
+    log(f"  {insert.rate:,.0f} tasks/s")
 
 
 def run(args: argparse.Namespace, results: Results, work_dir: Path) -> None:
@@ -1261,6 +1378,10 @@ def run(args: argparse.Namespace, results: Results, work_dir: Path) -> None:
             round_machines = [smq_machine(number) for number in range(1, args.pairs + 1)]
             for machine in (*round_machines, WARM_MACHINE, SOURCE_MACHINE, CHAIN_TARGET):
                 repo.put_definition(machine, definition)
+            with repo.engine.begin() as connection:  # part 2b's rows
+                connection.execute(
+                    text("CREATE TABLE smq_bench_rows (id text PRIMARY KEY, payload jsonb NOT NULL)")
+                )
             worker_app, staging_app = make_app(worker_url), make_app(staging_url)
             staging_client = QueueClient(repo, app=staging_app)
             env = {**os.environ, "SMQ_BROKER_URL": worker_url, "SMQ_DATABASE_URL": database_url,
