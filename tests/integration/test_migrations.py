@@ -76,3 +76,38 @@ def test_a_shared_database_behind_the_code_is_refused_with_the_fix(database_url:
         ensure_schema(engine, auto_upgrade=False)
     upgrade(engine)
     engine.dispose()
+
+
+def test_history_rows_survive_dropping_and_restoring_their_foreign_key(database_url: str) -> None:
+    """0007 drops smq_history's foreign key (SQLite: by rebuilding the table): rows are kept both ways,
+    and without the key a history row no longer needs its execution row."""
+    _empty(database_url)
+    engine = create_database_engine(database_url)
+    history_row = (
+        "INSERT INTO smq_history (execution_id, sequence, state_name, state_type, status, scope, attempt, "
+        "entered_at, exited_at) VALUES (:execution, 1, 'A', 'Pass', 'SUCCEEDED', '', 1, CURRENT_TIMESTAMP, "
+        "CURRENT_TIMESTAMP)"
+    )
+    upgrade(engine, "0006")
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO smq_executions (id, name, state_machine_id, version, status, history_length, "
+                "start_time, updated_at, recovery_attempts) VALUES ('e1', 'n', 'm', 1, 'SUCCEEDED', 1, "
+                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 0)"
+            )
+        )
+        connection.execute(text(history_row), {"execution": "e1"})
+    upgrade(engine, "0007")
+    with engine.begin() as connection:
+        connection.execute(text(history_row), {"execution": "no-such-execution"})
+        rows = connection.execute(
+            text("SELECT execution_id FROM smq_history ORDER BY execution_id")
+        ).scalars()
+        assert list(rows) == ["e1", "no-such-execution"]
+        connection.execute(text("DELETE FROM smq_history WHERE execution_id = 'no-such-execution'"))
+    downgrade(engine, "0006")
+    with engine.begin() as connection:
+        assert list(connection.execute(text("SELECT execution_id FROM smq_history")).scalars()) == ["e1"]
+    upgrade(engine)
+    engine.dispose()

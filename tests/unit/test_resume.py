@@ -157,6 +157,17 @@ def test_cursor_round_trips_exactly():
     assert again.variables == {"customer": "ada"}
 
 
+def test_moved_is_a_copy_with_the_changes_and_refuses_unknown_fields():
+    machine = StateMachine.from_definition(WORKFLOW)
+    cursor = machine.begin({"order": 1}, name="n", execution_id="e")
+    moved = cursor.moved(state="Fetch", transitions=1)
+    assert (moved.state, moved.transitions, moved.input) == ("Fetch", 1, cursor.input)
+    assert (cursor.state, cursor.transitions) == ("Init", 0)  # the original is untouched
+    assert Cursor.from_dict(moved.to_dict()) == moved
+    with pytest.raises(TypeError, match="no field"):
+        cursor.moved(stat="Fetch")
+
+
 def test_context_survives_resume():
     definition = {
         "StartAt": "A",
