@@ -338,8 +338,7 @@ class Results:
     def smq_ratio(self) -> float | None:
         """The median of the paired ratios: drift of the machine's speed between pairs cancels out
         of each ratio, and one pair caught by a burst of other work cannot move the median."""
-        ratios = self._ratios()
-        return statistics.median(ratio for ratio, _ in ratios) if ratios else None
+        return _median_ratio(self.smq_rounds, self.bare_rounds)
 
     @property
     def median_pair(self) -> int | None:
@@ -347,21 +346,23 @@ class Results:
         ratios = self._ratios()
         return ratios[(len(ratios) - 1) // 2][1] if ratios else None
 
+    def of_median_pair(self, runs: list[Throughput]) -> Throughput | None:
+        """The round of `runs` (one part's rounds, round i at index i - 1) that belongs to the median
+        pair; the first round if no pair has a ratio (or that part never reached the median pair)."""
+        index = self.median_pair
+        if index is not None and index < len(runs):
+            return runs[index]
+        return runs[0] if runs else None
+
     @property
     def bare(self) -> Throughput | None:
-        """Part 1's round of the median pair (the first round if no pair has a ratio)."""
-        index = self.median_pair
-        if index is not None:
-            return self.pairs[index][0]
-        return self.bare_rounds[0] if self.bare_rounds else None
+        """Part 1's round of the median pair."""
+        return self.of_median_pair(self.bare_rounds)
 
     @property
     def smq(self) -> Throughput | None:
-        """Part 2's round of the median pair (the first round if no pair has a ratio)."""
-        index = self.median_pair
-        if index is not None:
-            return self.pairs[index][1]
-        return self.smq_rounds[0] if self.smq_rounds else None
+        """Part 2's round of the median pair."""
+        return self.of_median_pair(self.smq_rounds)
 
     @staticmethod
     def median_rate(runs: list[Throughput]) -> float | None:
@@ -427,10 +428,10 @@ class Results:
 
 
 def _median_ratio(numerators: list[Throughput], denominators: list[Throughput]) -> float | None:
-    ratios = [
-        top.rate / bottom.rate for top, bottom in zip(numerators, denominators, strict=False) if bottom.rate
-    ]
-    return statistics.median(ratios) if ratios else None
+    """The median over the rounds of numerators_i / denominators_i (a round without a rate left out)."""
+    ratios = [Results.pair_ratio(bottom, top) for top, bottom in zip(numerators, denominators, strict=False)]
+    known = [ratio for ratio in ratios if ratio is not None]
+    return statistics.median(known) if known else None
 
 
 # ------------------------------------------------------------------ infrastructure
@@ -1081,8 +1082,8 @@ def add_insert_rows(table: Any, results: Results) -> None:
     runs = results.insert_rounds
     if not runs:
         return
-    median = results.median_pair
-    shown = runs[median] if median is not None and median < len(runs) else runs[0]
+    shown = results.of_median_pair(runs)
+    assert shown is not None
     rates = ", ".join(f"{run.rate:,.0f}" for run in runs)
     table.add_row(
         "2b", f"{runs[0].what}: median of {len(runs)} round(s)", f"{_fmt(results.median_rate(runs))} tasks/s",

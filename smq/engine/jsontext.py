@@ -11,7 +11,7 @@ cannot hold, ValueError for a circular reference).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 # The C accelerator's encoder factory (json.encoder's own, private in name; None without the C module).
@@ -43,6 +43,14 @@ compact: Callable[[Any], str] = _encoder(_refuse)
 """The compact JSON text of `value`."""
 
 
-def compact_encoder(default: Callable[[Any], Any]) -> Callable[[Any], str]:
-    """A `compact` that turns what JSON cannot hold into JSON with `default` (as json.dumps' default)."""
+def compact_encoder(converters: Mapping[type, Callable[[Any], Any]]) -> Callable[[Any], str]:
+    """A `compact` that also encodes instances of the types in `converters`, each as its converter
+    turns it into JSON (anything else JSON cannot hold is still a TypeError)."""
+
+    def default(value: Any) -> Any:
+        for kind, convert in converters.items():
+            if isinstance(value, kind):
+                return convert(value)
+        return _refuse(value)
+
     return _encoder(default)

@@ -369,14 +369,7 @@ _INSERT_COLUMNS = [
 ]  # fmt: skip
 
 
-def _isoformat(value: Any) -> str:
-    """The JSON encoder's fallback for the history rows: their two datetimes (anything else is an error)."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-_history_json = compact_encoder(_isoformat)
+_history_json = compact_encoder({datetime: datetime.isoformat})
 """Every history row as one JSON array; timestamps as ISO 8601 (jsonb_to_recordset casts them)."""
 
 

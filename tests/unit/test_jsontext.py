@@ -56,7 +56,9 @@ def test_a_circular_structure_is_a_value_error() -> None:
         compact(looped)
 
 
-def test_an_encoder_with_a_default_turns_the_rest_into_json() -> None:
-    encode = compact_encoder(lambda value: value.isoformat())
+def test_an_encoder_with_converters_encodes_those_types_and_refuses_the_rest() -> None:
+    encode = compact_encoder({datetime: datetime.isoformat})
     moment = datetime(2026, 11, 29, 8, 0, tzinfo=UTC)
     assert encode({"at": moment, "n": 1}) == '{"at":"2026-11-29T08:00:00+00:00","n":1}'
+    with pytest.raises(TypeError, match="Object of type set is not JSON serializable"):
+        encode({"at": moment, "tags": {"a"}})
