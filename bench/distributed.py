@@ -4,7 +4,8 @@ Everything runs in one invocation, against one Redis server and one fresh Postgr
 (``smq_bench_dist_<pid>``, created next to ``--pg-url``'s, migrated with
 ``smq.repository.database.upgrade``, dropped at the end). ``--workers`` (default 2) Celery workers are
 started by the script as subprocesses, each exactly
-``celery -A smq worker -Q critical,default,low -c 1 --pool prefork`` (plus ``-n`` and ``-l``), with
+``celery -A smq worker -Q critical,default,low -c C --pool prefork`` (plus ``-n`` and ``-l``; C is
+``--concurrency``, default 1: one pool child per worker), with
 cwd = the repository, ``SMQ_BROKER_URL`` = Redis db ``--redis-db`` (default 13),
 ``SMQ_DATABASE_URL`` = the fresh database and ``SMQ_HANDLERS`` = ``bench/bench_handlers.py``, which
 registers a no-op task on ``smq.distributed.app.app``. They are terminated at the end. Redis db
@@ -41,7 +42,7 @@ the pair with the lower middle ratio); the JSON report's ``bare`` and ``smq`` ar
    Goal: the median paired ratio smq/bare >= 0.5, with every round of both parts verified (one round
    that fails verification fails the result).
    Before the first pair, each worker is warmed up (20 tasks of each kind per worker, not timed, on
-   another counter and another state machine): both pool children must have taken a no-op task.
+   another counter and another state machine): every pool child must have taken a no-op task.
 2b. **A task that writes once** (context, not judged): right after each pair's smq round, N tasks
    ``smq_bench.insert_row`` that each INSERT one row (an id and the pass3 input as JSONB, one
    autocommit statement, server-side prepared) into ``smq_bench_rows`` of the bench database and then
@@ -450,8 +451,8 @@ def make_app(broker_url: str) -> Any:
 class Workers(CeleryWorkers):
     """K `celery -A smq worker` processes, each in its own session so they can be stopped by id."""
 
-    def __init__(self, count: int, env: dict[str, str], log_dir: Path):
-        super().__init__(count, env, log_dir, "bench")
+    def __init__(self, count: int, env: dict[str, str], log_dir: Path, concurrency: int = 1):
+        super().__init__(count, env, log_dir, "bench", concurrency=concurrency)
 
     def meter(self, extra: dict[str, Callable[[], list[int]]]) -> CpuMeter:
         return CpuMeter({"pool children": self.child_pids, "worker mains": self.main_pids, **extra})
@@ -607,10 +608,10 @@ def warm_up(
         for _ in range(count):
             worker_app.send_task(NOOP_TASK, args=(key, count, pids), queue=QUEUE)
         wait_for(partial(noop_counter, worker_redis, key), count, workers, "warm-up no-op", 0.05)
-        if worker_redis.scard(pids) >= workers.count:
+        if worker_redis.scard(pids) >= workers.count * workers.concurrency:
             break
     else:
-        raise RuntimeError("warm-up: not every worker took a task")
+        raise RuntimeError("warm-up: not every pool child took a task")
     key = f"warm-insert{uuid.uuid4().hex[:8]}"  # part 2b's task opens its connection once per child
     for index in range(count):
         worker_app.send_task(INSERT_TASK, args=(key, count, f"{key}-{index}", PASS3_INPUT), queue=QUEUE)
@@ -1105,7 +1106,10 @@ def report_table(results: Results, args: argparse.Namespace) -> Any:
     from rich.table import Table
 
     table = Table(
-        title=f"Distributed execution: {args.workers} worker(s) x `-c 1 --pool prefork`, Redis + PostgreSQL",
+        title=(
+            f"Distributed execution: {args.workers} worker(s) x `-c {args.concurrency} --pool prefork`, "
+            "Redis + PostgreSQL"
+        ),
         box=box.SIMPLE_HEAD,
     )
     for column, justify in (("part", "left"), ("measurement", "left"), ("figure", "right"), ("detail", "left"),
@@ -1219,6 +1223,7 @@ def build_report(
             "pairs": args.pairs,
             "sources": args.sources,
             "workers": args.workers,
+            "concurrency": args.concurrency,
             "rounds": args.rounds,
             "memory_sources": args.memory_sizes,
             "skip_memory": args.skip_memory,
@@ -1273,7 +1278,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tasks", type=int, default=None, help="N for parts 1 and 2 (default 5,000)")
     parser.add_argument("--sources", type=int, default=None, help="M for part 3 (default 20,000)")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes, -c 1 each (default 2)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument(
+        "--concurrency", type=int, default=1, help="prefork pool children per worker, -c (default 1)"
+    )
     parser.add_argument(
         "--pairs",
         type=int,
@@ -1321,8 +1329,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.pairs = args.pairs or (2 if args.quick else 3)
     args.sources = args.sources or (2_000 if args.quick else 20_000)
     args.memory_sizes = args.memory_sizes or ([1_000, 20_000] if args.quick else [10_000, 200_000])
-    if args.tasks < 2 or args.sources < 1 or args.workers < 1 or args.rounds < 1 or args.pairs < 1:
-        parser.error("--tasks must be >= 2, --pairs, --sources, --workers and --rounds >= 1")
+    counts = (args.sources, args.workers, args.concurrency, args.rounds, args.pairs)
+    if args.tasks < 2 or min(counts) < 1:
+        parser.error("--tasks must be >= 2, --pairs, --sources, --workers, --concurrency and --rounds >= 1")
     if args.redis_db == args.staging_db:
         parser.error("--redis-db and --staging-db must differ")
     return args
@@ -1387,7 +1396,7 @@ def run(args: argparse.Namespace, results: Results, work_dir: Path) -> None:
             staging_client = QueueClient(repo, app=staging_app)
             env = {**os.environ, "SMQ_BROKER_URL": worker_url, "SMQ_DATABASE_URL": database_url,
                    "SMQ_HANDLERS": str(HANDLERS_FILE)}  # fmt: skip
-            workers = Workers(args.workers, env, work_dir)
+            workers = Workers(args.workers, env, work_dir, args.concurrency)
             services = service_processes(repo, worker_redis)
             log(f"starting {args.workers} worker(s); logs in {work_dir}")
             workers.start()

@@ -197,11 +197,12 @@ def tail(path: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
-def worker_command(name: str) -> list[str]:
-    """Exactly how the benchmarks run a Celery worker: smq's app, every queue, one prefork child."""
+def worker_command(name: str, concurrency: int = 1) -> list[str]:
+    """Exactly how the benchmarks run a Celery worker: smq's app, every queue, `concurrency` prefork
+    children."""
     return [
         sys.executable, "-m", "celery", "-A", "smq", "worker",
-        "-Q", ",".join(QUEUE_KEYS), "-c", "1", "--pool", "prefork",
+        "-Q", ",".join(QUEUE_KEYS), "-c", str(concurrency), "--pool", "prefork",
         "-n", f"{name}@%h", "-l", "WARNING",
     ]  # fmt: skip
 
@@ -218,8 +219,10 @@ class CeleryWorkers:
         log_dir: Path,
         prefix: str,
         spawner: Callable[[list[str], dict[str, str], Path], subprocess.Popen[bytes]] = spawn,
+        concurrency: int = 1,
     ):
         self.count, self.env, self.log_dir = count, env, log_dir
+        self.concurrency = concurrency
         self.names = [f"{prefix}{index}-{os.getpid()}" for index in range(1, count + 1)]
         self.processes: list[subprocess.Popen[bytes]] = []
         self._spawn = spawner
@@ -229,7 +232,9 @@ class CeleryWorkers:
 
     def start(self) -> None:
         for name in self.names:
-            self.processes.append(self._spawn(worker_command(name), self.env, self.log_path(name)))
+            self.processes.append(
+                self._spawn(worker_command(name, self.concurrency), self.env, self.log_path(name))
+            )
 
     def check_alive(self) -> None:
         """Raise if a worker has exited, with the end of its log."""
