@@ -5,7 +5,8 @@ Everything runs in one invocation, against one Redis server and one fresh Postgr
 ``smq.repository.database.upgrade``, dropped at the end). ``--workers`` (default 2) Celery workers are
 started by the script as subprocesses, each exactly
 ``celery -A smq worker -Q critical,default,low -c C --pool prefork`` (plus ``-n`` and ``-l``; C is
-``--concurrency``, default 1: one pool child per worker), with
+``--concurrency``, by default Celery's own default, one pool child per CPU, as the documented worker
+command runs; ``--concurrency 1`` serialises each worker: a task's waits leave its CPU idle), with
 cwd = the repository, ``SMQ_BROKER_URL`` = Redis db ``--redis-db`` (default 13),
 ``SMQ_DATABASE_URL`` = the fresh database and ``SMQ_HANDLERS`` = ``bench/bench_handlers.py``, which
 registers a no-op task on ``smq.distributed.app.app``. They are terminated at the end. Redis db
@@ -1280,7 +1281,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sources", type=int, default=None, help="M for part 3 (default 20,000)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument(
-        "--concurrency", type=int, default=1, help="prefork pool children per worker, -c (default 1)"
+        "--concurrency",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="prefork pool children per worker, -c (default: Celery's own, one per CPU)",
     )
     parser.add_argument(
         "--pairs",
