@@ -17,7 +17,7 @@ where no worker listens, checks them (``LLEN`` = N), then moves them into the wo
 ``MOVE`` of the queue key. Redis wakes the workers' blocked ``BRPOP`` on that key, so all K workers see
 the whole backlog at the same moment and no publishing competes with the workers for the 2 CPUs.
 
-Pairs: parts 1 and 2 alternate (each pair followed by a round of part 2b), ``--pairs`` P times (default 3; 2 with ``--quick``): bare round 1,
+Pairs: parts 1 and 2 alternate (each pair followed by a round of part 2b), ``--pairs`` P times (default 5; 2 with ``--quick``): bare round 1,
 smq round 1, bare round 2, smq round 2, ... each round with its own N tasks, staged and released as
 above. A shared machine's speed drifts over minutes, so two single runs one after the other put that
 drift straight into their ratio; a pair's two rounds run back to back and see about the same machine.
@@ -1290,7 +1290,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--pairs",
         type=int,
         default=None,
-        help="bare-then-smq round pairs in parts 1 and 2; median paired ratio judged (default 3; --quick 2)",
+        help="bare-then-smq round pairs in parts 1 and 2; median paired ratio judged (default 5; --quick 2)",
     )
     parser.add_argument(
         "--rounds", type=int, default=1, help="leader/plain pairs in part 3, best kept (default 1)"
@@ -1330,7 +1330,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--save", metavar="PATH", help="also write the JSON results to PATH")
     args = parser.parse_args(argv)
     args.tasks = args.tasks or (500 if args.quick else 5_000)
-    args.pairs = args.pairs or (2 if args.quick else 3)
+    args.pairs = args.pairs or (2 if args.quick else 5)
     args.sources = args.sources or (2_000 if args.quick else 20_000)
     args.memory_sizes = args.memory_sizes or ([1_000, 20_000] if args.quick else [10_000, 200_000])
     counts = (args.sources, args.workers, args.concurrency, args.rounds, args.pairs)
