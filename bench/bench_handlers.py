@@ -24,34 +24,39 @@ in the database named by ``SMQ_BENCH_RECORD_URL`` (the broker's database when un
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import redis
 
 from smq.distributed.app import app
+from smq.engine.jsontext import compact
 
 NOOP_TASK = "smq_bench.noop"
 INSERT_TASK = "smq_bench.insert_row"
 LATENCY_TASK = "smq_bench.latency"
 
-_client: redis.Redis | None = None
-_client_pid = 0
-_records: redis.Redis | None = None
-_records_pid = 0
-_postgres: Any = None
-_postgres_pid = 0
+T = TypeVar("T")
 
 
-def _redis() -> redis.Redis:
-    """One client per process (a connection must not cross the pool's fork)."""
-    global _client, _client_pid
-    if _client is None or _client_pid != os.getpid():
-        _client = redis.Redis.from_url(app.conf.broker_url)
-        _client_pid = os.getpid()
-    return _client
+def _per_process(open_connection: Callable[[], T]) -> Callable[[], T]:
+    """`open_connection()` once per process: a connection must not cross the pool's fork, so each pool
+    child opens its own on first use (what the parent opened is left to the parent)."""
+    opened: dict[int, T] = {}
+
+    def connection() -> T:
+        pid = os.getpid()
+        if pid not in opened:
+            opened.clear()
+            opened[pid] = open_connection()
+        return opened[pid]
+
+    return connection
+
+
+_redis = _per_process(lambda: redis.Redis.from_url(app.conf.broker_url))
 
 
 @app.task(name=NOOP_TASK, ignore_result=True)
@@ -67,16 +72,15 @@ def noop(key: str, expected: int, pids_key: str | None = None) -> None:
         client.sadd(pids_key, os.getpid())
 
 
-def _database() -> Any:
-    """One autocommit psycopg connection per process to SMQ_DATABASE_URL (opened after the fork)."""
-    global _postgres, _postgres_pid
-    if _postgres is None or _postgres_pid != os.getpid():
-        import psycopg
+def _open_database() -> Any:
+    """An autocommit psycopg connection to SMQ_DATABASE_URL."""
+    import psycopg
 
-        url = os.environ["SMQ_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://", 1)
-        _postgres = psycopg.connect(url, autocommit=True)
-        _postgres_pid = os.getpid()
-    return _postgres
+    url = os.environ["SMQ_DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://", 1)
+    return psycopg.connect(url, autocommit=True)
+
+
+_database = _per_process(_open_database)
 
 
 @app.task(name=INSERT_TASK, ignore_result=True)
@@ -84,19 +88,16 @@ def insert_row(key: str, expected: int, row_id: str, payload: Any) -> None:
     """One durable row in PostgreSQL, then counted as `noop` counts."""
     _database().execute(
         "INSERT INTO smq_bench_rows (id, payload) VALUES (%s, CAST(%s AS jsonb))",
-        (row_id, json.dumps(payload, separators=(",", ":"))),
+        (row_id, compact(payload)),
         prepare=True,
     )
     noop(key, expected)
 
 
-def _record_client() -> redis.Redis:
-    """Where latency samples go: SMQ_BENCH_RECORD_URL, else the broker's db (one client per process)."""
-    global _records, _records_pid
-    if _records is None or _records_pid != os.getpid():
-        _records = redis.Redis.from_url(os.environ.get("SMQ_BENCH_RECORD_URL") or app.conf.broker_url)
-        _records_pid = os.getpid()
-    return _records
+# Where latency samples go: SMQ_BENCH_RECORD_URL, else the broker's db.
+_record_client = _per_process(
+    lambda: redis.Redis.from_url(os.environ.get("SMQ_BENCH_RECORD_URL") or app.conf.broker_url)
+)
 
 
 @app.task(name=LATENCY_TASK, ignore_result=True)

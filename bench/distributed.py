@@ -630,42 +630,37 @@ def warm_up(
     wait_for(lambda: finished(repo, WARM_MACHINE) - already, count, workers, "warm-up smq", 0.1)
 
 
-def run_bare(
-    number: int,
-    count: int,
-    workers: Workers,
-    staging_app: Any,
-    staging: redis.Redis,
-    worker_redis: redis.Redis,
-    db: int,
-    service_pids: dict[str, Callable[[], list[int]]],
-) -> Throughput:
+@dataclass(frozen=True)
+class Rig:
+    """What every timed round of parts 1, 2 and 2b runs on: the workers and their Redis db, the staging
+    side that holds a round's messages until it is released, the bench database, and the service
+    processes whose CPU is metered beside the workers'."""
+
+    workers: Workers
+    repo: Any
+    staging_app: Any
+    staging_client: Any
+    staging: redis.Redis
+    worker_redis: redis.Redis
+    db: int
+    service_pids: dict[str, Callable[[], list[int]]]
+
+
+def run_bare(number: int, count: int, rig: Rig) -> Throughput:
     """Part 1, round `number`: N no-op tasks staged, released at once, first to last completion."""
-    result = Throughput("bare Celery no-op", count, workers.count, number, load1=load1())
+    result = Throughput("bare Celery no-op", count, rig.workers.count, number, load1=load1())
     key = f"bare:{uuid.uuid4().hex}"
-    return run_counted(result, key, lambda _i: (NOOP_TASK, (key, count)), workers, staging_app, staging,
-                       worker_redis, db, service_pids)  # fmt: skip
+    return run_counted(result, key, lambda _i: (NOOP_TASK, (key, count)), rig)
 
 
-def run_insert(
-    number: int,
-    count: int,
-    workers: Workers,
-    repo: Any,
-    staging_app: Any,
-    staging: redis.Redis,
-    worker_redis: redis.Redis,
-    db: int,
-    service_pids: dict[str, Callable[[], list[int]]],
-) -> Throughput:
+def run_insert(number: int, count: int, rig: Rig) -> Throughput:
     """Part 2b, round `number` (context): N tasks that each INSERT one row into PostgreSQL, then count."""
-    result = Throughput("Celery + one PostgreSQL INSERT", count, workers.count, number, load1=load1())
+    result = Throughput("Celery + one PostgreSQL INSERT", count, rig.workers.count, number, load1=load1())
     key = f"insert{number}x{uuid.uuid4().hex[:8]}"
     result = run_counted(
-        result, key, lambda i: (INSERT_TASK, (key, count, f"{key}-{i:07d}", PASS3_INPUT)), workers,
-        staging_app, staging, worker_redis, db, service_pids,
-    )  # fmt: skip
-    with repo.reader.connect() as connection:
+        result, key, lambda i: (INSERT_TASK, (key, count, f"{key}-{i:07d}", PASS3_INPUT)), rig
+    )
+    with rig.repo.reader.connect() as connection:
         rows = connection.execute(
             text("SELECT count(*) FROM smq_bench_rows WHERE id LIKE :prefix"), {"prefix": f"{key}-%"}
         ).scalar_one()
@@ -678,15 +673,7 @@ def run_insert(
 
 
 def run_counted(
-    result: Throughput,
-    key: str,
-    message: Callable[[int], tuple[str, tuple[Any, ...]]],
-    workers: Workers,
-    staging_app: Any,
-    staging: redis.Redis,
-    worker_redis: redis.Redis,
-    db: int,
-    service_pids: dict[str, Callable[[], list[int]]],
+    result: Throughput, key: str, message: Callable[[int], tuple[str, tuple[Any, ...]]], rig: Rig
 ) -> Throughput:
     """A round of N tasks (`message(i)` = task name and args of the i-th) counted on Redis counter
     `key`: staged, released at once, timed from the first completion to the last."""
@@ -694,17 +681,17 @@ def run_counted(
     start = time.perf_counter()
     for index in range(count):
         name, args = message(index)
-        staging_app.send_task(name, args=args, queue=QUEUE)
+        rig.staging_app.send_task(name, args=args, queue=QUEUE)
     result.publish_seconds = time.perf_counter() - start
     log(f"{result.what}: {count:,} tasks staged in {result.publish_seconds:.1f}s; releasing")
-    meter = workers.meter(service_pids)
+    meter = rig.workers.meter(rig.service_pids)
     meter.start()
-    release(staging, db, count)
-    wait_for(lambda: noop_counter(worker_redis, key), count, workers, result.what, 0.05)
+    release(rig.staging, rig.db, count)
+    wait_for(lambda: noop_counter(rig.worker_redis, key), count, rig.workers, result.what, 0.05)
     result.cpu = meter.stop()
     time.sleep(0.5)  # anything beyond N (a duplicate delivery) would show up now
-    done = noop_counter(worker_redis, key)
-    first, last = worker_redis.get(f"{key}:first"), worker_redis.get(f"{key}:last")
+    done = noop_counter(rig.worker_redis, key)
+    first, last = rig.worker_redis.get(f"{key}:first"), rig.worker_redis.get(f"{key}:last")
     problems = []
     if done != count:
         problems.append(f"counter is {done}, expected {count}")
@@ -713,7 +700,7 @@ def run_counted(
     else:
         result.seconds = float(last) - float(first)
         result.intervals = count - 1
-    problems += leftover_messages(worker_redis)
+    problems += leftover_messages(rig.worker_redis)
     result.ok = not problems
     result.detail = "; ".join(problems)
     return result
@@ -732,54 +719,43 @@ def finished(repo: Any, machine: str) -> int:
         )
 
 
-def run_smq(
-    number: int,
-    count: int,
-    workers: Workers,
-    repo: Any,
-    staging_client: Any,
-    staging: redis.Redis,
-    worker_redis: redis.Redis,
-    db: int,
-    service_pids: dict[str, Callable[[], list[int]]],
-    py_spy: str | None = None,
-) -> Throughput:
+def run_smq(number: int, count: int, rig: Rig, py_spy: str | None = None) -> Throughput:
     """Part 2, round `number`: N pass3 executions of state machine smq_machine(number), enqueued with
     enqueue_many, released at once, first start to last stop."""
-    result = Throughput("smq pass3 (PostgreSQL)", count, workers.count, number, load1=load1())
+    result = Throughput("smq pass3 (PostgreSQL)", count, rig.workers.count, number, load1=load1())
     state_machine = smq_machine(number)
     from smq import StateMachine
 
     machine = StateMachine.from_definition(json.loads(PASS3_FILE.read_text()))
     result.writes_per_item = writes_per_execution(machine, PASS3_INPUT)
-    result.commit_ms = commit_latency_ms(repo, "postgresql")
+    result.commit_ms = commit_latency_ms(rig.repo, "postgresql")
     payloads = (
         {"state_machine_id": state_machine, "name": f"run-{i:07d}", "input": PASS3_INPUT}
         for i in range(count)
     )
     start = time.perf_counter()
-    summary = staging_client.enqueue_many(payloads, QUEUE, chunk_size=CHUNK_SIZE)
+    summary = rig.staging_client.enqueue_many(payloads, QUEUE, chunk_size=CHUNK_SIZE)
     result.publish_seconds = time.perf_counter() - start
     if summary.enqueued != count or summary.failed or summary.skipped:
         result.detail = f"enqueue_many: {summary.to_dict()}"
         return result
     log(f"smq: {count:,} executions enqueued in {result.publish_seconds:.1f}s; releasing")
-    profiler = PySpy(py_spy, workers.child_pids(), workers.log_dir) if py_spy else None
+    profiler = PySpy(py_spy, rig.workers.child_pids(), rig.workers.log_dir) if py_spy else None
     if profiler is not None:
         profiler.start()
-    meter = workers.meter(service_pids)
+    meter = rig.workers.meter(rig.service_pids)
     meter.start()
-    release(staging, db, count)
-    wait_for(lambda: finished(repo, state_machine), count, workers, "smq", 0.25)
+    release(rig.staging, rig.db, count)
+    wait_for(lambda: finished(rig.repo, state_machine), count, rig.workers, "smq", 0.25)
     result.cpu = meter.stop()
     if profiler is not None:
         result.profile = profiler.stop(count)
     time.sleep(0.5)
-    problems, span, mean_ms = verify_executions(repo, state_machine, count)
+    problems, span, mean_ms = verify_executions(rig.repo, state_machine, count)
     if span is not None:
         result.seconds, result.intervals = span, count
     result.mean_execution_ms = mean_ms
-    problems += leftover_messages(worker_redis)
+    problems += leftover_messages(rig.worker_redis)
     result.ok = not problems
     result.detail = "; ".join(problems)
     return result
@@ -1341,34 +1317,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run_pair(
-    number: int,
-    args: argparse.Namespace,
-    results: Results,
-    workers: Workers,
-    repo: Any,
-    staging_app: Any,
-    staging_client: Any,
-    staging: redis.Redis,
-    worker_redis: redis.Redis,
-    services: dict[str, Callable[[], list[int]]],
-) -> None:
+def run_pair(number: int, args: argparse.Namespace, results: Results, rig: Rig) -> None:
     """Pair `number`: part 1's round, then part 2's, back to back, so both see the machine at about
     the same speed, then part 2b's (context, right after part 2's); py-spy (if asked) samples only the
     first pair's smq round."""
     log(f"pair {number}/{args.pairs}, part 1: bare Celery, {args.tasks:,} no-op tasks")
-    bare = run_bare(number, args.tasks, workers, staging_app, staging, worker_redis, args.redis_db, services)
+    bare = run_bare(number, args.tasks, rig)
     results.bare_rounds.append(bare)
     log(f"  {bare.rate:,.0f} tasks/s")
     log(f"pair {number}/{args.pairs}, part 2: smq, {args.tasks:,} pass3 executions ({smq_machine(number)})")
-    smq = run_smq(number, args.tasks, workers, repo, staging_client, staging, worker_redis, args.redis_db,
-                  services, py_spy=args.py_spy if number == 1 else None)  # fmt: skip
+    smq = run_smq(number, args.tasks, rig, py_spy=args.py_spy if number == 1 else None)
     results.smq_rounds.append(smq)
     ratio = results.pair_ratio(bare, smq)
     log(f"  {smq.rate:,.0f} executions/s; smq / bare {'n/a' if ratio is None else f'{ratio:.3f}'}")
     log(f"pair {number}/{args.pairs}, part 2b (context): {args.tasks:,} tasks of one PostgreSQL INSERT each")
-    insert = run_insert(number, args.tasks, workers, repo, staging_app, staging, worker_redis, args.redis_db,
-                        services)  # fmt: skip
+    insert = run_insert(number, args.tasks, rig)
     results.insert_rounds.append(insert)
     log(f"  {insert.rate:,.0f} tasks/s")
 
@@ -1401,7 +1364,8 @@ def run(args: argparse.Namespace, results: Results, work_dir: Path) -> None:
             env = {**os.environ, "SMQ_BROKER_URL": worker_url, "SMQ_DATABASE_URL": database_url,
                    "SMQ_HANDLERS": str(HANDLERS_FILE)}  # fmt: skip
             workers = Workers(args.workers, env, work_dir, args.concurrency)
-            services = service_processes(repo, worker_redis)
+            rig = Rig(workers, repo, staging_app, staging_client, staging, worker_redis, args.redis_db,
+                      service_processes(repo, worker_redis))  # fmt: skip
             log(f"starting {args.workers} worker(s); logs in {work_dir}")
             workers.start()
             try:
@@ -1410,8 +1374,7 @@ def run(args: argparse.Namespace, results: Results, work_dir: Path) -> None:
                 warm_up(workers, worker_app, worker_redis, repo, QueueClient(repo, app=worker_app))
                 delete_queues(staging)
                 for number in range(1, args.pairs + 1):
-                    run_pair(number, args, results, workers, repo, staging_app, staging_client,
-                             staging, worker_redis, services)  # fmt: skip
+                    run_pair(number, args, results, rig)
             finally:
                 log("stopping the workers")
                 workers.stop()
