@@ -10,6 +10,7 @@ error that is.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,15 +195,28 @@ class _StrictSlice(Slice):  # type: ignore[misc]
         return []
 
 
+# jsonpath-ng's comparisons by operator text, read through plain str keys (its own key type varies by release).
+_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    str(op): compare for op, compare in OPERATOR_MAP.items()
+}
+
+
+def _is_literal(value: Any) -> bool:
+    return value is None or isinstance(value, (str, int, float, bool))
+
+
 class _StrictExpression(Expression):  # type: ignore[misc]
     """Filter comparisons with JSON types: `[?(@.p > 10)]` keeps 10.5 (jsonpath-ng truncates it with
     int()), and a value of another type (null, a string against a number) never matches or raises."""
 
     def find(self, datum: Any) -> list[Any]:
+        if self.op is not None and (self.op not in _COMPARISONS or not _is_literal(self.value)):
+            # Negation (`!`) and path operands, which newer jsonpath-ng parses: nothing to make strict.
+            return list(super().find(datum))
         matches = self.target.find(DatumInContext.wrap(datum))
         if not matches or self.op is None:
             return list(matches)
-        compare = OPERATOR_MAP[self.op]
+        compare = _COMPARISONS[self.op]
         found = []
         for data in matches:
             if _comparable(self.op, data.value, self.value):

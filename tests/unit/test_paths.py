@@ -393,6 +393,10 @@ def test_existence_filter():
     assert read("$.a[?(@.p)]", {"a": [{"p": 0}, {"q": 1}]}) == [{"p": 0}]
 
 
+def test_negated_existence_filter_keeps_items_without_the_member():
+    assert read("$.a[?(!@.p)]", {"a": [{"p": 0}, {"q": 1}]}) == [{"q": 1}]
+
+
 def test_string_equality_filter():
     assert read("$.a[?(@.p == 'x')]", {"a": [{"p": "x"}, {"p": "y"}]}) == [{"p": "x"}]
 

@@ -1,10 +1,9 @@
-"""Fixtures of the distributed tier: an emptied PostgreSQL database, a Redis broker (a dedicated db on
-the shared server, or a private redis-server for fault tests), and a worker factory whose teardown
+"""Fixtures of the distributed tier: an emptied PostgreSQL database, a Redis broker (db 11 of the
+session's scratch redis-server, or a private durable redis-server for fault tests), and a worker factory whose teardown
 terminates, then kills, every worker it started, even when the test failed."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -14,18 +13,17 @@ from sqlalchemy import text
 from smq.repository.database import create_database_engine
 from smq.repository.repository import Repository
 from tests.conftest import SMQ_TABLES
+from tests.integration.conftest import tier_broker_url
 from tests.integration.distributed.harness import (
     Db,
     RedisServer,
     Worker,
-    flushed_redis_db,
     private_redis_server,
     report_workers,
+    scratch_redis_db,
     stop_all,
     worker_factory,
 )
-
-SHARED_BROKER_URL = os.environ.get("SMQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 
 
 @pytest.fixture
@@ -46,9 +44,9 @@ def repository(db: Db) -> Iterator[Repository]:
 
 
 @pytest.fixture
-def broker_url() -> Iterator[str]:
-    """A dedicated database on the shared Redis, flushed before and after the test."""
-    with flushed_redis_db(SHARED_BROKER_URL) as url:
+def broker_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Db 11 of the scratch Redis (or SMQ_TEST_REDIS_URL), emptied before and after the test."""
+    with scratch_redis_db(tier_broker_url(request, "SMQ_TEST_REDIS_URL", 11)) as url:
         yield url
 
 

@@ -269,17 +269,22 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A private redis-server: AOF with fsync on every write, so a SIGKILL loses nothing acknowledged."""
+    """A private redis-server on a free port. Durable (the default): AOF with fsync on every write, so
+    a SIGKILL loses nothing acknowledged. Not durable: memory only, for the tiers' scratch brokers."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, durable: bool = True) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             require_server("redis-server", "the binary is not on PATH")
         self.binary = str(binary)
         self.directory = directory
+        self.durable = durable
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+
+    def url_of_db(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
 
     @property
     def url(self) -> str:
@@ -299,7 +304,7 @@ class RedisServer:
                 "--bind",
                 "127.0.0.1",
                 "--appendonly",
-                "yes",
+                "yes" if self.durable else "no",
                 "--appendfsync",
                 "always",
                 "--dir",
@@ -487,8 +492,9 @@ class Db:
 
 
 @contextmanager
-def flushed_redis_db(url: str) -> Iterator[str]:
-    """A db of the shared Redis, flushed before and after (a missing server fails under CI)."""
+def scratch_redis_db(url: str) -> Iterator[str]:
+    """A Redis db the tests own (of a private server, or one the user named by SMQ_TEST_*REDIS_URL),
+    emptied before and after: never a db of a server somebody else keeps data in."""
     client = redis.Redis.from_url(url, socket_timeout=5)
     try:
         client.ping()
@@ -504,11 +510,11 @@ def flushed_redis_db(url: str) -> Iterator[str]:
 
 
 @contextmanager
-def private_redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of one test only (it may be killed and restarted), AOF with fsync always."""
+def private_redis_server(tmp_path: Path, *, durable: bool = True) -> Iterator[RedisServer]:
+    """A redis-server of its own (it may be killed and restarted), stopped on exit."""
     directory = tmp_path / "redis"
     directory.mkdir()
-    server = RedisServer(directory)
+    server = RedisServer(directory, durable=durable)
     try:
         server.start()
         yield server

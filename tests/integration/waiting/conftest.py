@@ -2,8 +2,9 @@
 
 - `pg`: the session's PostgreSQL database (tests/conftest.py creates it, migrated). Nothing is
   truncated between tests here: every test uses its own state machine ids and correlation keys.
-- `deployment`: two `celery worker`s (prefork, -c 1 each) on a dedicated db of the shared Redis
-  (flushed before and after), shared by the tests that need ordinary workers. Stopped at session end.
+- `deployment`: two `celery worker`s (prefork, -c 1 each) on db 12 of the session's scratch
+  redis-server (emptied before and after), shared by the tests that need ordinary workers. Stopped at
+  session end.
 - `private_broker`: a redis-server of the test only, for tests that need workers configured
   differently (park-after, short leases): the shared workers never see their tasks.
 - `spawn`: start more workers (stopped, then killed, at teardown even when the test failed).
@@ -14,7 +15,6 @@ A missing PostgreSQL or Redis fails the test under CI (skips it elsewhere).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,18 +22,17 @@ import pytest
 
 from smq.repository.database import create_database_engine
 from smq.repository.repository import Repository
+from tests.integration.conftest import tier_broker_url
 from tests.integration.distributed.harness import (
     Db,
     RedisServer,
     Worker,
-    flushed_redis_db,
     private_redis_server,
     report_workers,
+    scratch_redis_db,
     worker_factory,
 )
 from tests.integration.waiting.support import Deployment, Scheduler, waiting_env
-
-WAITING_BROKER_URL = os.environ.get("SMQ_TEST_WAITING_REDIS_URL", "redis://127.0.0.1:6379/12")
 
 
 @pytest.fixture(scope="session")
@@ -51,8 +50,8 @@ def pg_repository(pg: Db) -> Iterator[Repository]:
 
 
 @pytest.fixture(scope="session")
-def shared_broker() -> Iterator[str]:
-    with flushed_redis_db(WAITING_BROKER_URL) as url:
+def shared_broker(request: pytest.FixtureRequest) -> Iterator[str]:
+    with scratch_redis_db(tier_broker_url(request, "SMQ_TEST_WAITING_REDIS_URL", 12)) as url:
         yield url
 
 
