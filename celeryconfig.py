@@ -65,11 +65,10 @@ worker_prefetch_multiplier = 1
 task_soft_time_limit = _settings.soft_time_limit
 task_time_limit = _settings.hard_time_limit
 
-# Retry policy of execute_state_machine: SMQ_MAX_RETRIES retries (4 attempts by default), exponential
-# backoff from SMQ_RETRY_BACKOFF seconds, capped at SMQ_RETRY_BACKOFF_MAX, with full jitter.
+# Retry policy of execute_state_machine: SMQ_MAX_RETRIES retries (4 attempts by default), waiting
+# SMQ_RETRY_DELAYS seconds before each (15, 60, 300 by default; the last repeats), +-20% jitter.
 smq_max_retries = _settings.max_retries
-smq_retry_backoff = _settings.retry_backoff
-smq_retry_backoff_max = _settings.retry_backoff_max
+smq_retry_delays = _settings.retry_delays
 
 # Modules the worker imports at start: the task itself. Handler modules (SMQ_HANDLERS) are imported by
 # smq's worker_init hook, which stops the worker if one is missing.

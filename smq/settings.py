@@ -5,6 +5,7 @@ Everything configurable lives here so that the CLI, workers and tests agree on n
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,6 +74,30 @@ def parse_queue_weights(text: str, name: str = "SMQ_QUEUE_WEIGHTS") -> dict[str,
     return weights
 
 
+DEFAULT_RETRY_DELAYS = (15.0, 60.0, 300.0)
+
+
+def _retry_delays(env: dict[str, str]) -> tuple[float, ...]:
+    for old in ("SMQ_RETRY_BACKOFF", "SMQ_RETRY_BACKOFF_MAX"):
+        if env.get(old):
+            raise SettingsError(f"{old} is replaced by SMQ_RETRY_DELAYS (seconds per retry, e.g. 15,60,300)")
+    raw = env.get("SMQ_RETRY_DELAYS")
+    if not raw:
+        return DEFAULT_RETRY_DELAYS
+    delays = []
+    for item in raw.split(","):
+        try:
+            delay = float(item)
+        except ValueError:
+            raise SettingsError(f"SMQ_RETRY_DELAYS: {item.strip()!r} is not a number of seconds") from None
+        if not math.isfinite(delay) or delay < 0:
+            raise SettingsError(
+                f"SMQ_RETRY_DELAYS: each delay must be a finite number >= 0, got {item.strip()!r}"
+            )
+        delays.append(delay)
+    return tuple(delays)
+
+
 def _list(env: dict[str, str], name: str) -> list[str]:
     return [item.strip() for item in env.get(name, "").split(",") if item.strip()]
 
@@ -94,8 +119,12 @@ class Settings:
     hard_time_limit: float = 660.0
     visibility_timeout: float = 3600.0
     max_retries: int = 3
-    retry_backoff: float = 2.0
-    retry_backoff_max: float = 600.0
+    # Seconds before retry 1, 2, 3... (the last repeats), each with +-20% jitter: outlasts an ordinary
+    # database restart or Redis failover before anything is dead-lettered.
+    retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS
+    # Seconds a worker keeps retrying a checkpoint it could not write (database down) before it gives
+    # up: the Task's result is kept in memory meanwhile, so a blink never runs a completed Task again.
+    outage_budget: float = 300.0
     # Waiting and recovering.
     park_after: float = 5.0  # a Wait longer than this (seconds) parks on a durable timer (workers)
     lease_seconds: float = 30.0  # an execution's lease; expired on a RUNNING execution = crashed
@@ -147,8 +176,8 @@ def _distributed(env: dict[str, str]) -> dict[str, Any]:
         "hard_time_limit": hard,
         "visibility_timeout": visibility,
         "max_retries": _int(env, "SMQ_MAX_RETRIES", 3, minimum=0),
-        "retry_backoff": _float(env, "SMQ_RETRY_BACKOFF", 2.0, minimum=0.0),
-        "retry_backoff_max": _float(env, "SMQ_RETRY_BACKOFF_MAX", 600.0, minimum=0.0),
+        "retry_delays": _retry_delays(env),
+        "outage_budget": _float(env, "SMQ_OUTAGE_BUDGET", 300.0, minimum=0.0),
         "park_after": _float(env, "SMQ_PARK_AFTER", 5.0, minimum=0.0),
         "lease_seconds": _float(env, "SMQ_LEASE_SECONDS", 30.0, minimum=1.0),
         "wake_grace": _float(env, "SMQ_WAKE_GRACE", 300.0, minimum=1.0),

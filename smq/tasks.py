@@ -21,6 +21,7 @@ import json
 import logging
 import random
 import traceback
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,10 +44,13 @@ log = logging.getLogger("smq.tasks")
 pass_through(SoftTimeLimitExceeded)
 
 
-def retry_countdown(retries: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with jitter: between half and all of min(cap, base * 2**retries) seconds."""
-    ceiling = min(cap, base * (2.0 ** min(retries, 64)))  # the exponent bounded: no overflow
-    return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+def retry_countdown(retries: int, delays: Sequence[float], rng: random.Random | None = None) -> float:
+    """The wait before retry `retries + 1`: its delay from the curve (the last one repeats), +-20%
+    jitter so tasks that failed together do not all come back in the same instant."""
+    if not delays:
+        return 0.0
+    delay = delays[min(retries, len(delays) - 1)]
+    return delay * (0.8 + (rng or random).uniform(0, 0.4))
 
 
 def _queue_of(task: Task, payload: Any = None) -> str:
@@ -101,9 +105,7 @@ class ExecutionRequest(Request):  # type: ignore[misc]
         retries = int(self.request_dict.get("retries") or 0)
         saved = task.max_retries, task.default_retry_delay
         task.max_retries = conf.smq_max_retries if limit is None else limit
-        task.default_retry_delay = retry_countdown(
-            retries, conf.smq_retry_backoff, conf.smq_retry_backoff_max
-        )
+        task.default_retry_delay = retry_countdown(retries, conf.smq_retry_delays)
         try:  # the main process runs one callback at a time: nobody else sees the task meanwhile
             return super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
         finally:
@@ -128,7 +130,7 @@ class ExecutionRequest(Request):  # type: ignore[misc]
     # Celery's own retry of a task whose pool process died (task_retry_on_worker_lost) follows smq's
     # policy: see ExecutionRequest. These are its defaults, not Celery's 3 retries after 180 s.
     max_retries=app.conf.smq_max_retries,
-    default_retry_delay=app.conf.smq_retry_backoff,
+    default_retry_delay=app.conf.smq_retry_delays[0] if app.conf.smq_retry_delays else 0,
     Request=ExecutionRequest,
 )
 def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None = None) -> dict[str, Any]:
@@ -152,6 +154,8 @@ def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None
             queue=_queue_of(self, payload),
             lease_seconds=settings.lease_seconds,
             defer_held=True,
+            # A checkpoint the database cannot take is retried, results kept, instead of rerunning a Task.
+            outage_budget=settings.outage_budget,
         )
     except ExecutionHeld as held:
         return _check_again_later(
@@ -208,7 +212,7 @@ def _retry_or_die(
     retries = task.request.retries
     if retries >= limit:
         return exc
-    countdown = retry_countdown(retries, conf.smq_retry_backoff, conf.smq_retry_backoff_max)
+    countdown = retry_countdown(retries, conf.smq_retry_delays)
     log.warning(
         "task %s attempt %d failed (%s: %s); retrying in %.1fs",
         task.request.id,

@@ -15,7 +15,9 @@ who want each state visible the moment it ends; ``boundaries`` is the default.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,7 +25,10 @@ from sqlalchemy.exc import DataError
 
 from smq.engine.cursor import Cursor, Step
 from smq.engine.model import State
-from smq.repository.repository import ExecutionRecord, Repository
+from smq.repository.database import database_unavailable
+from smq.repository.repository import CheckpointConflict, ExecutionRecord, Repository
+
+log = logging.getLogger("smq.checkpoints")
 
 BOUNDARIES = "boundaries"
 EVERY_STATE = "every-state"
@@ -83,6 +88,10 @@ class CheckpointWriter:
     insert_first: bool = False  # the execution is not written yet: the first write inserts it
     latest_guard: bool = False  # for that insert: only if record.version is still the latest
     lease_seconds: float = 0  # for that insert: an existing execution nobody holds is taken over
+    # Seconds to keep retrying a write the database could not take (down, restarting) before giving up.
+    # The step's results (a Task's output) live only here meanwhile: giving up means running it again.
+    outage_budget: float = 0
+    sleep: Callable[[float], None] = time.sleep
 
     def __post_init__(self) -> None:
         self.seen = self.record.history_length
@@ -110,7 +119,7 @@ class CheckpointWriter:
             step = merged([*self.pending, step])
             self.pending.clear()
         try:
-            values = self._store(step, ended_in)
+            values = self._store_through_outages(step, ended_in)
         except DataError as exc:
             # The database refused this step's data (e.g. a NUL character in JSONB): fail the execution
             # with a clear cause rather than leave it RUNNING on a step that can never be recorded.
@@ -121,6 +130,48 @@ class CheckpointWriter:
         self.written.update(values)
         self.seen += len(step.entries)
         self.ended = step.cursor is None
+
+    def _store_through_outages(self, step: Step, ended_in: Cursor | None) -> dict[str, Any]:
+        """`_store`, retried with backoff while the database is unreachable, within the outage budget.
+
+        The lease keeper goes on renewing in the background meanwhile, so the recovery scanner leaves
+        the execution to this process. A commit cut off mid-way may have landed: after a failed attempt,
+        a conflict is checked against what is stored before it is believed."""
+        deadline = time.monotonic() + self.outage_budget
+        delay, failures = 0.25, 0
+        while True:
+            try:
+                return self._store(step, ended_in)
+            except CheckpointConflict:
+                if failures and self._landed(step):
+                    return {}
+                raise
+            except Exception as exc:
+                if not database_unavailable(exc) or time.monotonic() + delay > deadline:
+                    raise
+                failures += 1
+                log.warning(
+                    "execution %s: checkpoint not written (%s); retrying in %.2fs, keeping its results "
+                    "(outage budget %.0fs)",
+                    self.record.execution_id,
+                    str(exc).splitlines()[0][:200],
+                    delay,
+                    self.outage_budget,
+                )
+                self.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _landed(self, step: Step) -> bool:
+        """Did an attempt whose outcome was lost (the connection dropped during COMMIT) write `step`?
+        Then the stored record is this writer's own, one step further on."""
+        stored = self.repository.get_execution(self.record.execution_id)
+        if stored.history_length != self.seen + len(step.entries):
+            return False
+        if not step.entries and (step.cursor is not None or stored.status != step.status):
+            return False  # a step without history rows is recognised by the end it writes
+        self.record, self.written = stored, {}
+        log.info("execution %s: the checkpoint had landed before the connection dropped", stored.execution_id)
+        return True
 
     def _store(self, step: Step, ended_in: Cursor | None) -> dict[str, Any]:
         if not self.insert_first:
@@ -135,6 +186,11 @@ class CheckpointWriter:
             lease_seconds=self.lease_seconds,
         )
         if not created:
+            if record.execution_id == self.record.execution_id:
+                # This writer's own insert, committed by an attempt whose answer was lost.
+                self.insert_first = False
+                self.record = record
+                return {}
             raise Superseded(record)
         self.insert_first = False
         self.record = record  # as inserted: nothing more to apply

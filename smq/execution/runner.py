@@ -122,6 +122,7 @@ def start_execution(
     queue: str | None = None,
     lease_seconds: float | None = None,
     defer_held: bool = False,
+    outage_budget: float = 0,
     **runtime_options: Any,
 ) -> ExecutionRecord:
     """Create (or find) the execution named in `request` and run it to its end in this process.
@@ -157,6 +158,7 @@ def start_execution(
                 queue=queue,
                 lease_seconds=seconds,
                 defer_held=defer_held,
+                outage_budget=outage_budget,
                 # Inserted (or to be inserted) under this process's lease, or just taken over.
                 claimed=created is not False or held_here(record),
                 _unsaved=None if created is not None else request.version is None,
@@ -241,6 +243,7 @@ def resume_execution(
     checkpoints: str | None = None,
     claimed: bool = False,
     defer_held: bool = False,
+    outage_budget: float = 0,
     _unsaved: bool | None = None,
     **runtime_options: Any,
 ) -> ExecutionRecord:
@@ -256,8 +259,9 @@ def resume_execution(
     Unless this process already holds its lease (`claimed`: it has just created it), the lease is taken
     first, so two deliveries of one execution never run it at once; when another live process holds it,
     its record is returned as it is (or, with `defer_held`, ExecutionHeld is raised, for a worker to
-    check again later). `_unsaved` (from `start_execution`) marks a record not written yet; its value
-    is the insert's latest-version guard."""
+    check again later). `outage_budget`: seconds a checkpoint the database cannot take is retried,
+    results kept, before the run gives up (see CheckpointWriter). `_unsaved` (from `start_execution`)
+    marks a record not written yet; its value is the insert's latest-version guard."""
     if record.finished or record.status in (WAITING, PAUSED):
         return record
     seconds = configured_lease_seconds() if lease_seconds is None else lease_seconds
@@ -288,6 +292,7 @@ def resume_execution(
         insert_first=_unsaved is not None,
         latest_guard=bool(_unsaved),
         lease_seconds=seconds,
+        outage_budget=outage_budget,
     )
     lease = (
         lease_keeper(repository.engine, seconds).hold(record.execution_id) if seconds > 0 else nullcontext()
@@ -309,7 +314,7 @@ def resume_execution(
         return resume_execution(
             repository, exc.existing, handlers=handlers, queue=queue, lease_seconds=lease_seconds,
             checkpoints=checkpoints, claimed=held_here(exc.existing), defer_held=defer_held,
-            **runtime_options,
+            outage_budget=outage_budget, **runtime_options,
         )  # fmt: skip
     except Unstorable:
         return writer.result()
@@ -337,7 +342,7 @@ def resume_execution(
             return resume_execution(
                 repository, repository.get_execution(record.execution_id), machine=machine,
                 handlers=handlers, queue=queue, lease_seconds=lease_seconds, checkpoints=checkpoints,
-                claimed=True, defer_held=defer_held, **runtime_options,
+                claimed=True, defer_held=defer_held, outage_budget=outage_budget, **runtime_options,
             )  # fmt: skip
         return repository.get_execution(record.execution_id)
     return writer.result()

@@ -7,20 +7,38 @@ SQLite (the embedded default) runs in WAL mode with a busy timeout, and every tr
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from smq.engine.errors import SmqError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+_DRIVER_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    sqlite3.OperationalError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Is `exc` the database being out of reach (stopped, restarting, a dropped connection, SQLite
+    busy), which waiting can cure, rather than a statement that will fail the same way again?"""
+    if isinstance(exc, (OperationalError, InterfaceError, *_DRIVER_UNAVAILABLE)):
+        return True  # the driver's own errors reach us unwrapped from raw pooled connections
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
 
 
 class SchemaOutdated(SmqError):

@@ -179,7 +179,7 @@ def test_distributed_defaults() -> None:
         660,
     )
     assert settings_.visibility_timeout == 3600 > settings_.hard_time_limit
-    assert (settings_.max_retries, settings_.retry_backoff, settings_.retry_backoff_max) == (3, 2.0, 600.0)
+    assert (settings_.max_retries, settings_.retry_delays, settings_.outage_budget) == (3, (15, 60, 300), 300)
     assert settings_.broker_url is None
 
 
@@ -192,8 +192,8 @@ def test_distributed_settings_from_env() -> None:
             "SMQ_HARD_TIME_LIMIT": "8.5",
             "SMQ_VISIBILITY_TIMEOUT": "10",
             "SMQ_MAX_RETRIES": "0",
-            "SMQ_RETRY_BACKOFF": "0.1",
-            "SMQ_RETRY_BACKOFF_MAX": "0",
+            "SMQ_RETRY_DELAYS": "0.1, 0,2",
+            "SMQ_OUTAGE_BUDGET": "0",
             "SMQ_BROKER_URL": "redis://h:1/2",
         }
     )
@@ -204,7 +204,7 @@ def test_distributed_settings_from_env() -> None:
         8.5,
         10,
     )
-    assert (settings_.max_retries, settings_.retry_backoff, settings_.retry_backoff_max) == (0, 0.1, 0)
+    assert (settings_.max_retries, settings_.retry_delays, settings_.outage_budget) == (0, (0.1, 0, 2), 0)
     assert settings_.broker_url == "redis://h:1/2"
     # Derived defaults: hard = soft + 60; visibility = max(3600, 2 * hard).
     derived = Settings.from_env({"SMQ_SOFT_TIME_LIMIT": "3000"})
@@ -239,7 +239,11 @@ def test_distributed_settings_from_env() -> None:
         ({"SMQ_VISIBILITY_TIMEOUT": "60"}, "SMQ_VISIBILITY_TIMEOUT", "SMQ_HARD_TIME_LIMIT (660)"),
         ({"SMQ_MAX_RETRIES": "-1"}, "SMQ_MAX_RETRIES", ">= 0"),
         ({"SMQ_MAX_RETRIES": "2.5"}, "SMQ_MAX_RETRIES", "integer"),
-        ({"SMQ_RETRY_BACKOFF": "fast"}, "SMQ_RETRY_BACKOFF", "'fast'"),
+        ({"SMQ_RETRY_DELAYS": "15,fast"}, "SMQ_RETRY_DELAYS", "'fast'"),
+        ({"SMQ_RETRY_DELAYS": "15,-1"}, "SMQ_RETRY_DELAYS", ">= 0"),
+        ({"SMQ_RETRY_DELAYS": "inf"}, "SMQ_RETRY_DELAYS", "finite"),
+        ({"SMQ_RETRY_BACKOFF": "2"}, "SMQ_RETRY_BACKOFF", "SMQ_RETRY_DELAYS"),
+        ({"SMQ_OUTAGE_BUDGET": "-5"}, "SMQ_OUTAGE_BUDGET", ">= 0"),
     ],
 )
 def test_bad_distributed_settings_name_the_variable(env: dict[str, str], variable: str, detail: str) -> None:
@@ -325,35 +329,28 @@ class _Extreme(random.Random):
 
 
 @given(
-    retries=st.integers(0, 60),
-    base=st.floats(0, 100, allow_nan=False),
-    cap=st.floats(0, 10_000, allow_nan=False),
+    retries=st.integers(0, 10_000),
+    delays=st.lists(st.floats(0, 10_000, allow_nan=False), min_size=1, max_size=6),
     seed=st.integers(0, 2**32),
 )
-def test_retry_countdown_stays_between_half_and_all_of_the_capped_backoff(
-    retries: int, base: float, cap: float, seed: int
+def test_retry_countdown_takes_its_delay_from_the_curve_within_twenty_percent(
+    retries: int, delays: list[float], seed: int
 ) -> None:
-    ceiling = min(cap, base * 2**retries)
-    value = retry_countdown(retries, base, cap, random.Random(seed))
-    assert ceiling / 2 <= value <= ceiling
-    assert retry_countdown(retries, base, cap, _Extreme(False)) == pytest.approx(ceiling / 2)
-    assert retry_countdown(retries, base, cap, _Extreme(True)) == pytest.approx(ceiling)
+    delay = delays[min(retries, len(delays) - 1)]
+    value = retry_countdown(retries, delays, random.Random(seed))
+    assert delay * 0.8 <= value <= delay * 1.2
+    assert retry_countdown(retries, delays, _Extreme(False)) == pytest.approx(delay * 0.8)
+    assert retry_countdown(retries, delays, _Extreme(True)) == pytest.approx(delay * 1.2)
 
 
-def test_retry_countdown_grows_then_caps() -> None:
-    tops = [retry_countdown(r, 2.0, 600.0, _Extreme(True)) for r in range(12)]
-    assert tops[:9] == [2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]
-    assert tops[9:] == [600.0, 600.0, 600.0]
-    assert retry_countdown(5, 0.0, 600.0) == 0.0
-    values = [retry_countdown(3, 2.0, 600.0) for _ in range(2000)]  # module-level random, full jitter half
-    assert 8.0 <= min(values) and max(values) <= 16.0 and max(values) - min(values) > 6.0
-
-
-def test_retry_countdown_is_capped_for_any_retry_count() -> None:
-    # Regression: base * 2**retries overflowed a float (OverflowError) from retries=1024 on.
-    for retries in (64, 1023, 1024, 10_000):
-        assert retry_countdown(retries, 2.0, 600.0, _Extreme(True)) == 600.0
-        assert 300.0 <= retry_countdown(retries, 2.0, 600.0) <= 600.0
+def test_the_default_retry_curve_outlasts_an_ordinary_outage() -> None:
+    """About 15 s, 1 min, 5 min: a 10 s database restart or a Redis failover never dead-letters work."""
+    delays = Settings.from_env({}).retry_delays
+    assert delays == (15.0, 60.0, 300.0)
+    shortest = sum(retry_countdown(n, delays, _Extreme(False)) for n in range(3))
+    assert shortest == pytest.approx(300.0)  # 0.8 * 375 s: 5 minutes at the least before the dead letters
+    assert retry_countdown(7, delays, _Extreme(True)) == pytest.approx(360.0)  # the last delay repeats
+    assert retry_countdown(0, ()) == 0.0
 
 
 @pytest.mark.parametrize(

@@ -102,3 +102,15 @@ def infra_first_calls(payload: dict[str, Any], ctx: TaskContext) -> dict[str, An
     if made <= int(payload.get("fail", 1)):
         raise InfrastructureError(f"simulated outage on call {made} of {ctx.state_name}")
     return _worker()
+
+
+@handler("hold-until-go")
+def hold_until_go(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Create `started`, wait (at most 60 s) until the file `go` exists, record the call and return:
+    the test takes the database away while the handler runs, so its result meets no database."""
+    Path(payload["started"]).write_text(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    while not Path(payload["go"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _record_call(payload, ctx)
+    return {**_worker(), "held": True}

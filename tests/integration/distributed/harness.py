@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -37,8 +38,7 @@ FAST = {
     "SMQ_HARD_TIME_LIMIT": "8",
     "SMQ_VISIBILITY_TIMEOUT": "10",
     "SMQ_MAX_RETRIES": "2",
-    "SMQ_RETRY_BACKOFF": "0.1",
-    "SMQ_RETRY_BACKOFF_MAX": "0.2",
+    "SMQ_RETRY_DELAYS": "0.1,0.2",
 }
 QUEUES = ("critical", "default", "low")
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -547,3 +547,80 @@ def worker_factory(logdir: Path, teardown: Callable[[list[Worker]], None]) -> It
         yield start
     finally:
         teardown(started)
+
+
+# ------------------------------------------------------------------------- a private PostgreSQL
+
+
+def _postgres_binaries() -> Path | None:
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return versions[-1].parent if versions else None
+
+
+class PostgresServer:
+    """A PostgreSQL server of one test (initdb in a temporary directory, a free port, trust auth), which
+    the test may stop and start again: faults of the database, never of the shared server.
+
+    PostgreSQL refuses to run as root; as root, its programs run as the `postgres` user."""
+
+    def __init__(self) -> None:
+        binaries = _postgres_binaries()
+        if binaries is None:
+            require_server("PostgreSQL", "pg_ctl/initdb are not installed")
+        self.bin = binaries
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="smq-pg-"))
+        self.data = self.directory / "data"
+        self.log = self.directory / "server.log"
+        self.user: str | None = None
+        if os.geteuid() == 0:
+            self.user = "postgres"
+            shutil.chown(self.directory, self.user)
+
+    def _run(self, program: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        command = [str(self.bin / program), *args]
+        if self.user:
+            command = ["runuser", "-u", self.user, "--", *command]
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+    def admin_url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def init(self) -> PostgresServer:
+        result = self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        if result.returncode != 0:
+            pytest.fail(f"initdb failed: {result.stderr[-2000:]}")
+        return self.start()
+
+    def start(self) -> PostgresServer:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.directory} -c fsync=off"
+        result = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start")
+        if result.returncode != 0:
+            pytest.fail(f"pg_ctl start failed: {result.stderr[-2000:]}\n{self.log_tail()}")
+        return self
+
+    def stop(self) -> None:
+        """Fast shutdown: every open connection is cut, as when a database server goes away."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def destroy(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextmanager
+def private_postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    try:
+        yield server.init()
+    finally:
+        server.destroy()

@@ -473,14 +473,14 @@ def test_a_task_that_keeps_killing_its_pool_process_ends_dead_after_smq_max_retr
     assert die_calls() == 3 and _received(worker, sent["task_id"]) == 3
     execution = db.rows("SELECT status, current_state FROM smq_executions WHERE name = 'die-1'")
     assert [(row.status, row.current_state) for row in execution] == [("RUNNING", "Die")]
-    # smq's backoff, not Celery's flat delay: retry n waits between half and all of
-    # min(0.2, 0.1 * 2**n) seconds (SMQ_RETRY_BACKOFF 0.1, SMQ_RETRY_BACKOFF_MAX 0.2).
+    # smq's curve, not Celery's flat delay: retry n waits its delay from SMQ_RETRY_DELAYS (0.1, 0.2)
+    # within +-20%.
     waits = [
         float(when)
         for when in re.findall(rf"{sent['task_id']}\] retry: Retry in ([0-9.e-]+)s", worker.stderr())
     ]
     assert len(waits) == 2, worker.tail(20)
-    assert 0.05 <= waits[0] <= 0.1 <= waits[1] <= 0.2 and waits[0] < waits[1], waits
+    assert 0.08 <= waits[0] <= 0.12 < 0.16 <= waits[1] <= 0.24, waits
 
 
 def test_a_payload_max_retries_also_bounds_the_retries_of_a_dying_pool_process(
