@@ -98,6 +98,17 @@ def _retry_delays(env: dict[str, str]) -> tuple[float, ...]:
     return tuple(delays)
 
 
+def _outage_budget(env: dict[str, str], soft_time_limit: float) -> float:
+    """300 s, or half the soft time limit when that is shorter: the soft limit ends whatever runs, the
+    retried checkpoint included, so the budget must end first."""
+    budget = _float(env, "SMQ_OUTAGE_BUDGET", min(300.0, soft_time_limit / 2), minimum=0.0)
+    if budget >= soft_time_limit:
+        raise SettingsError(
+            f"SMQ_OUTAGE_BUDGET ({budget:g}) must be below SMQ_SOFT_TIME_LIMIT ({soft_time_limit:g})"
+        )
+    return budget
+
+
 def _list(env: dict[str, str], name: str) -> list[str]:
     return [item.strip() for item in env.get(name, "").split(",") if item.strip()]
 
@@ -177,7 +188,7 @@ def _distributed(env: dict[str, str]) -> dict[str, Any]:
         "visibility_timeout": visibility,
         "max_retries": _int(env, "SMQ_MAX_RETRIES", 3, minimum=0),
         "retry_delays": _retry_delays(env),
-        "outage_budget": _float(env, "SMQ_OUTAGE_BUDGET", 300.0, minimum=0.0),
+        "outage_budget": _outage_budget(env, soft),
         "park_after": _float(env, "SMQ_PARK_AFTER", 5.0, minimum=0.0),
         "lease_seconds": _float(env, "SMQ_LEASE_SECONDS", 30.0, minimum=1.0),
         "wake_grace": _float(env, "SMQ_WAKE_GRACE", 300.0, minimum=1.0),

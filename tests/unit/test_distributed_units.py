@@ -210,6 +210,7 @@ def test_distributed_settings_from_env() -> None:
     derived = Settings.from_env({"SMQ_SOFT_TIME_LIMIT": "3000"})
     assert (derived.hard_time_limit, derived.visibility_timeout) == (3060, 6120)
     assert Settings.from_env({"SMQ_SOFT_TIME_LIMIT": "6"}).visibility_timeout == 3600
+    assert Settings.from_env({"SMQ_SOFT_TIME_LIMIT": "6"}).outage_budget == 3  # half the soft limit
 
 
 @pytest.mark.parametrize(
@@ -244,6 +245,7 @@ def test_distributed_settings_from_env() -> None:
         ({"SMQ_RETRY_DELAYS": "inf"}, "SMQ_RETRY_DELAYS", "finite"),
         ({"SMQ_RETRY_BACKOFF": "2"}, "SMQ_RETRY_BACKOFF", "SMQ_RETRY_DELAYS"),
         ({"SMQ_OUTAGE_BUDGET": "-5"}, "SMQ_OUTAGE_BUDGET", ">= 0"),
+        ({"SMQ_OUTAGE_BUDGET": "600"}, "SMQ_OUTAGE_BUDGET", "SMQ_SOFT_TIME_LIMIT (600)"),
     ],
 )
 def test_bad_distributed_settings_name_the_variable(env: dict[str, str], variable: str, detail: str) -> None:
