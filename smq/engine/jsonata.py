@@ -34,7 +34,15 @@ OPEN, CLOSE = "{%", "%}"
 # Evaluation limits: a runaway expression fails its state instead of hanging or exhausting a worker.
 TIMEOUT_SECONDS = 10.0
 MAX_DEPTH = 500
-MAX_ARRAY_LENGTH = 10_000_000
+MAX_ARRAY_LENGTH = 1_000_000
+MAX_SIZE = 64 * 1024 * 1024  # bytes of a string or of the result's JSON: far above any payload limit
+LIMITS: dict[str, Any] = {
+    "timeout": TIMEOUT_SECONDS,
+    "max_depth": MAX_DEPTH,
+    "max_array_length": MAX_ARRAY_LENGTH,
+    "max_string_length": MAX_SIZE,
+    "max_result_size": MAX_SIZE,
+}
 STATES_FIELDS = ("input", "result", "errorOutput", "context")
 
 Template = Callable[[Scope], Any]
@@ -128,14 +136,8 @@ class Expression:
         """The value, or States.QueryEvaluationError (also when it returns nothing)."""
         bindings = self.bindings(scope)
         try:
-            value = self._engine.evaluate(
-                None,
-                bindings,
-                timeout=TIMEOUT_SECONDS,
-                max_depth=MAX_DEPTH,
-                max_array_length=MAX_ARRAY_LENGTH,
-            )
-            if value is None and self._engine.evaluate_json(None, bindings, timeout=TIMEOUT_SECONDS) is None:
+            value = self._engine.evaluate(None, bindings, **LIMITS)
+            if value is None and self._engine.evaluate_json(None, bindings, **LIMITS) is None:
                 raise self.fail("returned nothing (undefined).")
         except jlens.JlensError as exc:
             raise self.fail(f"threw an error during evaluation. {exc.code}: {exc}") from None
