@@ -18,7 +18,6 @@ does not look at it, and the context object is not even built.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -147,9 +146,7 @@ class Expression:
             raise
         except Exception as exc:  # a value jlens cannot take (e.g. an integer beyond 64 bits)
             raise self.fail(f"threw an error during evaluation. {type(exc).__name__}: {exc}") from None
-        if not _finite(value):
-            raise self.fail("threw an error during evaluation. D1001: Number out of range")
-        return value
+        return value  # jlens refuses infinities (D1001) and gives NaN as null: always JSON
 
 
 def _states_value(scope: Scope, key: str) -> Any:
@@ -163,28 +160,11 @@ def _states_value(scope: Scope, key: str) -> Any:
 
 
 def _cut(value: Any, read: Any) -> Any:
-    """`value` reduced to what `read` (a jlens Read: True, or the fields read) needs."""
-    if read is True:
+    """`value` without the fields of its top object that `read` (a jlens Read: True, or the fields
+    read) leaves out. One level only: deeper cutting costs about what converting the rest would."""
+    if read is True or not read or type(value) is not dict:
         return value
-    if type(value) is dict:
-        return (
-            {key: _cut(value[key], inner) for key, inner in read.items() if key in value} if read else value
-        )
-    if type(value) is list:
-        return [_cut(item, read) for item in value]
-    return value
-
-
-def _finite(value: Any) -> bool:
-    """No NaN or infinity anywhere: JSON cannot hold them (JSONata's D1001)."""
-    kind = type(value)
-    if kind is float:
-        return math.isfinite(value)
-    if kind is dict:
-        return all(_finite(item) for item in value.values())
-    if kind is list:
-        return all(_finite(item) for item in value)
-    return True
+    return {key: value[key] for key in read if key in value}
 
 
 def type_name(value: Any) -> str:
