@@ -16,6 +16,7 @@ from typing import Any
 
 from smq.engine import intrinsics
 from smq.engine.errors import SmqError
+from smq.engine.jsontext import compact
 
 
 class FunctionError(SmqError):
@@ -60,7 +61,7 @@ def _random(seed: Any = None) -> float:
     if seed is None:
         return random.random()
     if isinstance(seed, bool) or not isinstance(seed, (int, float, str)):
-        raise ValueError(f"the seed must be a number or a string, got {intrinsics.compact(seed)}")
+        raise ValueError(f"the seed must be a number or a string, got {compact(seed)}")
     return random.Random(seed).random()
 
 
