@@ -16,11 +16,17 @@ keeping any that has run, makes the next StartExecution fail.
 
 smq side: compile once with ``StateMachine.from_definition``, then call ``run`` in a loop.
 
+JSONata twin: ``workflow12_jsonata.json`` is workflow12 written in JSONata (Arguments/Output,
+Condition, ``{% %}`` expressions), checked against the same AWS output. smq runs it and the
+JSONPath original back to back in the same process and reports both rates and their ratio
+(goal: the twin at least half as fast as the original).
+
 Usage::
 
     python bench/engine.py                 # table on stdout, progress on stderr
     python bench/engine.py --json          # machine-readable results
     python bench/engine.py --moto-client backend   # skip boto3 serialisation on the moto side
+    python bench/engine.py --jsonata-only --seconds 2  # only the JSONata twin vs JSONPath (no moto)
 
 Exit status: 0 when every workflow verified and met the goal, 1 when a goal was missed or
 an output differed, 2 when smq could not be imported.
@@ -44,6 +50,7 @@ from support import log, rate_text  # bench/support.py
 
 DEFINITIONS_DIR = Path(__file__).resolve().parent / "definitions"
 GOAL_RATIO = 100.0
+GOAL_TWIN_RATIO = 0.5  # JSONata twin exec/s over the JSONPath original's, same run
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/smq-bench"
 POLL_INTERVAL_SECONDS = 0.001
@@ -96,6 +103,16 @@ WORKLOADS: tuple[Workload, ...] = (
         # CountLines, Notify, Check, Summarize, Shape, Done.
         states_entered=32,
     ),
+)
+
+
+# workflow12 in JSONata: same input, same AWS output, same states entered. Run by smq only.
+JSONATA_TWIN = Workload(
+    name="workflow12-jsonata",
+    definition_file="workflow12_jsonata.json",
+    input=ORDER_INPUT,
+    expected_output=WORKLOADS[1].expected_output,
+    states_entered=WORKLOADS[1].states_entered,
 )
 
 
@@ -429,6 +446,61 @@ def as_json(rows: list[Row], args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+@dataclass
+class TwinComparison:
+    """The JSONata twin and its JSONPath original, measured back to back by smq."""
+
+    jsonata: EngineResult
+    jsonpath: EngineResult
+
+    @property
+    def ratio(self) -> float:
+        original = self.jsonpath.timing.per_second
+        return self.jsonata.timing.per_second / original if original else 0.0
+
+    @property
+    def goal_met(self) -> bool:
+        return self.jsonata.verified.ok and self.jsonpath.verified.ok and self.ratio >= GOAL_TWIN_RATIO
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "workflow": JSONATA_TWIN.name,
+            "definition": f"bench/definitions/{JSONATA_TWIN.definition_file}",
+            "jsonata": self.jsonata.as_dict(JSONATA_TWIN.states_entered),
+            "jsonpath": self.jsonpath.as_dict(WORKLOADS[1].states_entered),
+            "ratio": round(self.ratio, 3),
+            "goal_ratio": GOAL_TWIN_RATIO,
+            "goal_met": self.goal_met,
+        }
+
+    def text(self) -> str:
+        verdict = "met" if self.goal_met else "NOT met"
+        lines = [
+            f"JSONata twin ({JSONATA_TWIN.name}): {self.jsonata.timing.per_second:,.0f} exec/s; "
+            f"JSONPath original ({WORKLOADS[1].name}): {self.jsonpath.timing.per_second:,.0f} exec/s; "
+            f"ratio {self.ratio:.2f} (goal >= {GOAL_TWIN_RATIO:g}: {verdict})"
+        ]
+        lines += [r.verified.detail for r in (self.jsonata, self.jsonpath) if not r.verified.ok]
+        return "\n".join(lines)
+
+
+def compare_twin(state_machine_cls: Any, seconds: float) -> TwinComparison:
+    """Time the JSONPath original and its JSONata twin alternately, half the time each turn, so
+    that both see the same machine load."""
+    original: list[EngineResult] = []
+    twin: list[EngineResult] = []
+    for _ in range(2):
+        original.append(run_smq(state_machine_cls, WORKLOADS[1], seconds / 2))
+        twin.append(run_smq(state_machine_cls, JSONATA_TWIN, seconds / 2))
+    return TwinComparison(_combined(twin), _combined(original))
+
+
+def _combined(results: list[EngineResult]) -> EngineResult:
+    timing = Measurement(sum(r.timing.executions for r in results), sum(r.timing.seconds for r in results))
+    failed = [r.verified for r in results if not r.verified.ok]
+    return EngineResult(failed[0] if failed else results[0].verified, timing)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="smq timing per workflow (default 3)")
@@ -451,6 +523,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="run only this workflow (repeatable)",
     )
     parser.add_argument("--json", action="store_true", help="print results as JSON instead of a table")
+    parser.add_argument(
+        "--jsonata-only",
+        action="store_true",
+        help="only compare the JSONata twin of workflow12 with its JSONPath original (no moto)",
+    )
     return parser.parse_args(argv)
 
 
@@ -459,25 +536,39 @@ def main(argv: list[str] | None = None) -> int:
     workloads = [w for w in WORKLOADS if not args.workflow or w.name in args.workflow]
     state_machine_cls = _load_smq()
 
+    if state_machine_cls is None:
+        return 2
+    if args.jsonata_only:
+        log(f"{JSONATA_TWIN.name}: smq, twin and original for {args.seconds:g}s each")
+        twin = compare_twin(state_machine_cls, args.seconds)
+        print(json.dumps(twin.as_dict(), indent=2) if args.json else twin.text())
+        return 0 if twin.goal_met else 1
+
     rows: list[Row] = []
     with moto_step_functions(args.moto_client) as moto:
         for workload in workloads:
-            smq_result: EngineResult | None = None
-            if state_machine_cls is not None:
-                log(f"{workload.name}: smq for {args.seconds:g}s")
-                smq_result = run_smq(state_machine_cls, workload, args.seconds)
+            log(f"{workload.name}: smq for {args.seconds:g}s")
+            smq_result: EngineResult | None = run_smq(state_machine_cls, workload, args.seconds)
             log(f"{workload.name}: moto for >= {args.moto_seconds:g}s and >= {args.moto_min_runs} runs")
             moto_result = run_moto(moto, workload, args.moto_seconds, args.moto_min_runs)
             rows.append(Row(workload, smq_result, moto_result))
 
+    twin_result: TwinComparison | None = None
+    if not args.workflow or WORKLOADS[1].name in args.workflow:
+        log(f"{JSONATA_TWIN.name}: smq, twin and original for {args.seconds:g}s each")
+        twin_result = compare_twin(state_machine_cls, args.seconds)
+
     if args.json:
-        print(json.dumps(as_json(rows, args), indent=2))
+        report = as_json(rows, args)
+        report["jsonata_twin"] = None if twin_result is None else twin_result.as_dict()
+        print(json.dumps(report, indent=2))
     else:
         print_table(rows, args.moto_client)
+        if twin_result is not None:
+            print(twin_result.text())
 
-    if state_machine_cls is None:
-        return 2
-    return 0 if all(row.goal_met for row in rows) else 1
+    twin_ok = twin_result is None or twin_result.goal_met
+    return 0 if all(row.goal_met for row in rows) and twin_ok else 1
 
 
 if __name__ == "__main__":

@@ -181,3 +181,8 @@ def _type_test(operator: str, expected: bool, variable: Path) -> Predicate:
         return check(_read_variable(variable, scope)) == expected
 
     return type_test
+
+
+def constant(value: bool) -> Predicate:
+    """A JSONata rule whose Condition is the literal true or false."""
+    return lambda scope: value

@@ -19,6 +19,9 @@ from smq.engine import choice as choice_rules
 from smq.engine.errors import ALL, DefinitionError, Problem
 from smq.engine.handlers import WAIT_FOR_TASK_TOKEN
 from smq.engine.intrinsics import IntrinsicSyntaxError, is_intrinsic_text, parse_intrinsic
+from smq.engine.jsonata import Expression, JsonataSyntaxError, condition_predicate, is_expression
+from smq.engine.jsonata import TemplateError as JsonataTemplateError
+from smq.engine.jsonata import compile_template as compile_jsonata_template
 from smq.engine.model import (
     NULL_PATH,
     Catcher,
@@ -85,6 +88,34 @@ STATE_FIELDS: dict[str, set[str]] = {
     | {"ResultPath", "CorrelationKey", "CorrelationValuePath", "TimeoutSeconds", "TimeoutSecondsPath"}
     | {"TimeoutPath", "Assign"},
 }
+# Fields only JSONata states take, and the JSONPath fields they refuse (AWS's field rules).
+JSONATA_FIELDS: dict[str, set[str]] = {
+    "Pass": {"Output"},
+    "Task": {"Arguments", "Output"},
+    "Choice": {"Output"},
+    "Wait": {"Output"},
+    "Succeed": {"Output"},
+    "Fail": set(),
+    "Parallel": {"Arguments", "Output"},
+    "Map": {"Items", "Output"},
+    "Message": set(),
+}
+JSONPATH_ONLY = (
+    IO_FIELDS
+    | {"Parameters", "ResultSelector", "ResultPath", "ItemsPath", "SecondsPath"}
+    | {
+        "TimestampPath",
+        "ErrorPath",
+        "CausePath",
+        "MaxConcurrencyPath",
+        "ToleratedFailureCountPath",
+        "ToleratedFailurePercentagePath",
+        "TimeoutSecondsPath",
+        "HeartbeatSecondsPath",
+    }
+)
+JSONPATH, JSONATA = "JSONPath", "JSONata"
+QUERY_LANGUAGES = (JSONPATH, JSONATA)
 MACHINE_FIELDS = {"StartAt", "States", "Comment", "Version", "TimeoutSeconds", "QueryLanguage"}
 SUB_MACHINE_FIELDS = {"StartAt", "States", "Comment", "ProcessorConfig", "QueryLanguage"}
 MAX_STATE_NAME = 80
@@ -189,6 +220,10 @@ class _Compiler:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
         self.depth = 0  # > 0 while compiling a Parallel branch or a Map item processor
+        self.top_language = JSONPATH  # the state machine's QueryLanguage
+        self.language = JSONPATH  # the default of the (sub-)machine being compiled
+        self.jsonata = False  # the state being compiled is a JSONata state
+        self.state_name = ""
 
     def report(self, where: str, message: str) -> None:
         self.problems.append(Problem(where, message))
@@ -199,15 +234,30 @@ class _Compiler:
         if not isinstance(definition, dict):
             self.report(where or "definition", f"must be an object, got {type(definition).__name__}")
             return None
+        outer = self.language
+        if "QueryLanguage" in definition:
+            self.language = self.query_language(definition["QueryLanguage"], _join(where, "QueryLanguage"))
+        if top_level:
+            self.top_language = self.language
+        try:
+            return self.machine_body(definition, where, top_level=top_level)
+        finally:
+            self.language = outer
+
+    def query_language(self, value: Any, where: str) -> str:
+        """A QueryLanguage value; JSONPath inside a JSONata state machine is refused, as AWS does."""
+        if value not in QUERY_LANGUAGES:
+            self.report(where, f"must be JSONPath or JSONata, got {value!r}")
+            return self.language
+        if value == JSONPATH and self.top_language == JSONATA:
+            self.report(where, "a state machine whose QueryLanguage is JSONata cannot have JSONPath parts")
+        return str(value)
+
+    def machine_body(self, definition: dict[str, Any], where: str, *, top_level: bool) -> Machine | None:
         allowed = MACHINE_FIELDS if top_level else SUB_MACHINE_FIELDS
         for key in definition:
             if key not in allowed:
                 self.report(_join(where, key), f"unknown field (allowed: {', '.join(sorted(allowed))})")
-        if definition.get("QueryLanguage", "JSONPath") != "JSONPath":
-            self.report(
-                _join(where, "QueryLanguage"),
-                f"{definition['QueryLanguage']!r} is not supported yet; smq runs JSONPath definitions",
-            )
         timeout = definition.get("TimeoutSeconds")
         if timeout is not None and not (_is_int(timeout) and 0 < timeout <= MAX_INT_FIELD):
             self.report(_join(where, "TimeoutSeconds"), f"must be a positive integer, got {timeout!r}")
@@ -282,12 +332,12 @@ class _Compiler:
             known = ", ".join(sorted(STATE_FIELDS))
             self.report(_join(where, "Type"), f"unknown state type {state_type!r} (known: {known})")
             return None
-        allowed = STATE_FIELDS[state_type] | ({"Next", "End"} if state_type == "Choice" else set())
-        for key in raw:
-            if key not in allowed:
-                self.report(_join(where, key), f"unknown field for a {state_type} state")
-        if raw.get("QueryLanguage", "JSONPath") != "JSONPath":
-            self.report(_join(where, "QueryLanguage"), f"{raw['QueryLanguage']!r} is not supported yet")
+        language = self.language
+        if "QueryLanguage" in raw:
+            language = self.query_language(raw["QueryLanguage"], _join(where, "QueryLanguage"))
+        self.jsonata = language == JSONATA
+        self.state_name = name
+        self.check_fields(raw, where, state_type)
         next_state, end = self.flow(raw, where, siblings, state_type)
         common: dict[str, Any] = {
             "name": name,
@@ -296,13 +346,53 @@ class _Compiler:
             "end": end,
             "input_path": self.io_path(raw, "InputPath", where),
             "output_path": self.io_path(raw, "OutputPath", where),
+            "jsonata": self.jsonata,
         }
         if "Assign" in raw:
             common["assign"] = self.assign(raw["Assign"], _join(where, "Assign"))
+        if self.jsonata and "Output" in raw:
+            common["output"] = self.jsonata_template(raw["Output"], where, "Output")
         builder: Callable[[dict[str, Any], str, dict[str, Any], dict[str, Any]], State | None] = getattr(
             self, f"state_{state_type.lower()}"
         )
         return builder(raw, where, siblings, common)
+
+    def check_fields(self, raw: dict[str, Any], where: str, state_type: str) -> None:
+        """Unknown fields, and fields of the other query language (AWS's field rules)."""
+        jsonata_only = JSONATA_FIELDS[state_type]
+        allowed = (
+            STATE_FIELDS[state_type] | jsonata_only | ({"Next", "End"} if state_type == "Choice" else set())
+        )
+        for key in raw:
+            if key not in allowed:
+                self.report(_join(where, key), f"unknown field for a {state_type} state")
+            elif self.jsonata and key in JSONPATH_ONLY:
+                self.report(
+                    _join(where, key),
+                    f"{key} is a JSONPath field; a JSONata state uses Arguments, Output and {{% %}} expressions",
+                )
+            elif not self.jsonata and key in jsonata_only:
+                self.report(_join(where, key), f"{key} is a JSONata field; set QueryLanguage to JSONata")
+        if self.jsonata and state_type == "Message":
+            self.report(where, "smq's Message state runs only with QueryLanguage JSONPath")
+
+    def jsonata_template(self, value: Any, where: str, field: str) -> Template | None:
+        """A JSONata template (`{% %}` strings anywhere inside); `where` is the state's location and
+        `field` AWS's name of the field: syntax errors name both."""
+        try:
+            return compile_jsonata_template(value, self.state_name, field)
+        except JsonataTemplateError as exc:
+            for location, message in exc.problems:
+                self.report(_join(where, location.replace("/", ".")), message)
+            return None
+
+    def jsonata_expression(self, value: Any, where: str, field: str) -> Expression | None:
+        """One `{% %}` expression at `where` (the field's full location)."""
+        try:
+            return Expression(value, self.state_name, field)
+        except JsonataSyntaxError as exc:
+            self.report(where, str(exc))
+            return None
 
     def flow(
         self, raw: dict[str, Any], where: str, siblings: dict[str, Any], state_type: str
@@ -365,15 +455,21 @@ class _Compiler:
             self.report(where, f"must be an object of variable names, got {type(value).__name__}")
             return None
         for key in value:
-            name = key[:-2] if key.endswith(".$") else key
+            name = key[:-2] if key.endswith(".$") and not self.jsonata else key
             if not VARIABLE_NAME.match(name) or len(name) > 80:
                 self.report(f"{where}.{key}", f"{name!r} is not a valid variable name (letters, digits, '_')")
             elif name in RESERVED_VARIABLES:
                 self.report(f"{where}.{key}", f"{name!r} is reserved and cannot be assigned")
+        if self.jsonata:
+            return self.jsonata_template(value, where.removesuffix(".Assign"), "Assign")
         return self.template(value, where)
 
     def result_fields(self, raw: dict[str, Any], where: str, *, parameters: bool = True) -> dict[str, Any]:
         fields: dict[str, Any] = {}
+        if self.jsonata:
+            if "Arguments" in raw:
+                fields["arguments"] = self.jsonata_template(raw["Arguments"], where, "Arguments")
+            return fields
         if parameters and "Parameters" in raw:
             fields["parameters"] = self.template(
                 raw["Parameters"], _join(where, "Parameters"), require_object=True
@@ -470,7 +566,9 @@ class _Compiler:
             self.report(where, "must be an array of catchers")
             return []
         catchers = []
-        allowed = {"ErrorEquals", "Next", "ResultPath", "Assign", "Comment"}
+        allowed = {"ErrorEquals", "Next", "Assign", "Comment"} | (
+            {"Output"} if self.jsonata else {"ResultPath"}
+        )
         for index, item in enumerate(raw):
             at = f"{where}[{index}]"
             if not isinstance(item, dict):
@@ -487,14 +585,15 @@ class _Compiler:
             elif target not in siblings:
                 self.report(f"{at}.Next", f"no state named {target!r}")
             result_path: Path | None = compile_path("$")
-            if "ResultPath" in item:
+            output = self.jsonata_template(item["Output"], at, "Output") if "Output" in item else None
+            if "ResultPath" in item and not self.jsonata:
                 result_path = (
                     None
                     if item["ResultPath"] is None
                     else self.path(item["ResultPath"], f"{at}.ResultPath", reference=True)
                 )
             assign = self.assign(item["Assign"], f"{at}.Assign") if "Assign" in item else None
-            catchers.append(Catcher(errors_, target, result_path, assign))
+            catchers.append(Catcher(errors_, target, result_path, assign, output))
         return catchers
 
     def int_or_path(
@@ -508,6 +607,9 @@ class _Compiler:
         integer: bool = True,
     ) -> IntOrPath | None:
         path_key = key + "Path"
+        if self.jsonata and is_expression(raw.get(key)):
+            expression = self.jsonata_expression(raw[key], _join(where, key), key)
+            return IntOrPath(key, expression=expression) if expression is not None else None
         if key in raw and path_key in raw:
             self.report(where, f"{key} and {path_key} are exclusive; give one")
             return None
@@ -562,7 +664,7 @@ class _Compiler:
             **self.result_fields(raw, where),
             **self.error_handling(raw, where, siblings),
             resource=resource,
-            function_name=_literal_function_name(raw),
+            function_name=_literal_function_name(raw.get("Arguments" if self.jsonata else "Parameters")),
             timeout=timeout,
             heartbeat=heartbeat,
             wait_for_token=resource.endswith(WAIT_FOR_TASK_TOKEN),
@@ -582,6 +684,11 @@ class _Compiler:
             rules = []
         for index, rule in enumerate(rules):
             at = f"{where}.Choices[{index}]"
+            if self.jsonata:
+                branch = self.jsonata_rule(rule, at, siblings)
+                if branch is not None:
+                    branches.append(branch)
+                continue
             rule_ok = self.choice_rule(rule, at, top_level=True)
             if not isinstance(rule, dict):
                 continue
@@ -599,6 +706,43 @@ class _Compiler:
         if default is not None and (not isinstance(default, str) or default not in siblings):
             self.report(_join(where, "Default"), f"no state named {default!r}")
         return ChoiceState(**common, branches=tuple(branches), default=default)
+
+    def jsonata_rule(self, rule: Any, where: str, siblings: dict[str, Any]) -> ChoiceBranch | None:
+        """A JSONata choice rule: a Condition (true, false or an expression giving one), Next, and
+        optionally Assign and Output."""
+        if not isinstance(rule, dict):
+            self.report(where, "a choice rule must be an object")
+            return None
+        for key in rule:
+            if key not in ("Condition", "Next", "Assign", "Output", "Comment"):
+                self.report(
+                    f"{where}.{key}",
+                    "unknown field in a JSONata choice rule (Condition, Next, Assign, Output)",
+                )
+        target = rule.get("Next")
+        if not isinstance(target, str):
+            self.report(f"{where}.Next", "required: the state to go to when this rule matches")
+        elif target not in siblings:
+            self.report(f"{where}.Next", f"no state named {target!r}")
+        condition = rule.get("Condition")
+        predicate: choice_rules.Predicate | None = None
+        if "Condition" not in rule:
+            self.report(f"{where}.Condition", "required: true, false or a {% %} JSONata expression")
+        elif isinstance(condition, bool):
+            predicate = choice_rules.constant(condition)
+        elif is_expression(condition):
+            expression = self.jsonata_expression(condition, f"{where}.Condition", "Condition")
+            predicate = condition_predicate(expression) if expression is not None else None
+        else:
+            self.report(
+                f"{where}.Condition",
+                f"must be true, false or a {{% %}} JSONata expression, got {condition!r}",
+            )
+        assign = self.assign(rule["Assign"], f"{where}.Assign") if "Assign" in rule else None
+        output = self.jsonata_template(rule["Output"], where, "Output") if "Output" in rule else None
+        if predicate is None or not isinstance(target, str):
+            return None
+        return ChoiceBranch(predicate, target, assign, output)
 
     def choice_rule(self, rule: Any, where: str, *, top_level: bool) -> bool:
         """Check one rule; True when it compiles."""
@@ -679,6 +823,15 @@ class _Compiler:
                 f"a Wait state needs exactly one of Seconds, SecondsPath, Timestamp, TimestampPath; got {given or 'none'}",
             )
         fields: dict[str, Any] = {}
+        if self.jsonata:  # Seconds and Timestamp may be expressions; the rest are literals
+            expressions = {
+                key: value
+                for key, value in raw.items()
+                if key in ("Seconds", "Timestamp") and is_expression(value)
+            }
+            for key, value in expressions.items():
+                fields[f"{key.lower()}_expression"] = self.jsonata_expression(value, _join(where, key), key)
+            raw = {key: value for key, value in raw.items() if key not in expressions}
         if "Seconds" in raw:
             seconds = raw["Seconds"]
             if not (_is_int(seconds) and 0 <= seconds <= MAX_INT_FIELD):
@@ -717,7 +870,11 @@ class _Compiler:
             if key in raw and path_key in raw:
                 self.report(where, f"{key} and {path_key} are exclusive; give one")
             if key in raw:
-                if not isinstance(raw[key], str):
+                if self.jsonata and is_expression(raw[key]):
+                    fields[f"{literal_field}_expression"] = self.jsonata_expression(
+                        raw[key], _join(where, key), key
+                    )
+                elif not isinstance(raw[key], str):
                     self.report(_join(where, key), f"must be a string, got {raw[key]!r}")
                 else:
                     fields[literal_field] = raw[key]
@@ -796,10 +953,23 @@ class _Compiler:
         selector_key = (
             "ItemSelector" if "ItemSelector" in raw else "Parameters" if "Parameters" in raw else None
         )
-        if selector_key is not None:
+        if selector_key is not None and self.jsonata:
+            fields["item_selector"] = self.jsonata_template(raw[selector_key], where, selector_key)
+        elif selector_key is not None:
             fields["item_selector"] = self.template(
                 raw[selector_key], _join(where, selector_key), require_object=True
             )
+        if self.jsonata and "Items" in raw:
+            items = raw["Items"]
+            if is_expression(items):
+                fields["items_expression"] = self.jsonata_expression(items, _join(where, "Items"), "Items")
+            elif isinstance(items, list):
+                fields["items"] = self.jsonata_template(items, where, "Items")
+            else:
+                self.report(
+                    _join(where, "Items"),
+                    f"must be a JSON array or a {{% %}} JSONata expression, got {items!r}",
+                )
         if "ItemsPath" in raw:
             fields["items_path"] = self.path(raw["ItemsPath"], _join(where, "ItemsPath"), definite=True)
         for unsupported in ("ItemReader", "ResultWriter"):
@@ -846,7 +1016,9 @@ class _Compiler:
                 self.report(at, "must be an object")
             else:
                 fields["max_items_per_batch"] = self.int_or_path(batcher, "MaxItemsPerBatch", at, minimum=1)
-                if "BatchInput" in batcher:
+                if "BatchInput" in batcher and self.jsonata:
+                    fields["batch_input"] = self.jsonata_template(batcher["BatchInput"], at, "BatchInput")
+                elif "BatchInput" in batcher:
                     fields["batch_input"] = self.template(
                         batcher["BatchInput"], f"{at}.BatchInput", require_object=True
                     )
@@ -860,10 +1032,10 @@ class _Compiler:
         )
 
 
-def _literal_function_name(raw: dict[str, Any]) -> str | None:
-    parameters = raw.get("Parameters")
+def _literal_function_name(parameters: Any) -> str | None:
+    """Parameters.FunctionName (Arguments.FunctionName in JSONata) when given literally."""
     name = parameters.get("FunctionName") if isinstance(parameters, dict) else None
-    return name if isinstance(name, str) else None
+    return name if isinstance(name, str) and not is_expression(name) else None
 
 
 def _is_terminal(raw: Any) -> bool:

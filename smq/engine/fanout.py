@@ -28,6 +28,8 @@ from smq.engine import errors, interpreter
 from smq.engine.cursor import FANOUT, Cursor, HistoryEntry, fanout_pending
 from smq.engine.driver import ABORTED, SUCCEEDED, TIMED_OUT, WAITING, Outcome, drive
 from smq.engine.errors import BranchesFailed, BranchesParked, StatesError
+from smq.engine.jsonata import unexpected_type
+from smq.engine.jsontext import compact
 from smq.engine.model import Machine, MapState, ParallelState
 from smq.engine.paths import PathNotFound, Scope
 from smq.engine.runtime import ExecutionAborted, ExecutionTimedOut, Runtime
@@ -370,6 +372,24 @@ def run_parallel(
     return [outcome.output for outcome in outcomes if outcome is not None]
 
 
+def _jsonata_items(state: MapState, scope: Scope) -> list[Any]:
+    """A JSONata Map's items: its Items (an expression, or an array with expressions inside), else
+    its input; anything but an array is States.QueryEvaluationError."""
+    if state.items_expression is not None:
+        items = state.items_expression.evaluate(scope)
+        if not isinstance(items, list):
+            raise unexpected_type(state.items_expression, "array", items)
+        return items
+    items = state.items(scope) if state.items is not None else scope.data
+    if not isinstance(items, list):
+        raise StatesError(
+            errors.QUERY_EVALUATION_ERROR,
+            f"An error occurred while executing the state '{state.name}'. "
+            f"Map state input must be an array but was: {compact(items)}",
+        )
+    return items
+
+
 def run_map(
     state: MapState,
     cursor: Cursor,
@@ -379,7 +399,9 @@ def run_map(
     nested: list[HistoryEntry],
 ) -> list[Any]:
     effective = scope.data
-    if state.items_path is None:
+    if state.jsonata:
+        items = _jsonata_items(state, scope)
+    elif state.items_path is None:
         items = effective
     else:
         try:
@@ -395,9 +417,16 @@ def run_map(
     concurrency = (
         interpreter.resolve_number(state, state.max_concurrency, scope, allow_numeric_string=True) or 0
     )
-    tolerated_count = interpreter.resolve_number(state, state.tolerated_failure_count, scope)
+    tolerated_count = interpreter.resolve_number(
+        state, state.tolerated_failure_count, scope, allow_numeric_string=True
+    )
     tolerated_pct = interpreter.resolve_number(
-        state, state.tolerated_failure_percentage, scope, integer=False, maximum=100
+        state,
+        state.tolerated_failure_percentage,
+        scope,
+        integer=False,
+        maximum=100,
+        allow_numeric_string=True,
     )
     batch_size = interpreter.resolve_number(state, state.max_items_per_batch, scope, minimum=1)
 

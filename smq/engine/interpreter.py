@@ -39,6 +39,7 @@ from smq.engine.cursor import (
 from smq.engine.errors import BranchesFailed, BranchesParked, StatesError, error_matches
 from smq.engine.handlers import LAMBDA_INVOKE, TaskContext
 from smq.engine.invoke import call_handler
+from smq.engine.jsonata import Expression, unexpected_type
 from smq.engine.jsontext import compact
 from smq.engine.model import (
     ChoiceState,
@@ -56,11 +57,12 @@ from smq.engine.model import (
     TaskState,
     WaitState,
 )
-from smq.engine.paths import Path, PathNotFound, Scope, set_at
+from smq.engine.paths import MISSING, Path, PathNotFound, Scope, set_at
 from smq.engine.runtime import Runtime
 from smq.engine.timestamps import parse_timestamp
 
 MAX_WAIT_SECONDS = 2**31 - 1  # AWS rejects a Wait longer than this ("delay is too long")
+MAX_LONG = 2**63 - 1  # a `*Path` number must fit a Java long
 
 
 def runtime_error(state: State, message: str) -> StatesError:
@@ -160,6 +162,8 @@ def resolve_number(
     """The value of a `X` / `XPath` field pair; a bad path value is States.Runtime, naming the field."""
     if spec is None:
         return None
+    if spec.expression is not None:
+        return _resolve_expression(state, spec.expression, scope, integer, minimum, maximum)
     if spec.path is None:
         return spec.value
     field = f"{spec.field_name}Path"
@@ -170,10 +174,7 @@ def resolve_number(
             state, f"The {field} parameter does not reference an input value: {spec.path.text}"
         ) from None
     if allow_numeric_string and isinstance(value, str):
-        try:
-            value = int(value)
-        except ValueError:
-            pass
+        value = _numeric_string(value, integer)
     numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
     if (
         not numeric
@@ -185,6 +186,37 @@ def resolve_number(
         raise runtime_error(
             state, f"The {field} parameter cannot be parsed as {kind}: {spec.path.text} == {value!r}"
         )
+    return int(value) if integer else float(value)
+
+
+def _numeric_string(text: str, integer: bool) -> Any:
+    """A number written as a string ("3", "12.5"), as AWS reads the `*Path` fields; else the text."""
+    try:
+        return int(text.strip())
+    except ValueError:
+        pass
+    if not integer:
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+        if number == number and number not in (float("inf"), float("-inf")):
+            return number
+    return text
+
+
+def _resolve_expression(
+    state: State, expression: Expression, scope: Scope, integer: bool, minimum: float, maximum: float | None
+) -> float:
+    """A numeric field given as a JSONata expression: a number of the right kind, else
+    States.QueryEvaluationError."""
+    value = expression.evaluate(scope)
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not numeric or (integer and not float(value).is_integer()):
+        raise unexpected_type(expression, "integer" if integer else "number", value)
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"from {minimum:g}" + (f" to {maximum:g}" if maximum is not None else "")
+        raise expression.fail(f"returned {compact(value)}, which is not {bound}.")
     return int(value) if integer else float(value)
 
 
@@ -281,8 +313,11 @@ def run_state(machine: Machine, cursor: Cursor, runtime: Runtime) -> Step:
         if isinstance(state, WaitState):
             return _run_wait(state, cursor, scope, entered_at, runtime)
         if isinstance(state, SucceedState):
-            effective = apply_input_path(state, scope)
-            output = apply_output_path(state, scope.with_data(effective))
+            if state.jsonata:
+                output = _jsonata_output(state, scope, cursor.input, runtime)
+            else:
+                effective = apply_input_path(state, scope)
+                output = apply_output_path(state, scope.with_data(effective))
             entry = _entry(state, cursor, SUCCEEDED, entered_at, runtime, output=output)
             return Step([entry], status=SUCCEEDED, output=output)
         if isinstance(state, FailState):
@@ -296,6 +331,10 @@ def run_state(machine: Machine, cursor: Cursor, runtime: Runtime) -> Step:
 
 def _run_fail(state: FailState, cursor: Cursor, scope: Scope, entered_at: float, runtime: Runtime) -> Step:
     error, cause = state.error, state.cause
+    if state.error_expression is not None:
+        error = _string_value(state.error_expression, scope)
+    if state.cause_expression is not None:
+        cause = _string_value(state.cause_expression, scope)
     for field, expr in (("ErrorPath", state.error_expr), ("CausePath", state.cause_expr)):
         if expr is None:
             continue
@@ -317,14 +356,31 @@ def _run_fail(state: FailState, cursor: Cursor, scope: Scope, entered_at: float,
     return Step([entry], status=FAILED, error=error, cause=cause)
 
 
+def _string_value(expression: Expression, scope: Scope) -> str:
+    value = expression.evaluate(scope)
+    if not isinstance(value, str):
+        raise unexpected_type(expression, "string", value)
+    return value
+
+
+def _jsonata_output(state: State, scope: Scope, default: Any, runtime: Runtime, output: Any = MISSING) -> Any:
+    """A JSONata state's output: its Output (or `output`, a rule's or catcher's), else `default`."""
+    template = state.output if output is MISSING else output
+    if template is None:
+        return default
+    value = template(scope)
+    check_size(state, value, runtime)
+    return value
+
+
 def _run_choice(
     state: ChoiceState, cursor: Cursor, scope: Scope, entered_at: float, runtime: Runtime
 ) -> Step:
-    effective = apply_input_path(state, scope)
+    effective = scope.data if state.jsonata else apply_input_path(state, scope)
     data_scope = scope.with_data(effective)
     for branch in state.branches:
         if branch.predicate(data_scope):
-            target, assign = branch.next, branch.assign
+            target, assign, rule_output = branch.next, branch.assign, branch.output
             break
     else:
         if state.default is None:
@@ -332,15 +388,18 @@ def _run_choice(
                 errors.NO_CHOICE_MATCHED,
                 f"No Choice Rule matched and no Default is given in state '{state.name}'",
             )
-        target, assign = state.default, state.assign
+        target, assign, rule_output = state.default, state.assign, state.output
     variables = _assigned(cursor.variables, assign, data_scope)
-    output = apply_output_path(state, data_scope)
+    if state.jsonata:
+        output = _jsonata_output(state, scope, effective, runtime, rule_output)
+    else:
+        output = apply_output_path(state, data_scope)
     entry = _entry(state, cursor, SUCCEEDED, entered_at, runtime, output=output)
     return _advance(state, cursor, output, variables, entry, target)
 
 
 def _run_wait(state: WaitState, cursor: Cursor, scope: Scope, entered_at: float, runtime: Runtime) -> Step:
-    effective = apply_input_path(state, scope)
+    effective = scope.data if state.jsonata else apply_input_path(state, scope)
     data_scope = scope.with_data(effective)
     if cursor.pending is None:
         until = _wake_time(state, data_scope, runtime)
@@ -350,7 +409,10 @@ def _run_wait(state: WaitState, cursor: Cursor, scope: Scope, entered_at: float,
                 [], cursor=cursor.moved(entered_at=entered_at, pending={"until": until}, not_before=until)
             )
     variables = _assigned(cursor.variables, state.assign, data_scope)
-    output = apply_output_path(state, data_scope)
+    if state.jsonata:
+        output = _jsonata_output(state, scope, effective, runtime)
+    else:
+        output = apply_output_path(state, data_scope)
     entry = _entry(state, cursor, SUCCEEDED, entered_at, runtime, output=output)
     return _advance(state, cursor, output, variables, entry, state.next)
 
@@ -438,12 +500,23 @@ def _wake_time(state: WaitState, scope: Scope, runtime: Runtime) -> float:
     now = runtime.clock()
     if state.seconds is not None:
         return now + state.seconds
-    if state.seconds_path is not None:
-        seconds = resolve_number(
-            state, IntOrPath("Seconds", path=state.seconds_path), scope, maximum=MAX_WAIT_SECONDS
-        )
+    if state.seconds_path is not None or state.seconds_expression is not None:
+        spec = IntOrPath("Seconds", path=state.seconds_path, expression=state.seconds_expression)
+        seconds = resolve_number(state, spec, scope, maximum=MAX_LONG)
         assert seconds is not None
+        if seconds > MAX_WAIT_SECONDS:
+            raise runtime_error(state, "Wait state delay is too long.")
         return now + seconds
+    if state.timestamp_expression is not None:
+        stamp = state.timestamp_expression.evaluate(scope)
+        moment = parse_timestamp(stamp)
+        if moment is None:
+            raise StatesError(
+                errors.QUERY_EVALUATION_ERROR,
+                f"An error occurred while executing the state '{state.name}'. The Timestamp field cannot be "
+                f"parsed as an ISO-8601 extended offset date-time format string: {stamp if isinstance(stamp, str) else compact(stamp)}",
+            )
+        return _until(state, moment.timestamp(), now)
     text: Any = state.timestamp
     if state.timestamp_path is not None:
         try:
@@ -460,7 +533,11 @@ def _wake_time(state: WaitState, scope: Scope, runtime: Runtime) -> float:
             "The TimestampPath parameter does not reference a valid ISO-8601 extended offset date-time "
             f"format string: {state.timestamp_path.text if state.timestamp_path else ''} == {text!r}",
         )
-    until = moment.timestamp()
+    return _until(state, moment.timestamp(), now)
+
+
+def _until(state: WaitState, until: float, now: float) -> float:
+    """AWS refuses a wait ending more than MAX_WAIT_SECONDS from now: States.Runtime, no waiting."""
     if until - now > MAX_WAIT_SECONDS:
         raise runtime_error(state, "Wait state delay is too long.")
     return until
@@ -485,7 +562,7 @@ def _run_result_state(
         attempt_start = callback.get("started_at", attempt_start)
         effective = None
     else:
-        effective = apply_input_path(state, scope)
+        effective = raw_input if state.jsonata else apply_input_path(state, scope)
     fanout = cursor.pending if isinstance(state, (MapState, ParallelState)) else None
     if isinstance(fanout, dict) and "started_at" in fanout:
         attempt_start = fanout["started_at"]  # branches parked, now resumed: the same attempt goes on
@@ -499,8 +576,9 @@ def _run_result_state(
 
             result = run_map(state, cursor, scope.with_data(effective), entered_at, runtime, nested)
         else:
-            if state.parameters is not None:
-                effective = state.parameters(scope.with_data(effective))
+            arguments = state.arguments if state.jsonata else state.parameters
+            if arguments is not None:
+                effective = arguments(scope.with_data(effective))
                 if not isinstance(state, TaskState):  # a Task checks the same text it hands over
                     _sized_json(state, effective, runtime, "input after Parameters")
             if isinstance(state, PassState):
@@ -527,14 +605,21 @@ def _run_result_state(
                 from smq.engine.fanout import run_parallel
 
                 result = run_parallel(state, cursor, effective, entered_at, runtime, nested)
-        if state.result_selector is not None:
-            result = state.result_selector(scope.with_data(result))
-        result_scope = scope.with_data(result)
-        variables = _assigned(cursor.variables, state.assign, result_scope)
-        combined = apply_result_path(state, raw_input, result)
-        output = apply_output_path(state, scope.with_data(combined))
-        if not isinstance(state, PassState) or state.has_result or state.parameters is not None:
-            check_size(state, output, runtime)
+        if isinstance(state, (MapState, ParallelState)):
+            _sized_json(state, result, runtime, "result")  # AWS limits the result, whatever is kept of it
+        if state.jsonata:
+            result_scope = scope if isinstance(state, PassState) else scope.with_states(result=result)
+            variables = _assigned(cursor.variables, state.assign, result_scope)
+            output = _jsonata_output(state, result_scope, result, runtime)
+        else:
+            if state.result_selector is not None:
+                result = state.result_selector(scope.with_data(result))
+            result_scope = scope.with_data(result)
+            variables = _assigned(cursor.variables, state.assign, result_scope)
+            combined = apply_result_path(state, raw_input, result)
+            output = apply_output_path(state, scope.with_data(combined))
+            if not isinstance(state, PassState) or state.has_result or state.parameters is not None:
+                check_size(state, output, runtime)
     except BranchesParked as paused:
         # Every branch has ended or waits: the state parks with their progress, and the history they
         # made so far is written with it.
@@ -595,6 +680,16 @@ def _handle_error(
         error_output: dict[str, Any] = {"Error": error}
         if cause is not None:
             error_output["Cause"] = cause
+        if state.jsonata:
+            error_scope = scope.with_states(error_output=error_output)
+            variables = _assigned(cursor.variables, catcher.assign, error_scope)
+            output = catcher.output(error_scope) if catcher.output is not None else error_output
+            entry = _entry(
+                state, cursor, CAUGHT, attempt_start, runtime, output=output, error=error, cause=cause
+            )
+            step = _advance(state, cursor, output, variables, entry, catcher.next)
+            step.entries[:0] = nested
+            return step
         variables = _assigned(cursor.variables, catcher.assign, scope.with_data(error_output))
         if catcher.result_path is None:
             output = cursor.input

@@ -244,6 +244,8 @@ def _format(template_arg: Any, values: list[Any]) -> str:
 
 
 def _format_value(value: Any) -> str:
+    """How AWS renders an argument of States.Format: strings as they are, objects and arrays the Java
+    way (`{key=value, ...}`, `[a, b]`, strings unquoted inside), not as JSON."""
     if isinstance(value, str):
         return value
     if value is None:
@@ -252,7 +254,9 @@ def _format_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    return compact(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}={_format_value(item)}" for key, item in value.items()) + "}"
+    return "[" + ", ".join(_format_value(item) for item in value) + "]"
 
 
 def _require(condition: bool, message: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from smq.engine.choice import Predicate
 from smq.engine.handlers import WAIT_FOR_TASK_TOKEN
+from smq.engine.jsonata import Expression
 from smq.engine.paths import Path
 from smq.engine.templates import Template
 
@@ -42,6 +43,7 @@ class Catcher:
     next: str
     result_path: Path | None  # None: discard the error output, keep the input
     assign: Template | None = None
+    output: Template | None = None  # JSONata: the state's output ($states.errorOutput when absent)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +51,18 @@ class ChoiceBranch:
     predicate: Predicate
     next: str
     assign: Template | None = None
+    output: Template | None = None  # JSONata: the Choice state's output when this rule matches
 
 
 @dataclass(frozen=True, slots=True)
 class IntOrPath:
-    """A numeric field given literally (`TimeoutSeconds`) or by path (`TimeoutSecondsPath`)."""
+    """A numeric field given literally (`TimeoutSeconds`), by path (`TimeoutSecondsPath`) or, in a
+    JSONata state, by expression (`"TimeoutSeconds": "{% ... %}"`)."""
 
     field_name: str
     value: float | None = None
     path: Path | None = None
+    expression: Expression | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,8 @@ class State:
     input_path: Path | NullPath | None = None  # None: "$" (identity)
     output_path: Path | NullPath | None = None
     assign: Template | None = None
+    jsonata: bool = False  # QueryLanguage JSONata: Arguments/Output/expressions, no paths
+    output: Template | None = None  # JSONata Output; absent: the result (or the input)
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ class ResultState(State):
     """States that produce a result: Pass, Task, Parallel, Map."""
 
     parameters: Template | None = None
+    arguments: Template | None = None  # JSONata: the task's (or branches') input
     result_selector: Template | None = None
     result_path: Path | None = None  # set when result_path_mode == "path"
     result_path_mode: str = "replace"  # "replace" ($), "path", "discard" (null)
@@ -127,6 +135,8 @@ class WaitState(State):
     seconds_path: Path | None = None
     timestamp: str | None = None
     timestamp_path: Path | None = None
+    seconds_expression: Expression | None = None  # JSONata
+    timestamp_expression: Expression | None = None
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,8 @@ class FailState(State):
     cause: str | None = None
     error_expr: Template | None = None  # ErrorPath: a path or an intrinsic call
     cause_expr: Template | None = None
+    error_expression: Expression | None = None  # JSONata Error / Cause
+    cause_expression: Expression | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +162,8 @@ class ParallelState(ResultState):
 @dataclass(frozen=True)
 class MapState(ResultState):
     items_path: Path | None = None
+    items: Template | None = None  # JSONata Items given as a JSON array (expressions inside)
+    items_expression: Expression | None = None  # JSONata Items given as one expression
     item_selector: Template | None = None
     processor: Machine | None = None
     mode: str = "INLINE"

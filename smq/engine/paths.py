@@ -41,6 +41,17 @@ _INDEFINITE_MARKERS = ("*", "..", "?", "@", ":", ",")
 _MISSING = object()
 
 
+class _Missing:
+    """No value at all (not even null): `$states.result` outside a result, `$states.errorOutput`
+    outside a catcher."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
 @dataclass(frozen=True, slots=True)
 class Path:
     """A compiled path. `root` is "$", "$$" or a variable name; `keys` is set when definite."""
@@ -291,16 +302,19 @@ def set_at(target: Any, keys: tuple[str | int, ...], value: Any) -> Any:
 class Scope:
     """What paths may read while one state runs: its data (`$`), the Context object (`$$`), variables.
 
-    The Context object is built lazily because most states never read it.
+    The Context object is built lazily because most states never read it. JSONata expressions also
+    read `result` and `error_output` (`$states.result`, `$states.errorOutput`) where a state has them.
     """
 
-    __slots__ = ("data", "variables", "_context", "_context_factory")
+    __slots__ = ("data", "variables", "_context", "_context_factory", "result", "error_output")
 
     def __init__(self, data: Any, variables: dict[str, Any], context_factory: Any) -> None:
         self.data = data
         self.variables = variables
         self._context: Any = None
         self._context_factory = context_factory
+        self.result: Any = MISSING
+        self.error_output: Any = MISSING
 
     @property
     def context(self) -> dict[str, Any]:
@@ -311,6 +325,13 @@ class Scope:
     def with_data(self, data: Any) -> Scope:
         other = Scope(data, self.variables, self._context_factory)
         other._context = self._context
+        return other
+
+    def with_states(self, *, result: Any = MISSING, error_output: Any = MISSING) -> Scope:
+        """The same input, variables and context, with `$states.result` or `$states.errorOutput`."""
+        other = self.with_data(self.data)
+        other.result = result
+        other.error_output = error_output
         return other
 
     def read(self, path: Path) -> Any:

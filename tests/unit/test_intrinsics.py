@@ -83,11 +83,13 @@ def test_format_value_types():
     assert ev("States.Format('{}|{}|{}|{}', 42, true, false, null)") == "42|true|false|null"
 
 
-def test_format_embeds_json_for_objects_and_arrays():
+def test_format_renders_objects_and_arrays_the_java_way_as_aws_does():
     out = ev("States.Format('{} {}', $.unescapedJson, $.dupes)")
-    obj_text, array_text = out.split(" ", 1)
-    assert json.loads(obj_text) == {"foo": "bar"}
-    assert json.loads(array_text) == INPUT["dupes"]
+    expected_array = "[" + ", ".join(str(item) for item in INPUT["dupes"]) + "]"
+    assert out == "{foo=bar} " + expected_array
+    nested_input = {"nested": {"a": [1, "x", None, True], "b": {"c": 2.5}}}
+    nested = parse_intrinsic("States.Format('{}', $.nested)").evaluate(Scope(nested_input, {}, dict))
+    assert nested == "{a=[1, x, null, true], b={c=2.5}}"
 
 
 def test_format_argument_text_is_not_reinterpreted():

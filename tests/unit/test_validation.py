@@ -176,13 +176,16 @@ def test_unknown_top_level_field_and_bad_version_and_timeout():
     assert sorted(found) == ["Foo", "TimeoutSeconds", "Version"]
 
 
-def test_jsonata_query_language_is_reported_as_unsupported():
-    problem = problem_at(one({"Type": "Pass", "End": True}, QueryLanguage="JSONata"), "QueryLanguage")
-    assert "JSONata" in problem.message
-    problem = problem_at(
-        one({"Type": "Pass", "End": True, "QueryLanguage": "JSONata"}), "States.A.QueryLanguage"
-    )
-    assert "JSONata" in problem.message
+def test_jsonata_query_language_is_accepted_and_unknown_ones_are_not():
+    assert problems(one({"Type": "Pass", "End": True}, QueryLanguage="JSONata")) == []
+    assert problems(one({"Type": "Pass", "End": True, "QueryLanguage": "JSONata"})) == []
+    problem = problem_at(one({"Type": "Pass", "End": True}, QueryLanguage="XPath"), "QueryLanguage")
+    assert "JSONPath or JSONata" in problem.message
+
+
+def test_a_jsonata_machine_cannot_have_jsonpath_states():
+    definition = one({"Type": "Pass", "End": True, "QueryLanguage": "JSONPath"}, QueryLanguage="JSONata")
+    assert "cannot have JSONPath" in problem_at(definition, "States.A.QueryLanguage").message
 
 
 def test_explicit_jsonpath_query_language_is_fine():
