@@ -122,7 +122,8 @@ def retry_dead(
 ) -> None:
     """Enqueue dead letters again, unchanged, and remove them once published.
 
-    The execution resumes from its last checkpoint (or starts, if it never did)."""
+    The execution (FAILED with smq.DeadLettered) resumes from its last checkpoint (or starts, if it
+    never did)."""
     from smq.distributed.client import EnqueueError, QueueClient
 
     store, repository = _store()
@@ -132,8 +133,12 @@ def retry_dead(
     for letter in _chosen(store, task_ids, every, from_queue):
         target = queue or (letter.queue if letter.queue in QUEUES else "default")
         try:
+            replay = _replayable(letter.payload)
+            # Its execution (FAILED with smq.DeadLettered) becomes RUNNING from its last checkpoint, so
+            # the worker resumes it; if the publish below fails, the recovery scanner enqueues it later.
+            store.reopen(letter)
             # Published again whatever the enqueue ledger says: this name was enqueued once already.
-            sent = client.enqueue(_replayable(letter.payload), target)
+            sent = client.enqueue(replay, target)
         except (EnqueueError, ValueError) as exc:
             failed.append({"task_id": letter.task_id, "error": str(exc)})
             continue

@@ -15,6 +15,7 @@ from smq.engine.cursor import Cursor
 from smq.engine.errors import SmqError
 from smq.engine.fanout import kept_for_redrive
 from smq.repository.models import ABORTED, FAILED, PAUSED, RUNNING, TIMED_OUT, WAITING, ExecutionRow
+from smq.repository.queue_records import DEAD_LETTERED
 from smq.repository.repository import ExecutionRecord, Repository
 from smq.repository.waits import WaitStore
 
@@ -102,7 +103,8 @@ def _restart(
 def redrive_execution(
     repository: Repository, reference: str, *, grace: float = 300.0, queue: str | None = None
 ) -> ExecutionRecord:
-    """Make a FAILED, TIMED_OUT or ABORTED execution RUNNING again from the state that failed.
+    """Make a FAILED, TIMED_OUT or ABORTED execution RUNNING again from the state that failed (one
+    failed by the dead letters: from its last checkpoint).
 
     States that succeeded stay recorded and are not run again; the failed state starts afresh (its
     retry counters reset) and `$$.Execution.RedriveCount` goes up by one. `queue`, when given, becomes
@@ -116,8 +118,14 @@ def redrive_execution(
         raise NotAllowed(f"execution {record.execution_id} has no recorded position to redrive from")
     cursor = Cursor.from_dict(record.cursor)
     info = cursor.execution
+    counted = type(info)(**{**info.to_dict(), "redrive_count": info.redrive_count + 1})
+    if record.error == DEAD_LETTERED:
+        # The queue gave up on it mid-run: its cursor is its last checkpoint, nothing there failed.
+        return _restart(
+            repository, record, REDRIVABLE, cursor.moved(execution=counted).to_dict(), grace, queue
+        )
     fresh = cursor.moved(
-        execution=type(info)(**{**info.to_dict(), "redrive_count": info.redrive_count + 1}),
+        execution=counted,
         pending=None,
         not_before=None,
         attempt=1,

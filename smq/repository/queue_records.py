@@ -9,19 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, delete, func, select, update
+from sqlalchemy import Connection, Engine, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from smq.repository.models import DEAD_LETTER_OWNER_PREFIX, RUNNING, DeadLetterRow, EnqueuedRow, ExecutionRow
+from smq.repository.models import FAILED, RUNNING, DeadLetterRow, EnqueuedRow, ExecutionRow
 
 DEAD = cast(Table, DeadLetterRow.__table__)
 LEDGER = cast(Table, EnqueuedRow.__table__)
 EXECUTIONS = cast(Table, ExecutionRow.__table__)
-# The lease given to an execution whose task is in the dead letters: never expires on its own.
-DEAD_LETTER_HOLD = datetime(9999, 1, 1, tzinfo=UTC)
+# The error of an execution whose task went to the dead letters (the dead letter's reason is its cause).
+DEAD_LETTERED = "smq.DeadLettered"
 
 
 def _insert(engine: Engine, table: Any) -> Any:
@@ -107,20 +107,42 @@ class DeadLetters:
         with self.engine.begin() as connection:
             connection.execute(statement)
             if values["state_machine_id"] and values["execution_name"]:
-                # Hold the execution for the operator: the recovery scanner must not resume what the
-                # queue gave up on; `smq dead retry` hands it back to a worker, which takes a fresh lease.
-                connection.execute(
-                    update(EXECUTIONS)
-                    .where(
-                        EXECUTIONS.c.state_machine_id == values["state_machine_id"],
-                        EXECUTIONS.c.name == values["execution_name"],
-                        EXECUTIONS.c.status == RUNNING,
-                    )
-                    .values(
-                        lease_owner=f"{DEAD_LETTER_OWNER_PREFIX}{task_id}"[:200],
-                        lease_expires_at=DEAD_LETTER_HOLD,
-                    )
+                _fail_dead_lettered(connection, values)
+
+    def reopen(self, letter: DeadLetter, *, grace: float = 300.0) -> str | None:
+        """Make the execution a dead letter FAILED RUNNING again from its last checkpoint, for `smq dead
+        retry` to hand it to a worker (as a redrive would; the recovery scanner re-enqueues it if no
+        worker takes it within `grace`). Returns its id, or None when there is none to reopen (never
+        started, redriven since, or not failed by this dead letter)."""
+        if not (letter.state_machine_id and letter.execution_name):
+            return None
+        now = datetime.now(UTC)
+        failed_by_the_letter = (
+            EXECUTIONS.c.state_machine_id == letter.state_machine_id,
+            EXECUTIONS.c.name == letter.execution_name,
+            EXECUTIONS.c.status == FAILED,
+            EXECUTIONS.c.error == DEAD_LETTERED,
+            EXECUTIONS.c.cursor.is_not(None),
+        )
+        with self.engine.begin() as connection:
+            found = connection.execute(select(EXECUTIONS.c.id).where(*failed_by_the_letter)).scalar()
+            if found is None:
+                return None
+            moved = connection.execute(
+                update(EXECUTIONS)
+                .where(EXECUTIONS.c.id == found, *failed_by_the_letter)
+                .values(
+                    status=RUNNING,
+                    error=None,
+                    cause=None,
+                    stop_time=None,
+                    duration_ms=None,
+                    updated_at=now,
+                    lease_owner=None,
+                    lease_expires_at=now + timedelta(seconds=grace),
                 )
+            ).rowcount
+        return str(found) if moved == 1 else None
 
     def list(self, *, queue: str | None = None, limit: int | None = None) -> list[DeadLetter]:
         query = select(DEAD).order_by(DEAD.c.failed_at, DEAD.c.task_id)
@@ -147,6 +169,37 @@ class DeadLetters:
         with self.engine.connect() as connection:
             rows = connection.execute(select(DEAD.c.queue, func.count()).group_by(DEAD.c.queue))
             return {queue: int(count) for queue, count in rows}
+
+
+def _fail_dead_lettered(connection: Connection, values: dict[str, Any]) -> None:
+    """The execution of a dead-lettered task ends FAILED (error smq.DeadLettered, the reason as cause),
+    where everybody sees it and nothing recovers it behind the operator's back. Its cursor stays at the
+    last checkpoint: `smq dead retry` or `smq redrive` goes on from there."""
+    found = connection.execute(
+        select(EXECUTIONS.c.id, EXECUTIONS.c.start_time).where(
+            EXECUTIONS.c.state_machine_id == values["state_machine_id"],
+            EXECUTIONS.c.name == values["execution_name"],
+            EXECUTIONS.c.status == RUNNING,
+        )
+    ).first()
+    if found is None:
+        return
+    now = values["failed_at"]
+    start = found.start_time if found.start_time.tzinfo else found.start_time.replace(tzinfo=UTC)
+    connection.execute(
+        update(EXECUTIONS)
+        .where(EXECUTIONS.c.id == found.id, EXECUTIONS.c.status == RUNNING)
+        .values(
+            status=FAILED,
+            error=DEAD_LETTERED,
+            cause=f"{values['reason']}: {values['error']}"[:4000],
+            stop_time=now,
+            duration_ms=max(0, int((now - start).total_seconds() * 1000)),
+            updated_at=now,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+    )
 
 
 def _short(value: Any) -> str | None:

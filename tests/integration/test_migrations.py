@@ -111,3 +111,33 @@ def test_history_rows_survive_dropping_and_restoring_their_foreign_key(database_
         assert list(connection.execute(text("SELECT execution_id FROM smq_history")).scalars()) == ["e1"]
     upgrade(engine)
     engine.dispose()
+
+
+def test_executions_held_for_the_dead_letters_become_failed_and_back(database_url: str) -> None:
+    """0008: an execution held RUNNING by the old dead-letter lease ends FAILED with smq.DeadLettered;
+    one leased by a live worker is left alone; the downgrade holds it again."""
+    _empty(database_url)
+    engine = create_database_engine(database_url)
+    upgrade(engine, "0007")
+    insert = text(
+        "INSERT INTO smq_executions (id, name, state_machine_id, version, status, history_length, "
+        "start_time, updated_at, recovery_attempts, lease_owner, lease_expires_at) VALUES (:id, :id, 'm', 1, "
+        "'RUNNING', 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 0, :owner, '9999-01-01 00:00:00+00')"
+    )
+    with engine.begin() as connection:
+        connection.execute(insert, {"id": "held", "owner": "dead-letter:task-1"})
+        connection.execute(insert, {"id": "live", "owner": "host:ns:42"})
+    upgrade(engine, "0008")
+    read = text("SELECT id, status, error, lease_owner FROM smq_executions ORDER BY id")
+    with engine.connect() as connection:
+        rows = [tuple(row) for row in connection.execute(read)]
+    assert rows == [("held", "FAILED", "smq.DeadLettered", None), ("live", "RUNNING", None, "host:ns:42")]
+    downgrade(engine, "0007")
+    with engine.connect() as connection:
+        rows = [tuple(row) for row in connection.execute(read)]
+    assert rows == [
+        ("held", "RUNNING", None, "dead-letter:migrated"),
+        ("live", "RUNNING", None, "host:ns:42"),
+    ]
+    upgrade(engine)
+    engine.dispose()

@@ -236,16 +236,22 @@ def test_infrastructure_error_retries_then_dead_then_smq_dead_retry_resumes(
     assert letter.first_attempt_at is not None and letter.first_attempt_at <= letter.failed_at
     assert letter.payload["input"] == execution_input
 
-    # The execution waits at its last checkpoint: Before ran once and is recorded once; Flaky ran 3 times.
-    execution = db.rows("SELECT id, status, current_state FROM smq_executions WHERE name = 'flaky-1'")
-    assert [(row.status, row.current_state) for row in execution] == [("RUNNING", "Flaky")]
+    # The execution is visibly finished, FAILED by the dead letters, at its last checkpoint: Before ran
+    # once and is recorded once; Flaky ran 3 times.
+    execution = db.rows(
+        "SELECT status, current_state, error, cause, lease_owner FROM smq_executions WHERE name = 'flaky-1'"
+    )
+    assert [(row.status, row.current_state, row.error, row.lease_owner) for row in execution] == [
+        ("FAILED", "Flaky", "smq.DeadLettered", None)
+    ]
+    assert execution[0].cause.startswith("retries_exhausted: InfrastructureError: simulated outage")
     history = [row.state_name for row in db.rows("SELECT state_name FROM smq_history ORDER BY sequence")]
     assert history == ["Before"]
     assert calls.read_text().splitlines() == ["flaky-1 Before w1"] + ["flaky-1 Flaky w1"] * 3
     assert broker_backlog(broker_url) == {"critical": 0, "default": 0, "low": 0, "unacked": 0}
     stats = json.loads(smq_here(["stats", "--json"], env).stdout)
     assert stats["queues"]["critical"]["dead"] == 1 and stats["queues"]["default"]["dead"] == 0
-    assert stats["executions"] == {"RUNNING": 1}
+    assert stats["executions"] == {"FAILED": 1}
 
     # The outage ends; retrying the dead letter resumes the execution after Before.
     flag.unlink()
@@ -376,7 +382,7 @@ def test_hard_time_limit_kills_the_run_and_dead_letters_it_once(
     assert _received(worker, sent["task_id"]) == 1
     assert worker.task_ids("succeeded") == {warm["warm"], marker["marker"]}
     execution = db.rows("SELECT status, current_state FROM smq_executions WHERE name = 'stuck-1'")
-    assert [(row.status, row.current_state) for row in execution] == [("RUNNING", "Stuck")]
+    assert [(row.status, row.current_state) for row in execution] == [("FAILED", "Stuck")]
     history = db.rows(
         "SELECT h.state_name FROM smq_history h JOIN smq_executions e ON e.id = h.execution_id "
         "WHERE e.name = 'stuck-1' ORDER BY h.sequence"
@@ -472,7 +478,7 @@ def test_a_task_that_keeps_killing_its_pool_process_ends_dead_after_smq_max_retr
     )
     assert die_calls() == 3 and _received(worker, sent["task_id"]) == 3
     execution = db.rows("SELECT status, current_state FROM smq_executions WHERE name = 'die-1'")
-    assert [(row.status, row.current_state) for row in execution] == [("RUNNING", "Die")]
+    assert [(row.status, row.current_state) for row in execution] == [("FAILED", "Die")]
     # smq's curve, not Celery's flat delay: retry n waits its delay from SMQ_RETRY_DELAYS (0.1, 0.2)
     # within +-20%.
     waits = [
