@@ -26,8 +26,18 @@ from smq.settings import QUEUES
 
 
 def _store() -> tuple[DeadLetters, Repository]:
-    repository = open_repository(load_settings())
-    return DeadLetters(repository.engine), repository
+    """The dead letters, with any a worker spooled in Redis while the database was down moved in first."""
+    settings = load_settings()
+    repository = open_repository(settings)
+    store = DeadLetters(repository.engine)
+    if settings.broker_url:
+        from smq.distributed.dead_letter_spool import drain_spool
+
+        try:
+            drain_spool(store, settings.broker_url)
+        except Exception as exc:  # the broker is down: the database's letters are still worth showing
+            click.echo(f"smq dead: spooled dead letters not read from the broker: {exc}", err=True)
+    return store, repository
 
 
 def _chosen(

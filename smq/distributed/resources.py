@@ -1,4 +1,5 @@
-"""Per-process resources of a worker: the repository and the dead letters.
+"""Per-process resources of a worker: the repository and the dead letters (spooled in Redis while the
+database is down).
 
 Engines must not cross a fork (prefork pool children would share sockets), so each process opens its
 own on first use, keyed by pid.
@@ -9,15 +10,16 @@ from __future__ import annotations
 import os
 import threading
 
+from smq.distributed.dead_letter_spool import SpooledDeadLetters
 from smq.repository.queue_records import DeadLetters
 from smq.repository.repository import Repository
 from smq.settings import Settings
 
 _lock = threading.Lock()
-_opened: dict[int, tuple[Settings, Repository, DeadLetters]] = {}
+_opened: dict[int, tuple[Settings, Repository, SpooledDeadLetters]] = {}
 
 
-def _resources() -> tuple[Settings, Repository, DeadLetters]:
+def _resources() -> tuple[Settings, Repository, SpooledDeadLetters]:
     pid = os.getpid()
     found = _opened.get(pid)
     if found is not None:
@@ -27,7 +29,8 @@ def _resources() -> tuple[Settings, Repository, DeadLetters]:
             settings = Settings.from_env()
             repository = Repository.open(settings.database_url)
             _opened.clear()  # anything inherited from a parent process belongs to the parent
-            _opened[pid] = (settings, repository, DeadLetters(repository.engine))
+            letters = SpooledDeadLetters(DeadLetters(repository.engine), settings.broker_url)
+            _opened[pid] = (settings, repository, letters)
         return _opened[pid]
 
 
@@ -39,7 +42,8 @@ def worker_repository() -> Repository:
     return _resources()[1]
 
 
-def worker_dead_letters() -> DeadLetters:
+def worker_dead_letters() -> SpooledDeadLetters:
+    """Dead letters that reach the database, or the broker's spool while the database is down."""
     return _resources()[2]
 
 

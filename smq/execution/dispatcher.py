@@ -19,11 +19,14 @@ from typing import Any
 from smq.engine.handlers import HandlerRegistry
 from smq.execution.continuation import ContinuationSummary, continue_executions, woken_continuations
 from smq.execution.recovery import Recovered, continuations, scan
+from smq.repository.queue_records import DeadLetters
 from smq.repository.repository import Repository
 from smq.repository.waits import WaitStore, Woken
 from smq.settings import Settings
 
 log = logging.getLogger("smq.dispatcher")
+# Seconds between the dispatcher's looks at the broker's dead-letter spool.
+SPOOL_CHECK_SECONDS = 2.0
 
 
 @dataclass
@@ -31,12 +34,14 @@ class Tick:
     woken: list[Woken] = field(default_factory=list)
     recovered: list[Recovered] = field(default_factory=list)
     continued: ContinuationSummary = field(default_factory=ContinuationSummary)
+    dead_letters_moved: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "timers_fired": len(self.woken),
             "recovered": [item.to_dict() for item in self.recovered],
             "continuations": self.continued.to_dict(),
+            "dead_letters_moved": self.dead_letters_moved,
         }
 
 
@@ -55,6 +60,7 @@ class Dispatcher:
         self.handlers = handlers
         self.waits = WaitStore(repository.engine, wake_grace_seconds=settings.wake_grace)
         self._last_scan = 0.0
+        self._last_spool_check = 0.0
 
     def tick(self, *, recover: bool | None = None, batch: int = 200) -> Tick:
         """Fire what is due in batches of `batch`, publishing each batch's continuations before firing
@@ -85,6 +91,9 @@ class Dispatcher:
                     self.repository, continuations(result.recovered), self.settings, handlers=self.handlers
                 )
             )
+        if self.settings.broker_url and now - self._last_spool_check >= SPOOL_CHECK_SECONDS:
+            self._last_spool_check = now
+            result.dead_letters_moved = self._move_spooled_dead_letters(self.settings.broker_url)
         if result.woken or result.recovered:
             log.info(
                 "fired %d timer(s), recovered %d execution(s), %d continuation(s) enqueued",
@@ -93,6 +102,12 @@ class Dispatcher:
                 result.continued.enqueued,
             )
         return result
+
+    def _move_spooled_dead_letters(self, broker_url: str) -> int:
+        """Dead letters workers spooled in Redis while the database was down (smq.distributed)."""
+        from smq.distributed.dead_letter_spool import drain_spool
+
+        return drain_spool(DeadLetters(self.repository.engine), broker_url)
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Tick until `stop` is set; a failing tick (database or broker down) is logged and retried."""

@@ -114,3 +114,15 @@ def hold_until_go(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
         time.sleep(0.05)
     _record_call(payload, ctx)
     return {**_worker(), "held": True}
+
+
+@handler("hold-then-fail-infra")
+def hold_then_fail_infra(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Create `started`, wait for the file `go`, then raise InfrastructureError: with no retries left
+    the task is dead-lettered at that moment, which the test has made a database outage."""
+    Path(payload["started"]).write_text(str(os.getpid()))
+    deadline = time.monotonic() + 60
+    while not Path(payload["go"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _record_call(payload, ctx)
+    raise InfrastructureError("simulated: a service is down as well")

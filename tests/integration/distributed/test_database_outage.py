@@ -1,5 +1,6 @@
 """PostgreSQL stopped while a Task runs: its result is kept, its checkpoint written when the database
-is back, and the Task never runs a second time (issue 16, point 1).
+is back, and the Task never runs a second time (issue 16, point 1); a task dead-lettered during the
+outage keeps its dead letter in the broker's spool until the database is back (point 3).
 
 The database is a private server of this test (stopped and started again); the broker is the tier's
 scratch Redis. The handler waits for the test's signal, so the outage is certain to fall between the
@@ -14,7 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
+from smq.distributed.dead_letter_spool import SPOOL_KEY
 from smq.repository.database import create_database_engine, upgrade
 from smq.repository.repository import Repository
 from tests.integration.distributed.harness import (
@@ -24,9 +27,15 @@ from tests.integration.distributed.harness import (
     private_postgres_server,
     run_smq,
     smq_env,
+    smq_json,
     wait_until,
 )
+from tests.integration.distributed.test_dead_letters import _send_raw
 
+DOOMED = {
+    "StartAt": "Hold",
+    "States": {"Hold": {"Type": "Task", "Resource": "hold-then-fail-infra", "End": True}},
+}
 HOLD = {
     "StartAt": "Hold",
     "States": {
@@ -92,3 +101,59 @@ def test_a_task_finished_during_a_database_outage_is_checkpointed_once_the_datab
         assert db.dead_letters() == []
     finally:
         db.engine.dispose()
+
+
+def test_a_dead_letter_written_during_a_database_outage_is_spooled_and_listed_once_it_is_back(
+    private_pg: PostgresServer, broker_url: str, start_worker: Callable[..., Worker], tmp_path: Path
+) -> None:
+    url = private_pg.admin_url()
+    repository = Repository.open(url)
+    repository.put_definition("DOOMED", DOOMED)
+    repository.close()
+    env = smq_env(
+        url, broker_url, SMQ_SOFT_TIME_LIMIT="90", SMQ_HARD_TIME_LIMIT="100", SMQ_VISIBILITY_TIMEOUT="120"
+    )
+    worker = start_worker("w1", env)
+    started, go = tmp_path / "started", tmp_path / "go"
+    payload = {
+        "state_machine_id": "DOOMED",
+        "name": "doomed-1",
+        "input": {"started": str(started), "go": str(go)},
+        "options": {"max_retries": 0},
+    }
+    ids = _send_raw(broker_url, {"doomed": payload}, "low")
+    wait_until(started.exists, what="the handler to start", timeout=60, workers=[worker])
+
+    private_pg.stop()
+    go.write_text("go")  # the handler fails for good now: its dead letter meets a stopped database
+    spool = redis.Redis.from_url(broker_url)
+    try:
+        wait_until(
+            lambda: spool.llen(SPOOL_KEY) == 1,
+            what="the dead letter to be spooled",
+            timeout=30,
+            workers=[worker],
+        )
+        (spooled,) = [json.loads(raw) for raw in spool.lrange(SPOOL_KEY, 0, -1)]
+        assert (spooled["task_id"], spooled["reason"], spooled["queue"]) == (
+            ids["doomed"],
+            "retries_exhausted",
+            "low",
+        )
+        assert spooled["payload"] == payload
+
+        private_pg.start()
+        listed = smq_json(["dead", "list"], env)  # moves the spooled letter into the database first
+        assert [(item["task_id"], item["reason"]) for item in listed] == [
+            (ids["doomed"], "retries_exhausted")
+        ]
+        assert spool.llen(SPOOL_KEY) == 0
+    finally:
+        spool.close()
+    db = Db(create_database_engine(url), url)
+    try:
+        rows = db.rows("SELECT status, error, current_state FROM smq_executions WHERE name = 'doomed-1'")
+        assert [tuple(row) for row in rows] == [("FAILED", "smq.DeadLettered", "Hold")]
+    finally:
+        db.engine.dispose()
+    assert worker.alive()
