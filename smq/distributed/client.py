@@ -88,7 +88,10 @@ class QueueClient:
             self._check_delay(eta, countdown)
         task_id = str(uuid.uuid4())
         if parsed.options.get("unique", True):
-            if not self.ledger.claim(parsed.state_machine_id, {parsed.name: task_id}, queue):
+            claimed = self.ledger.claim(
+                parsed.state_machine_id, {parsed.name: task_id}, queue, {parsed.name: parsed.to_dict()}
+            )
+            if not claimed:
                 return Enqueued(parsed.name, None, queue, skipped=True)
         try:
             self._signature(
@@ -165,6 +168,7 @@ class QueueClient:
         requeue_unstarted: bool = False,
     ) -> None:
         wanted: dict[str, dict[str, str]] = {}  # machine -> {name: task id}, names that must be unique
+        kept: dict[str, dict[str, Any]] = {}  # machine -> {name: payload}, kept until the execution starts
         pending: list[tuple[ExecutionPayload, str]] = []
         for parsed in chunk:
             task_id = str(uuid.uuid4())
@@ -174,8 +178,12 @@ class QueueClient:
                     summary.skipped += 1  # the same name twice in one chunk
                     continue
                 names[parsed.name] = task_id
+                kept.setdefault(parsed.state_machine_id, {})[parsed.name] = parsed.to_dict()
             pending.append((parsed, task_id))
-        claimed = {machine: self.ledger.claim(machine, names, queue) for machine, names in wanted.items()}
+        claimed = {
+            machine: self.ledger.claim(machine, names, queue, kept[machine])
+            for machine, names in wanted.items()
+        }
         unstarted: dict[str, dict[str, str]] = {}
         if requeue_unstarted:
             unstarted = {

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -239,6 +240,18 @@ class EnqueuedRow(Base):
     task_id: Mapped[str] = mapped_column(String(255), nullable=False)
     queue: Mapped[str] = mapped_column(String(50), nullable=False)
     enqueued_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # The task payload, kept until the execution starts: what the scheduler publishes again when the
+    # broker lost the message (migration 0009).
+    payload: Mapped[Any] = mapped_column(JSONType, nullable=True)
+
+    __table_args__ = (
+        Index(
+            "ix_smq_enqueued_unstarted",
+            "enqueued_at",
+            postgresql_where=text("payload IS NOT NULL"),
+            sqlite_where=text("payload IS NOT NULL"),
+        ),
+    )
 
 
 class WaitRow(Base):

@@ -15,6 +15,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Engine, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from smq.engine.jsontext import compact
 from smq.repository.models import FAILED, RUNNING, DeadLetterRow, EnqueuedRow, ExecutionRow
 
 DEAD = cast(Table, DeadLetterRow.__table__)
@@ -207,15 +208,27 @@ def _short(value: Any) -> str | None:
 
 
 _CLAIM_SQL = """
-INSERT INTO smq_enqueued (state_machine_id, name, task_id, queue, enqueued_at)
-SELECT %(machine)s::varchar, wanted.name, wanted.task_id, %(queue)s::varchar, %(now)s::timestamptz
-FROM unnest(%(names)s::text[], %(task_ids)s::text[]) AS wanted(name, task_id)
+INSERT INTO smq_enqueued (state_machine_id, name, task_id, queue, enqueued_at, payload)
+SELECT %(machine)s::varchar, wanted.name, wanted.task_id, %(queue)s::varchar, %(now)s::timestamptz,
+       wanted.payload::jsonb
+FROM unnest(%(names)s::text[], %(task_ids)s::text[], %(payloads)s::text[]) AS wanted(name, task_id, payload)
 WHERE NOT EXISTS (
     SELECT 1 FROM smq_executions AS e WHERE e.state_machine_id = %(machine)s::varchar AND e.name = wanted.name
 )
 ON CONFLICT (state_machine_id, name) DO NOTHING
 RETURNING name
 """
+
+
+@dataclass(frozen=True)
+class Unstarted:
+    """A claimed name with no execution yet, and the payload its message carried."""
+
+    state_machine_id: str
+    name: str
+    task_id: str
+    queue: str
+    payload: Any
 
 
 class EnqueueLedger:
@@ -225,14 +238,22 @@ class EnqueueLedger:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def claim(self, state_machine_id: str, tasks: dict[str, str], queue: str) -> set[str]:
+    def claim(
+        self,
+        state_machine_id: str,
+        tasks: dict[str, str],
+        queue: str,
+        payloads: dict[str, Any] | None = None,
+    ) -> set[str]:
         """Claim `{name: task_id}`; returns the names claimed now. A name that already has an execution
-        or an earlier claim is not claimed (it was enqueued or run before)."""
+        or an earlier claim is not claimed (it was enqueued or run before). `payloads` (by name) are
+        kept until the execution starts, so a message the broker loses can be published again."""
         if not tasks:
             return set()
+        payloads = payloads or {}
         now = datetime.now(UTC)
         if self.engine.dialect.name == "postgresql":
-            return self._claim_postgresql(state_machine_id, tasks, queue, now)
+            return self._claim_postgresql(state_machine_id, tasks, queue, now, payloads)
         names = list(tasks)
         with self.engine.begin() as connection:
             existing = set(
@@ -255,6 +276,7 @@ class EnqueueLedger:
                             "task_id": tasks[name],
                             "queue": queue,
                             "enqueued_at": now,
+                            "payload": payloads.get(name),
                         }
                         for name in fresh
                     ]
@@ -265,7 +287,12 @@ class EnqueueLedger:
             return {row[0] for row in connection.execute(statement)}
 
     def _claim_postgresql(
-        self, state_machine_id: str, tasks: dict[str, str], queue: str, now: datetime
+        self,
+        state_machine_id: str,
+        tasks: dict[str, str],
+        queue: str,
+        now: datetime,
+        payloads: dict[str, Any],
     ) -> set[str]:
         """The same claim as one pre-written statement over two arrays: a leader claims a whole chunk in
         one round trip, with no per-row SQL to compile (a 500-row VALUES list costs more than it sends)."""
@@ -278,6 +305,9 @@ class EnqueueLedger:
                     "now": now,
                     "names": list(tasks),
                     "task_ids": list(tasks.values()),
+                    "payloads": [
+                        None if payloads.get(name) is None else compact(payloads[name]) for name in tasks
+                    ],
                 },
             )
             return {row[0] for row in rows}
@@ -306,6 +336,43 @@ class EnqueueLedger:
         )
         with self.engine.connect() as connection:
             return {name: task_id for name, task_id in connection.execute(query)}
+
+    def stale_unstarted(self, older_than: datetime, limit: int = 1000) -> list[Unstarted]:
+        """Claims made before `older_than` whose execution has not started and whose payload is kept:
+        still queued behind a backlog, or lost by the broker (the caller asks the broker which)."""
+        started = select(EXECUTIONS.c.id).where(
+            EXECUTIONS.c.state_machine_id == LEDGER.c.state_machine_id, EXECUTIONS.c.name == LEDGER.c.name
+        )
+        query = (
+            select(
+                LEDGER.c.state_machine_id, LEDGER.c.name, LEDGER.c.task_id, LEDGER.c.queue, LEDGER.c.payload
+            )
+            .where(LEDGER.c.payload.is_not(None), LEDGER.c.enqueued_at < older_than, ~started.exists())
+            .order_by(LEDGER.c.enqueued_at)
+            .limit(limit)
+        )
+        with self.engine.connect() as connection:
+            return [Unstarted(*row) for row in connection.execute(query)]
+
+    def republished(self, item: Unstarted, task_id: str) -> None:
+        """Record the new message of a claim published again (its clock starts again)."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(LEDGER)
+                .where(LEDGER.c.state_machine_id == item.state_machine_id, LEDGER.c.name == item.name)
+                .values(task_id=task_id, enqueued_at=datetime.now(UTC))
+            )
+
+    def forget_started_payloads(self) -> int:
+        """Clear the kept payloads of claims whose execution exists: nothing will publish them again."""
+        started = select(EXECUTIONS.c.id).where(
+            EXECUTIONS.c.state_machine_id == LEDGER.c.state_machine_id, EXECUTIONS.c.name == LEDGER.c.name
+        )
+        with self.engine.begin() as connection:
+            cleared = connection.execute(
+                update(LEDGER).where(LEDGER.c.payload.is_not(None), started.exists()).values(payload=None)
+            ).rowcount
+        return int(cleared)
 
     def is_claimed(self, state_machine_id: str, name: str) -> bool:
         with self.engine.connect() as connection:
