@@ -142,6 +142,9 @@ class Settings:
     wake_grace: float = 300.0  # a woken execution's continuation must start within this, or is recovered
     recovery_max_attempts: int = 3  # default per state machine
     scheduler_interval: float = 0.2  # seconds between the dispatcher's polls for due timers
+    # Seconds a claimed execution may go unstarted before the scheduler asks the broker whether it still
+    # holds its message (and publishes it again if not).
+    stranded_after: float = 60.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -194,4 +197,5 @@ def _distributed(env: dict[str, str]) -> dict[str, Any]:
         "wake_grace": _float(env, "SMQ_WAKE_GRACE", 300.0, minimum=1.0),
         "recovery_max_attempts": _int(env, "SMQ_RECOVERY_MAX_ATTEMPTS", 3, minimum=1),
         "scheduler_interval": _float(env, "SMQ_SCHEDULER_INTERVAL", 0.2, minimum=0.01),
+        "stranded_after": _float(env, "SMQ_STRANDED_AFTER", 60.0, minimum=1.0),
     }

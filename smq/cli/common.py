@@ -155,7 +155,7 @@ def print_enqueue_summary(
         table.add_row("sources matched", str(matched))
     table.add_row("enqueued", str(summary.enqueued))
     if summary.requeued:
-        table.add_row("  of which requeued (never started)", str(summary.requeued))
+        table.add_row("  of which unpublished before (claimed, never queued or lost)", str(summary.requeued))
     table.add_row(skipped_label, str(summary.skipped))
     table.add_row("failed to enqueue", str(summary.failed))
     console().print(table)

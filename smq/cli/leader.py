@@ -217,7 +217,7 @@ def distributed_leader(
         print_enqueue_summary(
             f"leader → {target_id} (queue {queue})",
             summary,
-            "skipped (already enqueued or chained)",
+            "skipped (queued, running or chained)",
             matched=total,
         )
     sys.exit(EXIT_NOT_SUCCEEDED if summary.failed else EXIT_OK)

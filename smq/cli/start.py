@@ -334,6 +334,6 @@ def bulk_enqueue(
         print_enqueue_summary(
             f"{state_machine_id}: {total} line(s) → queue {queue}",
             summary,
-            "skipped (already enqueued or run)",
+            "skipped (queued, running or run)",
         )
     sys.exit(EXIT_NOT_SUCCEEDED if summary.failed else EXIT_OK)

@@ -13,12 +13,14 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 from typing import Any
 
+import redis
 from celery import Celery, group
 
+from smq.distributed.broker_contents import held_task_ids
 from smq.distributed.payload import ExecutionPayload, parse_payload
 from smq.distributed.queues import check_queue
 from smq.engine.errors import SmqError
-from smq.repository.queue_records import EnqueueLedger
+from smq.repository.queue_records import EnqueueLedger, Unstarted
 from smq.repository.repository import Repository
 
 TASK_NAME = "smq.execute_state_machine"
@@ -43,7 +45,9 @@ class EnqueueSummary:
     enqueued: int = 0
     skipped: int = 0
     failed: int = 0
-    requeued: int = 0  # of `enqueued`: names enqueued before that had not started (requeue_unstarted)
+    # of `enqueued`: names claimed before that had not started and that the broker did not hold (never
+    # published, or lost), or any that had not started with `requeue_unstarted`
+    requeued: int = 0
     errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,6 +73,7 @@ class QueueClient:
         self.repository = repository
         self.app = app or default_app()
         self.ledger = EnqueueLedger(repository.engine)
+        self._held: set[str] | None = None
 
     # ------------------------------------------------------------------ one
 
@@ -149,6 +154,7 @@ class QueueClient:
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
         check_queue(queue)
+        self._held = None  # read from the broker once per call, if a claimed name has not started
         summary = EnqueueSummary()
         iterator = iter(payloads)
         while chunk := list(islice(iterator, chunk_size)):
@@ -184,11 +190,19 @@ class QueueClient:
             machine: self.ledger.claim(machine, names, queue, kept[machine])
             for machine, names in wanted.items()
         }
-        unstarted: dict[str, dict[str, str]] = {}
-        if requeue_unstarted:
+        # Names claimed before with no execution yet: still queued, or never published (their publisher
+        # died after claiming) or lost by the broker. The latter are published again; with
+        # `requeue_unstarted`, all of them.
+        unstarted = {
+            machine: self.ledger.unstarted(machine, set(names) - claimed[machine])
+            for machine, names in wanted.items()
+            if len(claimed[machine]) < len(names)
+        }
+        if not requeue_unstarted and any(unstarted.values()):
+            held = self._held_by_broker()
             unstarted = {
-                machine: self.ledger.unstarted(machine, set(names) - claimed[machine])
-                for machine, names in wanted.items()
+                machine: {name: task_id for name, task_id in names.items() if task_id not in held}
+                for machine, names in unstarted.items()
             }
         to_send: list[tuple[ExecutionPayload, str]] = []
         requeued = 0
@@ -211,6 +225,25 @@ class QueueClient:
             return
         summary.enqueued += len(to_send)
         summary.requeued += requeued
+
+    def _held_by_broker(self) -> set[str]:
+        """Task ids the broker holds (queued or unacknowledged), read once per `enqueue_many`."""
+        if self._held is None:
+            client = redis.Redis.from_url(self.app.conf.broker_url, socket_timeout=10)
+            try:
+                self._held = held_task_ids(client)
+            finally:
+                client.close()
+        return self._held
+
+    def republish(self, item: Unstarted) -> str:
+        """Publish again the kept payload of a claim whose message the broker lost (or that was never
+        published: its publisher died after claiming); returns the new task id."""
+        parsed = parse_payload(item.payload)
+        task_id = str(uuid.uuid4())
+        self._signature(parsed, item.queue, task_id).apply_async()
+        self.ledger.republished(item, task_id)
+        return task_id
 
     # ------------------------------------------------------------------ pieces
 

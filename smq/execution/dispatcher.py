@@ -25,8 +25,8 @@ from smq.repository.waits import WaitStore, Woken
 from smq.settings import Settings
 
 log = logging.getLogger("smq.dispatcher")
-# Seconds between the dispatcher's looks at the broker's dead-letter spool.
-SPOOL_CHECK_SECONDS = 2.0
+# Seconds between the dispatcher's looks at the broker: spooled dead letters, lost data, lost messages.
+BROKER_CHECK_SECONDS = 2.0
 
 
 @dataclass
@@ -35,6 +35,7 @@ class Tick:
     recovered: list[Recovered] = field(default_factory=list)
     continued: ContinuationSummary = field(default_factory=ContinuationSummary)
     dead_letters_moved: int = 0
+    healed: dict[str, Any] | None = None  # what the broker watch put back (smq.distributed.healing)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +43,7 @@ class Tick:
             "recovered": [item.to_dict() for item in self.recovered],
             "continuations": self.continued.to_dict(),
             "dead_letters_moved": self.dead_letters_moved,
+            "healed": self.healed,
         }
 
 
@@ -60,7 +62,8 @@ class Dispatcher:
         self.handlers = handlers
         self.waits = WaitStore(repository.engine, wake_grace_seconds=settings.wake_grace)
         self._last_scan = 0.0
-        self._last_spool_check = 0.0
+        self._last_broker_check = 0.0
+        self._watch: Any = None  # smq.distributed.healing.BrokerWatch, made on first use (needs a broker)
 
     def tick(self, *, recover: bool | None = None, batch: int = 200) -> Tick:
         """Fire what is due in batches of `batch`, publishing each batch's continuations before firing
@@ -91,10 +94,11 @@ class Dispatcher:
                     self.repository, continuations(result.recovered), self.settings, handlers=self.handlers
                 )
             )
-        if self.settings.broker_url and now - self._last_spool_check >= SPOOL_CHECK_SECONDS:
-            self._last_spool_check = now
+        if self.settings.broker_url and now - self._last_broker_check >= BROKER_CHECK_SECONDS:
+            self._last_broker_check = now
             result.dead_letters_moved = self._move_spooled_dead_letters(self.settings.broker_url)
-        if result.woken or result.recovered:
+            result.healed = self._broker_watch().check().to_dict()
+        if result.woken or result.recovered or (result.healed and result.healed["claims_republished"]):
             log.info(
                 "fired %d timer(s), recovered %d execution(s), %d continuation(s) enqueued",
                 len(result.woken),
@@ -102,6 +106,18 @@ class Dispatcher:
                 result.continued.enqueued,
             )
         return result
+
+    def _broker_watch(self) -> Any:
+        if self._watch is None:
+            from smq.distributed.healing import BrokerWatch
+
+            self._watch = BrokerWatch(
+                self.repository,
+                self.settings,
+                handlers=self.handlers,
+                stale_after=self.settings.stranded_after,
+            )
+        return self._watch
 
     def _move_spooled_dead_letters(self, broker_url: str) -> int:
         """Dead letters workers spooled in Redis while the database was down (smq.distributed)."""

@@ -210,6 +210,34 @@ def _recover_one(
     return _recovered(row, action, attempt)
 
 
+def requeue_handed_over(repository: Repository, *, grace: float, limit: int = 5000) -> list[Recovered]:
+    """The broker lost its data: every RUNNING execution handed to the queue that no worker has taken
+    yet (woken, redriven, recovered; lease with no owner) lost its message with it. Publish their
+    continuations now instead of when their wake grace runs out. Executions a live worker holds are left
+    alone: their worker goes on running them."""
+    now = datetime.now(UTC)
+    c = EXECUTIONS.c
+    handed_over = and_(c.status == RUNNING, or_(c.lease_owner.is_(None), c.lease_owner == RECOVERY_OWNER))
+    with repository.engine.connect() as connection:
+        rows = connection.execute(
+            select(c.id, c.state_machine_id, c.name, c.current_state, c.recovery_attempts, c.queue)
+            .where(handed_over)
+            .order_by(c.updated_at)
+            .limit(limit)
+        ).all()
+    requeued = []
+    for row in rows:
+        with repository.engine.begin() as connection:
+            moved = connection.execute(
+                update(EXECUTIONS)
+                .where(c.id == row.id, handed_over)
+                .values(lease_expires_at=now + timedelta(seconds=grace), updated_at=now)
+            ).rowcount
+        if moved == 1:
+            requeued.append(_recovered(row, "requeue", row.recovery_attempts))
+    return requeued
+
+
 def _requeue(
     repository: Repository, row: Any, now: datetime, lease_seconds: float, grace: float
 ) -> Recovered | None:

@@ -293,10 +293,12 @@ def test_a_message_lost_by_the_broker_before_it_started_can_be_enqueued_again(
     finally:
         client.close()
     assert len(lost) == 2 and len(queued_names()) == 3
-    # A plain re-run publishes nothing (the names are claimed); the repair publishes again every name that
-    # never started, the lost ones included: each of the five is then queued or exists as an execution.
+    # A plain re-run publishes exactly the two the broker lost (claimed, never started, not held by the
+    # broker) and skips the three still queued; `--requeue-unstarted` publishes every name that never
+    # started whatever the broker holds. Each of the five is then queued or exists as an execution.
     plain = smq_json(leader, env)
-    assert (plain["enqueued"], plain["skipped"]) == (0, 5)
+    assert (plain["enqueued"], plain["requeued"], plain["skipped"]) == (2, 2, 3)
+    assert sorted(queued_names()) == sorted(names)
     again = smq_json([*leader, "--requeue-unstarted"], env)
     assert (again["enqueued"], again["requeued"], again["skipped"]) == (5, 5, 0)
     executed = {row.name for row in db.rows("SELECT name FROM smq_executions WHERE state_machine_id = 'DST'")}
