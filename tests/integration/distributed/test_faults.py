@@ -6,8 +6,8 @@ worker had received (and not acknowledged) delivered again and finished.
 One loss is outside smq's reach and tolerated, bounded and checked: kombu pops a message (BRPOP) before
 it records it as unacknowledged, so a message popped just as Redis (or the worker) dies is gone, never
 received by any worker (see `_lost_in_the_broker`). Its name stays claimed in the enqueue ledger with no
-execution; the operator's repair, `smq leader ... --requeue-unstarted`, is tested deterministically at
-the end.
+execution; a re-run leader publishes it again (so does the scheduler by itself: see
+tests/integration/waiting/test_broker_loss.py), tested deterministically at the end.
 
 Limits are short (soft 6 s, hard 8 s, visibility timeout 10 s, swept every second), so an unacknowledged
 message comes back within about 11 s; the waits are bounded and list what is stuck or missing.
