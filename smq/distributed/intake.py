@@ -97,6 +97,8 @@ def envelope(item: bytes | str, decode_body: Callable[[Any, Any], Any]) -> dict[
         raise BadMessage(MALFORMED_ENVELOPE, "not a kombu message: no text body")
     if not isinstance(message.get("content-type"), str | None):
         raise BadMessage(MALFORMED_ENVELOPE, "not a kombu message: content-type is not text")
+    if message.get("headers") and not isinstance(message["headers"], dict):
+        raise BadMessage(MALFORMED_ENVELOPE, "not a kombu message: headers are not an object")
     try:
         decode_body(body, encoding)
     except (ValueError, TypeError, AttributeError) as exc:  # AttributeError: an unknown body encoding

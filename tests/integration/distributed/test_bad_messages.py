@@ -113,10 +113,11 @@ def test_raw_items_that_are_not_kombu_messages_are_dead_lettered_on_every_queue(
     big = b"x" * (RAW_LIMIT + 4096)
     _, not_base64 = _envelope("default", b"")
     not_base64 = not_base64.replace(b'"body": ""', b'"body": "abc"')
+    _, listed_headers = _envelope("low", _body([_payload("never-run")]), headers=[TASK])
     raws = {
         "critical": [b"not a kombu message {"],
         "default": [b"not a kombu message {", b"[1, 2]", b"{}", not_base64, b"\xff\xfe\x00 binary", big],
-        "low": [b"not a kombu message {", b'{"properties": {"delivery_tag": "t"}}'],
+        "low": [b"not a kombu message {", b'{"properties": {"delivery_tag": "t"}}', listed_headers],
     }
     markers = {}
     for queue in QUEUES:
@@ -138,6 +139,7 @@ def test_raw_items_that_are_not_kombu_messages_are_dead_lettered_on_every_queue(
     assert "delivery_tag" in by_payload["{}"].error
     assert "delivery_info" in by_payload[raw_text(raws["low"][1])].error
     assert "'base64'" in by_payload[raw_text(not_base64)].error
+    assert "headers are not an object" in by_payload[raw_text(listed_headers)].error
     assert raw_text(b"\xff\xfe\x00 binary") == "\\xff\\xfe\\x00 binary"
     (capped,) = [row.payload for row in letters.values() if row.payload.startswith("xxx")]
     assert capped.startswith("x" * RAW_LIMIT) and capped.endswith(f"[{len(big)} bytes in all, cut]")
