@@ -35,6 +35,8 @@ from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
+from smq.distributed.resources import worker_dead_letters
+
 MALFORMED_ENVELOPE = "malformed_envelope"
 UNDECODABLE_BODY = "undecodable_body"
 CONTENT_TYPE_REFUSED = "content_type_refused"
@@ -66,11 +68,14 @@ class InvalidArguments(InvalidTaskError):  # type: ignore[misc]
     """Celery's own error for a task message it cannot run, raised for arguments that do not fit."""
 
 
-def raw_text(raw: bytes | str | None, limit: int = RAW_LIMIT) -> str:
+def raw_text(raw: Any, limit: int = RAW_LIMIT) -> str:
     """A message's raw bytes as text for the dead letters: UTF-8 where it is, `\\xNN` escapes for other
     bytes and control characters (a pickle stays readable), at most `limit` characters, then a note of
     the full size."""
-    data = raw if isinstance(raw, bytes) else (raw or "").encode("utf-8", "surrogatepass")
+    if isinstance(raw, bytes | bytearray | memoryview):
+        data = bytes(raw)
+    else:
+        data = ("" if raw is None else str(raw)).encode("utf-8", "surrogatepass")
     text = data[:limit].decode("utf-8", "backslashreplace").translate(_CONTROLS)
     if len(data) <= limit and len(text) <= limit:
         return text
@@ -107,7 +112,7 @@ def envelope(item: bytes | str, decode_body: Callable[[Any, Any], Any]) -> dict[
 
 
 def dead_letter(
-    raw: bytes | str | None,
+    raw: Any,
     *,
     reason: str,
     error: str,
@@ -123,8 +128,6 @@ def dead_letter(
     queue = (queue if isinstance(queue, str) and queue else "default")[:50]
     log.warning("bad message on %s dead-lettered as %s (task id %s): %s", queue, reason, key, error)
     try:
-        from smq.distributed.resources import worker_dead_letters
-
         worker_dead_letters().record(
             task_id=key,
             task_name=(task_name if isinstance(task_name, str) and task_name else "-")[:200],
