@@ -17,6 +17,11 @@ _settings = Settings.from_env()
 broker_url = _settings.broker_url or "redis://127.0.0.1:6379/0"
 # Keep reconnecting to the broker at startup instead of exiting (containers start in any order).
 broker_connection_retry_on_startup = True
+# smq's Redis transport: an item of a queue that is not a kombu message (raw text pushed with LPUSH)
+# goes to the dead letters instead of ending the worker (smq.distributed.intake). Other schemes (rediss,
+# sentinel) keep kombu's own transport.
+if broker_url.partition("://")[0] == "redis":
+    broker_transport = "smq.distributed.intake:Transport"
 broker_transport_options = {
     # A message not acknowledged within this many seconds is delivered again. It must exceed the hard
     # time limit, or a long execution would be handed to a second worker while still running.
@@ -35,6 +40,9 @@ smq_queue_order = _settings.queue_order
 
 # JSON on the wire, never pickle: a payload must be replayable from the dead letters.
 task_serializer = "json"
+# What Celery would log and drop (a body that is not JSON, pickle, an unknown task, a message it cannot
+# read) is dead-lettered with its raw text by smq's consumer (smq.distributed.intake).
+worker_consumer = "smq.distributed.intake:Consumer"
 result_serializer = "json"
 accept_content = ["json"]
 # Results live in smq's database, not in Celery: no result backend, nothing stored per task.

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,36 @@ def _float(env: dict[str, str], name: str, default: float, minimum: float = 0.0)
     if not value >= minimum:
         raise SettingsError(f"{name} must be >= {minimum}, got {raw}")
     return value
+
+
+# A URL inside any text: a scheme, `://`, then everything up to whitespace or a quote.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+# Query parameters that carry a secret (`?password=...` works for libpq and redis-py alike).
+_SECRET_PARAMETER = re.compile(
+    r"(?i)([?&;](?:[a-z_]*password|passwd|pwd|[a-z_]*secret|[a-z_]*token)=)[^&;#]*"
+)
+MASK = "***"
+_MASKED_PARAMETER = rf"\g<1>{MASK}"
+
+
+def redact(text: str) -> str:
+    """`text` with the password of every URL in it masked: a database or broker URL, or an error message
+    that quotes one. The only way smq shows a URL.
+
+    Not the libraries' helpers: SQLAlchemy's `render_as_string(hide_password=True)` needs a URL it can
+    parse (its own parse errors quote the URL whole) and leaves `?password=` visible, and kombu's
+    `maybe_sanitize_url` re-renders the URL. Here the user info runs to the URL's last `@` (redis-py
+    and urllib read `redis://:p@ss@host` so) and everything after `user:` up to it is masked."""
+    return _URL.sub(_mask_url, text)
+
+
+def _mask_url(match: re.Match[str]) -> str:
+    url = match.group()
+    scheme, _, rest = url.partition("://")
+    userinfo, at, location = rest.rpartition("@")
+    if at and ":" in userinfo:
+        rest = f"{userinfo.partition(':')[0]}:{MASK}@{location}"
+    return f"{scheme}://{_SECRET_PARAMETER.sub(_MASKED_PARAMETER, rest)}"
 
 
 QUEUES = ("critical", "default", "low")

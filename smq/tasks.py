@@ -132,6 +132,8 @@ class ExecutionRequest(Request):  # type: ignore[misc]
     max_retries=app.conf.smq_max_retries,
     default_retry_delay=app.conf.smq_retry_delays[0] if app.conf.smq_retry_delays else 0,
     Request=ExecutionRequest,
+    # Arguments that do not fit, a content type but JSON: dead-lettered before the task is run.
+    Strategy="smq.distributed.intake:checked_strategy",
 )
 def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None = None) -> dict[str, Any]:
     """Create or resume the execution described by `payload` and run it to its end."""

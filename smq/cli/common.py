@@ -20,7 +20,7 @@ from smq.loading import HandlerImportError, import_handlers
 from smq.repository.database import SchemaOutdated
 from smq.repository.filters import ExecutionFilter, FilterError, parse_filter
 from smq.repository.repository import Repository
-from smq.settings import QUEUES, Settings, SettingsError
+from smq.settings import QUEUES, Settings, SettingsError, redact
 
 EXIT_OK, EXIT_NOT_SUCCEEDED, EXIT_USAGE = 0, 1, 2
 
@@ -30,7 +30,8 @@ class UsageError(click.UsageError):
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    click.echo(message, err=True)
+    """Print `message` (URL passwords masked: errors often quote a database or broker URL) and exit."""
+    click.echo(redact(message), err=True)
     sys.exit(code)
 
 

@@ -6,6 +6,7 @@ import click
 
 from smq.cli.common import fail, load_settings
 from smq.repository.database import create_database_engine, current_revision, head_revision, upgrade
+from smq.settings import redact
 
 
 @click.group()
@@ -23,7 +24,7 @@ def upgrade_command(revision: str) -> None:
         upgrade(engine, revision)
     except Exception as exc:
         fail(f"upgrade of {settings.database_url} failed: {type(exc).__name__}: {exc}")
-    click.echo(f"{engine.url.render_as_string(hide_password=True)}: at revision {current_revision(engine)}")
+    click.echo(f"{redact(settings.database_url)}: at revision {current_revision(engine)}")
 
 
 @db.command("current")

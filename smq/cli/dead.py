@@ -22,7 +22,7 @@ from smq.cli.common import (
 )
 from smq.repository.queue_records import DeadLetter, DeadLetters
 from smq.repository.repository import Repository
-from smq.settings import QUEUES
+from smq.settings import QUEUES, redact
 
 
 def _store() -> tuple[DeadLetters, Repository]:
@@ -135,6 +135,7 @@ def retry_dead(
     The execution (FAILED with smq.DeadLettered) resumes from its last checkpoint (or starts, if it
     never did)."""
     from smq.distributed.client import EnqueueError, QueueClient
+    from smq.distributed.intake import BAD_MESSAGE_REASONS
 
     store, repository = _store()
     client = QueueClient(repository)
@@ -142,6 +143,13 @@ def retry_dead(
     failed: list[dict[str, Any]] = []
     for letter in _chosen(store, task_ids, every, from_queue):
         target = queue or (letter.queue if letter.queue in QUEUES else "default")
+        if letter.reason in BAD_MESSAGE_REASONS:
+            error = (
+                f"a bad message ({letter.reason}), never a valid task: nothing to replay (its raw text is "
+                f"in `smq dead show {letter.task_id}`; remove it with `smq dead purge`)"
+            )
+            failed.append({"task_id": letter.task_id, "error": error})
+            continue
         try:
             replay = _replayable(letter.payload)
             # Its execution (FAILED with smq.DeadLettered) becomes RUNNING from its last checkpoint, so
@@ -150,7 +158,7 @@ def retry_dead(
             # Published again whatever the enqueue ledger says: this name was enqueued once already.
             sent = client.enqueue(replay, target)
         except (EnqueueError, ValueError) as exc:
-            failed.append({"task_id": letter.task_id, "error": str(exc)})
+            failed.append({"task_id": letter.task_id, "error": redact(str(exc))})
             continue
         store.delete([letter.task_id])
         retried.append({"task_id": letter.task_id, "new_task_id": sent.task_id, "queue": target})

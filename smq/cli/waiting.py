@@ -35,7 +35,7 @@ from smq.execution.dispatcher import Dispatcher
 from smq.execution.operations import Operations, Resumed
 from smq.execution.recovery import continuations, scan
 from smq.repository.waits import WaitStore, Woken
-from smq.settings import Settings
+from smq.settings import Settings, redact
 
 
 def _value(text: str) -> Any:
@@ -233,9 +233,10 @@ def scheduler(once: bool, health_file: str | None, handler_modules: tuple[str, .
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
+    target = f"enqueue to {redact(settings.broker_url)}" if settings.broker_url else "in-process"
     click.echo(
         f"smq scheduler: polling every {settings.scheduler_interval:g}s, recovery scan every "
-        f"{settings.lease_seconds / 2:g}s ({'enqueue to ' + settings.broker_url if settings.broker_url else 'in-process'})",
+        f"{settings.lease_seconds / 2:g}s ({target})",
         err=True,
     )
     dispatcher.run(stop)

@@ -15,7 +15,7 @@ from typing import Any
 from celery import Celery, signals
 
 from smq.loading import HandlerImportError, import_handlers
-from smq.settings import Settings
+from smq.settings import Settings, redact
 
 log = logging.getLogger("smq.worker")
 
@@ -38,7 +38,9 @@ def _prepare_worker(**_: Any) -> None:
         check_database(settings)
     except Exception as exc:
         print(
-            f"smq worker: cannot use the database {settings.database_url}: {exc}", file=sys.stderr, flush=True
+            redact(f"smq worker: cannot use the database {settings.database_url}: {exc}"),
+            file=sys.stderr,
+            flush=True,
         )
         os._exit(2)
     log.info("smq worker ready: handlers %s", ", ".join(module.__name__ for module in modules) or "(none)")

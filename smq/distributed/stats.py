@@ -16,7 +16,7 @@ import redis
 
 from smq.repository.queue_records import DeadLetters
 from smq.repository.repository import Repository
-from smq.settings import QUEUES
+from smq.settings import QUEUES, redact
 
 # kombu's Redis transport keeps one list per priority step: `queue`, then `queue\x06\x16<step>`.
 PRIORITY_SEPARATOR = "\x06\x16"
@@ -75,12 +75,12 @@ def collect_stats(repository: Repository, broker_url: str | None) -> dict[str, A
         try:
             queues = queue_stats(broker_url)
         except redis.RedisError as exc:
-            broker_error = f"{type(exc).__name__}: {exc}"
+            broker_error = redact(f"{type(exc).__name__}: {exc}")
     for queue in set(QUEUES) | set(dead):
         queues.setdefault(queue, {})["dead"] = dead.get(queue, 0)
     return {
         "time": datetime.now(UTC).isoformat(),
-        "broker": broker_url,
+        "broker": redact(broker_url) if broker_url else None,
         "broker_error": broker_error,
         "queues": queues,
         "executions": repository.count_by_status(),
