@@ -32,7 +32,7 @@ from celery.worker.request import Request
 from smq.distributed.app import app
 from smq.distributed.payload import InvalidTaskPayload, parse_payload, payload_max_retries
 from smq.distributed.resources import worker_dead_letters, worker_repository, worker_settings
-from smq.engine.errors import InfrastructureError, SmqError, pass_through
+from smq.engine.errors import PASS_THROUGH, InfrastructureError, SmqError
 from smq.engine.handlers import default_registry
 from smq.execution.leases import ExecutionHeld
 from smq.execution.runner import start_execution
@@ -41,7 +41,7 @@ TASK_NAME = "smq.execute_state_machine"
 log = logging.getLogger("smq.tasks")
 
 # A soft time limit interrupts whatever runs: it must reach the task, not become an ASL error.
-pass_through(SoftTimeLimitExceeded)
+WORKER_PASS_THROUGH = (*PASS_THROUGH, SoftTimeLimitExceeded)
 
 
 def retry_countdown(retries: int, delays: Sequence[float], rng: random.Random | None = None) -> float:
@@ -158,6 +158,7 @@ def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None
             defer_held=True,
             # A checkpoint the database cannot take is retried, results kept, instead of rerunning a Task.
             outage_budget=settings.outage_budget,
+            pass_through=WORKER_PASS_THROUGH,
         )
     except ExecutionHeld as held:
         return _check_again_later(

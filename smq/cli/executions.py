@@ -23,6 +23,7 @@ from smq.cli.common import (
 from smq.cli.run import history_table
 from smq.engine.errors import SmqError
 from smq.engine.fanout import branch_progress
+from smq.engine.status import Status
 from smq.repository.repository import NotFound
 
 
@@ -87,7 +88,7 @@ def show(execution: str, as_json: bool) -> None:
     except NotFound as exc:
         fail(str(exc))
     body = record.to_dict()
-    if record.status == "WAITING":
+    if record.status == Status.WAITING:
         from smq.repository.waits import WaitStore
 
         # What it waits for: an operator at 3 a.m. needs the key, the token or the due time.

@@ -28,6 +28,7 @@ from smq.cli.common import (
 )
 from smq.engine.errors import SmqError
 from smq.engine.handlers import default_registry
+from smq.engine.status import Status
 from smq.execution.batch import BatchItem, run_batch
 from smq.repository.filters import ExecutionFilter
 from smq.repository.repository import Repository
@@ -167,7 +168,7 @@ def leader(
         if result.stopped_early:
             table.add_row("stopped early (--stop-on-error)", "yes")
         console().print(table)
-    ok = set(result.counts) <= {"SUCCEEDED"} and not result.stopped_early
+    ok = set(result.counts) <= {Status.SUCCEEDED} and not result.stopped_early
     sys.exit(EXIT_OK if ok else EXIT_NOT_SUCCEEDED)
 
 

@@ -29,6 +29,7 @@ from smq.cli.common import (
 from smq.engine.compiler import validate_definition
 from smq.engine.errors import DefinitionError, UnknownResourceError
 from smq.engine.handlers import default_registry
+from smq.engine.status import EntryStatus, Status
 from smq.execution.runner import PayloadTooLarge, StartRequest, start_execution
 from smq.repository.repository import ExecutionRecord, HistoryRecord, InvalidId
 
@@ -93,7 +94,7 @@ def run(
         echo_json(result_json(record))
     else:
         print_result(record, repository.history(record.execution_id))
-    sys.exit(EXIT_OK if record.status == "SUCCEEDED" else EXIT_NOT_SUCCEEDED)
+    sys.exit(EXIT_OK if record.status == Status.SUCCEEDED else EXIT_NOT_SUCCEEDED)
 
 
 def result_json(record: ExecutionRecord) -> dict[str, Any]:
@@ -112,12 +113,12 @@ def _preview(value: Any, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-STATUS_COLOURS = {
-    "SUCCEEDED": "green",
-    "FAILED": "red",
-    "RETRIED": "yellow",
-    "CAUGHT": "magenta",
-    "TIMED_OUT": "red",
+STATUS_COLOURS: dict[str, str] = {
+    EntryStatus.SUCCEEDED: "green",
+    EntryStatus.FAILED: "red",
+    EntryStatus.RETRIED: "yellow",
+    EntryStatus.CAUGHT: "magenta",
+    EntryStatus.TIMED_OUT: "red",
 }
 
 
@@ -147,12 +148,12 @@ def history_table(entries: list[HistoryRecord]) -> Table:
 def print_result(record: ExecutionRecord, entries: list[HistoryRecord]) -> None:
     out = console()
     out.print(history_table(entries))
-    colour = "green" if record.status == "SUCCEEDED" else "red"
+    colour = "green" if record.status == Status.SUCCEEDED else "red"
     out.print(
         f"\nExecution: {record.execution_id} (name {record.name}, {record.state_machine_id} v{record.version})"
     )
     out.print(f"Status: [bold {colour}]{record.status}[/]")
-    if record.status == "SUCCEEDED":
+    if record.status == Status.SUCCEEDED:
         out.print("Output:")
         out.print_json(json.dumps(record.output))
     else:

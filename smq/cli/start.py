@@ -33,6 +33,7 @@ from smq.cli.common import (
 from smq.cli.run import result_json
 from smq.engine.errors import SmqError
 from smq.engine.handlers import default_registry
+from smq.engine.status import Status
 from smq.execution.runner import StartRequest, start_execution
 from smq.repository.repository import Repository
 from smq.settings import QUEUES
@@ -171,9 +172,9 @@ def start(
         click.echo(f"{record.execution_id} {record.name} {record.status}")
         if record.error is not None:
             click.echo(f"  {record.error}: {record.cause}", err=True)
-        elif record.status == "WAITING":
+        elif record.status == Status.WAITING:
             click.echo("  parked: `smq executions show` says what it waits for", err=True)
-    sys.exit(EXIT_OK if record.status == "SUCCEEDED" else EXIT_NOT_SUCCEEDED)
+    sys.exit(EXIT_OK if record.status == Status.SUCCEEDED else EXIT_NOT_SUCCEEDED)
 
 
 def bulk_start(
@@ -232,7 +233,7 @@ def bulk_start(
         for status, count in sorted(counts.items()):
             table.add_row(status, str(count))
         console().print(table)
-    sys.exit(EXIT_OK if set(counts) <= {"SUCCEEDED"} else EXIT_NOT_SUCCEEDED)
+    sys.exit(EXIT_OK if set(counts) <= {Status.SUCCEEDED} else EXIT_NOT_SUCCEEDED)
 
 
 def _enqueue_client(repository: Repository, state_machine_id: str, version: int | None) -> QueueClient:

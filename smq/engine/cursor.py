@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 from smq.engine.jsontext import compact
+from smq.engine.status import EntryStatus, Status
 from smq.engine.timestamps import format_timestamp
 
 CURSOR_FORMAT = 1
@@ -65,7 +66,9 @@ def is_parked(pending: Any) -> bool:
     fanout = fanout_pending(pending)
     if fanout is None:
         return False
-    paused = [job.get("cursor") or {} for job in _jobs(fanout).values() if job.get("status") == "WAITING"]
+    paused = [
+        job.get("cursor") or {} for job in _jobs(fanout).values() if job.get("status") == Status.WAITING
+    ]
     return bool(paused) and all(
         cursor.get("not_before") is None and is_parked(cursor.get("pending")) for cursor in paused
     )
@@ -85,7 +88,7 @@ def branch_waits(pending: Any, prefix: str = "") -> list[tuple[str, dict[str, An
     if fanout is None:
         return found
     for index, job in _jobs(fanout).items():
-        inner = (job.get("cursor") or {}).get("pending") if job.get("status") == "WAITING" else None
+        inner = (job.get("cursor") or {}).get("pending") if job.get("status") == Status.WAITING else None
         path = f"{prefix}{index}"
         if _awaits_delivery(inner):
             found.append((path, inner))
@@ -108,7 +111,7 @@ def deliver_at(cursor: dict[str, Any], path: str, delivery: dict[str, Any]) -> d
     if fanout is None:
         return None
     job = _jobs(fanout).get(head)
-    if not job or job.get("status") != "WAITING" or not isinstance(job.get("cursor"), dict):
+    if not job or job.get("status") != Status.WAITING or not isinstance(job.get("cursor"), dict):
         return None
     inner = deliver_at(job["cursor"], rest, delivery)
     if inner is None:
@@ -255,12 +258,9 @@ def check_delivery(kind: str, delivery: Any) -> None:
             raise ValueError(f"a {delivery['kind']!r} delivery needs {key!r}")
 
 
-# History entry statuses.
-SUCCEEDED = "SUCCEEDED"
-FAILED = "FAILED"
-RETRIED = "RETRIED"
-CAUGHT = "CAUGHT"
-TIMED_OUT = "TIMED_OUT"  # a Message state whose timeout sent it to its TimeoutPath state
+# History entry statuses (smq.engine.status.EntryStatus).
+SUCCEEDED, FAILED, RETRIED = EntryStatus.SUCCEEDED, EntryStatus.FAILED, EntryStatus.RETRIED
+CAUGHT, TIMED_OUT = EntryStatus.CAUGHT, EntryStatus.TIMED_OUT
 
 
 _CURSOR_FIELDS = frozenset(spec.name for spec in fields(Cursor))

@@ -20,16 +20,14 @@ from smq.engine.cursor import Cursor, HistoryEntry, Step
 from smq.engine.interpreter import run_state
 from smq.engine.model import Machine
 from smq.engine.runtime import ExecutionAborted, ExecutionTimedOut, Runtime
+from smq.engine.status import Status
 
 Checkpoint = Callable[[Step], None]
 
-# Outcome statuses. RUNNING: stopped by `stop_after`; WAITING: parked (see the module docstring).
-RUNNING = "RUNNING"
-WAITING = "WAITING"
-SUCCEEDED = "SUCCEEDED"
-FAILED = "FAILED"
-TIMED_OUT = "TIMED_OUT"
-ABORTED = "ABORTED"
+# Outcome statuses (smq.engine.status). RUNNING: stopped by `stop_after`; WAITING: parked (see the
+# module docstring).
+RUNNING, WAITING, SUCCEEDED = Status.RUNNING, Status.WAITING, Status.SUCCEEDED
+FAILED, TIMED_OUT, ABORTED = Status.FAILED, Status.TIMED_OUT, Status.ABORTED
 
 
 @dataclass

@@ -66,14 +66,8 @@ class InfrastructureError(SmqError):
 
 
 # Exception types a handler may raise that pass through the engine untouched (never become ASL
-# errors). The Celery task adds its soft time limit here.
-PASSTHROUGH: list[type[BaseException]] = [InfrastructureError]
-
-
-def pass_through(exc_type: type[BaseException]) -> None:
-    """Let `exc_type` raised by a handler propagate out of the engine instead of failing the state."""
-    if exc_type not in PASSTHROUGH:
-        PASSTHROUGH.append(exc_type)
+# errors), unless a run says otherwise (`Runtime.pass_through`; the Celery task adds its soft limit).
+PASS_THROUGH: tuple[type[BaseException], ...] = (InfrastructureError,)
 
 
 @dataclass(frozen=True)

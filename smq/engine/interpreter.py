@@ -785,6 +785,7 @@ def _invoke_task(
         heartbeat=heartbeat,
         execution_remaining=remaining,
         cancelled=runtime.cancelled,
+        pass_through=runtime.pass_through,
     )
     if token is not None:
         return None  # a callback task's result arrives with its token, not from the handler

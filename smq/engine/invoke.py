@@ -20,9 +20,12 @@ from smq.engine.runtime import ExecutionAborted, ExecutionTimedOut
 _POLL_SECONDS = 0.05
 
 
-def error_of(exc: BaseException) -> StatesError:
-    """The ASL error an exception stands for: an explicit name, else the exception's class name."""
-    if isinstance(exc, tuple(errors.PASSTHROUGH)):
+def error_of(
+    exc: BaseException, pass_through: tuple[type[BaseException], ...] = errors.PASS_THROUGH
+) -> StatesError:
+    """The ASL error an exception stands for: an explicit name, else the exception's class name.
+    Exceptions of the `pass_through` types are not the workflow's: they propagate as they are."""
+    if isinstance(exc, pass_through):
         raise exc
     if isinstance(exc, StatesError):
         return exc
@@ -43,14 +46,17 @@ def call_handler(
     heartbeat: float | None,
     execution_remaining: float | None,
     cancelled: Callable[[], bool],
+    pass_through: tuple[type[BaseException], ...] = errors.PASS_THROUGH,
 ) -> Any:
-    """Run the handler; raise StatesError for its failure or a timeout."""
+    """Run the handler; raise StatesError for its failure or a timeout (`pass_through` types as they are)."""
     if timeout is None and heartbeat is None and execution_remaining is None:
         try:
             return registry.call(name, payload, ctx)
         except Exception as exc:  # any handler failure becomes an ASL error
-            raise error_of(exc) from exc
-    return _call_watched(registry, name, payload, ctx, timeout, heartbeat, execution_remaining, cancelled)
+            raise error_of(exc, pass_through) from exc
+    return _call_watched(
+        registry, name, payload, ctx, timeout, heartbeat, execution_remaining, cancelled, pass_through
+    )
 
 
 def _call_watched(
@@ -62,6 +68,7 @@ def _call_watched(
     heartbeat: float | None,
     execution_remaining: float | None,
     cancelled: Callable[[], bool],
+    pass_through: tuple[type[BaseException], ...],
 ) -> Any:
     outcome: dict[str, Any] = {}
     done = threading.Event()
@@ -98,5 +105,5 @@ def _call_watched(
             raise ExecutionTimedOut("the execution exceeded its TimeoutSeconds")
     if "error" in outcome:
         exc = outcome["error"]
-        raise error_of(exc) from exc
+        raise error_of(exc, pass_through) from exc
     return outcome.get("result")

@@ -27,6 +27,7 @@ from smq.engine.interpreter import run_state
 from smq.engine.jsontext import compact
 from smq.engine.model import Machine
 from smq.engine.runtime import DEFAULT_PAYLOAD_LIMIT, Runtime
+from smq.engine.status import Status
 
 _UNSET: Any = object()
 
@@ -50,7 +51,7 @@ class ExecutionResult:
 
     @property
     def succeeded(self) -> bool:
-        return self.status == "SUCCEEDED"
+        return self.status == Status.SUCCEEDED
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "output": self.output, "error": self.error, "cause": self.cause}

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+from smq.engine.errors import PASS_THROUGH
 from smq.engine.handlers import HandlerRegistry, default_registry
 
 AWS_PAYLOAD_LIMIT = 256 * 1024
@@ -81,6 +82,9 @@ class Runtime:
     # Seconds: a pause (Wait, retry back-off) ending more than this after now is not slept on; the
     # driver returns WAITING with the cursor and a durable timer resumes it. None: always sleep.
     park_after: float | None = None
+    # Exceptions a handler raises that are not the workflow's failure (never ASL errors): they leave the
+    # engine as they are, the execution at its last checkpoint. A Celery worker adds its soft time limit.
+    pass_through: tuple[type[BaseException], ...] = PASS_THROUGH
 
     def __post_init__(self) -> None:
         owner = getattr(self.sleep, "__self__", None)

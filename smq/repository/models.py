@@ -29,6 +29,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from smq.engine.jsontext import compact
+from smq.engine.status import FINAL_STATUSES as FINAL_STATUSES  # re-exported for the queries
+from smq.engine.status import Status
 
 
 class SQLiteJSON(TypeDecorator[Any]):
@@ -79,22 +81,15 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-# Execution statuses. WAITING: parked on a message, a callback or a durable timer (no worker holds it).
-# PAUSED: a crashed execution held for an operator (recovery strategy "pause").
-RUNNING = "RUNNING"
-WAITING = "WAITING"
-PAUSED = "PAUSED"
-SUCCEEDED = "SUCCEEDED"
-FAILED = "FAILED"
-TIMED_OUT = "TIMED_OUT"
-ABORTED = "ABORTED"
-STATUSES = (RUNNING, WAITING, PAUSED, SUCCEEDED, FAILED, TIMED_OUT, ABORTED)
+# Execution statuses, as the queries name them (smq.engine.status.Status).
+RUNNING, WAITING, PAUSED = Status.RUNNING, Status.WAITING, Status.PAUSED
+SUCCEEDED, FAILED, TIMED_OUT, ABORTED = Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.ABORTED
+STATUSES = tuple(Status)
 
 # Lease owners that are no process (see smq.execution.leases): the recovery scanner's hand-over to the
 # queue, and the dead letters' hold for the operator. A worker handed such an execution takes it.
 RECOVERY_OWNER = "smq-recovery"
 DEAD_LETTER_OWNER_PREFIX = "dead-letter:"
-FINAL_STATUSES = frozenset({SUCCEEDED, FAILED, TIMED_OUT, ABORTED})
 
 
 class Base(DeclarativeBase):
