@@ -1,6 +1,8 @@
 """smq: Amazon States Language workflows on your own infrastructure.
 
-The public API is what this module exports; everything else may change between releases.
+The public API is what this module exports (pinned by tests/unit/test_public_api.py); everything else
+may change between releases. Engine names load at once; persistence and queue names load on first use,
+so `import smq` stays light for those who only run machines in memory.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -24,17 +26,37 @@ from smq.engine.handlers import (
 )
 from smq.engine.machine import ExecutionResult, StateMachine
 from smq.engine.runtime import Runtime, VirtualClock
+from smq.engine.status import EntryStatus, Status
 
 if TYPE_CHECKING:
     from smq.distributed.client import Enqueued, QueueClient, enqueue_execution
     from smq.distributed.leader import QueuedStateMachine
+    from smq.errors import EnqueueError, NotAllowed, NotFound, SettingsError
+    from smq.execution.operations import Operations
+    from smq.execution.runner import StartRequest, resume_execution, start_execution
+    from smq.repository.repository import ExecutionRecord, Repository
+    from smq.settings import Settings
 
-# Distributed names load Celery on first use only, so `import smq` stays light for the engine.
+# Name -> module, loaded on first use.
 _LAZY = {
+    # persistence: the repository, starting and resuming recorded executions, operator actions
+    "Repository": "smq.repository.repository",
+    "ExecutionRecord": "smq.repository.repository",
+    "StartRequest": "smq.execution.runner",
+    "start_execution": "smq.execution.runner",
+    "resume_execution": "smq.execution.runner",
+    "Operations": "smq.execution.operations",
+    "Settings": "smq.settings",
+    # queues (Celery)
     "Enqueued": "smq.distributed.client",
     "QueueClient": "smq.distributed.client",
     "enqueue_execution": "smq.distributed.client",
     "QueuedStateMachine": "smq.distributed.leader",
+    # errors of those layers (all of them: smq.errors)
+    "EnqueueError": "smq.errors",
+    "NotAllowed": "smq.errors",
+    "NotFound": "smq.errors",
+    "SettingsError": "smq.errors",
 }
 
 
@@ -47,29 +69,47 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "Cursor",
-    "DefinitionError",
-    "Enqueued",
+    # defining and running machines in memory
+    "StateMachine",
     "ExecutionResult",
-    "HandlerRegistry",
+    "Runtime",
+    "VirtualClock",
+    "Cursor",
+    "Step",
     "HistoryEntry",
-    "InfrastructureError",
+    "Status",
+    "EntryStatus",
+    # Task handlers
+    "HandlerRegistry",
+    "TaskContext",
+    "default_registry",
+    "handler",
+    # persistence
+    "Repository",
+    "ExecutionRecord",
+    "StartRequest",
+    "start_execution",
+    "resume_execution",
+    "Operations",
+    "Settings",
+    # queues
     "QueueClient",
     "QueuedStateMachine",
-    "Problem",
-    "Runtime",
-    "SmqError",
-    "StateMachine",
-    "StatesError",
-    "Step",
-    "TaskCancelled",
-    "TaskContext",
-    "TaskError",
-    "UnknownResourceError",
-    "VirtualClock",
-    "default_registry",
+    "Enqueued",
     "enqueue_execution",
-    "handler",
+    # errors (every one: smq.errors)
+    "SmqError",
+    "DefinitionError",
+    "Problem",
+    "StatesError",
+    "TaskError",
+    "TaskCancelled",
+    "InfrastructureError",
+    "UnknownResourceError",
+    "NotFound",
+    "NotAllowed",
+    "EnqueueError",
+    "SettingsError",
 ]
 
 __version__ = "0.1.0"

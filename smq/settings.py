@@ -11,10 +11,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from smq.engine.errors import SmqError
 from smq.engine.runtime import DEFAULT_MAX_TRANSITIONS, DEFAULT_MAX_WORKERS, DEFAULT_PAYLOAD_LIMIT
 
 
-class SettingsError(ValueError):
+class SettingsError(SmqError, ValueError):
     """An SMQ_* variable holds a value smq cannot use; the message names the variable."""
 
 

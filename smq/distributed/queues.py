@@ -16,10 +16,11 @@ import random
 from collections.abc import Iterable
 from typing import Any
 
+from smq.engine.errors import SmqError
 from smq.settings import DEFAULT_QUEUE_WEIGHTS, QUEUES
 
 
-class UnknownQueue(ValueError):
+class UnknownQueue(SmqError, ValueError):
     """A queue name that is not critical, default or low."""
 
 

@@ -10,14 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 from smq.engine import errors
-from smq.engine.errors import StatesError
+from smq.engine.errors import SmqError, StatesError
 from smq.engine.intrinsics import IntrinsicSyntaxError, is_intrinsic_text, parse_intrinsic
 from smq.engine.paths import PathNotFound, PathSyntaxError, Scope, compile_path
 
 Template = Callable[[Scope], Any]
 
 
-class TemplateError(Exception):
+class TemplateError(SmqError):
     """Template fields that cannot compile: every (location, message) found, not only the first."""
 
     def __init__(self, where: str, message: str, more: list[tuple[str, str]] | None = None):
