@@ -48,12 +48,14 @@ class Operations:
     def __init__(
         self,
         repository: Repository,
-        settings: Settings | None = None,
+        settings: Settings,
         *,
         handlers: HandlerRegistry | None = None,
     ):
+        """`settings`: read from the environment by the caller (the CLI, a service's start-up), which
+        decides, among other things, whether continuations are enqueued (a broker) or run here."""
         self.repository = repository
-        self.settings = settings or Settings.from_env()
+        self.settings = settings
         self.handlers = handlers or default_registry
         self.waits = WaitStore(repository.engine, wake_grace_seconds=self.settings.wake_grace)
 

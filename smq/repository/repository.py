@@ -841,10 +841,3 @@ class Repository:
                         ).scalar_one()
                 results.append(entry)
         return results
-
-
-def open_repository(url: str | None = None) -> Repository:
-    """The repository at `url`, or at SMQ_DATABASE_URL (default: ./smq.db, SQLite)."""
-    from smq.settings import Settings
-
-    return Repository.open(url or Settings.from_env().database_url)
