@@ -10,10 +10,11 @@ from smq.cli.dead import dead
 from smq.cli.definitions import definitions
 from smq.cli.executions import executions
 from smq.cli.leader import leader
+from smq.cli.recovery import recover, redrive, scheduler
 from smq.cli.run import run, validate
 from smq.cli.start import start
 from smq.cli.stats import stats
-from smq.cli.waiting import message, recover, redrive, scheduler, task
+from smq.cli.waiting import message, task
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

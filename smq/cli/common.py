@@ -162,3 +162,12 @@ def print_enqueue_summary(
     console().print(table)
     for error in summary.errors:
         error_console().print(f"enqueue failed: {error}")
+
+
+def settings_and_repository(handler_modules: tuple[str, ...]) -> tuple[Settings, Repository]:
+    """The settings and repository of a command that may run continuations here: without a broker, the
+    handler modules (`--handlers`, SMQ_HANDLERS) are imported first."""
+    settings = load_settings()
+    if not settings.broker_url:
+        load_handlers(settings, handler_modules)
+    return settings, open_repository(settings)

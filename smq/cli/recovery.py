@@ -1,0 +1,116 @@
+"""Commands that restart and recover executions: `smq redrive`, `smq recover` and `smq scheduler` (the
+dispatcher of durable timers, crash recovery and broker healing).
+
+Whatever becomes RUNNING again is enqueued for the workers when SMQ_BROKER_URL is set, or run in this
+process otherwise (give --handlers then).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import click
+
+from smq.cli.common import (
+    continue_queue_option,
+    echo_json,
+    fail,
+    handlers_option,
+    json_option,
+    settings_and_repository,
+)
+from smq.engine.errors import SmqError
+from smq.engine.handlers import default_registry
+from smq.execution.continuation import continue_executions
+from smq.execution.dispatcher import Dispatcher
+from smq.execution.operations import Operations
+from smq.execution.recovery import continuations, scan
+from smq.settings import redact
+
+
+@click.command()
+@click.argument("execution")
+@continue_queue_option
+@handlers_option
+@json_option
+def redrive(execution: str, queue: str | None, handler_modules: tuple[str, ...], as_json: bool) -> None:
+    """Restart a FAILED, TIMED_OUT or ABORTED execution from the state that failed (EXECUTION: id or
+    STATE_MACHINE_ID/NAME). Succeeded states are kept and not run again."""
+    settings, repository = settings_and_repository(handler_modules)
+    try:
+        final, continued = Operations(repository, settings).redrive(execution, queue)
+    except SmqError as exc:
+        fail(f"smq redrive: {exc}")
+    if as_json:
+        echo_json(
+            {"execution_id": final.execution_id, "status": final.status, "continuations": continued.to_dict()}
+        )
+    else:
+        where = "enqueued" if continued.enqueued else f"ran here: {final.status}"
+        click.echo(f"redriven {final.execution_id} ({where})")
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="List what would be recovered; change nothing.")
+@handlers_option
+@json_option
+def recover(dry_run: bool, handler_modules: tuple[str, ...], as_json: bool) -> None:
+    """One recovery scan: take over RUNNING executions whose lease expired (their process is gone)."""
+    settings, repository = settings_and_repository(handler_modules)
+    found = scan(
+        repository,
+        lease_seconds=settings.lease_seconds,
+        default_attempts=settings.recovery_max_attempts,
+        grace=settings.wake_grace,
+        dry_run=dry_run,
+    )
+    continued = continue_executions(repository, continuations(found), settings, handlers=default_registry)
+    if as_json:
+        echo_json(
+            {
+                "dry_run": dry_run,
+                "recovered": [r.to_dict() for r in found],
+                "continuations": continued.to_dict(),
+            }
+        )
+        return
+    for r in found:
+        click.echo(
+            f"{r.action:13} {r.execution_id} {r.state_machine_id}/{r.name} in {r.state} (attempt {r.attempt})"
+        )
+    click.echo(f"{len(found)} execution(s) {'would be ' if dry_run else ''}recovered")
+
+
+@click.command()
+@click.option("--once", is_flag=True, help="One pass (fire due timers, scan for crashes), then exit.")
+@click.option(
+    "--health-file",
+    type=click.Path(dir_okay=False),
+    help="Touch this file after every successful pass (for container health checks).",
+)
+@handlers_option
+@json_option
+def scheduler(once: bool, health_file: str | None, handler_modules: tuple[str, ...], as_json: bool) -> None:
+    """The dispatcher: fire durable timers when due and recover crashed executions, until SIGTERM."""
+    settings, repository = settings_and_repository(handler_modules)
+    dispatcher = Dispatcher(repository, settings, handlers=default_registry, health_file=health_file)
+    if once:
+        tick = dispatcher.tick(recover=True)
+        if as_json:
+            echo_json(tick.to_dict())
+        else:
+            click.echo(f"{len(tick.woken)} timer(s) fired, {len(tick.recovered)} execution(s) recovered")
+        return
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    target = f"enqueue to {redact(settings.broker_url)}" if settings.broker_url else "in-process"
+    click.echo(
+        f"smq scheduler: polling every {settings.scheduler_interval:g}s, recovery scan every "
+        f"{settings.lease_seconds / 2:g}s ({target})",
+        err=True,
+    )
+    dispatcher.run(stop)
