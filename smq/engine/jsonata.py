@@ -28,6 +28,7 @@ from smq.engine.errors import SmqError, StatesError
 from smq.engine.jsonata_functions import FUNCTIONS, FunctionError
 from smq.engine.jsontext import compact
 from smq.engine.paths import MISSING, Scope
+from smq.engine.templates import constant_template
 
 OPEN, CLOSE = "{%", "%}"
 # Evaluation limits: a runaway expression fails its state instead of hanging or exhausting a worker.
@@ -222,28 +223,18 @@ def _compile(value: Any, state: str, field: str, problems: list[tuple[str, str]]
             return Expression(value, state, field).evaluate
         except JsonataSyntaxError as exc:
             problems.append((field, str(exc)))
-            return _constant(None)
+            return constant_template(None)
     if isinstance(value, dict):
         fields = [(key, _compile(item, state, f"{field}/{key}", problems)) for key, item in value.items()]
         if all(getattr(template, "_constant", False) for _, template in fields):
-            return _constant(value)
+            return constant_template(value)
         return lambda scope: {key: template(scope) for key, template in fields}
     if isinstance(value, list):
         items = [_compile(item, state, f"{field}/{index}", problems) for index, item in enumerate(value)]
         if all(getattr(template, "_constant", False) for template in items):
-            return _constant(value)
+            return constant_template(value)
         return lambda scope: [template(scope) for template in items]
-    return _constant(value)
-
-
-def _constant(value: Any) -> Template:
-    """A literal part of a template (shared, like JSONPath templates' literals: nothing mutates values)."""
-
-    def same(scope: Scope) -> Any:
-        return value
-
-    same._constant = True  # type: ignore[attr-defined]
-    return same
+    return constant_template(value)
 
 
 def condition_predicate(expression: Expression) -> Callable[[Scope], bool]:

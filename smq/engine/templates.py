@@ -42,12 +42,14 @@ def _compile(value: Any, where: str, problems: list[tuple[str, str]]) -> Templat
     if isinstance(value, list):
         items = [_compile(item, f"{where}[{i}]", problems) for i, item in enumerate(value)]
         if all(getattr(item, "_constant", False) for item in items):
-            return _constant(value)
+            return constant_template(value)
         return lambda scope: [item(scope) for item in items]
-    return _constant(value)
+    return constant_template(value)
 
 
-def _constant(value: Any) -> Template:
+def constant_template(value: Any) -> Template:
+    """A literal part of a template (JSONPath or JSONata): shared, since nothing mutates values."""
+
     def template(scope: Scope) -> Any:
         return value
 
@@ -77,7 +79,7 @@ def _compile_object(obj: dict[str, Any], where: str, problems: list[tuple[str, s
             constant = constant and getattr(compiled, "_constant", False)
             fields.append((key, compiled))
     if constant:
-        return _constant(obj)
+        return constant_template(obj)
 
     def template(scope: Scope) -> dict[str, Any]:
         return {key: field(scope) for key, field in fields}

@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -54,22 +55,30 @@ def private_pg() -> Iterator[PostgresServer]:
         yield server
 
 
-def test_a_task_finished_during_a_database_outage_is_checkpointed_once_the_database_is_back(
-    private_pg: PostgresServer, broker_url: str, start_worker: Callable[..., Worker], tmp_path: Path
-) -> None:
-    url = private_pg.admin_url()
+def _deployed(
+    server: PostgresServer, broker_url: str, machine: str, definition: dict[str, Any]
+) -> tuple[str, dict[str, str]]:
+    """The machine put on the private server, and the workers' environment: the tier's 6 s soft limit
+    would cut the outage short (a soft limit ends whatever runs), so the limits are longer here."""
+    url = server.admin_url()
     repository = Repository.open(url)
-    repository.put_definition("HOLD", HOLD)
+    repository.put_definition(machine, definition)
     repository.close()
     env = smq_env(
         url,
         broker_url,
         SMQ_OUTAGE_BUDGET="60",
-        # The tier's 6 s soft limit would cut the outage short: a soft limit ends whatever runs.
         SMQ_SOFT_TIME_LIMIT="90",
         SMQ_HARD_TIME_LIMIT="100",
         SMQ_VISIBILITY_TIMEOUT="120",
     )
+    return url, env
+
+
+def test_a_task_finished_during_a_database_outage_is_checkpointed_once_the_database_is_back(
+    private_pg: PostgresServer, broker_url: str, start_worker: Callable[..., Worker], tmp_path: Path
+) -> None:
+    url, env = _deployed(private_pg, broker_url, "HOLD", HOLD)
     worker = start_worker("w1", env)
     started, go, calls = tmp_path / "started", tmp_path / "go", tmp_path / "calls.txt"
     payload = {"started": str(started), "go": str(go), "calls": str(calls)}
@@ -106,13 +115,7 @@ def test_a_task_finished_during_a_database_outage_is_checkpointed_once_the_datab
 def test_a_dead_letter_written_during_a_database_outage_is_spooled_and_listed_once_it_is_back(
     private_pg: PostgresServer, broker_url: str, start_worker: Callable[..., Worker], tmp_path: Path
 ) -> None:
-    url = private_pg.admin_url()
-    repository = Repository.open(url)
-    repository.put_definition("DOOMED", DOOMED)
-    repository.close()
-    env = smq_env(
-        url, broker_url, SMQ_SOFT_TIME_LIMIT="90", SMQ_HARD_TIME_LIMIT="100", SMQ_VISIBILITY_TIMEOUT="120"
-    )
+    url, env = _deployed(private_pg, broker_url, "DOOMED", DOOMED)
     worker = start_worker("w1", env)
     started, go = tmp_path / "started", tmp_path / "go"
     payload = {
