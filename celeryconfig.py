@@ -82,8 +82,9 @@ smq_retry_delays = _settings.retry_delays
 # smq's worker_init hook, which stops the worker if one is missing.
 imports = ("smq.tasks",)
 
-# Task events for Flower (`celery -A smq worker -E`, or enable here): they cost throughput, so opt in.
-worker_send_task_events = False
-task_send_sent_event = False
+# Task events, what Flower shows (SMQ_TASK_EVENTS, on by default): workers report received, started,
+# succeeded and failed tasks, and clients report each task they send, so queued tasks are visible too.
+worker_send_task_events = _settings.task_events
+task_send_sent_event = _settings.task_events
 # Log one line per task, not the payload (payloads can be large).
 worker_hijack_root_logger = False

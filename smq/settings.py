@@ -141,6 +141,17 @@ def _outage_budget(env: dict[str, str], soft_time_limit: float) -> float:
     return budget
 
 
+def _flag(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be on or off (1/0, true/false, yes/no), got {raw!r}")
+
+
 def _list(env: dict[str, str], name: str) -> list[str]:
     return [item.strip() for item in env.get(name, "").split(",") if item.strip()]
 
@@ -177,6 +188,8 @@ class Settings:
     # Seconds a claimed execution may go unstarted before the scheduler asks the broker whether it still
     # holds its message (and publishes it again if not).
     stranded_after: float = 60.0
+    # Celery task events (sent, received, started, succeeded, failed), what Flower shows: on, or off.
+    task_events: bool = True
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -230,4 +243,5 @@ def _distributed(env: dict[str, str]) -> dict[str, Any]:
         "recovery_max_attempts": _int(env, "SMQ_RECOVERY_MAX_ATTEMPTS", 3, minimum=1),
         "scheduler_interval": _float(env, "SMQ_SCHEDULER_INTERVAL", 0.2, minimum=0.01),
         "stranded_after": _float(env, "SMQ_STRANDED_AFTER", 60.0, minimum=1.0),
+        "task_events": _flag(env, "SMQ_TASK_EVENTS", True),
     }

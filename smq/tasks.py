@@ -34,8 +34,10 @@ from smq.distributed.payload import InvalidTaskPayload, parse_payload, payload_m
 from smq.distributed.resources import worker_dead_letters, worker_repository, worker_settings
 from smq.engine.errors import PASS_THROUGH, InfrastructureError, SmqError
 from smq.engine.handlers import default_registry
+from smq.engine.status import Status
 from smq.execution.leases import ExecutionHeld
 from smq.execution.runner import start_execution
+from smq.repository.waits import WaitStore
 
 TASK_NAME = "smq.execute_state_machine"
 log = logging.getLogger("smq.tasks")
@@ -63,9 +65,33 @@ def _queue_of(task: Task, payload: Any = None) -> str:
     return str(queue or "default")
 
 
-def _reject(
-    task: Task, payload: Any, reason: str, error: str, first_attempt_at: str | None
-) -> dict[str, Any]:
+class WorkflowFailed(Exception):  # noqa: N818 - an outcome, named as Flower shows it
+    """The execution ended FAILED, TIMED_OUT or ABORTED. The task ends in Celery's FAILURE state with
+    `<Error>: <Cause>` and the state, so Flower counts what failed; never retried, never dead-lettered
+    (the workflow's failure is a result: `smq redrive` is its remedy)."""
+
+    def __init__(self, status: str, error: str | None, cause: str | None, state: str | None, execution: str):
+        self.status, self.error, self.cause = status, error, cause
+        self.state, self.execution = state, execution
+        super().__init__(f"{error}: {cause} (state {state!r}, {status}, execution {execution})")
+
+    def __reduce__(self) -> Any:  # Celery hands a task's exception from pool child to parent pickled
+        return type(self), (self.status, self.error, self.cause, self.state, self.execution)
+
+
+class DeadLettered(Exception):  # noqa: N818 - an outcome, named as Flower shows it
+    """The task went to the dead letters: FAILURE in Flower, with the dead letter's reason. `recorded`:
+    the dead letter is written already (a rejected payload); otherwise `task_failure` writes it."""
+
+    def __init__(self, reason: str, error: str, recorded: bool):
+        self.reason, self.error, self.recorded = reason, error, recorded
+        super().__init__(f"{reason}: {error}")
+
+    def __reduce__(self) -> Any:  # as WorkflowFailed's
+        return type(self), (self.reason, self.error, self.recorded)
+
+
+def _reject(task: Task, payload: Any, reason: str, error: str, first_attempt_at: str | None) -> DeadLettered:
     worker_dead_letters().record(
         task_id=str(task.request.id),
         task_name=TASK_NAME,
@@ -78,7 +104,7 @@ def _reject(
         first_attempt_at=_parse_time(first_attempt_at),
     )
     log.warning("task %s rejected into the dead letters: %s", task.request.id, error)
-    return {"status": "DEAD_LETTER", "reason": reason, "error": error}
+    return DeadLettered(reason, error, True)
 
 
 def _parse_time(text: str | None) -> datetime | None:
@@ -132,6 +158,8 @@ class ExecutionRequest(Request):  # type: ignore[misc]
     max_retries=app.conf.smq_max_retries,
     default_retry_delay=app.conf.smq_retry_delays[0] if app.conf.smq_retry_delays else 0,
     Request=ExecutionRequest,
+    # Outcomes, not crashes: Celery marks them FAILURE and logs one line, without a traceback.
+    throws=(WorkflowFailed, DeadLettered),
     # Arguments that do not fit, a content type but JSON: dead-lettered before the task is run.
     Strategy="smq.distributed.intake:checked_strategy",
 )
@@ -141,7 +169,7 @@ def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None
     try:
         parsed = parse_payload(payload)
     except InvalidTaskPayload as exc:
-        return _reject(self, payload, "invalid_payload", str(exc), first_attempt_at)
+        raise _reject(self, payload, "invalid_payload", str(exc), first_attempt_at) from None
     settings = worker_settings()
     try:
         record = start_execution(
@@ -165,17 +193,24 @@ def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None
             self, payload, held, settings.lease_seconds, parsed.max_retries, first_attempt_at
         )
     except InfrastructureError as exc:
-        raise _retry_or_die(self, exc, parsed.max_retries, payload, first_attempt_at) from None
+        raise _retry_or_die(self, exc, parsed.max_retries, payload, first_attempt_at) from exc
     except SmqError as exc:
-        return _reject(self, payload, "rejected", f"{type(exc).__name__}: {exc}", first_attempt_at)
+        raise _reject(self, payload, "rejected", f"{type(exc).__name__}: {exc}", first_attempt_at) from exc
     except Exception as exc:
-        raise _retry_or_die(self, exc, parsed.max_retries, payload, first_attempt_at) from None
-    return {
+        raise _retry_or_die(self, exc, parsed.max_retries, payload, first_attempt_at) from exc
+    execution = f"{record.state_machine_id}/{record.name}"
+    if record.status in (Status.FAILED, Status.TIMED_OUT, Status.ABORTED):
+        raise WorkflowFailed(record.status, record.error, record.cause, record.current_state, execution)
+    result: dict[str, Any] = {
+        "execution": execution,
         "execution_id": record.execution_id,
-        "name": record.name,
-        "state_machine_id": record.state_machine_id,
         "status": record.status,
+        "state": record.current_state,
     }
+    if record.status == Status.WAITING:
+        # What it parked on and until when: Flower shows the result of a task that parked.
+        result["waiting_for"] = WaitStore(worker_repository().engine).waiting_for(record.execution_id)
+    return result
 
 
 def _check_again_later(
@@ -208,13 +243,13 @@ def _check_again_later(
 def _retry_or_die(
     task: Task, exc: BaseException, max_retries: int | None, payload: Any, first_attempt_at: str
 ) -> BaseException:
-    """The exception to raise: Celery's Retry while attempts remain, else the error itself (Celery then
-    marks the task failed and `task_failure` records the dead letter)."""
+    """The exception to raise: Celery's Retry while attempts remain, else DeadLettered (Celery then marks
+    the task failed and `task_failure` records the dead letter; raise it `from exc` to keep the trace)."""
     conf = task.app.conf
     limit = conf.smq_max_retries if max_retries is None else max_retries
     retries = task.request.retries
     if retries >= limit:
-        return exc
+        return DeadLettered("retries_exhausted", f"{type(exc).__name__}: {exc}", False)
     countdown = retry_countdown(retries, conf.smq_retry_delays)
     log.warning(
         "task %s attempt %d failed (%s: %s); retrying in %.1fs",
@@ -260,9 +295,14 @@ def _record_dead_letter(
     Celery may report one failure twice."""
     if sender is None or getattr(sender, "name", None) != TASK_NAME or task_id is None:
         return
+    if isinstance(exception, WorkflowFailed) or (isinstance(exception, DeadLettered) and exception.recorded):
+        return  # a workflow's own failure is a result; a rejected payload is dead-lettered already
     kwargs = kwargs or {}
     payload = args[0] if args else kwargs.get("payload")
-    if isinstance(exception, TimeLimitExceeded):
+    error = f"{type(exception).__name__}: {exception}" if exception is not None else "unknown failure"
+    if isinstance(exception, DeadLettered):
+        reason, error = exception.reason, exception.error
+    elif isinstance(exception, TimeLimitExceeded):
         reason = "time_limit"
     elif isinstance(exception, WorkerLostError):
         reason = "worker_lost"
@@ -279,7 +319,7 @@ def _record_dead_letter(
             queue=_queue_of(sender, payload),
             reason=reason,
             payload=payload,
-            error=f"{type(exception).__name__}: {exception}" if exception is not None else "unknown failure",
+            error=error,
             traceback=text,
             attempts=(request.retries or 0) + 1,
             first_attempt_at=_parse_time(kwargs.get("first_attempt_at")),

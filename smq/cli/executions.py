@@ -92,25 +92,7 @@ def show(execution: str, as_json: bool) -> None:
         from smq.repository.waits import WaitStore
 
         # What it waits for: an operator at 3 a.m. needs the key, the token or the due time.
-        body["waiting_for"] = [
-            {
-                key: value.isoformat() if hasattr(value, "isoformat") else value
-                for key, value in wait.items()
-                if key
-                in (
-                    "kind",
-                    "branch",
-                    "correlation_key",
-                    "correlation_value",
-                    "token",
-                    "due_at",
-                    "timeout_at",
-                    "queue",
-                )
-                and value is not None
-            }
-            for wait in WaitStore(repository.engine).open_waits(record.execution_id)
-        ]
+        body["waiting_for"] = WaitStore(repository.engine).waiting_for(record.execution_id)
     progress = branch_progress((record.cursor or {}).get("pending"))
     if progress is not None:  # a Parallel or Map parked with its branches: how far they got
         body["branches"] = {"state": record.current_state, **progress}

@@ -261,6 +261,8 @@ class QueueClient:
             args=(parsed.to_dict(),),
             queue=queue,
             task_id=task_id,
+            # What Flower's task list and the worker's log show for the arguments: the execution.
+            argsrepr=f"{parsed.state_machine_id}/{parsed.name}",
             **{key: value for key, value in options.items() if value is not None},
         )
 

@@ -550,6 +550,28 @@ class WaitStore:
                 ).rowcount
             )
 
+    def waiting_for(self, execution_id: str) -> list[dict[str, Any]]:
+        """What a parked execution waits for, as an operator (or Flower) needs it: the kind, the
+        correlation key and value or the token, the due time or timeout, the branch; JSON-ready."""
+        shown = (
+            "kind",
+            "branch",
+            "correlation_key",
+            "correlation_value",
+            "token",
+            "due_at",
+            "timeout_at",
+            "queue",
+        )
+        return [
+            {
+                key: value.isoformat() if hasattr(value, "isoformat") else value
+                for key, value in wait.items()
+                if key in shown and value is not None
+            }
+            for wait in self.open_waits(execution_id)
+        ]
+
     def open_waits(self, execution_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as connection:
             rows = connection.execute(

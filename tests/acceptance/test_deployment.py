@@ -37,7 +37,12 @@ def test_redis_keeps_an_append_only_file_and_never_evicts() -> None:
 
 def test_flower_has_basic_auth_and_is_published_on_loopback_only() -> None:
     flower = compose()["services"]["flower"]
-    assert "--basic-auth" in " ".join(flower["command"])
+    command = " ".join(flower["command"])
+    assert "--basic-auth" in command
+    # What Flower must show (issue 18): the execution (args) and the failure (exception) in its list,
+    # and its task history kept across restarts on a volume.
+    assert "--tasks_columns=" in command and "args" in command and "exception" in command
+    assert "--persistent=True" in command and any(v.endswith(":/data") for v in flower["volumes"])
     assert all(str(port).startswith("127.0.0.1:") for port in flower.get("ports", []))
     assert flower["networks"] == ["internal"]
 

@@ -535,8 +535,15 @@ def worker_factory(logdir: Path, teardown: Callable[[list[Worker]], None]) -> It
     the test failed."""
     started: list[Worker] = []
 
-    def start(name: str, env: dict[str, str], *, concurrency: int = 1, ready: bool = True) -> Worker:
-        worker = Worker(name, env, logdir, concurrency=concurrency)
+    def start(
+        name: str,
+        env: dict[str, str],
+        *,
+        concurrency: int = 1,
+        ready: bool = True,
+        queues: str = ",".join(QUEUES),
+    ) -> Worker:
+        worker = Worker(name, env, logdir, concurrency=concurrency, queues=queues)
         started.append(worker)
         worker.start()
         if ready:
