@@ -7,19 +7,19 @@ its next checkpoint refused (the execution is no longer RUNNING) and steps aside
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, update
+from sqlalchemy import update
 
 from smq.engine.cursor import Cursor
 from smq.engine.errors import SmqError
 from smq.engine.fanout import kept_for_redrive
-from smq.repository.models import ABORTED, FAILED, PAUSED, RUNNING, TIMED_OUT, WAITING, ExecutionRow
+from smq.repository.models import ABORTED, FAILED, PAUSED, RUNNING, TIMED_OUT, WAITING
 from smq.repository.queue_records import DEAD_LETTERED
 from smq.repository.repository import ExecutionRecord, Repository
+from smq.repository.tables import EXECUTIONS
 from smq.repository.waits import WaitStore
 
-EXECUTIONS = cast(Table, ExecutionRow.__table__)
 REDRIVABLE = (FAILED, TIMED_OUT, ABORTED)
 STOPPABLE = (RUNNING, WAITING, PAUSED)
 

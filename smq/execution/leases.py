@@ -20,14 +20,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import cast
 
-from sqlalchemy import Engine, Table, select, update
+from sqlalchemy import Engine, select, update
 
-from smq.repository.models import RUNNING, ExecutionRow
+from smq.repository.models import RUNNING
 from smq.repository.repository import lease_is_free
+from smq.repository.tables import EXECUTIONS
 
-EXECUTIONS = cast(Table, ExecutionRow.__table__)
 log = logging.getLogger("smq.leases")
 
 __all__ = [

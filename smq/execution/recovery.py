@@ -22,19 +22,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, and_, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from smq.engine.cursor import Cursor
 from smq.engine.errors import SmqError
 from smq.execution.continuation import Continuation
-from smq.repository.models import FAILED, PAUSED, RECOVERY_OWNER, RUNNING, ExecutionRow, RecoveryPolicyRow
+from smq.repository.models import FAILED, PAUSED, RECOVERY_OWNER, RUNNING
 from smq.repository.repository import Repository
+from smq.repository.tables import EXECUTIONS, RECOVERY_POLICIES
 
-EXECUTIONS = cast(Table, ExecutionRow.__table__)
-POLICIES = cast(Table, RecoveryPolicyRow.__table__)
 STRATEGIES = ("retry", "skip", "fail", "pause")
 WORKER_LOST = "smq.WorkerLost"
 RECOVERY_EXHAUSTED = "smq.RecoveryExhausted"
@@ -88,7 +87,7 @@ def set_policy(repository: Repository, state_machine_id: str, strategy: str, max
     if max_attempts < 1:
         raise PolicyError(f"max_attempts must be at least 1, got {max_attempts}")
     dialect = postgresql if repository.engine.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(POLICIES).values(
+    statement = dialect.insert(RECOVERY_POLICIES).values(
         state_machine_id=state_machine_id, strategy=strategy, max_attempts=max_attempts
     )
     statement = statement.on_conflict_do_update(
@@ -102,7 +101,7 @@ def set_policy(repository: Repository, state_machine_id: str, strategy: str, max
 def get_policy(repository: Repository, state_machine_id: str, default_attempts: int = 3) -> tuple[str, int]:
     with repository.engine.connect() as connection:
         row = connection.execute(
-            select(POLICIES).where(POLICIES.c.state_machine_id == state_machine_id)
+            select(RECOVERY_POLICIES).where(RECOVERY_POLICIES.c.state_machine_id == state_machine_id)
         ).first()
     return ("retry", default_attempts) if row is None else (row.strategy, row.max_attempts)
 

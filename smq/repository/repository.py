@@ -17,9 +17,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Engine, Table, and_, exists, func, insert, not_, or_, select, tuple_, update
+from sqlalchemy import Engine, and_, exists, func, insert, not_, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from smq.engine.cursor import Cursor, HistoryEntry, Step
@@ -32,17 +32,9 @@ from smq.repository.models import (
     FINAL_STATUSES,
     RECOVERY_OWNER,
     RUNNING,
-    ChainLinkRow,
-    DefinitionRow,
-    ExecutionRow,
-    HistoryRow,
 )
+from smq.repository.tables import CHAIN_LINKS, DEFINITIONS, EXECUTIONS, HISTORY
 from smq.repository.writes import CoreWrites, PostgresWrites, SQLiteWrites
-
-definitions = cast(Table, DefinitionRow.__table__)
-executions = cast(Table, ExecutionRow.__table__)
-history = cast(Table, HistoryRow.__table__)
-chain_links = cast(Table, ChainLinkRow.__table__)
 
 
 class NotFound(SmqError, LookupError):
@@ -276,7 +268,7 @@ def new_execution_record(
 def lease_is_free(now: datetime, *also_free: str) -> Any:
     """SQL: the execution's lease holds no live process: nobody's (handed to the queue), the recovery
     scanner's or the dead letters' hold, expired, or one of the owners in `also_free`."""
-    c = executions.c
+    c = EXECUTIONS.c
     return or_(
         c.lease_owner.is_(None),
         c.lease_owner.in_((RECOVERY_OWNER, *also_free)),
@@ -400,7 +392,7 @@ class Repository:
             try:
                 with self.engine.begin() as connection:
                     connection.execute(
-                        insert(definitions).values(
+                        insert(DEFINITIONS).values(
                             state_machine_id=state_machine_id,
                             version=version,
                             definition=definition,
@@ -417,9 +409,9 @@ class Repository:
     def _latest_definition_row(self, state_machine_id: str) -> Any:
         with self.reader.connect() as connection:
             return connection.execute(
-                select(definitions)
-                .where(definitions.c.state_machine_id == state_machine_id)
-                .order_by(definitions.c.version.desc())
+                select(DEFINITIONS)
+                .where(DEFINITIONS.c.state_machine_id == state_machine_id)
+                .order_by(DEFINITIONS.c.version.desc())
                 .limit(1)
             ).first()
 
@@ -429,8 +421,8 @@ class Repository:
         else:
             with self.reader.connect() as connection:
                 row = connection.execute(
-                    select(definitions).where(
-                        definitions.c.state_machine_id == state_machine_id, definitions.c.version == version
+                    select(DEFINITIONS).where(
+                        DEFINITIONS.c.state_machine_id == state_machine_id, DEFINITIONS.c.version == version
                     )
                 ).first()
         if row is None:
@@ -443,13 +435,13 @@ class Repository:
         with self.reader.connect() as connection:
             rows = connection.execute(
                 select(
-                    definitions.c.state_machine_id,
-                    func.max(definitions.c.version).label("latest_version"),
+                    DEFINITIONS.c.state_machine_id,
+                    func.max(DEFINITIONS.c.version).label("latest_version"),
                     func.count().label("versions"),
-                    func.max(definitions.c.created_at).label("updated_at"),
+                    func.max(DEFINITIONS.c.created_at).label("updated_at"),
                 )
-                .group_by(definitions.c.state_machine_id)
-                .order_by(definitions.c.state_machine_id)
+                .group_by(DEFINITIONS.c.state_machine_id)
+                .order_by(DEFINITIONS.c.state_machine_id)
             ).all()
         return [
             {
@@ -570,10 +562,10 @@ class Repository:
         if not self.engine.dialect.update_returning:
             return None
         now = datetime.now(UTC)
-        c = executions.c
+        c = EXECUTIONS.c
         with self.single_statement_engine.begin() as connection:
             row = connection.execute(
-                update(executions)
+                update(EXECUTIONS)
                 .where(
                     c.state_machine_id == state_machine_id,
                     c.name == name,
@@ -581,7 +573,7 @@ class Repository:
                     lease_is_free(now),
                 )
                 .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds))
-                .returning(*executions.c)
+                .returning(*EXECUTIONS.c)
             ).first()
         return None if row is None else _execution(row)
 
@@ -628,7 +620,7 @@ class Repository:
 
     def get_execution(self, execution_id: str) -> ExecutionRecord:
         with self.reader.connect() as connection:
-            row = connection.execute(select(executions).where(executions.c.id == execution_id)).first()
+            row = connection.execute(select(EXECUTIONS).where(EXECUTIONS.c.id == execution_id)).first()
         if row is None:
             raise NotFound(f"no execution with id {execution_id!r}")
         return _execution(row)
@@ -636,8 +628,8 @@ class Repository:
     def find_execution(self, state_machine_id: str, name: str) -> ExecutionRecord | None:
         with self.reader.connect() as connection:
             row = connection.execute(
-                select(executions).where(
-                    executions.c.state_machine_id == state_machine_id, executions.c.name == name
+                select(EXECUTIONS).where(
+                    EXECUTIONS.c.state_machine_id == state_machine_id, EXECUTIONS.c.name == name
                 )
             ).first()
         return None if row is None else _execution(row)
@@ -658,7 +650,7 @@ class Repository:
 
     def _where(self, flt: ExecutionFilter) -> list[Any]:
         clauses: list[Any] = []
-        c = executions.c
+        c = EXECUTIONS.c
         if flt.state_machine_id is not None:
             clauses.append(c.state_machine_id == flt.state_machine_id)
         if flt.statuses:
@@ -679,8 +671,8 @@ class Repository:
             clauses.append(
                 not_(
                     exists().where(
-                        chain_links.c.source_execution_id == c.id,
-                        chain_links.c.target_state_machine_id == flt.not_chained_into,
+                        CHAIN_LINKS.c.source_execution_id == c.id,
+                        CHAIN_LINKS.c.target_state_machine_id == flt.not_chained_into,
                     )
                 )
             )
@@ -689,9 +681,9 @@ class Repository:
     def list_executions(self, flt: ExecutionFilter | None = None) -> list[ExecutionRecord]:
         flt = flt or ExecutionFilter()
         query = (
-            select(executions)
+            select(EXECUTIONS)
             .where(and_(True, *self._where(flt)))
-            .order_by(executions.c.start_time, executions.c.id)
+            .order_by(EXECUTIONS.c.start_time, EXECUTIONS.c.id)
             .offset(flt.offset)
         )
         if flt.limit is not None:
@@ -701,7 +693,7 @@ class Repository:
 
     def count_executions(self, flt: ExecutionFilter | None = None) -> int:
         flt = flt or ExecutionFilter()
-        query = select(func.count()).select_from(executions).where(and_(True, *self._where(flt)))
+        query = select(func.count()).select_from(EXECUTIONS).where(and_(True, *self._where(flt)))
         with self.reader.connect() as connection:
             return int(connection.execute(query).scalar_one())
 
@@ -713,20 +705,20 @@ class Repository:
         Keyset pagination: each page starts after the last (start_time, id) seen, so the cost of a page
         does not grow with its position and memory stays flat for millions of rows.
         """
-        for row in self._keyset(flt, page_size, [executions]):
+        for row in self._keyset(flt, page_size, [EXECUTIONS]):
             yield _execution(row)
 
     def stream_execution_keys(
         self, flt: ExecutionFilter | None = None, *, page_size: int = 1000
     ) -> Iterator[ExecutionKey]:
         """Like `stream_executions`, but only what names a chained execution: no payloads are read."""
-        c = executions.c
+        c = EXECUTIONS.c
         for row in self._keyset(flt, page_size, [c.id, c.name, c.state_machine_id]):
             yield ExecutionKey(row.id, row.name, row.state_machine_id)
 
     def _keyset(self, flt: ExecutionFilter | None, page_size: int, columns: list[Any]) -> Iterator[Any]:
         flt = flt or ExecutionFilter()
-        c = executions.c
+        c = EXECUTIONS.c
         remaining = flt.limit
         after: tuple[datetime, str] | None = None
         skip = flt.offset
@@ -760,7 +752,7 @@ class Repository:
         self.get_execution(execution_id)  # NotFound for an unknown id rather than an empty list
         with self.reader.connect() as connection:
             rows = connection.execute(
-                select(history).where(history.c.execution_id == execution_id).order_by(history.c.sequence)
+                select(HISTORY).where(HISTORY.c.execution_id == execution_id).order_by(HISTORY.c.sequence)
             ).all()
         return [_history(row) for row in rows]
 
@@ -768,14 +760,14 @@ class Repository:
         """The output of the last successful visit of a top-level state (for chaining from a state)."""
         with self.reader.connect() as connection:
             row = connection.execute(
-                select(history.c.output)
+                select(HISTORY.c.output)
                 .where(
-                    history.c.execution_id == execution_id,
-                    history.c.state_name == state_name,
-                    history.c.scope == "",
-                    history.c.status.in_(("SUCCEEDED", "CAUGHT")),
+                    HISTORY.c.execution_id == execution_id,
+                    HISTORY.c.state_name == state_name,
+                    HISTORY.c.scope == "",
+                    HISTORY.c.status.in_(("SUCCEEDED", "CAUGHT")),
                 )
-                .order_by(history.c.sequence.desc())
+                .order_by(HISTORY.c.sequence.desc())
                 .limit(1)
             ).first()
         if row is None:
@@ -785,23 +777,23 @@ class Repository:
     def chained_targets(self, source_execution_id: str) -> list[ExecutionRecord]:
         with self.reader.connect() as connection:
             rows = connection.execute(
-                select(executions)
-                .join(chain_links, chain_links.c.target_execution_id == executions.c.id)
-                .where(chain_links.c.source_execution_id == source_execution_id)
-                .order_by(executions.c.start_time, executions.c.id)
+                select(EXECUTIONS)
+                .join(CHAIN_LINKS, CHAIN_LINKS.c.target_execution_id == EXECUTIONS.c.id)
+                .where(CHAIN_LINKS.c.source_execution_id == source_execution_id)
+                .order_by(EXECUTIONS.c.start_time, EXECUTIONS.c.id)
             ).all()
         return [_execution(row) for row in rows]
 
     def count_by_status(self) -> dict[str, int]:
         """Executions per status, all machines together (cheap: one grouped count)."""
-        c = executions.c
+        c = EXECUTIONS.c
         with self.reader.connect() as connection:
             rows = connection.execute(select(c.status, func.count()).group_by(c.status).order_by(c.status))
             return {status: int(count) for status, count in rows}
 
     def stats(self, state_machine_id: str | None = None) -> list[dict[str, Any]]:
         """Per state machine and status: count, and mean/p50/p95/p99 duration of finished executions."""
-        c = executions.c
+        c = EXECUTIONS.c
         query = select(
             c.state_machine_id, c.status, func.count().label("count"), func.avg(c.duration_ms).label("mean")
         )
