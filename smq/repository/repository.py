@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, exists, func, insert, not_, or_, select, tuple_, update
+from sqlalchemy import Engine, and_, exists, func, insert, not_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from smq.engine.cursor import Cursor, HistoryEntry, Step
@@ -27,10 +27,9 @@ from smq.engine.errors import SmqError
 from smq.engine.machine import StateMachine
 from smq.repository.database import autocommit_engine, create_database_engine, ensure_schema, is_sqlite
 from smq.repository.filters import ExecutionFilter
+from smq.repository.leases import lease_is_free
 from smq.repository.models import (
-    DEAD_LETTER_OWNER_PREFIX,
     FINAL_STATUSES,
-    RECOVERY_OWNER,
     RUNNING,
 )
 from smq.repository.tables import CHAIN_LINKS, DEFINITIONS, EXECUTIONS, HISTORY
@@ -262,19 +261,6 @@ def new_execution_record(
         queue=queue,
         lease_owner=lease_owner if leased else None,
         lease_expires_at=utc(info.start_time) + timedelta(seconds=lease_seconds) if leased else None,
-    )
-
-
-def lease_is_free(now: datetime, *also_free: str) -> Any:
-    """SQL: the execution's lease holds no live process: nobody's (handed to the queue), the recovery
-    scanner's or the dead letters' hold, expired, or one of the owners in `also_free`."""
-    c = EXECUTIONS.c
-    return or_(
-        c.lease_owner.is_(None),
-        c.lease_owner.in_((RECOVERY_OWNER, *also_free)),
-        c.lease_owner.startswith(DEAD_LETTER_OWNER_PREFIX, autoescape=True),
-        c.lease_expires_at.is_(None),
-        c.lease_expires_at < now,
     )
 
 
