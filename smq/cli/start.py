@@ -34,7 +34,7 @@ from smq.cli.run import result_json
 from smq.engine.errors import SmqError
 from smq.engine.handlers import default_registry
 from smq.execution.runner import StartRequest, start_execution
-from smq.repository.repository import Repository
+from smq.repository.repository import ExecutionRecord, Repository
 from smq.settings import QUEUES
 
 if TYPE_CHECKING:
@@ -160,9 +160,7 @@ def start(
         transformer=transformer,
     )
     try:
-        record = start_execution(
-            repository, request, handlers=default_registry, payload_limit=settings.payload_limit
-        )
+        record = _start_here(repository, request, settings)
     except SmqError as exc:
         fail(f"smq start {state_machine_id}: {exc}")
     if as_json:
@@ -174,6 +172,18 @@ def start(
         elif record.status == "WAITING":
             click.echo("  parked: `smq executions show` says what it waits for", err=True)
     sys.exit(EXIT_OK if record.status == "SUCCEEDED" else EXIT_NOT_SUCCEEDED)
+
+
+def _start_here(repository: Repository, request: StartRequest, settings: Any) -> ExecutionRecord:
+    """Run the execution `request` names in this process, with the settings' limits and lease."""
+    return start_execution(
+        repository,
+        request,
+        handlers=default_registry,
+        payload_limit=settings.payload_limit,
+        lease_seconds=settings.lease_seconds,
+        checkpoints=settings.checkpoints,
+    )
 
 
 def bulk_start(
@@ -201,9 +211,7 @@ def bulk_start(
             state_machine_id, execution_input, name=f"{prefix}{number}", version=resolved_version
         )
         try:
-            return start_execution(
-                repository, request, handlers=default_registry, payload_limit=settings.payload_limit
-            ).status
+            return _start_here(repository, request, settings).status
         except SmqError as exc:
             error_console().print(f"line {number}: {exc}")
             return "ERROR"
