@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.dialects import postgresql
@@ -22,10 +22,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from smq.engine.jsontext import compact, compact_encoder
 from smq.repository.models import RUNNING
+from smq.repository.records import ExecutionRecord
 from smq.repository.tables import CHAIN_LINKS, DEFINITIONS, EXECUTIONS, HISTORY
-
-if TYPE_CHECKING:
-    from smq.repository.repository import ExecutionRecord
 
 
 def execution_row(record: ExecutionRecord, now: datetime) -> dict[str, Any]:
