@@ -92,9 +92,10 @@ from support import (
 )
 
 from smq import StateMachine
-from smq.execution.runner import StartRequest, start_execution
+from smq.execution.runner import StartRequest
+from smq.execution.runner import start_execution as run_start
 from smq.repository.filters import ExecutionFilter
-from smq.repository.repository import Repository
+from smq.repository.repository import ExecutionRecord, Repository
 
 BACKENDS = ("sqlite", "postgresql")
 GOALS = {"postgresql": 1500.0, "sqlite": 3000.0}  # persisted transitions/s from one process
@@ -102,6 +103,13 @@ DEFAULT_THREADS = 4  # the concurrency `smq leader --local` (run_batch) and `smq
 STREAM_MACHINE_ID = "stream-bench"
 SAMPLE_FRACTIONS = (0.1, 0.5, 1.0)
 LOAD_BATCH = 50_000
+
+
+def start_execution(repo: Repository, request: StartRequest) -> ExecutionRecord:
+    """`smq.execution.runner.start_execution` in the SMQ_CHECKPOINTS mode `main` set (the runner
+    itself reads no environment)."""
+    return run_start(repo, request, checkpoints=os.environ.get("SMQ_CHECKPOINTS") or None)
+
 
 # ------------------------------------------------------------------ backends
 

@@ -183,6 +183,7 @@ def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None
             # Recorded with a new execution: its continuations (park, crash, redrive) come back here.
             queue=_queue_of(self, payload),
             lease_seconds=settings.lease_seconds,
+            checkpoints=settings.checkpoints,
             defer_held=True,
             # A checkpoint the database cannot take is retried, results kept, instead of rerunning a Task.
             outage_budget=settings.outage_budget,

@@ -147,6 +147,8 @@ def leader(
             handlers=default_registry,
             keep_items=False,
             payload_limit=settings.payload_limit,
+            lease_seconds=settings.lease_seconds,
+            checkpoints=settings.checkpoints,
         )
     summary = {
         "sources": total,

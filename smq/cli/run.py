@@ -85,6 +85,8 @@ def run(
             payload_limit=settings.payload_limit,
             max_transitions=settings.max_transitions,
             max_workers=settings.max_workers,
+            lease_seconds=settings.lease_seconds,
+            checkpoints=settings.checkpoints,
         )
     except DefinitionError as exc:
         fail(f"{file}: {exc}")

@@ -35,7 +35,7 @@ from smq.engine.errors import SmqError
 from smq.engine.handlers import default_registry
 from smq.engine.status import Status
 from smq.execution.runner import StartRequest, start_execution
-from smq.repository.repository import Repository
+from smq.repository.repository import ExecutionRecord, Repository
 from smq.settings import QUEUES
 
 if TYPE_CHECKING:
@@ -161,9 +161,7 @@ def start(
         transformer=transformer,
     )
     try:
-        record = start_execution(
-            repository, request, handlers=default_registry, payload_limit=settings.payload_limit
-        )
+        record = _start_here(repository, request, settings)
     except SmqError as exc:
         fail(f"smq start {state_machine_id}: {exc}")
     if as_json:
@@ -175,6 +173,18 @@ def start(
         elif record.status == Status.WAITING:
             click.echo("  parked: `smq executions show` says what it waits for", err=True)
     sys.exit(EXIT_OK if record.status == Status.SUCCEEDED else EXIT_NOT_SUCCEEDED)
+
+
+def _start_here(repository: Repository, request: StartRequest, settings: Any) -> ExecutionRecord:
+    """Run the execution `request` names in this process, with the settings' limits and lease."""
+    return start_execution(
+        repository,
+        request,
+        handlers=default_registry,
+        payload_limit=settings.payload_limit,
+        lease_seconds=settings.lease_seconds,
+        checkpoints=settings.checkpoints,
+    )
 
 
 def bulk_start(
@@ -202,9 +212,7 @@ def bulk_start(
             state_machine_id, execution_input, name=f"{prefix}{number}", version=resolved_version
         )
         try:
-            return start_execution(
-                repository, request, handlers=default_registry, payload_limit=settings.payload_limit
-            ).status
+            return _start_here(repository, request, settings).status
         except SmqError as exc:
             error_console().print(f"line {number}: {exc}")
             return "ERROR"

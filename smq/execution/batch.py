@@ -16,8 +16,8 @@ from typing import Any
 from smq.engine.errors import SmqError
 from smq.engine.handlers import HandlerRegistry
 from smq.execution.runner import (
+    DEFAULT_LEASE_SECONDS,
     StartRequest,
-    configured_lease_seconds,
     held_here,
     prepare_execution,
     resume_execution,
@@ -99,7 +99,7 @@ def run_batch(
     stop = threading.Event()
 
     given = runtime_options.get("lease_seconds")
-    lease_seconds = configured_lease_seconds() if given is None else given
+    lease_seconds = DEFAULT_LEASE_SECONDS if given is None else given
 
     def one(source: ExecutionRecord) -> BatchItem:
         name = chained_name(name_prefix, source)

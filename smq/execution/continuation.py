@@ -97,6 +97,8 @@ def continue_executions(
             handlers=handlers,
             payload_limit=settings.payload_limit,
             park_after=settings.park_after,
+            lease_seconds=settings.lease_seconds,
+            checkpoints=settings.checkpoints,
         )
         summary.ran += 1
         summary.statuses[record.status] = summary.statuses.get(record.status, 0) + 1

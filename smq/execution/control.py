@@ -6,20 +6,17 @@ its next checkpoint refused (the execution is no longer RUNNING) and steps aside
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Any, cast
-
-from sqlalchemy import Table, update
+from datetime import UTC, datetime
+from typing import Any
 
 from smq.engine.cursor import Cursor
 from smq.engine.errors import SmqError
 from smq.engine.fanout import kept_for_redrive
-from smq.repository.models import ABORTED, FAILED, PAUSED, RUNNING, TIMED_OUT, WAITING, ExecutionRow
+from smq.repository.models import ABORTED, FAILED, PAUSED, RUNNING, TIMED_OUT, WAITING
 from smq.repository.queue_records import DEAD_LETTERED
 from smq.repository.repository import ExecutionRecord, Repository
-from smq.repository.waits import WaitStore
+from smq.repository.transitions import abort_execution, restart_execution
 
-EXECUTIONS = cast(Table, ExecutionRow.__table__)
 REDRIVABLE = (FAILED, TIMED_OUT, ABORTED)
 STOPPABLE = (RUNNING, WAITING, PAUSED)
 
@@ -37,26 +34,17 @@ def stop_execution(
         raise NotAllowed(
             f"execution {record.execution_id} is {record.status}: only {', '.join(STOPPABLE)} can be stopped"
         )
-    now = datetime.now(UTC)
-    waits = WaitStore(repository.engine)
-    with repository.engine.begin() as connection:
-        stopped = connection.execute(
-            update(EXECUTIONS)
-            .where(EXECUTIONS.c.id == record.execution_id, EXECUTIONS.c.status.in_(STOPPABLE))
-            .values(
-                status=ABORTED,
-                error=error,
-                cause=cause or "stopped by an operator",
-                stop_time=now,
-                duration_ms=max(0, round((now - record.start_time).total_seconds() * 1000)),
-                updated_at=now,
-                lease_owner=None,
-                lease_expires_at=None,
-            )
-        ).rowcount
-        if stopped != 1:
-            raise NotAllowed(f"execution {record.execution_id} finished while being stopped")
-        waits.cancel(connection, record.execution_id)
+    stopped = abort_execution(
+        repository.engine,
+        record.execution_id,
+        from_statuses=STOPPABLE,
+        error=error,
+        cause=cause or "stopped by an operator",
+        start_time=record.start_time,
+        now=datetime.now(UTC),
+    )
+    if not stopped:
+        raise NotAllowed(f"execution {record.execution_id} finished while being stopped")
     return repository.get_execution(record.execution_id)
 
 
@@ -68,34 +56,17 @@ def _restart(
     grace: float,
     queue: str | None,
 ) -> ExecutionRecord:
-    now = datetime.now(UTC)
-    moved_to = {} if queue is None else {"queue": queue}
-    with repository.engine.begin() as connection:
-        moved = connection.execute(
-            update(EXECUTIONS)
-            .where(
-                EXECUTIONS.c.id == record.execution_id,
-                EXECUTIONS.c.status.in_(from_statuses),
-                EXECUTIONS.c.history_length == record.history_length,
-            )
-            .values(
-                status=RUNNING,
-                cursor=cursor,
-                current_state=cursor["state"],
-                output=None,
-                error=None,
-                cause=None,
-                stop_time=None,
-                duration_ms=None,
-                updated_at=now,
-                recovery_attempts=0,
-                lease_owner=None,
-                # Until a worker (or this process) takes it: then the recovery scanner re-enqueues it.
-                lease_expires_at=now + timedelta(seconds=grace),
-                **moved_to,
-            )
-        ).rowcount
-    if moved != 1:
+    moved = restart_execution(
+        repository.engine,
+        record.execution_id,
+        from_statuses=from_statuses,
+        history_length=record.history_length,
+        cursor=cursor,
+        now=datetime.now(UTC),
+        grace=grace,
+        queue=queue,
+    )
+    if not moved:
         raise NotAllowed(f"execution {record.execution_id} changed while being restarted; look again")
     return repository.get_execution(record.execution_id)
 

@@ -22,12 +22,11 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import cast
 
-from sqlalchemy import Engine, Table, select, update
+from sqlalchemy import Engine
 
-from smq.repository.models import RUNNING, ExecutionRow
-from smq.repository.repository import lease_is_free
+from smq.repository.leases import let_go_of_lease, renew_leases, take_lease
+from smq.repository.models import RUNNING
 
-EXECUTIONS = cast(Table, ExecutionRow.__table__)
 log = logging.getLogger("smq.leases")
 
 __all__ = [
@@ -125,33 +124,20 @@ def claim(engine: Engine, execution_id: str, seconds: float) -> tuple[str, datet
     on this host. Raises ExecutionHeld when a live process holds it. Returns the lease taken (owner,
     expiry), or None when the execution is no longer RUNNING (nothing to run)."""
     owner = process_owner()
-    c = EXECUTIONS.c
     if running_here(execution_id):
         raise ExecutionHeld(execution_id, owner, datetime.now(UTC) + timedelta(seconds=seconds))
     for _attempt in range(2):
         now = datetime.now(UTC)
         expires = now + timedelta(seconds=seconds)
-        with engine.begin() as connection:
-            taken = connection.execute(
-                update(EXECUTIONS)
-                .where(c.id == execution_id, c.status == RUNNING, lease_is_free(now, owner))
-                .values(lease_owner=owner, lease_expires_at=expires)
-            ).rowcount
-            if taken:
-                return owner, expires
-            row = connection.execute(
-                select(c.status, c.lease_owner, c.lease_expires_at).where(c.id == execution_id)
-            ).one_or_none()
-        if row is None or row.status != RUNNING:
+        found = take_lease(engine, execution_id, owner, now=now, until=expires)
+        if found.taken:
+            return owner, expires
+        if found.status != RUNNING:
             return None
-        if not _local_owner_is_dead(row.lease_owner):
-            raise ExecutionHeld(execution_id, row.lease_owner, row.lease_expires_at)
-        with engine.begin() as connection:
-            connection.execute(
-                update(EXECUTIONS)
-                .where(c.id == execution_id, c.lease_owner == row.lease_owner)
-                .values(lease_expires_at=None)  # let go of the dead process's lease, then take it
-            )
+        holder = cast(str, found.owner)
+        if not _local_owner_is_dead(holder):
+            raise ExecutionHeld(execution_id, holder, cast(datetime, found.expires_at))
+        let_go_of_lease(engine, execution_id, holder)  # the dead process's lease, then take it
     raise ExecutionHeld(execution_id, "another process", datetime.now(UTC))
 
 
@@ -184,18 +170,9 @@ class LeaseKeeper:
                 _count(self._held, None, execution_id, -1)
 
     def _write(self, execution_ids: list[str]) -> None:
-        expires = datetime.now(UTC) + timedelta(seconds=self.seconds)
-        with self.engine.begin() as connection:
-            # Only leases this process holds: one that lapsed and was taken over stays with its new owner.
-            connection.execute(
-                update(EXECUTIONS)
-                .where(
-                    EXECUTIONS.c.id.in_(execution_ids),
-                    EXECUTIONS.c.status == RUNNING,
-                    EXECUTIONS.c.lease_owner == self.owner,
-                )
-                .values(lease_expires_at=expires)
-            )
+        renew_leases(
+            self.engine, execution_ids, self.owner, datetime.now(UTC) + timedelta(seconds=self.seconds)
+        )
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive() or self.owner != process_owner():

@@ -21,20 +21,24 @@ counting an attempt or applying the strategy, so a long backlog never fails or p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, cast
-
-from sqlalchemy import Table, and_, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from datetime import UTC, datetime
+from typing import Any
 
 from smq.engine.cursor import Cursor
 from smq.engine.errors import SmqError
 from smq.execution.continuation import Continuation
-from smq.repository.models import FAILED, PAUSED, RECOVERY_OWNER, RUNNING, ExecutionRow, RecoveryPolicyRow
+from smq.repository.models import FAILED, PAUSED, RECOVERY_OWNER
+from smq.repository.recovery_queries import (
+    expired_executions,
+    extend_handed_over,
+    handed_over_executions,
+    put_policy,
+    read_policy,
+    recover_expired,
+    requeue_expired,
+)
 from smq.repository.repository import Repository
 
-EXECUTIONS = cast(Table, ExecutionRow.__table__)
-POLICIES = cast(Table, RecoveryPolicyRow.__table__)
 STRATEGIES = ("retry", "skip", "fail", "pause")
 WORKER_LOST = "smq.WorkerLost"
 RECOVERY_EXHAUSTED = "smq.RecoveryExhausted"
@@ -87,36 +91,12 @@ def set_policy(repository: Repository, state_machine_id: str, strategy: str, max
         raise PolicyError(f"unknown recovery strategy {strategy!r}: use one of {', '.join(STRATEGIES)}")
     if max_attempts < 1:
         raise PolicyError(f"max_attempts must be at least 1, got {max_attempts}")
-    dialect = postgresql if repository.engine.dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(POLICIES).values(
-        state_machine_id=state_machine_id, strategy=strategy, max_attempts=max_attempts
-    )
-    statement = statement.on_conflict_do_update(
-        index_elements=["state_machine_id"],
-        set_={"strategy": strategy, "max_attempts": max_attempts},
-    )
-    with repository.engine.begin() as connection:
-        connection.execute(statement)
+    put_policy(repository.engine, state_machine_id, strategy, max_attempts)
 
 
 def get_policy(repository: Repository, state_machine_id: str, default_attempts: int = 3) -> tuple[str, int]:
-    with repository.engine.connect() as connection:
-        row = connection.execute(
-            select(POLICIES).where(POLICIES.c.state_machine_id == state_machine_id)
-        ).first()
+    row = read_policy(repository.engine, state_machine_id)
     return ("retry", default_attempts) if row is None else (row.strategy, row.max_attempts)
-
-
-def _expired(now: datetime, lease_seconds: float) -> Any:
-    c = EXECUTIONS.c
-    return and_(
-        c.status == RUNNING,
-        or_(
-            c.lease_expires_at < now,
-            # Never leased (a process died between creating and running it): judged by its last write.
-            and_(c.lease_expires_at.is_(None), c.updated_at < now - timedelta(seconds=lease_seconds)),
-        ),
-    )
 
 
 def scan(
@@ -130,23 +110,7 @@ def scan(
 ) -> list[Recovered]:
     """One pass: take over every RUNNING execution with an expired lease (at most `limit`)."""
     now = datetime.now(UTC)
-    c = EXECUTIONS.c
-    with repository.engine.connect() as connection:
-        candidates = connection.execute(
-            select(
-                c.id,
-                c.state_machine_id,
-                c.name,
-                c.current_state,
-                c.recovery_attempts,
-                c.lease_owner,
-                c.lease_expires_at,
-                c.queue,
-            )
-            .where(_expired(now, lease_seconds))
-            .order_by(c.updated_at)
-            .limit(limit)
-        ).all()
+    candidates = expired_executions(repository.engine, now, lease_seconds, limit)
     if dry_run:
         return [_recovered(row, "would-recover", row.recovery_attempts + 1) for row in candidates]
     recovered = []
@@ -160,25 +124,12 @@ def scan(
 def _recover_one(
     repository: Repository, row: Any, now: datetime, lease_seconds: float, default_attempts: int, grace: float
 ) -> Recovered | None:
-    c = EXECUTIONS.c
     if row.lease_owner in (None, RECOVERY_OWNER) and row.lease_expires_at is not None:
         return _requeue(repository, row, now, lease_seconds, grace)
     strategy, max_attempts = get_policy(repository, row.state_machine_id, default_attempts)
     attempt = row.recovery_attempts + 1
-    with repository.engine.begin() as connection:
-        claimed = connection.execute(
-            update(EXECUTIONS)
-            .where(c.id == row.id, c.recovery_attempts == row.recovery_attempts, _expired(now, lease_seconds))
-            .values(
-                recovery_attempts=attempt,
-                lease_owner=RECOVERY_OWNER,
-                lease_expires_at=now + timedelta(seconds=grace),
-                updated_at=now,
-            )
-        ).rowcount
-        if claimed != 1:
-            return None  # another scanner took it, or its worker came back
-        current = connection.execute(select(EXECUTIONS).where(c.id == row.id)).one()
+
+    def settle(current: Any) -> tuple[str, dict[str, Any]]:
         action = "exhausted" if attempt > max_attempts else {"retry": "resume"}.get(strategy, strategy)
         values: dict[str, Any] = {}
         if action == "skip":
@@ -205,8 +156,13 @@ def _recover_one(
             }
         elif action == "pause":
             values = {"status": PAUSED, "lease_owner": None, "lease_expires_at": None}
-        if values:
-            connection.execute(update(EXECUTIONS).where(c.id == row.id).values(**values))
+        return action, values
+
+    action = recover_expired(
+        repository.engine, row, now=now, lease_seconds=lease_seconds, grace=grace, settle=settle
+    )
+    if action is None:
+        return None  # another scanner took it, or its worker came back
     return _recovered(row, action, attempt)
 
 
@@ -216,26 +172,11 @@ def requeue_handed_over(repository: Repository, *, grace: float, limit: int = 50
     continuations now instead of when their wake grace runs out. Executions a live worker holds are left
     alone: their worker goes on running them."""
     now = datetime.now(UTC)
-    c = EXECUTIONS.c
-    handed_over = and_(c.status == RUNNING, or_(c.lease_owner.is_(None), c.lease_owner == RECOVERY_OWNER))
-    with repository.engine.connect() as connection:
-        rows = connection.execute(
-            select(c.id, c.state_machine_id, c.name, c.current_state, c.recovery_attempts, c.queue)
-            .where(handed_over)
-            .order_by(c.updated_at)
-            .limit(limit)
-        ).all()
-    requeued = []
-    for row in rows:
-        with repository.engine.begin() as connection:
-            moved = connection.execute(
-                update(EXECUTIONS)
-                .where(c.id == row.id, handed_over)
-                .values(lease_expires_at=now + timedelta(seconds=grace), updated_at=now)
-            ).rowcount
-        if moved == 1:
-            requeued.append(_recovered(row, "requeue", row.recovery_attempts))
-    return requeued
+    return [
+        _recovered(row, "requeue", row.recovery_attempts)
+        for row in handed_over_executions(repository.engine, limit)
+        if extend_handed_over(repository.engine, row.id, now=now, grace=grace)
+    ]
 
 
 def _requeue(
@@ -243,14 +184,7 @@ def _requeue(
 ) -> Recovered | None:
     """No worker took this execution since it was handed to the queue: publish its continuation again
     (a duplicate is harmless: the first to run takes it) and wait another grace period."""
-    c = EXECUTIONS.c
-    with repository.engine.begin() as connection:
-        claimed = connection.execute(
-            update(EXECUTIONS)
-            .where(c.id == row.id, c.recovery_attempts == row.recovery_attempts, _expired(now, lease_seconds))
-            .values(lease_expires_at=now + timedelta(seconds=grace), updated_at=now)
-        ).rowcount
-    if claimed != 1:
+    if not requeue_expired(repository.engine, row, now=now, lease_seconds=lease_seconds, grace=grace):
         return None
     return _recovered(row, "requeue", row.recovery_attempts)
 

@@ -10,7 +10,6 @@ resumed from its checkpoint, never started twice.
 
 from __future__ import annotations
 
-import functools
 import uuid
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
@@ -44,11 +43,11 @@ from smq.repository.repository import (
 from smq.repository.waits import DELIVERED, WaitStore
 from smq.settings import Settings
 
-
-@functools.cache
-def configured_lease_seconds() -> float:
-    """SMQ_LEASE_SECONDS, read once per process: runners and the recovery scanner must agree on it."""
-    return Settings.from_env().lease_seconds
+# What a library caller gets when it passes no lease or checkpoint mode: Settings' defaults (never the
+# environment: a worker or the CLI passes its Settings' values, so runners and the recovery scanner
+# agree on the lease).
+DEFAULT_LEASE_SECONDS = Settings.lease_seconds
+DEFAULT_CHECKPOINTS = Settings.checkpoints
 
 
 class PayloadTooLarge(SmqError, ValueError):
@@ -132,38 +131,36 @@ def start_execution(
     to this process from its first write; an existing one is run only if its lease can be taken (see
     `resume_execution`).
     With checkpoints at boundaries (the default), an execution whose first state is side-effect free
-    is not written until its first checkpoint, which inserts it with the states it has run."""
-    coalesce = _coalesce(checkpoints)
-    seconds = configured_lease_seconds() if lease_seconds is None else lease_seconds
+    is not written until its first checkpoint, which inserts it with the states it has run.
+    `lease_seconds` and `checkpoints` default to Settings' defaults (a worker or the CLI passes its
+    own Settings' values)."""
+    plan = RunPlan.of(handlers, queue, lease_seconds, checkpoints, defer_held, outage_budget)
+    runtime_options["payload_limit"] = payload_limit
     for _attempt in range(3):
         record, machine, created = prepare_execution(
             repository,
             request,
             handlers=handlers,
             payload_limit=payload_limit,
-            write=not coalesce,
+            write=not plan.coalesce,
             queue=queue,
-            lease_seconds=seconds,
+            lease_seconds=plan.lease_seconds,
         )
         if record.finished:
             return record
         try:
-            return resume_execution(
-                repository,
-                record,
-                machine=machine,
-                handlers=handlers,
-                payload_limit=payload_limit,
-                checkpoints=checkpoints,
-                queue=queue,
-                lease_seconds=seconds,
-                defer_held=defer_held,
-                outage_budget=outage_budget,
-                # Inserted (or to be inserted) under this process's lease, or just taken over.
-                claimed=created is not False or held_here(record),
-                _unsaved=None if created is not None else request.version is None,
-                **runtime_options,
-            )
+            if created is None:
+                return run_new_execution(
+                    repository,
+                    record,
+                    machine,
+                    plan,
+                    latest_guard=request.version is None,
+                    **runtime_options,
+                )
+            # Inserted under this process's lease, or just taken over.
+            claimed = created or held_here(record)
+            return _run(repository, record, machine, plan, claimed, runtime_options)
         except StaleDefinition:
             continue  # a newer version was put while this run used the cached one: plan it again
     raise SmqError(f"state machine {request.state_machine_id!r} keeps changing; could not start")
@@ -183,7 +180,7 @@ def prepare_execution(
 
     Returns (record, machine, created): created is False when an execution of that name already existed.
     With `write=False`, an execution whose first state is side-effect free is returned unwritten, with
-    created None: `resume_execution(..., _unsaved=...)` inserts it with its first checkpoint.
+    created None: `run_new_execution` inserts it with its first checkpoint.
     """
     uses_latest = request.version is None
     for attempt in range(2):
@@ -244,7 +241,6 @@ def resume_execution(
     claimed: bool = False,
     defer_held: bool = False,
     outage_budget: float = 0,
-    _unsaved: bool | None = None,
     **runtime_options: Any,
 ) -> ExecutionRecord:
     """Drive a RUNNING execution from its last checkpoint until it ends or parks, checkpointing every
@@ -260,11 +256,45 @@ def resume_execution(
     first, so two deliveries of one execution never run it at once; when another live process holds it,
     its record is returned as it is (or, with `defer_held`, ExecutionHeld is raised, for a worker to
     check again later). `outage_budget`: seconds a checkpoint the database cannot take is retried,
-    results kept, before the run gives up (see CheckpointWriter). `_unsaved` (from `start_execution`)
-    marks a record not written yet; its value is the insert's latest-version guard."""
+    results kept, before the run gives up (see CheckpointWriter). `lease_seconds` and `checkpoints`
+    default to Settings' defaults."""
+    plan = RunPlan.of(handlers, queue, lease_seconds, checkpoints, defer_held, outage_budget)
+    return _run(repository, record, machine, plan, claimed, runtime_options)
+
+
+def run_new_execution(
+    repository: Repository,
+    record: ExecutionRecord,
+    machine: StateMachine,
+    plan: RunPlan,
+    *,
+    latest_guard: bool,
+    **runtime_options: Any,
+) -> ExecutionRecord:
+    """Run an execution not written yet (`prepare_execution(..., write=False)`: its first state is
+    side-effect free), leased to this process from the start: its first checkpoint inserts it with the
+    states it has run, guarded (`latest_guard`) against a newer version of its definition
+    (StaleDefinition). If another delivery inserted it first, that one is run from its checkpoint."""
+    return _run(
+        repository, record, machine, plan, True, runtime_options, insert_first=True, latest_guard=latest_guard
+    )
+
+
+def _run(
+    repository: Repository,
+    record: ExecutionRecord,
+    machine: StateMachine | None,
+    plan: RunPlan,
+    claimed: bool,
+    runtime_options: dict[str, Any],
+    *,
+    insert_first: bool = False,
+    latest_guard: bool = False,
+) -> ExecutionRecord:
+    """`resume_execution` with its options in `plan`; with `insert_first`, `run_new_execution`."""
     if record.finished or record.status in (WAITING, PAUSED):
         return record
-    seconds = configured_lease_seconds() if lease_seconds is None else lease_seconds
+    seconds = plan.lease_seconds
     if not claimed and seconds > 0:
         try:
             taken = claim(repository.single_statement_engine, record.execution_id, seconds)
@@ -272,7 +302,7 @@ def resume_execution(
                 return repository.get_execution(record.execution_id)  # no longer RUNNING
             record = replace(record, lease_owner=taken[0], lease_expires_at=taken[1])
         except ExecutionHeld:
-            if defer_held:
+            if plan.defer_held:
                 raise
             return repository.get_execution(record.execution_id)
     if record.cursor is None:
@@ -288,18 +318,18 @@ def resume_execution(
         record,
         machine.machine.states,
         start_time,
-        coalesce=_coalesce(checkpoints),
-        insert_first=_unsaved is not None,
-        latest_guard=bool(_unsaved),
+        coalesce=plan.coalesce,
+        insert_first=insert_first,
+        latest_guard=latest_guard,
         lease_seconds=seconds,
-        outage_budget=outage_budget,
+        outage_budget=plan.outage_budget,
     )
     lease = (
         lease_keeper(repository.engine, seconds).hold(record.execution_id) if seconds > 0 else nullcontext()
     )
     try:
         with lease:
-            result = machine.resume(cursor, handlers=handlers, on_step=writer, **runtime_options)
+            result = machine.resume(cursor, handlers=plan.handlers, on_step=writer, **runtime_options)
         if result.status in (WAITING, "RUNNING"):
             writer.flush()  # nothing waits before a park; a run stopped early may leave steps
         elif not writer.ended:
@@ -311,11 +341,7 @@ def resume_execution(
         return repository.get_execution(record.execution_id)
     except Superseded as exc:
         # Another delivery created this execution first: carry on with that one, from its checkpoint.
-        return resume_execution(
-            repository, exc.existing, handlers=handlers, queue=queue, lease_seconds=lease_seconds,
-            checkpoints=checkpoints, claimed=held_here(exc.existing), defer_held=defer_held,
-            outage_budget=outage_budget, **runtime_options,
-        )  # fmt: skip
+        return _run(repository, exc.existing, None, plan, held_here(exc.existing), runtime_options)
     except Unstorable:
         return writer.result()
     had_branches = fanout_pending((record.cursor or {}).get("pending")) is not None
@@ -327,7 +353,7 @@ def resume_execution(
         # The parked cursor is the one just checkpointed: record what it waits for and let go of it.
         timeout = machine.machine.timeout_seconds
         deadline = start_time + timeout if timeout is not None else None
-        park_queue = queue or record.queue or "default"
+        park_queue = plan.queue or record.queue or "default"
         parked = WaitStore(repository.engine).park(
             record.execution_id,
             writer.seen,
@@ -339,11 +365,8 @@ def resume_execution(
         if parked == DELIVERED:
             # Answers for its branches came while it ran: they are in its cursor now, and it is still
             # this process's to run.
-            return resume_execution(
-                repository, repository.get_execution(record.execution_id), machine=machine,
-                handlers=handlers, queue=queue, lease_seconds=lease_seconds, checkpoints=checkpoints,
-                claimed=True, defer_held=defer_held, outage_budget=outage_budget, **runtime_options,
-            )  # fmt: skip
+            again = repository.get_execution(record.execution_id)
+            return _run(repository, again, machine, plan, True, runtime_options)
         return repository.get_execution(record.execution_id)
     return writer.result()
 
@@ -360,14 +383,39 @@ def held_here(record: ExecutionRecord) -> bool:
     )
 
 
-@functools.cache
-def configured_checkpoints() -> str:
-    """SMQ_CHECKPOINTS, read once per process."""
-    return Settings.from_env().checkpoints
+@dataclass(frozen=True)
+class RunPlan:
+    """How this process runs an execution, the same from its first step to where it ends or parks
+    (and for the run it carries on with, after a superseded insert or answers that came while it ran).
 
+    `lease_seconds` 0 runs it without a lease; `checkpoints` is the SMQ_CHECKPOINTS mode (BOUNDARIES:
+    side-effect-free steps are written with the next one)."""
 
-def _coalesce(checkpoints: str | None) -> bool:
-    mode = configured_checkpoints() if checkpoints is None else checkpoints
-    if mode not in CHECKPOINT_MODES:
-        raise ValueError(f"checkpoints must be one of {', '.join(CHECKPOINT_MODES)}, got {mode!r}")
-    return mode == BOUNDARIES
+    handlers: HandlerRegistry | None = None
+    queue: str | None = None
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    checkpoints: str = DEFAULT_CHECKPOINTS
+    defer_held: bool = False
+    outage_budget: float = 0
+
+    @classmethod
+    def of(
+        cls,
+        handlers: HandlerRegistry | None = None,
+        queue: str | None = None,
+        lease_seconds: float | None = None,
+        checkpoints: str | None = None,
+        defer_held: bool = False,
+        outage_budget: float = 0,
+    ) -> RunPlan:
+        """The plan for the entry points' options (None: the default); a checkpoint mode smq does not
+        know raises ValueError."""
+        mode = DEFAULT_CHECKPOINTS if checkpoints is None else checkpoints
+        if mode not in CHECKPOINT_MODES:
+            raise ValueError(f"checkpoints must be one of {', '.join(CHECKPOINT_MODES)}, got {mode!r}")
+        seconds = DEFAULT_LEASE_SECONDS if lease_seconds is None else lease_seconds
+        return cls(handlers, queue, seconds, mode, defer_held, outage_budget)
+
+    @property
+    def coalesce(self) -> bool:
+        return self.checkpoints == BOUNDARIES

@@ -10,17 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, func, select, update
+from sqlalchemy import Connection, Engine, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from smq.engine.jsontext import compact
-from smq.repository.models import FAILED, RUNNING, DeadLetterRow, EnqueuedRow, ExecutionRow
+from smq.repository.models import FAILED, RUNNING
+from smq.repository.tables import DEAD_LETTERS, ENQUEUED, EXECUTIONS
 
-DEAD = cast(Table, DeadLetterRow.__table__)
-LEDGER = cast(Table, EnqueuedRow.__table__)
-EXECUTIONS = cast(Table, ExecutionRow.__table__)
 # The error of an execution whose task went to the dead letters (the dead letter's reason is its cause).
 DEAD_LETTERED = "smq.DeadLettered"
 
@@ -100,7 +98,7 @@ class DeadLetters:
             "first_attempt_at": first_attempt_at,
             "failed_at": datetime.now(UTC),
         }
-        statement = _insert(self.engine, DEAD).values(**values)
+        statement = _insert(self.engine, DEAD_LETTERS).values(**values)
         statement = statement.on_conflict_do_update(
             index_elements=["task_id"],
             set_={key: statement.excluded[key] for key in values if key != "task_id"},
@@ -146,9 +144,9 @@ class DeadLetters:
         return str(found) if moved == 1 else None
 
     def list(self, *, queue: str | None = None, limit: int | None = None) -> list[DeadLetter]:
-        query = select(DEAD).order_by(DEAD.c.failed_at, DEAD.c.task_id)
+        query = select(DEAD_LETTERS).order_by(DEAD_LETTERS.c.failed_at, DEAD_LETTERS.c.task_id)
         if queue is not None:
-            query = query.where(DEAD.c.queue == queue)
+            query = query.where(DEAD_LETTERS.c.queue == queue)
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as connection:
@@ -156,7 +154,7 @@ class DeadLetters:
 
     def get(self, task_id: str) -> DeadLetter | None:
         with self.engine.connect() as connection:
-            row = connection.execute(select(DEAD).where(DEAD.c.task_id == task_id)).first()
+            row = connection.execute(select(DEAD_LETTERS).where(DEAD_LETTERS.c.task_id == task_id)).first()
         return None if row is None else DeadLetter(**row._mapping)
 
     def delete(self, task_ids: Iterable[str]) -> int:
@@ -164,11 +162,15 @@ class DeadLetters:
         if not ids:
             return 0
         with self.engine.begin() as connection:
-            return int(connection.execute(delete(DEAD).where(DEAD.c.task_id.in_(ids))).rowcount)
+            return int(
+                connection.execute(delete(DEAD_LETTERS).where(DEAD_LETTERS.c.task_id.in_(ids))).rowcount
+            )
 
     def count_by_queue(self) -> dict[str, int]:
         with self.engine.connect() as connection:
-            rows = connection.execute(select(DEAD.c.queue, func.count()).group_by(DEAD.c.queue))
+            rows = connection.execute(
+                select(DEAD_LETTERS.c.queue, func.count()).group_by(DEAD_LETTERS.c.queue)
+            )
             return {queue: int(count) for queue, count in rows}
 
 
@@ -267,7 +269,7 @@ class EnqueueLedger:
             if not fresh:
                 return set()
             statement = (
-                _insert(self.engine, LEDGER)
+                _insert(self.engine, ENQUEUED)
                 .values(
                     [
                         {
@@ -282,7 +284,7 @@ class EnqueueLedger:
                     ]
                 )
                 .on_conflict_do_nothing(index_elements=["state_machine_id", "name"])
-                .returning(LEDGER.c.name)
+                .returning(ENQUEUED.c.name)
             )
             return {row[0] for row in connection.execute(statement)}
 
@@ -319,7 +321,9 @@ class EnqueueLedger:
             return
         with self.engine.begin() as connection:
             connection.execute(
-                delete(LEDGER).where(LEDGER.c.state_machine_id == state_machine_id, LEDGER.c.name.in_(chosen))
+                delete(ENQUEUED).where(
+                    ENQUEUED.c.state_machine_id == state_machine_id, ENQUEUED.c.name.in_(chosen)
+                )
             )
 
     def unstarted(self, state_machine_id: str, names: Iterable[str]) -> dict[str, str]:
@@ -329,10 +333,10 @@ class EnqueueLedger:
         if not chosen:
             return {}
         started = select(EXECUTIONS.c.id).where(
-            EXECUTIONS.c.state_machine_id == LEDGER.c.state_machine_id, EXECUTIONS.c.name == LEDGER.c.name
+            EXECUTIONS.c.state_machine_id == ENQUEUED.c.state_machine_id, EXECUTIONS.c.name == ENQUEUED.c.name
         )
-        query = select(LEDGER.c.name, LEDGER.c.task_id).where(
-            LEDGER.c.state_machine_id == state_machine_id, LEDGER.c.name.in_(chosen), ~started.exists()
+        query = select(ENQUEUED.c.name, ENQUEUED.c.task_id).where(
+            ENQUEUED.c.state_machine_id == state_machine_id, ENQUEUED.c.name.in_(chosen), ~started.exists()
         )
         with self.engine.connect() as connection:
             return {name: task_id for name, task_id in connection.execute(query)}
@@ -341,14 +345,18 @@ class EnqueueLedger:
         """Claims made before `older_than` whose execution has not started and whose payload is kept:
         still queued behind a backlog, or lost by the broker (the caller asks the broker which)."""
         started = select(EXECUTIONS.c.id).where(
-            EXECUTIONS.c.state_machine_id == LEDGER.c.state_machine_id, EXECUTIONS.c.name == LEDGER.c.name
+            EXECUTIONS.c.state_machine_id == ENQUEUED.c.state_machine_id, EXECUTIONS.c.name == ENQUEUED.c.name
         )
         query = (
             select(
-                LEDGER.c.state_machine_id, LEDGER.c.name, LEDGER.c.task_id, LEDGER.c.queue, LEDGER.c.payload
+                ENQUEUED.c.state_machine_id,
+                ENQUEUED.c.name,
+                ENQUEUED.c.task_id,
+                ENQUEUED.c.queue,
+                ENQUEUED.c.payload,
             )
-            .where(LEDGER.c.payload.is_not(None), LEDGER.c.enqueued_at < older_than, ~started.exists())
-            .order_by(LEDGER.c.enqueued_at)
+            .where(ENQUEUED.c.payload.is_not(None), ENQUEUED.c.enqueued_at < older_than, ~started.exists())
+            .order_by(ENQUEUED.c.enqueued_at)
             .limit(limit)
         )
         with self.engine.connect() as connection:
@@ -358,27 +366,27 @@ class EnqueueLedger:
         """Record the new message of a claim published again (its clock starts again)."""
         with self.engine.begin() as connection:
             connection.execute(
-                update(LEDGER)
-                .where(LEDGER.c.state_machine_id == item.state_machine_id, LEDGER.c.name == item.name)
+                update(ENQUEUED)
+                .where(ENQUEUED.c.state_machine_id == item.state_machine_id, ENQUEUED.c.name == item.name)
                 .values(task_id=task_id, enqueued_at=datetime.now(UTC))
             )
 
     def forget_started_payloads(self) -> int:
         """Clear the kept payloads of claims whose execution exists: nothing will publish them again."""
         started = select(EXECUTIONS.c.id).where(
-            EXECUTIONS.c.state_machine_id == LEDGER.c.state_machine_id, EXECUTIONS.c.name == LEDGER.c.name
+            EXECUTIONS.c.state_machine_id == ENQUEUED.c.state_machine_id, EXECUTIONS.c.name == ENQUEUED.c.name
         )
         with self.engine.begin() as connection:
             cleared = connection.execute(
-                update(LEDGER).where(LEDGER.c.payload.is_not(None), started.exists()).values(payload=None)
+                update(ENQUEUED).where(ENQUEUED.c.payload.is_not(None), started.exists()).values(payload=None)
             ).rowcount
         return int(cleared)
 
     def is_claimed(self, state_machine_id: str, name: str) -> bool:
         with self.engine.connect() as connection:
             row = connection.execute(
-                select(LEDGER.c.task_id).where(
-                    LEDGER.c.state_machine_id == state_machine_id, LEDGER.c.name == name
+                select(ENQUEUED.c.task_id).where(
+                    ENQUEUED.c.state_machine_id == state_machine_id, ENQUEUED.c.name == name
                 )
             ).first()
         return row is not None

@@ -3,287 +3,68 @@
 Written with SQLAlchemy Core on the hot path (a checkpoint is one UPDATE plus a multi-row INSERT in
 one transaction). A checkpoint is conditional on the history length the writer saw, so two processes
 resuming the same execution can never both record a state: the loser gets CheckpointConflict.
+
+This module holds the writes and the compiled-machine cache; the reads are `smq.repository.queries`',
+the records and errors `smq.repository.records`' (imported from here as well).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import random
-import re
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Engine, Table, and_, exists, func, insert, not_, or_, select, tuple_, update
+from sqlalchemy import Engine, insert, update
 from sqlalchemy.exc import IntegrityError
 
 from smq.engine.cursor import Cursor, HistoryEntry, Step
 from smq.engine.errors import SmqError
 from smq.engine.machine import StateMachine
 from smq.repository.database import autocommit_engine, create_database_engine, ensure_schema, is_sqlite
-from smq.repository.filters import ExecutionFilter
-from smq.repository.models import (
-    DEAD_LETTER_OWNER_PREFIX,
-    FINAL_STATUSES,
-    RECOVERY_OWNER,
-    RUNNING,
-    ChainLinkRow,
-    DefinitionRow,
-    ExecutionRow,
-    HistoryRow,
+from smq.repository.leases import lease_is_free
+from smq.repository.models import RUNNING
+from smq.repository.queries import Reads
+from smq.repository.records import (
+    STATE_MACHINE_ID,
+    CheckpointConflict,
+    DefinitionRecord,
+    ExecutionKey,
+    ExecutionRecord,
+    HistoryRecord,
+    InvalidId,
+    NotFound,
+    StaleDefinition,
+    check_state_machine_id,
+    digest,
+    execution_record,
+    iso,
+    new_execution_record,
+    utc,
 )
+from smq.repository.tables import DEFINITIONS, EXECUTIONS
 from smq.repository.writes import CoreWrites, PostgresWrites, SQLiteWrites
 
-definitions = cast(Table, DefinitionRow.__table__)
-executions = cast(Table, ExecutionRow.__table__)
-history = cast(Table, HistoryRow.__table__)
-chain_links = cast(Table, ChainLinkRow.__table__)
-
-
-class NotFound(SmqError, LookupError):
-    """No such definition or execution; the message names what was asked for."""
-
-
-class StaleDefinition(SmqError):
-    """A newer definition version appeared since this process cached the latest one; look again."""
-
-
-class CheckpointConflict(SmqError):
-    """Another process advanced this execution first; this writer must stop."""
-
-
-STATE_MACHINE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
-
-
-class InvalidId(SmqError, ValueError):
-    """A state machine id with characters or a length smq does not accept."""
-
-
-def check_state_machine_id(state_machine_id: str) -> None:
-    if not isinstance(state_machine_id, str) or not STATE_MACHINE_ID.fullmatch(state_machine_id):
-        raise InvalidId(
-            f"state machine id {state_machine_id!r}: use 1-80 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit"
-        )
-
-
-def utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
-
-
-def iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def digest(definition: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(definition, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class DefinitionRecord:
-    state_machine_id: str
-    version: int
-    definition: dict[str, Any]
-    created_at: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "state_machine_id": self.state_machine_id,
-            "version": self.version,
-            "created_at": iso(self.created_at),
-            "definition": self.definition,
-        }
-
-
-@dataclass(frozen=True)
-class ExecutionRecord:
-    execution_id: str
-    name: str
-    state_machine_id: str
-    version: int
-    status: str
-    input: Any
-    output: Any
-    error: str | None
-    cause: str | None
-    current_state: str | None
-    cursor: dict[str, Any] | None
-    history_length: int
-    start_time: datetime
-    stop_time: datetime | None
-    updated_at: datetime
-    duration_ms: int | None
-    source_execution_id: str | None
-    source_state_name: str | None
-    transformer: str | None
-    queue: str | None = None  # the queue it runs from (None: in-process); its continuations go there
-    # The process running it ("host:pid") and until when; None while nobody does (handed to the queue).
-    # Renewed in the background while it runs, so not part of a record's equality.
-    lease_owner: str | None = field(default=None, compare=False)
-    lease_expires_at: datetime | None = field(default=None, compare=False)
-
-    @property
-    def finished(self) -> bool:
-        return self.status in FINAL_STATUSES
-
-    def to_dict(self) -> dict[str, Any]:
-        """The stable machine-readable form (`smq executions list --json`)."""
-        return {
-            "execution_id": self.execution_id,
-            "name": self.name,
-            "state_machine_id": self.state_machine_id,
-            "version": self.version,
-            "status": self.status,
-            "input": self.input,
-            "output": self.output,
-            "error": self.error,
-            "cause": self.cause,
-            "current_state": self.current_state,
-            "start_time": iso(self.start_time),
-            "stop_time": iso(self.stop_time),
-            "duration_ms": self.duration_ms,
-            "source_execution_id": self.source_execution_id,
-            "source_state_name": self.source_state_name,
-            "transformer": self.transformer,
-            "queue": self.queue,
-            "lease_owner": self.lease_owner,
-            "lease_expires_at": iso(self.lease_expires_at),
-        }
-
-
-@dataclass(frozen=True)
-class HistoryRecord:
-    sequence: int
-    state_name: str
-    state_type: str
-    status: str
-    scope: str
-    attempt: int
-    input: Any
-    output: Any
-    error: str | None
-    cause: str | None
-    entered_at: datetime
-    exited_at: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sequence": self.sequence,
-            "state_name": self.state_name,
-            "state_type": self.state_type,
-            "status": self.status,
-            "scope": self.scope,
-            "attempt": self.attempt,
-            "input": self.input,
-            "output": self.output,
-            "error": self.error,
-            "cause": self.cause,
-            "entered_at": iso(self.entered_at),
-            "timestamp": iso(self.exited_at),
-        }
-
-
-def _execution(row: Any) -> ExecutionRecord:
-    return ExecutionRecord(
-        execution_id=row.id,
-        name=row.name,
-        state_machine_id=row.state_machine_id,
-        version=row.version,
-        status=row.status,
-        input=row.input,
-        output=row.output,
-        error=row.error,
-        cause=row.cause,
-        current_state=row.current_state,
-        cursor=row.cursor,
-        history_length=row.history_length,
-        start_time=row.start_time,
-        stop_time=row.stop_time,
-        updated_at=row.updated_at,
-        duration_ms=row.duration_ms,
-        source_execution_id=row.source_execution_id,
-        source_state_name=row.source_state_name,
-        transformer=row.transformer,
-        queue=row.queue,
-        lease_owner=row.lease_owner,
-        lease_expires_at=row.lease_expires_at,
-    )
-
-
-def _history(row: Any) -> HistoryRecord:
-    return HistoryRecord(
-        sequence=row.sequence,
-        state_name=row.state_name,
-        state_type=row.state_type,
-        status=row.status,
-        scope=row.scope,
-        attempt=row.attempt,
-        input=row.input,
-        output=row.output,
-        error=row.error,
-        cause=row.cause,
-        entered_at=row.entered_at,
-        exited_at=row.exited_at,
-    )
-
-
-def new_execution_record(
-    cursor: Cursor,
-    *,
-    version: int,
-    source_execution_id: str | None = None,
-    source_state_name: str | None = None,
-    transformer: str | None = None,
-    queue: str | None = None,
-    lease_owner: str | None = None,
-    lease_seconds: float = 0,
-) -> ExecutionRecord:
-    """The RUNNING execution that `cursor` (from `StateMachine.begin`) starts, not yet written; with
-    `lease_owner`, leased to that process from the start (so a duplicate delivery cannot run it too)."""
-    info = cursor.execution
-    leased = lease_owner is not None and lease_seconds > 0
-    return ExecutionRecord(
-        execution_id=info.id,
-        name=info.name,
-        state_machine_id=info.state_machine_id,
-        version=version,
-        status=RUNNING,
-        input=info.input,
-        output=None,
-        error=None,
-        cause=None,
-        current_state=cursor.state,
-        cursor=cursor.to_dict(),
-        history_length=0,
-        start_time=utc(info.start_time),
-        stop_time=None,
-        updated_at=utc(info.start_time),
-        duration_ms=None,
-        source_execution_id=source_execution_id,
-        source_state_name=source_state_name,
-        transformer=transformer,
-        queue=queue,
-        lease_owner=lease_owner if leased else None,
-        lease_expires_at=utc(info.start_time) + timedelta(seconds=lease_seconds) if leased else None,
-    )
-
-
-def lease_is_free(now: datetime, *also_free: str) -> Any:
-    """SQL: the execution's lease holds no live process: nobody's (handed to the queue), the recovery
-    scanner's or the dead letters' hold, expired, or one of the owners in `also_free`."""
-    c = executions.c
-    return or_(
-        c.lease_owner.is_(None),
-        c.lease_owner.in_((RECOVERY_OWNER, *also_free)),
-        c.lease_owner.startswith(DEAD_LETTER_OWNER_PREFIX, autoescape=True),
-        c.lease_expires_at.is_(None),
-        c.lease_expires_at < now,
-    )
+__all__ = [
+    "STATE_MACHINE_ID",
+    "CheckpointConflict",
+    "DefinitionRecord",
+    "ExecutionKey",
+    "ExecutionRecord",
+    "HistoryRecord",
+    "InvalidId",
+    "NotFound",
+    "Repository",
+    "StaleDefinition",
+    "check_state_machine_id",
+    "digest",
+    "iso",
+    "lease_is_free",
+    "new_execution_record",
+    "utc",
+]
 
 
 def _step_values(
@@ -333,16 +114,7 @@ def _history_rows(
     ]
 
 
-@dataclass(frozen=True)
-class ExecutionKey:
-    """What identifies an execution, without its payloads (for streaming millions of sources)."""
-
-    execution_id: str
-    name: str
-    state_machine_id: str
-
-
-class Repository:
+class Repository(Reads):
     """Definitions, executions, history and chain links in one SQLAlchemy database."""
 
     def __init__(self, engine: Engine):
@@ -400,7 +172,7 @@ class Repository:
             try:
                 with self.engine.begin() as connection:
                     connection.execute(
-                        insert(definitions).values(
+                        insert(DEFINITIONS).values(
                             state_machine_id=state_machine_id,
                             version=version,
                             definition=definition,
@@ -413,55 +185,6 @@ class Repository:
             except IntegrityError:
                 continue  # someone else added this version first: look again
         raise SmqError(f"could not store a new version of {state_machine_id!r}: too much contention")
-
-    def _latest_definition_row(self, state_machine_id: str) -> Any:
-        with self.reader.connect() as connection:
-            return connection.execute(
-                select(definitions)
-                .where(definitions.c.state_machine_id == state_machine_id)
-                .order_by(definitions.c.version.desc())
-                .limit(1)
-            ).first()
-
-    def get_definition(self, state_machine_id: str, version: int | None = None) -> DefinitionRecord:
-        if version is None:
-            row = self._latest_definition_row(state_machine_id)
-        else:
-            with self.reader.connect() as connection:
-                row = connection.execute(
-                    select(definitions).where(
-                        definitions.c.state_machine_id == state_machine_id, definitions.c.version == version
-                    )
-                ).first()
-        if row is None:
-            what = f"version {version} of " if version is not None else ""
-            raise NotFound(f"no {what}state machine {state_machine_id!r}")
-        return DefinitionRecord(row.state_machine_id, row.version, row.definition, row.created_at)
-
-    def list_definitions(self) -> list[dict[str, Any]]:
-        """One row per state machine: latest version, number of versions, last change."""
-        with self.reader.connect() as connection:
-            rows = connection.execute(
-                select(
-                    definitions.c.state_machine_id,
-                    func.max(definitions.c.version).label("latest_version"),
-                    func.count().label("versions"),
-                    func.max(definitions.c.created_at).label("updated_at"),
-                )
-                .group_by(definitions.c.state_machine_id)
-                .order_by(definitions.c.state_machine_id)
-            ).all()
-        return [
-            {
-                "state_machine_id": row.state_machine_id,
-                "latest_version": row.latest_version,
-                "versions": row.versions,
-                "updated_at": iso(
-                    row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
-                ),
-            }
-            for row in rows
-        ]
 
     def state_machine(
         self, state_machine_id: str, version: int | None = None, *, cached_latest: bool = False
@@ -570,10 +293,10 @@ class Repository:
         if not self.engine.dialect.update_returning:
             return None
         now = datetime.now(UTC)
-        c = executions.c
+        c = EXECUTIONS.c
         with self.single_statement_engine.begin() as connection:
             row = connection.execute(
-                update(executions)
+                update(EXECUTIONS)
                 .where(
                     c.state_machine_id == state_machine_id,
                     c.name == name,
@@ -581,9 +304,9 @@ class Repository:
                     lease_is_free(now),
                 )
                 .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=seconds))
-                .returning(*executions.c)
+                .returning(*EXECUTIONS.c)
             ).first()
-        return None if row is None else _execution(row)
+        return None if row is None else execution_record(row)
 
     def checkpoint(
         self,
@@ -626,218 +349,3 @@ class Repository:
         step = Step([], status=status, error=error, cause=cause)
         self.checkpoint(execution_id, seen_history_length, step, start_time=start_time)
 
-    def get_execution(self, execution_id: str) -> ExecutionRecord:
-        with self.reader.connect() as connection:
-            row = connection.execute(select(executions).where(executions.c.id == execution_id)).first()
-        if row is None:
-            raise NotFound(f"no execution with id {execution_id!r}")
-        return _execution(row)
-
-    def find_execution(self, state_machine_id: str, name: str) -> ExecutionRecord | None:
-        with self.reader.connect() as connection:
-            row = connection.execute(
-                select(executions).where(
-                    executions.c.state_machine_id == state_machine_id, executions.c.name == name
-                )
-            ).first()
-        return None if row is None else _execution(row)
-
-    def resolve_execution(self, reference: str) -> ExecutionRecord:
-        """An execution by id, or by `STATE_MACHINE_ID/NAME`."""
-        try:
-            return self.get_execution(reference)
-        except NotFound:
-            if "/" in reference:
-                machine_id, _, name = reference.partition("/")
-                found = self.find_execution(machine_id, name)
-                if found is not None:
-                    return found
-            raise NotFound(f"no execution with id {reference!r} (or STATE_MACHINE_ID/NAME)") from None
-
-    # ------------------------------------------------------------------ queries
-
-    def _where(self, flt: ExecutionFilter) -> list[Any]:
-        clauses: list[Any] = []
-        c = executions.c
-        if flt.state_machine_id is not None:
-            clauses.append(c.state_machine_id == flt.state_machine_id)
-        if flt.statuses:
-            clauses.append(c.status.in_(flt.statuses))
-        if flt.name_prefix is not None:
-            clauses.append(c.name.startswith(flt.name_prefix, autoescape=True))
-        if flt.name_contains is not None:
-            clauses.append(c.name.contains(flt.name_contains, autoescape=True))
-        if flt.started_after is not None:
-            clauses.append(c.start_time > flt.started_after)
-        if flt.started_before is not None:
-            clauses.append(c.start_time < flt.started_before)
-        if flt.current_state is not None:
-            clauses.append(c.current_state == flt.current_state)
-        if flt.source_execution_id is not None:
-            clauses.append(c.source_execution_id == flt.source_execution_id)
-        if flt.not_chained_into is not None:
-            clauses.append(
-                not_(
-                    exists().where(
-                        chain_links.c.source_execution_id == c.id,
-                        chain_links.c.target_state_machine_id == flt.not_chained_into,
-                    )
-                )
-            )
-        return clauses
-
-    def list_executions(self, flt: ExecutionFilter | None = None) -> list[ExecutionRecord]:
-        flt = flt or ExecutionFilter()
-        query = (
-            select(executions)
-            .where(and_(True, *self._where(flt)))
-            .order_by(executions.c.start_time, executions.c.id)
-            .offset(flt.offset)
-        )
-        if flt.limit is not None:
-            query = query.limit(flt.limit)
-        with self.reader.connect() as connection:
-            return [_execution(row) for row in connection.execute(query)]
-
-    def count_executions(self, flt: ExecutionFilter | None = None) -> int:
-        flt = flt or ExecutionFilter()
-        query = select(func.count()).select_from(executions).where(and_(True, *self._where(flt)))
-        with self.reader.connect() as connection:
-            return int(connection.execute(query).scalar_one())
-
-    def stream_executions(
-        self, flt: ExecutionFilter | None = None, *, page_size: int = 1000
-    ) -> Iterator[ExecutionRecord]:
-        """Every matching execution in (start_time, id) order, one page in memory at a time.
-
-        Keyset pagination: each page starts after the last (start_time, id) seen, so the cost of a page
-        does not grow with its position and memory stays flat for millions of rows.
-        """
-        for row in self._keyset(flt, page_size, [executions]):
-            yield _execution(row)
-
-    def stream_execution_keys(
-        self, flt: ExecutionFilter | None = None, *, page_size: int = 1000
-    ) -> Iterator[ExecutionKey]:
-        """Like `stream_executions`, but only what names a chained execution: no payloads are read."""
-        c = executions.c
-        for row in self._keyset(flt, page_size, [c.id, c.name, c.state_machine_id]):
-            yield ExecutionKey(row.id, row.name, row.state_machine_id)
-
-    def _keyset(self, flt: ExecutionFilter | None, page_size: int, columns: list[Any]) -> Iterator[Any]:
-        flt = flt or ExecutionFilter()
-        c = executions.c
-        remaining = flt.limit
-        after: tuple[datetime, str] | None = None
-        skip = flt.offset
-        wanted = [*columns, c.start_time.label("_keyset_start"), c.id.label("_keyset_id")]
-        while remaining is None or remaining > 0:
-            size = page_size if remaining is None else min(page_size, remaining + skip)
-            query = select(*wanted).where(and_(True, *self._where(flt)))
-            if after is not None:
-                start, last_id = after
-                # A row-value comparison, so the index range starts right after the last row seen.
-                query = query.where(tuple_(c.start_time, c.id) > tuple_(start, last_id))
-            query = query.order_by(c.start_time, c.id).limit(size)
-            with self.reader.connect() as connection:
-                rows = connection.execute(query).all()
-            if not rows:
-                return
-            after = (rows[-1]._keyset_start, rows[-1]._keyset_id)
-            for row in rows:
-                if skip:
-                    skip -= 1
-                    continue
-                yield row
-                if remaining is not None:
-                    remaining -= 1
-                    if remaining == 0:
-                        return
-            if len(rows) < size:
-                return
-
-    def history(self, execution_id: str) -> list[HistoryRecord]:
-        self.get_execution(execution_id)  # NotFound for an unknown id rather than an empty list
-        with self.reader.connect() as connection:
-            rows = connection.execute(
-                select(history).where(history.c.execution_id == execution_id).order_by(history.c.sequence)
-            ).all()
-        return [_history(row) for row in rows]
-
-    def last_output_of_state(self, execution_id: str, state_name: str) -> Any:
-        """The output of the last successful visit of a top-level state (for chaining from a state)."""
-        with self.reader.connect() as connection:
-            row = connection.execute(
-                select(history.c.output)
-                .where(
-                    history.c.execution_id == execution_id,
-                    history.c.state_name == state_name,
-                    history.c.scope == "",
-                    history.c.status.in_(("SUCCEEDED", "CAUGHT")),
-                )
-                .order_by(history.c.sequence.desc())
-                .limit(1)
-            ).first()
-        if row is None:
-            raise NotFound(f"execution {execution_id} has no completed visit of state {state_name!r}")
-        return row.output
-
-    def chained_targets(self, source_execution_id: str) -> list[ExecutionRecord]:
-        with self.reader.connect() as connection:
-            rows = connection.execute(
-                select(executions)
-                .join(chain_links, chain_links.c.target_execution_id == executions.c.id)
-                .where(chain_links.c.source_execution_id == source_execution_id)
-                .order_by(executions.c.start_time, executions.c.id)
-            ).all()
-        return [_execution(row) for row in rows]
-
-    def count_by_status(self) -> dict[str, int]:
-        """Executions per status, all machines together (cheap: one grouped count)."""
-        c = executions.c
-        with self.reader.connect() as connection:
-            rows = connection.execute(select(c.status, func.count()).group_by(c.status).order_by(c.status))
-            return {status: int(count) for status, count in rows}
-
-    def stats(self, state_machine_id: str | None = None) -> list[dict[str, Any]]:
-        """Per state machine and status: count, and mean/p50/p95/p99 duration of finished executions."""
-        c = executions.c
-        query = select(
-            c.state_machine_id, c.status, func.count().label("count"), func.avg(c.duration_ms).label("mean")
-        )
-        if state_machine_id is not None:
-            query = query.where(c.state_machine_id == state_machine_id)
-        query = query.group_by(c.state_machine_id, c.status).order_by(c.state_machine_id, c.status)
-        results = []
-        with self.reader.connect() as connection:
-            for row in connection.execute(query).all():
-                entry: dict[str, Any] = {
-                    "state_machine_id": row.state_machine_id,
-                    "status": row.status,
-                    "count": row.count,
-                    "mean_ms": None if row.mean is None else round(float(row.mean), 3),
-                }
-                finished = connection.execute(
-                    select(func.count()).where(
-                        c.state_machine_id == row.state_machine_id,
-                        c.status == row.status,
-                        c.duration_ms.is_not(None),
-                    )
-                ).scalar_one()
-                for label, fraction in (("p50_ms", 0.50), ("p95_ms", 0.95), ("p99_ms", 0.99)):
-                    entry[label] = None
-                    if finished:
-                        rank = min(finished - 1, max(0, math.ceil(fraction * finished) - 1))  # nearest rank
-                        entry[label] = connection.execute(
-                            select(c.duration_ms)
-                            .where(
-                                c.state_machine_id == row.state_machine_id,
-                                c.status == row.status,
-                                c.duration_ms.is_not(None),
-                            )
-                            .order_by(c.duration_ms)
-                            .offset(rank)
-                            .limit(1)
-                        ).scalar_one()
-                results.append(entry)
-        return results

@@ -17,17 +17,14 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, exists, insert, select, update
+from sqlalchemy import Connection, Engine, exists, insert, select, update
 
 from smq.engine.cursor import branch_waits, deliver_at
 from smq.engine.errors import SmqError
-from smq.repository.models import RUNNING, WAITING, ExecutionRow, MessageRow, WaitRow
-
-WAITS = cast(Table, WaitRow.__table__)
-MESSAGES = cast(Table, MessageRow.__table__)
-EXECUTIONS = cast(Table, ExecutionRow.__table__)
+from smq.repository.models import RUNNING, WAITING
+from smq.repository.tables import EXECUTIONS, MESSAGES, WAITS
 
 RESOLVED = "RESOLVED"
 CANCELLED = "CANCELLED"

@@ -14,22 +14,16 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
-from sqlalchemy import Engine, Table, func, insert, select, update
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from smq.engine.jsontext import compact, compact_encoder
-from smq.repository.models import RUNNING, ChainLinkRow, DefinitionRow, ExecutionRow, HistoryRow
-
-if TYPE_CHECKING:
-    from smq.repository.repository import ExecutionRecord
-
-executions = cast(Table, ExecutionRow.__table__)
-history_table = cast(Table, HistoryRow.__table__)
-chain_links = cast(Table, ChainLinkRow.__table__)
-definitions = cast(Table, DefinitionRow.__table__)
+from smq.repository.models import RUNNING
+from smq.repository.records import ExecutionRecord
+from smq.repository.tables import CHAIN_LINKS, DEFINITIONS, EXECUTIONS, HISTORY
 
 
 def execution_row(record: ExecutionRecord, now: datetime) -> dict[str, Any]:
@@ -91,11 +85,11 @@ class CoreWrites:
                 latest = connection.execute(_latest_version(record.state_machine_id)).scalar()
                 if latest != record.version:
                     return False
-            connection.execute(insert(executions), execution_row(record, now))
+            connection.execute(insert(EXECUTIONS), execution_row(record, now))
             if record.source_execution_id is not None:
-                connection.execute(insert(chain_links), link_row(record, now))
+                connection.execute(insert(CHAIN_LINKS), link_row(record, now))
             if history:
-                connection.execute(insert(history_table), history)
+                connection.execute(insert(HISTORY), history)
         return True
 
     def checkpoint(
@@ -103,18 +97,18 @@ class CoreWrites:
     ) -> bool:
         with self.engine.begin() as connection:
             result = connection.execute(
-                update(executions)
+                update(EXECUTIONS)
                 .where(
-                    executions.c.id == execution_id,
-                    executions.c.history_length == seen,
-                    executions.c.status == RUNNING,
+                    EXECUTIONS.c.id == execution_id,
+                    EXECUTIONS.c.history_length == seen,
+                    EXECUTIONS.c.status == RUNNING,
                 )
                 .values(**values)
             )
             if result.rowcount != 1:
                 return False
             if rows:
-                connection.execute(insert(history_table), rows)
+                connection.execute(insert(HISTORY), rows)
         return True
 
 
@@ -383,7 +377,7 @@ def _insert_execution_sql(columns: list[str], latest_guard: bool, linked: bool, 
     values = ", ".join(
         "CAST(%s AS jsonb)"
         if name in _JSON_COLUMNS
-        else f"CAST(%s AS {executions.c[name].type.compile(dialect=dialect)})"
+        else f"CAST(%s AS {EXECUTIONS.c[name].type.compile(dialect=dialect)})"
         for name in columns
     )
     guard = (
@@ -410,4 +404,4 @@ def _insert_execution_sql(columns: list[str], latest_guard: bool, linked: bool, 
 
 
 def _latest_version(state_machine_id: str) -> Any:
-    return select(func.max(definitions.c.version)).where(definitions.c.state_machine_id == state_machine_id)
+    return select(func.max(DEFINITIONS.c.version)).where(DEFINITIONS.c.state_machine_id == state_machine_id)

@@ -172,7 +172,7 @@ def test_an_answer_that_comes_while_the_execution_runs_is_held_then_applied(
 def _all_waits(repository: Repository, record: ExecutionRecord) -> list[dict[str, Any]]:
     from sqlalchemy import select
 
-    from smq.repository.waits import WAITS
+    from smq.repository.tables import WAITS
 
     with repository.engine.connect() as connection:
         rows = connection.execute(select(WAITS).where(WAITS.c.execution_id == record.execution_id))

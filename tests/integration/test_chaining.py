@@ -19,7 +19,10 @@ from smq.execution.batch import BatchItem, chained_name, run_batch
 from smq.execution.runner import ChainError, StartRequest, start_execution
 from smq.execution.transformers import UnknownTransformer, transformer
 from smq.repository.filters import ExecutionFilter
-from smq.repository.repository import ExecutionRecord, NotFound, Repository, chain_links, executions, history
+from smq.repository.repository import ExecutionRecord, NotFound, Repository
+from smq.repository.tables import CHAIN_LINKS as chain_links
+from smq.repository.tables import EXECUTIONS as executions
+from smq.repository.tables import HISTORY as history
 
 SOURCE = {
     "StartAt": "Compute",

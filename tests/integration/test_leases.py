@@ -15,18 +15,17 @@ import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from sqlalchemy import Table, select, update
+from sqlalchemy import select, update
 
 from smq import HandlerRegistry
 from smq.execution.leases import ExecutionHeld, LeaseKeeper, local_owner, process_owner
 from smq.execution.runner import StartRequest, resume_execution, start_execution
-from smq.repository.models import DEAD_LETTER_OWNER_PREFIX, RECOVERY_OWNER, ExecutionRow
+from smq.repository.models import DEAD_LETTER_OWNER_PREFIX, RECOVERY_OWNER
 from smq.repository.repository import ExecutionRecord, Repository
-
-EXECUTIONS = cast(Table, ExecutionRow.__table__)
+from smq.repository.tables import EXECUTIONS
 
 TWO_TASKS = {
     "StartAt": "First",

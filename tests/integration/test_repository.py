@@ -30,10 +30,10 @@ from smq.repository.repository import (
     ExecutionRecord,
     NotFound,
     Repository,
-    chain_links,
-    executions,
-    history,
 )
+from smq.repository.tables import CHAIN_LINKS as chain_links
+from smq.repository.tables import EXECUTIONS as executions
+from smq.repository.tables import HISTORY as history
 
 # ---------------------------------------------------------------------------------------- machines
 

@@ -16,20 +16,16 @@ from typing import Any, cast
 
 import pytest
 import redis
-from sqlalchemy import Table, select, update
+from sqlalchemy import select, update
 
 from smq.engine.handlers import default_registry
 from smq.execution.runner import StartRequest, start_execution
 from smq.loading import import_handlers
-from smq.repository.models import ExecutionRow, WaitRow
 from smq.repository.repository import Repository
+from smq.repository.tables import EXECUTIONS, WAITS
 from smq.settings import QUEUES
 from tests.integration.distributed.harness import Db, RedisServer, Worker, run_smq, smq_here, wait_until
 from tests.integration.waiting.support import HANDLERS, LINE, local, waiting_env
-
-EXECUTIONS = cast(Table, ExecutionRow.__table__)
-WAITS = cast(Table, WaitRow.__table__)
-
 
 PARKED = {
     "StartAt": "Await",

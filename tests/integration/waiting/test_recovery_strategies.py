@@ -13,25 +13,20 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from sqlalchemy import Table, select, update
+from sqlalchemy import select, update
 
 from smq.engine.handlers import default_registry
 from smq.execution.recovery import scan
 from smq.execution.runner import StartRequest, start_execution
 from smq.loading import import_handlers
-from smq.repository.models import ExecutionRow, HistoryRow, WaitRow
 from smq.repository.repository import Repository
+from smq.repository.tables import EXECUTIONS, HISTORY
 from smq.repository.waits import WaitStore
 from tests.integration.distributed.harness import smq_here
 from tests.integration.waiting.support import HANDLERS, LINE
-
-EXECUTIONS = cast(Table, ExecutionRow.__table__)
-HISTORY = cast(Table, HistoryRow.__table__)
-WAITS = cast(Table, WaitRow.__table__)
-
 
 WOKEN = {
     "StartAt": "Await",

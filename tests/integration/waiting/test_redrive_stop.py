@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
-from sqlalchemy import Table, select
+from sqlalchemy import select
 
 from smq.distributed.client import QueueClient
-from smq.repository.models import WaitRow
 from smq.repository.repository import Repository
+from smq.repository.tables import WAITS
 from tests.integration.distributed.harness import client_app, run_smq, smq_here, wait_until
 from tests.integration.waiting.support import (
     HANDLERS,
@@ -28,7 +28,6 @@ from tests.integration.waiting.support import (
 FLAKY = "wt-flaky"
 HELD = "wt-held"
 HOLD_KEY = "wt-hold"
-WAITS = cast(Table, WaitRow.__table__)
 
 
 FLAKY_DEFINITION = {
