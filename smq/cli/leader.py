@@ -30,6 +30,7 @@ from smq.engine.errors import SmqError
 from smq.engine.handlers import default_registry
 from smq.engine.status import Status
 from smq.execution.batch import BatchItem, run_batch
+from smq.launching import enqueues
 from smq.repository.filters import ExecutionFilter
 from smq.repository.repository import Repository
 from smq.settings import QUEUES
@@ -91,7 +92,7 @@ def leader(
     flt = filter_option(filter_text)
     repository = open_repository(settings)
     prefix = f"{target_id}-" if name_prefix is None else name_prefix
-    distributed = bool(settings.broker_url) and not local
+    distributed = enqueues(settings, local=local)
     try:
         machine, _ = repository.state_machine(target_id)
         if not distributed:  # workers check their own handlers

@@ -23,10 +23,10 @@ from smq.cli.common import (
 )
 from smq.engine.errors import SmqError
 from smq.engine.handlers import default_registry
-from smq.execution.continuation import continue_executions
 from smq.execution.dispatcher import Dispatcher
 from smq.execution.operations import Operations
 from smq.execution.recovery import continuations, scan
+from smq.launching import launcher_for
 from smq.settings import redact
 
 
@@ -66,7 +66,9 @@ def recover(dry_run: bool, handler_modules: tuple[str, ...], as_json: bool) -> N
         grace=settings.wake_grace,
         dry_run=dry_run,
     )
-    continued = continue_executions(repository, continuations(found), settings, handlers=default_registry)
+    continued = launcher_for(repository, settings, handlers=default_registry).continue_executions(
+        continuations(found)
+    )
     if as_json:
         echo_json(
             {
@@ -95,7 +97,13 @@ def recover(dry_run: bool, handler_modules: tuple[str, ...], as_json: bool) -> N
 def scheduler(once: bool, health_file: str | None, handler_modules: tuple[str, ...], as_json: bool) -> None:
     """The dispatcher: fire durable timers when due and recover crashed executions, until SIGTERM."""
     settings, repository = settings_and_repository(handler_modules)
-    dispatcher = Dispatcher(repository, settings, handlers=default_registry, health_file=health_file)
+    launcher = launcher_for(repository, settings, handlers=default_registry)
+    chores = []
+    if settings.broker_url:  # the scheduler also heals what the broker lost
+        from smq.distributed.healing import BrokerWatch  # Celery and Redis load only with a broker
+
+        chores.append(BrokerWatch(repository, settings))
+    dispatcher = Dispatcher(repository, settings, launcher=launcher, chores=chores, health_file=health_file)
     if once:
         tick = dispatcher.tick(recover=True)
         if as_json:

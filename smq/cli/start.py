@@ -35,6 +35,7 @@ from smq.engine.errors import SmqError
 from smq.engine.handlers import default_registry
 from smq.engine.status import Status
 from smq.execution.runner import StartRequest, start_execution
+from smq.launching import enqueues
 from smq.repository.repository import ExecutionRecord, Repository
 from smq.settings import QUEUES
 
@@ -107,7 +108,7 @@ def start(
     With SMQ_BROKER_URL set they are enqueued for the workers (names are deterministic, so re-running
     enqueues nothing twice); with --local, or without a broker, they run in this process."""
     settings = load_settings()
-    distributed = bool(settings.broker_url) and not local
+    distributed = enqueues(settings, local=local)
     if not distributed:
         load_handlers(settings, handler_modules)
     if requeue_unstarted and (inputs_file is None or not distributed):

@@ -27,10 +27,10 @@ import redis
 
 from smq.distributed.broker_contents import backlog, held_task_ids, lost_its_data
 from smq.distributed.client import QueueClient
-from smq.engine.handlers import HandlerRegistry
-from smq.execution.continuation import continue_executions
+from smq.distributed.dead_letter_spool import drain_spool
+from smq.distributed.launcher import QueueLauncher
 from smq.execution.recovery import continuations, requeue_handed_over
-from smq.repository.queue_records import EnqueueLedger, Unstarted
+from smq.repository.queue_records import DeadLetters, EnqueueLedger, Unstarted
 from smq.repository.repository import Repository
 from smq.settings import Settings
 
@@ -61,20 +61,22 @@ class Healed:
 
 
 class BrokerWatch:
+    """The scheduler's chore with a broker (smq.execution.dispatcher.Chore), every 2 s: spooled dead
+    letters moved into the database, then `check`."""
+
+    name = "broker"
+    every = 2.0
+
     def __init__(
-        self,
-        repository: Repository,
-        settings: Settings,
-        *,
-        handlers: HandlerRegistry | None = None,
-        stale_after: float = 60.0,
+        self, repository: Repository, settings: Settings, *, stale_after: float | None = None
     ) -> None:
         if not settings.broker_url:
             raise ValueError("BrokerWatch needs a broker (SMQ_BROKER_URL)")
+        self.broker_url = settings.broker_url
         self.repository = repository
         self.settings = settings
-        self.handlers = handlers
-        self.stale_after = stale_after
+        self.launcher = QueueLauncher(repository)
+        self.stale_after = settings.stranded_after if stale_after is None else stale_after
         self.ledger = EnqueueLedger(repository.engine)
         self.redis = redis.Redis.from_url(settings.broker_url, socket_timeout=10)
         self._suspects: set[tuple[str, str, str]] = set()  # missing from the broker at the last look
@@ -83,6 +85,10 @@ class BrokerWatch:
 
     def close(self) -> None:
         self.redis.close()
+
+    def run(self) -> dict[str, Any]:
+        moved = drain_spool(DeadLetters(self.repository.engine), self.broker_url)
+        return {"dead_letters_moved": moved, **self.check().to_dict()}
 
     def check(self) -> Healed:
         healed = Healed()
@@ -109,9 +115,7 @@ class BrokerWatch:
 
     def _requeue_handed_over(self, healed: Healed) -> None:
         recovered = requeue_handed_over(self.repository, grace=self.settings.wake_grace)
-        summary = continue_executions(
-            self.repository, continuations(recovered), self.settings, handlers=self.handlers
-        )
+        summary = self.launcher.continue_executions(continuations(recovered))
         healed.continuations_requeued = summary.enqueued
         healed.errors.extend(summary.errors)
 

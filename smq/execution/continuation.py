@@ -1,14 +1,14 @@
 """Continuations: making executions that became RUNNING again (woken, recovered, redriven) go on.
 
-With a broker they are enqueued for the workers (by name, not unique: the enqueue ledger already knows
-the name); without one they run here, one after another.
+A `Launcher` decides where: with a broker they are enqueued for the workers (by name, not unique: the
+enqueue ledger already knows the name); without one they run here, one after another.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from smq.engine.handlers import HandlerRegistry
 from smq.execution.runner import resume_execution
@@ -57,49 +57,46 @@ class ContinuationSummary:
         }
 
 
-def continue_executions(
-    repository: Repository,
-    items: Iterable[Continuation],
-    settings: Settings,
-    *,
-    handlers: HandlerRegistry | None = None,
-) -> ContinuationSummary:
-    summary = ContinuationSummary()
-    chosen = list(items)
-    if not chosen:
-        return summary
-    if settings.broker_url:
-        from smq.distributed.client import QueueClient
+class Launcher(Protocol):
+    """Where executions that became RUNNING again go on: here (`LocalLauncher`) or on the workers
+    (`smq.distributed.launcher.QueueLauncher`). Chosen once, from the settings, by
+    `smq.launching.launcher_for`; everything that wakes, recovers or redrives executions is given one."""
 
-        client = QueueClient(repository)
-        by_queue: dict[str, list[dict[str, Any]]] = {}
-        for item in chosen:
-            by_queue.setdefault(item.queue, []).append(
-                {"state_machine_id": item.state_machine_id, "name": item.name, "options": {"unique": False}}
+    enqueues: bool
+
+    def continue_executions(self, items: Iterable[Continuation]) -> ContinuationSummary: ...
+
+
+class LocalLauncher:
+    """Continuations run in this process, one after another (no broker, or `--local`)."""
+
+    enqueues = False
+
+    def __init__(self, repository: Repository, settings: Settings, handlers: HandlerRegistry | None = None):
+        self.repository = repository
+        self.settings = settings
+        self.handlers = handlers
+
+    def continue_executions(self, items: Iterable[Continuation]) -> ContinuationSummary:
+        summary = ContinuationSummary()
+        settings = self.settings
+        for item in items:
+            record = self.repository.find_execution(item.state_machine_id, item.name)
+            if record is None:
+                summary.failed += 1
+                summary.errors.append(f"{item.state_machine_id}/{item.name}: no such execution")
+                continue
+            # Like a worker, a long Wait after the answer parks on a durable timer instead of holding
+            # this process (`smq message send`, `smq task success`, the scheduler) until it ends.
+            record = resume_execution(
+                self.repository,
+                record,
+                handlers=self.handlers,
+                payload_limit=settings.payload_limit,
+                park_after=settings.park_after,
+                lease_seconds=settings.lease_seconds,
+                checkpoints=settings.checkpoints,
             )
-        for queue, payloads in by_queue.items():
-            sent = client.enqueue_many(payloads, queue)
-            summary.enqueued += sent.enqueued
-            summary.failed += sent.failed
-            summary.errors.extend(sent.errors)
+            summary.ran += 1
+            summary.statuses[record.status] = summary.statuses.get(record.status, 0) + 1
         return summary
-    for item in chosen:
-        record = repository.find_execution(item.state_machine_id, item.name)
-        if record is None:
-            summary.failed += 1
-            summary.errors.append(f"{item.state_machine_id}/{item.name}: no such execution")
-            continue
-        # Like a worker, a long Wait after the answer parks on a durable timer instead of holding
-        # this process (`smq message send`, `smq task success`, the scheduler) until it ends.
-        record = resume_execution(
-            repository,
-            record,
-            handlers=handlers,
-            payload_limit=settings.payload_limit,
-            park_after=settings.park_after,
-            lease_seconds=settings.lease_seconds,
-            checkpoints=settings.checkpoints,
-        )
-        summary.ran += 1
-        summary.statuses[record.status] = summary.statuses.get(record.status, 0) + 1
-    return summary

@@ -2,9 +2,11 @@
 
 One loop: every `interval` seconds it resolves the timers due by now (Wait states, Message and
 callback timeouts, heartbeat deadlines; oldest first, so it catches up after downtime) and hands the
-woken executions to their continuation; every `lease_seconds / 2` it scans for executions whose lease
-expired. Several dispatchers may run at once: every resolution and every claim is one conditional
-update, so nothing fires or recovers twice.
+woken executions to its launcher; every `lease_seconds / 2` it scans for executions whose lease
+expired; and it runs the chores it was given each at its own pace (with a broker, `smq scheduler`
+gives it smq.distributed.healing's: spooled dead letters, broker data loss, stranded claims). Several
+dispatchers may run at once: every resolution and every claim is one conditional update, so nothing
+fires or recovers twice.
 """
 
 from __future__ import annotations
@@ -12,21 +14,28 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from smq.engine.handlers import HandlerRegistry
-from smq.execution.continuation import ContinuationSummary, continue_executions, woken_continuations
+from smq.execution.continuation import ContinuationSummary, Launcher, woken_continuations
 from smq.execution.recovery import Recovered, continuations, scan
-from smq.repository.queue_records import DeadLetters
 from smq.repository.repository import Repository
 from smq.repository.waits import WaitStore, Woken
 from smq.settings import Settings
 
 log = logging.getLogger("smq.dispatcher")
-# Seconds between the dispatcher's looks at the broker: spooled dead letters, lost data, lost messages.
-BROKER_CHECK_SECONDS = 2.0
+
+
+class Chore(Protocol):
+    """Something the dispatcher does every `every` seconds besides timers and recovery; what `run`
+    returns is reported in the tick under `name`."""
+
+    name: str
+    every: float
+
+    def run(self) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -34,16 +43,14 @@ class Tick:
     woken: list[Woken] = field(default_factory=list)
     recovered: list[Recovered] = field(default_factory=list)
     continued: ContinuationSummary = field(default_factory=ContinuationSummary)
-    dead_letters_moved: int = 0
-    healed: dict[str, Any] | None = None  # what the broker watch put back (smq.distributed.healing)
+    chores: dict[str, dict[str, Any]] = field(default_factory=dict)  # what each chore that ran did
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "timers_fired": len(self.woken),
             "recovered": [item.to_dict() for item in self.recovered],
             "continuations": self.continued.to_dict(),
-            "dead_letters_moved": self.dead_letters_moved,
-            "healed": self.healed,
+            **self.chores,
         }
 
 
@@ -53,17 +60,18 @@ class Dispatcher:
         repository: Repository,
         settings: Settings,
         *,
-        handlers: HandlerRegistry | None = None,
+        launcher: Launcher,
+        chores: Sequence[Chore] = (),
         health_file: str | None = None,
     ):
         self.health_file = Path(health_file) if health_file else None
         self.repository = repository
         self.settings = settings
-        self.handlers = handlers
+        self.launcher = launcher
+        self.chores = list(chores)
         self.waits = WaitStore(repository.engine, wake_grace_seconds=settings.wake_grace)
         self._last_scan = 0.0
-        self._last_broker_check = 0.0
-        self._watch: Any = None  # smq.distributed.healing.BrokerWatch, made on first use (needs a broker)
+        self._last_run: dict[str, float] = {}
 
     def tick(self, *, recover: bool | None = None, batch: int = 200) -> Tick:
         """Fire what is due in batches of `batch`, publishing each batch's continuations before firing
@@ -75,9 +83,7 @@ class Dispatcher:
             woken = self.waits.fire_due(limit=batch)
             result.woken.extend(woken)
             items = woken_continuations(woken)
-            result.continued.add(
-                continue_executions(self.repository, items, self.settings, handlers=self.handlers)
-            )
+            result.continued.add(self.launcher.continue_executions(items))
             if len(woken) < batch:
                 break
         now = time.monotonic()
@@ -89,16 +95,12 @@ class Dispatcher:
                 default_attempts=self.settings.recovery_max_attempts,
                 grace=self.settings.wake_grace,
             )
-            result.continued.add(
-                continue_executions(
-                    self.repository, continuations(result.recovered), self.settings, handlers=self.handlers
-                )
-            )
-        if self.settings.broker_url and now - self._last_broker_check >= BROKER_CHECK_SECONDS:
-            self._last_broker_check = now
-            result.dead_letters_moved = self._move_spooled_dead_letters(self.settings.broker_url)
-            result.healed = self._broker_watch().check().to_dict()
-        if result.woken or result.recovered or (result.healed and result.healed["claims_republished"]):
+            result.continued.add(self.launcher.continue_executions(continuations(result.recovered)))
+        for chore in self.chores:
+            if now - self._last_run.get(chore.name, float("-inf")) >= chore.every:
+                self._last_run[chore.name] = now
+                result.chores[chore.name] = chore.run()
+        if result.woken or result.recovered:
             log.info(
                 "fired %d timer(s), recovered %d execution(s), %d continuation(s) enqueued",
                 len(result.woken),
@@ -106,24 +108,6 @@ class Dispatcher:
                 result.continued.enqueued,
             )
         return result
-
-    def _broker_watch(self) -> Any:
-        if self._watch is None:
-            from smq.distributed.healing import BrokerWatch
-
-            self._watch = BrokerWatch(
-                self.repository,
-                self.settings,
-                handlers=self.handlers,
-                stale_after=self.settings.stranded_after,
-            )
-        return self._watch
-
-    def _move_spooled_dead_letters(self, broker_url: str) -> int:
-        """Dead letters workers spooled in Redis while the database was down (smq.distributed)."""
-        from smq.distributed.dead_letter_spool import drain_spool
-
-        return drain_spool(DeadLetters(self.repository.engine), broker_url)
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Tick until `stop` is set; a failing tick (database or broker down) is logged and retried."""

@@ -10,13 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smq.engine.handlers import HandlerRegistry, default_registry
-from smq.execution.continuation import (
-    Continuation,
-    ContinuationSummary,
-    continue_executions,
-    woken_continuations,
-)
+from smq.execution.continuation import Continuation, ContinuationSummary, Launcher, woken_continuations
 from smq.execution.control import redrive_execution, resume_paused
+from smq.launching import launcher_for
 from smq.repository.repository import ExecutionRecord, Repository
 from smq.repository.waits import WaitStore, Woken
 from smq.settings import Settings
@@ -51,16 +47,18 @@ class Operations:
         settings: Settings,
         *,
         handlers: HandlerRegistry | None = None,
+        launcher: Launcher | None = None,
     ):
-        """`settings`: read from the environment by the caller (the CLI, a service's start-up), which
-        decides, among other things, whether continuations are enqueued (a broker) or run here."""
+        """`settings`: read from the environment by the caller (the CLI, a service's start-up).
+        `launcher`: where continuations go on (default: the one the settings call for)."""
         self.repository = repository
         self.settings = settings
         self.handlers = handlers or default_registry
+        self.launcher = launcher or launcher_for(repository, settings, handlers=self.handlers)
         self.waits = WaitStore(repository.engine, wake_grace_seconds=self.settings.wake_grace)
 
     def _continue(self, items: list[Continuation]) -> ContinuationSummary:
-        return continue_executions(self.repository, items, self.settings, handlers=self.handlers)
+        return self.launcher.continue_executions(items)
 
     def _resumed(self, woken: list[Woken]) -> Resumed:
         items = woken_continuations(woken)

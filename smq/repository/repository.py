@@ -348,4 +348,3 @@ class Repository(Reads):
         """End an execution without a step (a timeout or an abort decided by the driver)."""
         step = Step([], status=status, error=error, cause=cause)
         self.checkpoint(execution_id, seen_history_length, step, start_time=start_time)
-

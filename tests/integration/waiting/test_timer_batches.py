@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from smq.execution.continuation import Continuation, continue_executions
+from smq.execution.continuation import Continuation
 from smq.execution.runner import StartRequest, start_execution
+from smq.launching import continue_executions
 from smq.repository.repository import Repository
 from smq.repository.waits import WaitStore
 from smq.settings import Settings

@@ -19,8 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from smq.execution.continuation import Continuation, continue_executions
+from smq.execution.continuation import Continuation
 from smq.execution.operations import Operations
+from smq.launching import continue_executions
 from smq.repository.repository import Repository
 from smq.repository.waits import WaitStore
 from smq.settings import Settings
