@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from smq.engine.compiler import load_definition
 from smq.engine.errors import DefinitionError, SmqError
@@ -171,3 +172,15 @@ def settings_and_repository(handler_modules: tuple[str, ...]) -> tuple[Settings,
     if not settings.broker_url:
         load_handlers(settings, handler_modules)
     return settings, open_repository(settings)
+
+
+def progress_bar(label: str, *, hidden: bool) -> Progress:
+    """The bar bulk commands draw on stderr (label, bar, done/total, elapsed); `hidden` with --json."""
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=error_console(),
+        disable=hidden,
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from smq.cli.common import (
@@ -14,7 +13,6 @@ from smq.cli.common import (
     UsageError,
     console,
     echo_json,
-    error_console,
     fail,
     filter_opt,
     filter_option,
@@ -24,6 +22,7 @@ from smq.cli.common import (
     load_settings,
     open_repository,
     print_enqueue_summary,
+    progress_bar,
     requeue_unstarted_option,
 )
 from smq.engine.errors import SmqError
@@ -121,14 +120,7 @@ def leader(
         return
     if requeue_unstarted:
         raise UsageError("--requeue-unstarted applies to distributed mode (SMQ_BROKER_URL, without --local)")
-    progress = Progress(
-        TextColumn(f"chaining {target_id}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=error_console(),
-        disable=as_json,
-    )
+    progress = progress_bar(f"chaining {target_id}", hidden=as_json)
     with progress:
         task = progress.add_task("chain", total=total)
 
@@ -193,14 +185,7 @@ def distributed_leader(
     from smq.distributed.client import QueueClient
     from smq.distributed.leader import fan_out
 
-    progress = Progress(
-        TextColumn(f"enqueueing {target_id} on {queue}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=error_console(),
-        disable=as_json,
-    )
+    progress = progress_bar(f"enqueueing {target_id} on {queue}", hidden=as_json)
     with progress:
         task = progress.add_task("enqueue", total=total)
         summary = fan_out(

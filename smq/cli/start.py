@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from smq.cli.common import (
@@ -28,6 +27,7 @@ from smq.cli.common import (
     open_repository,
     parse_json_argument,
     print_enqueue_summary,
+    progress_bar,
     requeue_unstarted_option,
 )
 from smq.cli.run import result_json
@@ -218,14 +218,7 @@ def bulk_start(
             error_console().print(f"line {number}: {exc}")
             return "ERROR"
 
-    progress = Progress(
-        TextColumn("starting"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=error_console(),
-        disable=as_json,
-    )
+    progress = progress_bar("starting", hidden=as_json)
     with progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
         task = progress.add_task("start", total=len(lines))
         for status in pool.map(one, lines):
@@ -319,14 +312,7 @@ def bulk_enqueue(
         }
         for number, value in iter_jsonl(path)
     )
-    progress = Progress(
-        TextColumn(f"enqueueing on {queue}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=error_console(),
-        disable=as_json,
-    )
+    progress = progress_bar(f"enqueueing on {queue}", hidden=as_json)
     with progress:
         task = progress.add_task("enqueue", total=total)
         try:
