@@ -10,6 +10,7 @@ resumed from its checkpoint, never started twice.
 
 from __future__ import annotations
 
+import re
 import uuid
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
@@ -99,10 +100,15 @@ def resolve_input(repository: Repository, request: StartRequest) -> Any:
     return apply_transformer(request.transformer, value)
 
 
+# A NUL character in JSON text: `\u0000` after an even number of backslashes (zero included). After an
+# odd number it is an escaped backslash followed by the five characters `u0000`, a valid string.
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
 def check_payload(value: Any, limit: int | None, what: str) -> None:
     """Refuse, before anything is written, a payload above the limit or one no backend can store."""
     text = compact(value)
-    if "\\u0000" in text:
+    if "\\u0000" in text and _ESCAPED_NUL.search(text):
         raise InvalidPayload(f"{what} contains a NUL character (\\u0000), which cannot be stored")
     if limit is None:
         return
