@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from smq.engine.compiler import load_definition
+from smq.engine.definition_source import load_definition
 from smq.engine.errors import DefinitionError, SmqError
 from smq.loading import HandlerImportError, import_handlers
 from smq.repository.database import SchemaOutdated

@@ -3,189 +3,57 @@
 Each problem names where it is (`States.CheckStock.Catch[0].Next`) and what is wrong. The walk keeps
 going after a problem so that a user fixing a definition sees the whole list, as `smq validate` shows.
 
-Besides the ASL state types, smq has `Type: Message` (see `state_message`).
+Besides the ASL state types, smq has `Type: Message` (see `state_message`). This module walks machines
+and states; how each field compiles is `smq.engine.field_rules`, where a definition's text comes from is
+`smq.engine.definition_source`.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from typing import Any
 
-import yaml
-
 from smq.engine import choice as choice_rules
-from smq.engine.errors import ALL, DefinitionError, Problem
+from smq.engine.definition_source import require_json
+from smq.engine.errors import DefinitionError, Problem
+from smq.engine.field_rules import (
+    JSONATA,
+    JSONPATH,
+    MACHINE_FIELDS,
+    MAX_INT_FIELD,
+    MAX_STATE_NAME,
+    QUERY_LANGUAGES,
+    STATE_FIELDS,
+    SUB_MACHINE_FIELDS,
+    FieldCompiler,
+    is_int,
+    is_number,
+    join_where,
+)
 from smq.engine.handlers import WAIT_FOR_TASK_TOKEN
 from smq.engine.intrinsics import IntrinsicSyntaxError, is_intrinsic_text, parse_intrinsic
-from smq.engine.jsonata import Expression, JsonataSyntaxError, condition_predicate, is_expression
-from smq.engine.jsonata import TemplateError as JsonataTemplateError
-from smq.engine.jsonata import compile_template as compile_jsonata_template
+from smq.engine.jsonata import condition_predicate, is_expression
 from smq.engine.model import (
-    NULL_PATH,
-    Catcher,
     ChoiceBranch,
     ChoiceState,
     FailState,
-    IntOrPath,
     Machine,
     MapState,
     MessageState,
     ParallelState,
     PassState,
-    Retrier,
     State,
     SucceedState,
     TaskState,
     WaitState,
 )
-from smq.engine.paths import Path, PathSyntaxError, compile_path, compile_reference_path
-from smq.engine.templates import Template, TemplateError, compile_expression, compile_template
+from smq.engine.templates import compile_expression
 from smq.engine.timestamps import parse_timestamp
-
-COMMON_FIELDS = {"Type", "Comment", "QueryLanguage"}
-FLOW_FIELDS = {"Next", "End"}
-IO_FIELDS = {"InputPath", "OutputPath"}
-RESULT_FIELDS = {"Parameters", "ResultSelector", "ResultPath"}
-ERROR_FIELDS = {"Retry", "Catch"}
-
-STATE_FIELDS: dict[str, set[str]] = {
-    "Pass": COMMON_FIELDS | FLOW_FIELDS | IO_FIELDS | {"Parameters", "Result", "ResultPath", "Assign"},
-    "Task": COMMON_FIELDS
-    | FLOW_FIELDS
-    | IO_FIELDS
-    | RESULT_FIELDS
-    | ERROR_FIELDS
-    | {"Resource", "TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds", "HeartbeatSecondsPath"}
-    | {"Assign", "Credentials"},
-    "Choice": COMMON_FIELDS | IO_FIELDS | {"Choices", "Default", "Assign"},
-    "Wait": COMMON_FIELDS
-    | FLOW_FIELDS
-    | IO_FIELDS
-    | {"Seconds", "SecondsPath", "Timestamp", "TimestampPath"}
-    | {"Assign"},
-    "Succeed": COMMON_FIELDS | IO_FIELDS,
-    "Fail": COMMON_FIELDS | {"Error", "Cause", "ErrorPath", "CausePath"},
-    "Parallel": COMMON_FIELDS
-    | FLOW_FIELDS
-    | IO_FIELDS
-    | RESULT_FIELDS
-    | ERROR_FIELDS
-    | {"Branches", "Assign"},
-    "Map": COMMON_FIELDS
-    | FLOW_FIELDS
-    | IO_FIELDS
-    | RESULT_FIELDS
-    | ERROR_FIELDS
-    | {"ItemsPath", "ItemSelector", "ItemProcessor", "Iterator", "MaxConcurrency", "MaxConcurrencyPath"}
-    | {"ToleratedFailurePercentage", "ToleratedFailurePercentagePath", "ToleratedFailureCount"}
-    | {"ToleratedFailureCountPath", "ItemBatcher", "ItemReader", "ResultWriter", "Label", "Assign"},
-    # smq's extension: wait for a message correlated by (CorrelationKey, value), or a timeout.
-    "Message": COMMON_FIELDS
-    | FLOW_FIELDS
-    | IO_FIELDS
-    | {"ResultPath", "CorrelationKey", "CorrelationValuePath", "TimeoutSeconds", "TimeoutSecondsPath"}
-    | {"TimeoutPath", "Assign"},
-}
-# Fields only JSONata states take, and the JSONPath fields they refuse (AWS's field rules).
-JSONATA_FIELDS: dict[str, set[str]] = {
-    "Pass": {"Output"},
-    "Task": {"Arguments", "Output"},
-    "Choice": {"Output"},
-    "Wait": {"Output"},
-    "Succeed": {"Output"},
-    "Fail": set(),
-    "Parallel": {"Arguments", "Output"},
-    "Map": {"Items", "Output"},
-    "Message": set(),
-}
-JSONPATH_ONLY = (
-    IO_FIELDS
-    | {"Parameters", "ResultSelector", "ResultPath", "ItemsPath", "SecondsPath"}
-    | {
-        "TimestampPath",
-        "ErrorPath",
-        "CausePath",
-        "MaxConcurrencyPath",
-        "ToleratedFailureCountPath",
-        "ToleratedFailurePercentagePath",
-        "TimeoutSecondsPath",
-        "HeartbeatSecondsPath",
-    }
-)
-JSONPATH, JSONATA = "JSONPath", "JSONata"
-QUERY_LANGUAGES = (JSONPATH, JSONATA)
-MACHINE_FIELDS = {"StartAt", "States", "Comment", "Version", "TimeoutSeconds", "QueryLanguage"}
-SUB_MACHINE_FIELDS = {"StartAt", "States", "Comment", "ProcessorConfig", "QueryLanguage"}
-MAX_STATE_NAME = 80
-MAX_INT_FIELD = 99_999_999
-VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-RESERVED_VARIABLES = frozenset({"states"})
-
-
-def load_definition(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
-    """A definition from a dict, JSON text or YAML text."""
-    if isinstance(source, dict):
-        return source
-    if isinstance(source, bytes):
-        try:
-            source = source.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DefinitionError([Problem("definition", f"not UTF-8 text: {exc}")]) from None
-    if not isinstance(source, str):
-        raise DefinitionError(
-            [Problem("definition", f"expected a dict or JSON/YAML text, got {type(source).__name__}")]
-        )
-    try:
-        loaded = json.loads(source)
-    except json.JSONDecodeError as json_error:
-        try:
-            loaded = yaml.load(source, Loader=_JsonCompatibleLoader)  # noqa: S506 - a SafeLoader subclass
-        except yaml.YAMLError as yaml_error:
-            raise DefinitionError(
-                [Problem("definition", f"neither valid JSON ({json_error}) nor valid YAML ({yaml_error})")]
-            ) from None
-    if not isinstance(loaded, dict):
-        raise DefinitionError(
-            [Problem("definition", f"the top level must be an object, got {type(loaded).__name__}")]
-        )
-    _require_json(loaded, "definition")
-    return loaded
-
-
-class _JsonCompatibleLoader(yaml.SafeLoader):
-    """YAML limited to what JSON can say: `2024-01-01` stays a string, never a date object."""
-
-
-_JsonCompatibleLoader.yaml_implicit_resolvers = {
-    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def _require_json(value: Any, where: str) -> None:
-    """Reject what JSON cannot represent (non-string keys, dates, NaN...), naming where it is."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                problem = Problem(
-                    f"{where}.{key!r}", f"object keys must be strings, got {type(key).__name__}"
-                )
-                raise DefinitionError([problem])
-            _require_json(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _require_json(item, f"{where}[{index}]")
-    elif isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
-        raise DefinitionError([Problem(where, f"{value!r} is not a JSON number")])
-    elif value is not None and not isinstance(value, (str, int, float, bool)):
-        raise DefinitionError([Problem(where, f"{type(value).__name__} is not a JSON value")])
 
 
 def compile_machine(definition: dict[str, Any]) -> Machine:
     """Validate and compile; raise DefinitionError listing every problem."""
-    _require_json(definition, "definition")
+    require_json(definition, "definition")
     compiler = _Compiler()
     machine = compiler.machine(definition, "", top_level=True)
     if compiler.problems:
@@ -196,7 +64,7 @@ def compile_machine(definition: dict[str, Any]) -> Machine:
 
 def validate_definition(definition: dict[str, Any]) -> list[Problem]:
     try:
-        _require_json(definition, "definition")
+        require_json(definition, "definition")
     except DefinitionError as exc:
         return exc.problems
     compiler = _Compiler()
@@ -204,30 +72,7 @@ def validate_definition(definition: dict[str, Any]) -> list[Problem]:
     return compiler.problems
 
 
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-class _Compiler:
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
-        self.depth = 0  # > 0 while compiling a Parallel branch or a Map item processor
-        self.top_language = JSONPATH  # the state machine's QueryLanguage
-        self.language = JSONPATH  # the default of the (sub-)machine being compiled
-        self.jsonata = False  # the state being compiled is a JSONata state
-        self.state_name = ""
-
-    def report(self, where: str, message: str) -> None:
-        self.problems.append(Problem(where, message))
-
+class _Compiler(FieldCompiler):
     # ------------------------------------------------------------------ machines
 
     def machine(self, definition: Any, where: str, *, top_level: bool = False) -> Machine | None:
@@ -236,7 +81,9 @@ class _Compiler:
             return None
         outer = self.language
         if "QueryLanguage" in definition:
-            self.language = self.query_language(definition["QueryLanguage"], _join(where, "QueryLanguage"))
+            self.language = self.query_language(
+                definition["QueryLanguage"], join_where(where, "QueryLanguage")
+            )
         if top_level:
             self.top_language = self.language
         try:
@@ -257,29 +104,29 @@ class _Compiler:
         allowed = MACHINE_FIELDS if top_level else SUB_MACHINE_FIELDS
         for key in definition:
             if key not in allowed:
-                self.report(_join(where, key), f"unknown field (allowed: {', '.join(sorted(allowed))})")
+                self.report(join_where(where, key), f"unknown field (allowed: {', '.join(sorted(allowed))})")
         timeout = definition.get("TimeoutSeconds")
-        if timeout is not None and not (_is_int(timeout) and 0 < timeout <= MAX_INT_FIELD):
-            self.report(_join(where, "TimeoutSeconds"), f"must be a positive integer, got {timeout!r}")
+        if timeout is not None and not (is_int(timeout) and 0 < timeout <= MAX_INT_FIELD):
+            self.report(join_where(where, "TimeoutSeconds"), f"must be a positive integer, got {timeout!r}")
         if "Version" in definition and definition["Version"] != "1.0":
-            self.report(_join(where, "Version"), f"only '1.0' is defined, got {definition['Version']!r}")
+            self.report(join_where(where, "Version"), f"only '1.0' is defined, got {definition['Version']!r}")
         raw_states = definition.get("States")
         start_at = definition.get("StartAt")
         if not isinstance(raw_states, dict) or not raw_states:
-            self.report(_join(where, "States"), "required: a non-empty object of states")
+            self.report(join_where(where, "States"), "required: a non-empty object of states")
             raw_states = {}
         if not isinstance(start_at, str):
-            self.report(_join(where, "StartAt"), "required: the name of the first state")
+            self.report(join_where(where, "StartAt"), "required: the name of the first state")
         elif raw_states and start_at not in raw_states:
-            self.report(_join(where, "StartAt"), f"no state named {start_at!r}")
+            self.report(join_where(where, "StartAt"), f"no state named {start_at!r}")
         problems_before = len(self.problems)
         states: dict[str, State] = {}
         self.depth += 0 if top_level else 1
         for name, raw in raw_states.items():
             if not isinstance(name, str):
-                self.report(_join(where, f"States.{name!r}"), "a state name must be a string")
+                self.report(join_where(where, f"States.{name!r}"), "a state name must be a string")
                 continue
-            state_where = _join(where, f"States.{name}")
+            state_where = join_where(where, f"States.{name}")
             if len(name) > MAX_STATE_NAME:
                 self.report(state_where, f"a state name is at most {MAX_STATE_NAME} characters")
             state = self.state(name, raw, state_where, raw_states)
@@ -291,13 +138,13 @@ class _Compiler:
         clean_so_far = len(self.problems) == problems_before  # else it is noise on top of real problems
         if raw_states and clean_so_far and not any(_is_terminal(raw) for raw in raw_states.values()):
             self.report(
-                _join(where, "States"), "no terminal state: nothing ends (End: true, Succeed or Fail)"
+                join_where(where, "States"), "no terminal state: nothing ends (End: true, Succeed or Fail)"
             )
         pure = all(_state_is_pure(state) for state in states.values())
         return Machine(
             start_at=start_at if isinstance(start_at, str) else "",
             states=states,
-            timeout_seconds=timeout if _is_int(timeout) else None,
+            timeout_seconds=timeout if is_int(timeout) else None,
             comment=definition.get("Comment"),
             pure=pure,
             definition=definition,
@@ -317,7 +164,7 @@ class _Compiler:
         for name in raw_states:
             if name not in seen:
                 self.report(
-                    _join(where, f"States.{name}"),
+                    join_where(where, f"States.{name}"),
                     f"unreachable: no path from StartAt {start_at!r} leads here",
                 )
 
@@ -330,11 +177,11 @@ class _Compiler:
         state_type = raw.get("Type")
         if not isinstance(state_type, str) or state_type not in STATE_FIELDS:
             known = ", ".join(sorted(STATE_FIELDS))
-            self.report(_join(where, "Type"), f"unknown state type {state_type!r} (known: {known})")
+            self.report(join_where(where, "Type"), f"unknown state type {state_type!r} (known: {known})")
             return None
         language = self.language
         if "QueryLanguage" in raw:
-            language = self.query_language(raw["QueryLanguage"], _join(where, "QueryLanguage"))
+            language = self.query_language(raw["QueryLanguage"], join_where(where, "QueryLanguage"))
         self.jsonata = language == JSONATA
         self.state_name = name
         self.check_fields(raw, where, state_type)
@@ -349,286 +196,13 @@ class _Compiler:
             "jsonata": self.jsonata,
         }
         if "Assign" in raw:
-            common["assign"] = self.assign(raw["Assign"], _join(where, "Assign"))
+            common["assign"] = self.assign(raw["Assign"], join_where(where, "Assign"))
         if self.jsonata and "Output" in raw:
             common["output"] = self.jsonata_template(raw["Output"], where, "Output")
         builder: Callable[[dict[str, Any], str, dict[str, Any], dict[str, Any]], State | None] = getattr(
             self, f"state_{state_type.lower()}"
         )
         return builder(raw, where, siblings, common)
-
-    def check_fields(self, raw: dict[str, Any], where: str, state_type: str) -> None:
-        """Unknown fields, and fields of the other query language (AWS's field rules)."""
-        jsonata_only = JSONATA_FIELDS[state_type]
-        allowed = (
-            STATE_FIELDS[state_type] | jsonata_only | ({"Next", "End"} if state_type == "Choice" else set())
-        )
-        for key in raw:
-            if key not in allowed:
-                self.report(_join(where, key), f"unknown field for a {state_type} state")
-            elif self.jsonata and key in JSONPATH_ONLY:
-                self.report(
-                    _join(where, key),
-                    f"{key} is a JSONPath field; a JSONata state uses Arguments, Output and {{% %}} expressions",
-                )
-            elif not self.jsonata and key in jsonata_only:
-                self.report(_join(where, key), f"{key} is a JSONata field; set QueryLanguage to JSONata")
-        if self.jsonata and state_type == "Message":
-            self.report(where, "smq's Message state runs only with QueryLanguage JSONPath")
-
-    def jsonata_template(self, value: Any, where: str, field: str) -> Template | None:
-        """A JSONata template (`{% %}` strings anywhere inside); `where` is the state's location and
-        `field` AWS's name of the field: syntax errors name both."""
-        try:
-            return compile_jsonata_template(value, self.state_name, field)
-        except JsonataTemplateError as exc:
-            for location, message in exc.problems:
-                self.report(_join(where, location.replace("/", ".")), message)
-            return None
-
-    def jsonata_expression(self, value: Any, where: str, field: str) -> Expression | None:
-        """One `{% %}` expression at `where` (the field's full location)."""
-        try:
-            return Expression(value, self.state_name, field)
-        except JsonataSyntaxError as exc:
-            self.report(where, str(exc))
-            return None
-
-    def flow(
-        self, raw: dict[str, Any], where: str, siblings: dict[str, Any], state_type: str
-    ) -> tuple[str | None, bool]:
-        next_state, end = raw.get("Next"), raw.get("End", False)
-        if state_type in ("Choice", "Succeed", "Fail"):
-            return None, False
-        if end is not False and end is not True:
-            self.report(_join(where, "End"), f"must be true or false, got {end!r}")
-            end = False
-        if next_state is not None and end:
-            self.report(where, "has both Next and End: true; a state either continues or ends")
-        elif next_state is None and not end:
-            self.report(where, "needs Next (the state to go to) or End: true")
-        if next_state is not None:
-            if not isinstance(next_state, str):
-                self.report(_join(where, "Next"), f"must be a state name, got {next_state!r}")
-                next_state = None
-            elif next_state not in siblings:
-                self.report(_join(where, "Next"), f"no state named {next_state!r}")
-        return next_state, bool(end)
-
-    def io_path(self, raw: dict[str, Any], key: str, where: str) -> Any:
-        if key not in raw:
-            return None
-        value = raw[key]
-        if value is None:
-            return NULL_PATH
-        return self.path(value, _join(where, key))
-
-    def path(self, value: Any, where: str, *, reference: bool = False, definite: bool = False) -> Path | None:
-        """Compile a path field. `reference`: ResultPath rules; `definite`: a Reference Path that may
-        still read the Context object or a variable (ItemsPath, SecondsPath, ...)."""
-        if not isinstance(value, str):
-            self.report(where, f"must be a JSONPath string, got {value!r}")
-            return None
-        try:
-            path = compile_reference_path(value) if reference else compile_path(value)
-        except PathSyntaxError as exc:
-            self.report(where, str(exc))
-            return None
-        if definite and not path.definite:
-            self.report(where, f"{value!r} must be a definite path (no '*', '..', filters or slices)")
-            return None
-        return path
-
-    def template(self, value: Any, where: str, *, require_object: bool = False) -> Template | None:
-        if require_object and not isinstance(value, dict):
-            self.report(where, f"must be an object, got {type(value).__name__}")
-            return None
-        try:
-            return compile_template(value, where)
-        except TemplateError as exc:
-            for location, message in exc.problems:
-                self.report(location, message)
-            return None
-
-    def assign(self, value: Any, where: str) -> Template | None:
-        if not isinstance(value, dict):
-            self.report(where, f"must be an object of variable names, got {type(value).__name__}")
-            return None
-        for key in value:
-            name = key[:-2] if key.endswith(".$") and not self.jsonata else key
-            if not VARIABLE_NAME.match(name) or len(name) > 80:
-                self.report(f"{where}.{key}", f"{name!r} is not a valid variable name (letters, digits, '_')")
-            elif name in RESERVED_VARIABLES:
-                self.report(f"{where}.{key}", f"{name!r} is reserved and cannot be assigned")
-        if self.jsonata:
-            return self.jsonata_template(value, where.removesuffix(".Assign"), "Assign")
-        return self.template(value, where)
-
-    def result_fields(self, raw: dict[str, Any], where: str, *, parameters: bool = True) -> dict[str, Any]:
-        fields: dict[str, Any] = {}
-        if self.jsonata:
-            if "Arguments" in raw:
-                fields["arguments"] = self.jsonata_template(raw["Arguments"], where, "Arguments")
-            return fields
-        if parameters and "Parameters" in raw:
-            fields["parameters"] = self.template(
-                raw["Parameters"], _join(where, "Parameters"), require_object=True
-            )
-        if "ResultSelector" in raw:
-            fields["result_selector"] = self.template(
-                raw["ResultSelector"], _join(where, "ResultSelector"), require_object=True
-            )
-        fields.update(self.result_path(raw, where))
-        return fields
-
-    def result_path(self, raw: dict[str, Any], where: str) -> dict[str, Any]:
-        fields: dict[str, Any] = {}
-        if "ResultPath" in raw:
-            if raw["ResultPath"] is None:
-                fields["result_path_mode"] = "discard"
-            else:
-                path = self.path(raw["ResultPath"], _join(where, "ResultPath"), reference=True)
-                if path is not None and path.keys:
-                    fields["result_path_mode"] = "path"
-                    fields["result_path"] = path
-        return fields
-
-    def error_handling(self, raw: dict[str, Any], where: str, siblings: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "retriers": tuple(self.retriers(raw.get("Retry", []), _join(where, "Retry"))),
-            "catchers": tuple(self.catchers(raw.get("Catch", []), _join(where, "Catch"), siblings)),
-        }
-
-    def error_equals(self, value: Any, where: str, is_last: bool) -> tuple[str, ...]:
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-            self.report(where, "required: a non-empty array of error names")
-            return ()
-        if ALL in value and len(value) > 1:
-            self.report(where, "States.ALL must appear alone in ErrorEquals")
-        if ALL in value and not is_last:
-            self.report(where, "States.ALL must be in the last retrier or catcher")
-        return tuple(value)
-
-    def retriers(self, raw: Any, where: str) -> list[Retrier]:
-        if not isinstance(raw, list):
-            self.report(where, "must be an array of retriers")
-            return []
-        retriers = []
-        allowed = {
-            "ErrorEquals",
-            "IntervalSeconds",
-            "MaxAttempts",
-            "BackoffRate",
-            "MaxDelaySeconds",
-            "JitterStrategy",
-            "Comment",
-        }
-        for index, item in enumerate(raw):
-            at = f"{where}[{index}]"
-            if not isinstance(item, dict):
-                self.report(at, "a retrier must be an object")
-                continue
-            for key in item:
-                if key not in allowed:
-                    self.report(f"{at}.{key}", "unknown field for a retrier")
-            errors_ = self.error_equals(item.get("ErrorEquals"), f"{at}.ErrorEquals", index == len(raw) - 1)
-            interval = item.get("IntervalSeconds", 1)
-            if not (_is_int(interval) and 1 <= interval <= MAX_INT_FIELD):
-                self.report(
-                    f"{at}.IntervalSeconds", f"must be an integer from 1 to {MAX_INT_FIELD}, got {interval!r}"
-                )
-                interval = 1
-            attempts = item.get("MaxAttempts", 3)
-            if not (_is_int(attempts) and 0 <= attempts <= MAX_INT_FIELD):
-                self.report(
-                    f"{at}.MaxAttempts", f"must be an integer from 0 to {MAX_INT_FIELD}, got {attempts!r}"
-                )
-                attempts = 0
-            backoff = item.get("BackoffRate", 2.0)
-            if not (_is_number(backoff) and backoff >= 1.0):
-                self.report(f"{at}.BackoffRate", f"must be a number >= 1.0, got {backoff!r}")
-                backoff = 1.0
-            max_delay = item.get("MaxDelaySeconds")
-            if max_delay is not None and not (_is_int(max_delay) and 0 < max_delay < 31_622_401):
-                self.report(
-                    f"{at}.MaxDelaySeconds", f"must be an integer from 1 to 31622400, got {max_delay!r}"
-                )
-                max_delay = None
-            jitter = item.get("JitterStrategy", "NONE")
-            if jitter not in ("FULL", "NONE"):
-                self.report(f"{at}.JitterStrategy", f"must be FULL or NONE, got {jitter!r}")
-                jitter = "NONE"
-            retriers.append(Retrier(errors_, float(interval), attempts, float(backoff), max_delay, jitter))
-        return retriers
-
-    def catchers(self, raw: Any, where: str, siblings: dict[str, Any]) -> list[Catcher]:
-        if not isinstance(raw, list):
-            self.report(where, "must be an array of catchers")
-            return []
-        catchers = []
-        allowed = {"ErrorEquals", "Next", "Assign", "Comment"} | (
-            {"Output"} if self.jsonata else {"ResultPath"}
-        )
-        for index, item in enumerate(raw):
-            at = f"{where}[{index}]"
-            if not isinstance(item, dict):
-                self.report(at, "a catcher must be an object")
-                continue
-            for key in item:
-                if key not in allowed:
-                    self.report(f"{at}.{key}", "unknown field for a catcher")
-            errors_ = self.error_equals(item.get("ErrorEquals"), f"{at}.ErrorEquals", index == len(raw) - 1)
-            target = item.get("Next")
-            if not isinstance(target, str):
-                self.report(f"{at}.Next", "required: the state to go to when this catcher matches")
-                target = ""
-            elif target not in siblings:
-                self.report(f"{at}.Next", f"no state named {target!r}")
-            result_path: Path | None = compile_path("$")
-            output = self.jsonata_template(item["Output"], at, "Output") if "Output" in item else None
-            if "ResultPath" in item and not self.jsonata:
-                result_path = (
-                    None
-                    if item["ResultPath"] is None
-                    else self.path(item["ResultPath"], f"{at}.ResultPath", reference=True)
-                )
-            assign = self.assign(item["Assign"], f"{at}.Assign") if "Assign" in item else None
-            catchers.append(Catcher(errors_, target, result_path, assign, output))
-        return catchers
-
-    def int_or_path(
-        self,
-        raw: dict[str, Any],
-        key: str,
-        where: str,
-        *,
-        minimum: float = 0,
-        maximum: float = MAX_INT_FIELD,
-        integer: bool = True,
-    ) -> IntOrPath | None:
-        path_key = key + "Path"
-        if self.jsonata and is_expression(raw.get(key)):
-            expression = self.jsonata_expression(raw[key], _join(where, key), key)
-            return IntOrPath(key, expression=expression) if expression is not None else None
-        if key in raw and path_key in raw:
-            self.report(where, f"{key} and {path_key} are exclusive; give one")
-            return None
-        if key in raw:
-            value = raw[key]
-            ok = (_is_int(value) if integer else _is_number(value)) and minimum <= value <= maximum
-            if not ok:
-                kind = "an integer" if integer else "a number"
-                self.report(
-                    _join(where, key), f"must be {kind} from {minimum:g} to {maximum:g}, got {value!r}"
-                )
-                return None
-            return IntOrPath(key, value=value)
-        if path_key in raw:
-            path = self.path(raw[path_key], _join(where, path_key), definite=True)
-            return IntOrPath(key, path=path) if path is not None else None
-        return None
-
-    # ------------------------------------------------------------------ per type
 
     def state_pass(
         self, raw: dict[str, Any], where: str, siblings: dict[str, Any], common: dict[str, Any]
@@ -645,10 +219,12 @@ class _Compiler:
     ) -> State:
         resource = raw.get("Resource")
         if not isinstance(resource, str) or not resource:
-            self.report(_join(where, "Resource"), "required: the name or ARN of a registered handler")
+            self.report(join_where(where, "Resource"), "required: the name or ARN of a registered handler")
             resource = ""
         elif resource.endswith(".sync") or ".sync:" in resource:
-            self.report(_join(where, "Resource"), f"{resource!r}: .sync integrations are not supported yet")
+            self.report(
+                join_where(where, "Resource"), f"{resource!r}: .sync integrations are not supported yet"
+            )
         timeout = self.int_or_path(raw, "TimeoutSeconds", where, minimum=1)
         heartbeat = self.int_or_path(raw, "HeartbeatSeconds", where, minimum=1)
         if (
@@ -658,7 +234,7 @@ class _Compiler:
             and heartbeat.value is not None
             and heartbeat.value >= timeout.value
         ):
-            self.report(_join(where, "HeartbeatSeconds"), "must be smaller than TimeoutSeconds")
+            self.report(join_where(where, "HeartbeatSeconds"), "must be smaller than TimeoutSeconds")
         return TaskState(
             **common,
             **self.result_fields(raw, where),
@@ -680,7 +256,7 @@ class _Compiler:
         rules = raw.get("Choices")
         branches: list[ChoiceBranch] = []
         if not isinstance(rules, list) or not rules:
-            self.report(_join(where, "Choices"), "required: a non-empty array of choice rules")
+            self.report(join_where(where, "Choices"), "required: a non-empty array of choice rules")
             rules = []
         for index, rule in enumerate(rules):
             at = f"{where}.Choices[{index}]"
@@ -704,7 +280,7 @@ class _Compiler:
             branches.append(ChoiceBranch(choice_rules.compile_rule(rule), target, assign))
         default = raw.get("Default")
         if default is not None and (not isinstance(default, str) or default not in siblings):
-            self.report(_join(where, "Default"), f"no state named {default!r}")
+            self.report(join_where(where, "Default"), f"no state named {default!r}")
         return ChoiceState(**common, branches=tuple(branches), default=default)
 
     def jsonata_rule(self, rule: Any, where: str, siblings: dict[str, Any]) -> ChoiceBranch | None:
@@ -803,7 +379,7 @@ class _Compiler:
             kind, _ = choice_rules.COMPARISON_OPERATORS[operator]
             valid = {
                 "string": isinstance(operand, str),
-                "number": _is_number(operand),
+                "number": is_number(operand),
                 "boolean": isinstance(operand, bool),
                 "timestamp": parse_timestamp(operand) is not None,
             }[kind]
@@ -830,27 +406,31 @@ class _Compiler:
                 if key in ("Seconds", "Timestamp") and is_expression(value)
             }
             for key, value in expressions.items():
-                fields[f"{key.lower()}_expression"] = self.jsonata_expression(value, _join(where, key), key)
+                fields[f"{key.lower()}_expression"] = self.jsonata_expression(
+                    value, join_where(where, key), key
+                )
             raw = {key: value for key, value in raw.items() if key not in expressions}
         if "Seconds" in raw:
             seconds = raw["Seconds"]
-            if not (_is_int(seconds) and 0 <= seconds <= MAX_INT_FIELD):
-                self.report(_join(where, "Seconds"), f"must be a non-negative integer, got {seconds!r}")
+            if not (is_int(seconds) and 0 <= seconds <= MAX_INT_FIELD):
+                self.report(join_where(where, "Seconds"), f"must be a non-negative integer, got {seconds!r}")
             else:
                 fields["seconds"] = seconds
         if "Timestamp" in raw:
             if parse_timestamp(raw["Timestamp"]) is None:
                 self.report(
-                    _join(where, "Timestamp"),
+                    join_where(where, "Timestamp"),
                     f"must be an ISO-8601 timestamp with offset, got {raw['Timestamp']!r}",
                 )
             else:
                 fields["timestamp"] = raw["Timestamp"]
         if "SecondsPath" in raw:
-            fields["seconds_path"] = self.path(raw["SecondsPath"], _join(where, "SecondsPath"), definite=True)
+            fields["seconds_path"] = self.path(
+                raw["SecondsPath"], join_where(where, "SecondsPath"), definite=True
+            )
         if "TimestampPath" in raw:
             fields["timestamp_path"] = self.path(
-                raw["TimestampPath"], _join(where, "TimestampPath"), definite=True
+                raw["TimestampPath"], join_where(where, "TimestampPath"), definite=True
             )
         return WaitState(**common, **fields)
 
@@ -872,10 +452,10 @@ class _Compiler:
             if key in raw:
                 if self.jsonata and is_expression(raw[key]):
                     fields[f"{literal_field}_expression"] = self.jsonata_expression(
-                        raw[key], _join(where, key), key
+                        raw[key], join_where(where, key), key
                     )
                 elif not isinstance(raw[key], str):
-                    self.report(_join(where, key), f"must be a string, got {raw[key]!r}")
+                    self.report(join_where(where, key), f"must be a string, got {raw[key]!r}")
                 else:
                     fields[literal_field] = raw[key]
             if path_key in raw:
@@ -884,8 +464,8 @@ class _Compiler:
                     try:
                         fields[expr_field] = parse_intrinsic(value).evaluate
                     except IntrinsicSyntaxError as exc:
-                        self.report(_join(where, path_key), str(exc))
-                elif self.path(value, _join(where, path_key), definite=True) is not None:
+                        self.report(join_where(where, path_key), str(exc))
+                elif self.path(value, join_where(where, path_key), definite=True) is not None:
                     fields[expr_field] = compile_expression(value, path_key)
         return FailState(**common, **fields)
 
@@ -903,24 +483,24 @@ class _Compiler:
         key = raw.get("CorrelationKey")
         if not isinstance(key, str) or not key:
             self.report(
-                _join(where, "CorrelationKey"),
+                join_where(where, "CorrelationKey"),
                 f"required: a non-empty string naming what messages are correlated on, got {key!r}",
             )
             key = ""
         elif len(key) > 200:
-            self.report(_join(where, "CorrelationKey"), f"at most 200 characters, got {len(key)}")
+            self.report(join_where(where, "CorrelationKey"), f"at most 200 characters, got {len(key)}")
         fields: dict[str, Any] = {"correlation_key": key}
         if "CorrelationValuePath" in raw:
             fields["correlation_value_path"] = self.path(
-                raw["CorrelationValuePath"], _join(where, "CorrelationValuePath"), definite=True
+                raw["CorrelationValuePath"], join_where(where, "CorrelationValuePath"), definite=True
             )
         fields["timeout"] = self.int_or_path(raw, "TimeoutSeconds", where, minimum=1)
         if "TimeoutPath" in raw:
             target = raw["TimeoutPath"]
             if not isinstance(target, str):
-                self.report(_join(where, "TimeoutPath"), f"must be a state name, got {target!r}")
+                self.report(join_where(where, "TimeoutPath"), f"must be a state name, got {target!r}")
             elif target not in siblings:
-                self.report(_join(where, "TimeoutPath"), f"no state named {target!r}")
+                self.report(join_where(where, "TimeoutPath"), f"no state named {target!r}")
             else:
                 fields["timeout_next"] = target
         return MessageState(**common, **self.result_path(raw, where), **fields)
@@ -931,7 +511,7 @@ class _Compiler:
         raw_branches = raw.get("Branches")
         branches = []
         if not isinstance(raw_branches, list) or not raw_branches:
-            self.report(_join(where, "Branches"), "required: a non-empty array of sub-machines")
+            self.report(join_where(where, "Branches"), "required: a non-empty array of sub-machines")
             raw_branches = []
         for index, branch in enumerate(raw_branches):
             machine = self.machine(branch, f"{where}.Branches[{index}]")
@@ -957,25 +537,27 @@ class _Compiler:
             fields["item_selector"] = self.jsonata_template(raw[selector_key], where, selector_key)
         elif selector_key is not None:
             fields["item_selector"] = self.template(
-                raw[selector_key], _join(where, selector_key), require_object=True
+                raw[selector_key], join_where(where, selector_key), require_object=True
             )
         if self.jsonata and "Items" in raw:
             items = raw["Items"]
             if is_expression(items):
-                fields["items_expression"] = self.jsonata_expression(items, _join(where, "Items"), "Items")
+                fields["items_expression"] = self.jsonata_expression(
+                    items, join_where(where, "Items"), "Items"
+                )
             elif isinstance(items, list):
                 fields["items"] = self.jsonata_template(items, where, "Items")
             else:
                 self.report(
-                    _join(where, "Items"),
+                    join_where(where, "Items"),
                     f"must be a JSON array or a {{% %}} JSONata expression, got {items!r}",
                 )
         if "ItemsPath" in raw:
-            fields["items_path"] = self.path(raw["ItemsPath"], _join(where, "ItemsPath"), definite=True)
+            fields["items_path"] = self.path(raw["ItemsPath"], join_where(where, "ItemsPath"), definite=True)
         for unsupported in ("ItemReader", "ResultWriter"):
             if unsupported in raw:
                 self.report(
-                    _join(where, unsupported),
+                    join_where(where, unsupported),
                     "reads or writes S3; not supported by smq (pass items in the input)",
                 )
         processor_key = [key for key in ("ItemProcessor", "Iterator") if key in raw]
@@ -984,7 +566,7 @@ class _Compiler:
         else:
             key = processor_key[0]
             sub = raw[key]
-            at = _join(where, key)
+            at = join_where(where, key)
             mode = "INLINE"
             if isinstance(sub, dict) and "ProcessorConfig" in sub:
                 config = sub["ProcessorConfig"]
@@ -1011,7 +593,7 @@ class _Compiler:
         fields["tolerated_failure_count"] = self.int_or_path(raw, "ToleratedFailureCount", where)
         if "ItemBatcher" in raw:
             batcher = raw["ItemBatcher"]
-            at = _join(where, "ItemBatcher")
+            at = join_where(where, "ItemBatcher")
             if not isinstance(batcher, dict):
                 self.report(at, "must be an object")
             else:
@@ -1023,7 +605,7 @@ class _Compiler:
                         batcher["BatchInput"], f"{at}.BatchInput", require_object=True
                     )
         if "Label" in raw and (not isinstance(raw["Label"], str) or len(raw["Label"]) > 40):
-            self.report(_join(where, "Label"), "must be a string of at most 40 characters")
+            self.report(join_where(where, "Label"), "must be a string of at most 40 characters")
         return MapState(
             **common,
             **self.result_fields(raw, where, parameters=False),

@@ -18,8 +18,9 @@ from pathlib import Path as FilePath
 from typing import Any
 
 from smq.engine import errors
-from smq.engine.compiler import compile_machine, load_definition
+from smq.engine.compiler import compile_machine
 from smq.engine.cursor import Cursor, ExecutionInfo, HistoryEntry, Step
+from smq.engine.definition_source import load_definition
 from smq.engine.driver import FAILED, Outcome, drive
 from smq.engine.errors import UnknownResourceError
 from smq.engine.handlers import LAMBDA_INVOKE, HandlerRegistry, default_registry

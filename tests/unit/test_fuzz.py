@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smq import DefinitionError, ExecutionResult, StateMachine, StatesError, VirtualClock
-from smq.engine.compiler import load_definition
+from smq.engine.definition_source import load_definition
 from smq.engine.intrinsics import IntrinsicSyntaxError, parse_intrinsic
 from smq.engine.paths import PathNotFound, PathSyntaxError, Scope, compile_path
 

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from smq import DefinitionError, Problem, StateMachine
-from smq.engine.compiler import load_definition, validate_definition
+from smq.engine.compiler import validate_definition
+from smq.engine.definition_source import load_definition
 
 SUB = {"StartAt": "Only", "States": {"Only": {"Type": "Succeed"}}}
 
