@@ -1204,6 +1204,7 @@ def build_report(
             "rounds": args.rounds,
             "memory_sources": args.memory_sizes,
             "skip_memory": args.skip_memory,
+            "task_events": args.task_events,
             "py_spy": bool(args.py_spy),
             "redis_db": args.redis_db,
             "staging_db": args.staging_db,
@@ -1281,6 +1282,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=("boundaries", "every-state"),
         default=os.environ.get("SMQ_CHECKPOINTS") or "boundaries",
         help="SMQ_CHECKPOINTS for the workers: boundaries (smq's default) or every-state (one write per step)",
+    )
+    parser.add_argument(
+        "--task-events",
+        choices=("on", "off"),
+        default=os.environ.get("SMQ_TASK_EVENTS") or "on",
+        help="SMQ_TASK_EVENTS for workers and clients: Celery task events, what Flower shows (smq's default: on)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="small sizes: 500 tasks, 2 pairs, 2,000 sources, 1k/20k memory"
@@ -1403,6 +1410,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ["SMQ_CHECKPOINTS"] = args.checkpoints  # the workers inherit it; writes_per_execution reads it
     log(f"SMQ_CHECKPOINTS={args.checkpoints}")
+    os.environ["SMQ_TASK_EVENTS"] = args.task_events  # workers inherit it; this process's Celery app too
+    log(f"SMQ_TASK_EVENTS={args.task_events}")
     started = time.perf_counter()
     load_start = os.getloadavg()
     results = Results()
