@@ -10,6 +10,7 @@ resumed from its checkpoint, never started twice.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from contextlib import nullcontext
@@ -33,6 +34,7 @@ from smq.execution.checkpoints import (
 )
 from smq.execution.leases import ExecutionHeld, claim, lease_keeper, process_owner, running_here
 from smq.execution.transformers import apply_transformer
+from smq.logs import ended_fields, execution_context, log_end
 from smq.repository.models import PAUSED, SUCCEEDED, WAITING
 from smq.repository.repository import (
     CheckpointConflict,
@@ -41,8 +43,10 @@ from smq.repository.repository import (
     StaleDefinition,
     new_execution_record,
 )
-from smq.repository.waits import DELIVERED, WaitStore
+from smq.repository.waits import DELIVERED, PARKED, WaitStore
 from smq.settings import Settings
+
+log = logging.getLogger("smq.execution")
 
 # What a library caller gets when it passes no lease or checkpoint mode: Settings' defaults (never the
 # environment: a worker or the CLI passes its Settings' values, so runners and the recovery scanner
@@ -297,9 +301,45 @@ def _run(
     insert_first: bool = False,
     latest_guard: bool = False,
 ) -> ExecutionRecord:
-    """`resume_execution` with its options in `plan`; with `insert_first`, `run_new_execution`."""
+    """`resume_execution` with its options in `plan`; with `insert_first`, `run_new_execution`.
+
+    What is logged meanwhile names the execution (`smq.logs.execution_context`, its state kept current
+    step by step); where this run ends it, or parks it, one line says so (`log_end`)."""
     if record.finished or record.status in (WAITING, PAUSED):
         return record
+    with execution_context(
+        execution_id=record.execution_id,
+        execution_name=record.name,
+        state_machine_id=record.state_machine_id,
+        state=record.current_state,
+        state_attempt=(record.cursor or {}).get("attempt"),
+        queue=plan.queue or record.queue,
+    ) as context:
+        return _drive(
+            repository,
+            record,
+            machine,
+            plan,
+            claimed,
+            runtime_options,
+            context,
+            insert_first=insert_first,
+            latest_guard=latest_guard,
+        )
+
+
+def _drive(
+    repository: Repository,
+    record: ExecutionRecord,
+    machine: StateMachine | None,
+    plan: RunPlan,
+    claimed: bool,
+    runtime_options: dict[str, Any],
+    context: dict[str, Any],
+    *,
+    insert_first: bool,
+    latest_guard: bool,
+) -> ExecutionRecord:
     seconds = plan.lease_seconds
     if not claimed and seconds > 0:
         try:
@@ -333,9 +373,16 @@ def _run(
     lease = (
         lease_keeper(repository.engine, seconds).hold(record.execution_id) if seconds > 0 else nullcontext()
     )
+
+    def on_step(step: Step) -> None:
+        following = step.cursor
+        if following is not None:  # where the execution goes next: what later lines name
+            context["state"], context["state_attempt"] = following.state, following.attempt
+        writer(step)
+
     try:
         with lease:
-            result = machine.resume(cursor, handlers=plan.handlers, on_step=writer, **runtime_options)
+            result = machine.resume(cursor, handlers=plan.handlers, on_step=on_step, **runtime_options)
         if result.status in (WAITING, "RUNNING"):
             writer.flush()  # nothing waits before a park; a run stopped early may leave steps
         elif not writer.ended:
@@ -349,7 +396,7 @@ def _run(
         # Another delivery created this execution first: carry on with that one, from its checkpoint.
         return _run(repository, exc.existing, None, plan, held_here(exc.existing), runtime_options)
     except Unstorable:
-        return writer.result()
+        return _ended(writer.result())
     had_branches = fanout_pending((record.cursor or {}).get("pending")) is not None
     if result.status not in (WAITING, "RUNNING") and had_branches:
         # Its Parallel or Map moved on while other branches still waited: their answers are moot now.
@@ -373,8 +420,32 @@ def _run(
             # this process's to run.
             again = repository.get_execution(record.execution_id)
             return _run(repository, again, machine, plan, True, runtime_options)
-        return repository.get_execution(record.execution_id)
-    return writer.result()
+        current = repository.get_execution(record.execution_id)
+        return _ended(current, waiting_for(result.cursor.to_dict())) if parked == PARKED else current
+    return _ended(writer.result())
+
+
+def _ended(record: ExecutionRecord, waiting: str | None = None) -> ExecutionRecord:
+    """`record`, after the line saying how this run left it: ended, or parked (`waiting`)."""
+    if record.finished or (waiting is not None and record.status == WAITING):
+        log_end(log, ended_fields(record, waiting_for=waiting))
+    return record
+
+
+def waiting_for(cursor: dict[str, Any]) -> str:
+    """What a parked cursor waits for, in a few words (never a payload, never a task token)."""
+    pending = cursor.get("pending") or {}
+    kind = pending.get("kind")
+    if kind == "message":
+        value = compact(pending.get("value"))
+        return f"message {pending.get('key')}={value if len(value) <= 100 else value[:100] + '...'}"
+    if kind == "callback":
+        return "a callback (task token)"
+    if cursor.get("not_before") is not None:
+        return (
+            f"a timer until {datetime.fromtimestamp(cursor['not_before'], UTC).isoformat(timespec='seconds')}"
+        )
+    return "its branches"
 
 
 def held_here(record: ExecutionRecord) -> bool:
