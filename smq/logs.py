@@ -53,6 +53,24 @@ def execution_context(**fields: Any) -> Iterator[dict[str, Any]]:
         _context.reset(token)
 
 
+@contextmanager
+def execution_run(**fields: Any) -> Iterator[dict[str, Any]]:
+    """`execution_context` for one run of an execution (the runner's). A binding around it that names
+    no execution yet (a worker's delivery knows the name, not the id) learns from it which execution
+    it is and the state it stood in when the run ended or raised: a retry's line names both."""
+    enclosing = _context.get()
+    with execution_context(**fields) as context:
+        try:
+            yield context
+        finally:
+            if enclosing is not None and enclosing.get("execution_id") in (None, context.get("execution_id")):
+                enclosing.update(
+                    (key, context[key])
+                    for key in ("execution_id", "state", "state_attempt")
+                    if key in context
+                )
+
+
 def current_context() -> dict[str, Any]:
     """A copy of the context bound now ({} outside any execution)."""
     return dict(_context.get() or {})

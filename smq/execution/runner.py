@@ -34,7 +34,7 @@ from smq.execution.checkpoints import (
 )
 from smq.execution.leases import ExecutionHeld, claim, lease_keeper, process_owner, running_here
 from smq.execution.transformers import apply_transformer
-from smq.logs import ended_fields, execution_context, log_end
+from smq.logs import ended_fields, execution_run, log_end
 from smq.repository.models import PAUSED, SUCCEEDED, WAITING
 from smq.repository.repository import (
     CheckpointConflict,
@@ -307,7 +307,7 @@ def _run(
     step by step); where this run ends it, or parks it, one line says so (`log_end`)."""
     if record.finished or record.status in (WAITING, PAUSED):
         return record
-    with execution_context(
+    with execution_run(
         execution_id=record.execution_id,
         execution_name=record.name,
         state_machine_id=record.state_machine_id,
