@@ -315,114 +315,91 @@ def _run(
         state_attempt=(record.cursor or {}).get("attempt"),
         queue=plan.queue or record.queue,
     ) as context:
-        return _drive(
+        seconds = plan.lease_seconds
+        if not claimed and seconds > 0:
+            try:
+                taken = claim(repository.single_statement_engine, record.execution_id, seconds)
+                if taken is None:
+                    return repository.get_execution(record.execution_id)  # no longer RUNNING
+                record = replace(record, lease_owner=taken[0], lease_expires_at=taken[1])
+            except ExecutionHeld:
+                if plan.defer_held:
+                    raise
+                return repository.get_execution(record.execution_id)
+        if record.cursor is None:
+            raise SmqError(
+                f"execution {record.execution_id} is {record.status} but has no checkpoint to resume from"
+            )
+        if machine is None:
+            machine, _ = repository.state_machine(record.state_machine_id, record.version)
+        cursor = Cursor.from_dict(record.cursor)
+        start_time = cursor.execution.start_time
+        writer = CheckpointWriter(
             repository,
             record,
-            machine,
-            plan,
-            claimed,
-            runtime_options,
-            context,
+            machine.machine.states,
+            start_time,
+            coalesce=plan.coalesce,
             insert_first=insert_first,
             latest_guard=latest_guard,
+            lease_seconds=seconds,
+            outage_budget=plan.outage_budget,
+        )
+        lease = (
+            lease_keeper(repository.engine, seconds).hold(record.execution_id)
+            if seconds > 0
+            else nullcontext()
         )
 
+        def on_step(step: Step) -> None:
+            following = step.cursor
+            if following is not None:  # where the execution goes next: what later lines name
+                context["state"], context["state_attempt"] = following.state, following.attempt
+            writer(step)
 
-def _drive(
-    repository: Repository,
-    record: ExecutionRecord,
-    machine: StateMachine | None,
-    plan: RunPlan,
-    claimed: bool,
-    runtime_options: dict[str, Any],
-    context: dict[str, Any],
-    *,
-    insert_first: bool,
-    latest_guard: bool,
-) -> ExecutionRecord:
-    seconds = plan.lease_seconds
-    if not claimed and seconds > 0:
         try:
-            taken = claim(repository.single_statement_engine, record.execution_id, seconds)
-            if taken is None:
-                return repository.get_execution(record.execution_id)  # no longer RUNNING
-            record = replace(record, lease_owner=taken[0], lease_expires_at=taken[1])
-        except ExecutionHeld:
-            if plan.defer_held:
-                raise
+            with lease:
+                result = machine.resume(cursor, handlers=plan.handlers, on_step=on_step, **runtime_options)
+            if result.status in (WAITING, "RUNNING"):
+                writer.flush()  # nothing waits before a park; a run stopped early may leave steps
+            elif not writer.ended:
+                # The driver itself ended it (execution timeout, abort, transition limit): record that too,
+                # with any steps still waiting.
+                writer.write(Step([], status=result.status, error=result.error, cause=result.cause))
+        except CheckpointConflict:
+            # Another process is running (or has finished) this execution; its record is the truth.
             return repository.get_execution(record.execution_id)
-    if record.cursor is None:
-        raise SmqError(
-            f"execution {record.execution_id} is {record.status} but has no checkpoint to resume from"
-        )
-    if machine is None:
-        machine, _ = repository.state_machine(record.state_machine_id, record.version)
-    cursor = Cursor.from_dict(record.cursor)
-    start_time = cursor.execution.start_time
-    writer = CheckpointWriter(
-        repository,
-        record,
-        machine.machine.states,
-        start_time,
-        coalesce=plan.coalesce,
-        insert_first=insert_first,
-        latest_guard=latest_guard,
-        lease_seconds=seconds,
-        outage_budget=plan.outage_budget,
-    )
-    lease = (
-        lease_keeper(repository.engine, seconds).hold(record.execution_id) if seconds > 0 else nullcontext()
-    )
-
-    def on_step(step: Step) -> None:
-        following = step.cursor
-        if following is not None:  # where the execution goes next: what later lines name
-            context["state"], context["state_attempt"] = following.state, following.attempt
-        writer(step)
-
-    try:
-        with lease:
-            result = machine.resume(cursor, handlers=plan.handlers, on_step=on_step, **runtime_options)
-        if result.status in (WAITING, "RUNNING"):
-            writer.flush()  # nothing waits before a park; a run stopped early may leave steps
-        elif not writer.ended:
-            # The driver itself ended it (execution timeout, abort, transition limit): record that too,
-            # with any steps still waiting.
-            writer.write(Step([], status=result.status, error=result.error, cause=result.cause))
-    except CheckpointConflict:
-        # Another process is running (or has finished) this execution; its record is the truth.
-        return repository.get_execution(record.execution_id)
-    except Superseded as exc:
-        # Another delivery created this execution first: carry on with that one, from its checkpoint.
-        return _run(repository, exc.existing, None, plan, held_here(exc.existing), runtime_options)
-    except Unstorable:
+        except Superseded as exc:
+            # Another delivery created this execution first: carry on with that one, from its checkpoint.
+            return _run(repository, exc.existing, None, plan, held_here(exc.existing), runtime_options)
+        except Unstorable:
+            return _ended(writer.result())
+        had_branches = fanout_pending((record.cursor or {}).get("pending")) is not None
+        if result.status not in (WAITING, "RUNNING") and had_branches:
+            # Its Parallel or Map moved on while other branches still waited: their answers are moot now.
+            WaitStore(repository.engine).cancel_branch_waits(record.execution_id)
+        if result.status == WAITING:
+            assert result.cursor is not None
+            # The parked cursor is the one just checkpointed: record what it waits for and let go of it.
+            timeout = machine.machine.timeout_seconds
+            deadline = start_time + timeout if timeout is not None else None
+            park_queue = plan.queue or record.queue or "default"
+            parked = WaitStore(repository.engine).park(
+                record.execution_id,
+                writer.seen,
+                result.cursor.to_dict(),
+                park_queue,
+                deadline=deadline,
+                had_branches=had_branches,
+            )
+            if parked == DELIVERED:
+                # Answers for its branches came while it ran: they are in its cursor now, and it is still
+                # this process's to run.
+                again = repository.get_execution(record.execution_id)
+                return _run(repository, again, machine, plan, True, runtime_options)
+            current = repository.get_execution(record.execution_id)
+            return _ended(current, waiting_for(result.cursor.to_dict())) if parked == PARKED else current
         return _ended(writer.result())
-    had_branches = fanout_pending((record.cursor or {}).get("pending")) is not None
-    if result.status not in (WAITING, "RUNNING") and had_branches:
-        # Its Parallel or Map moved on while other branches still waited: their answers are moot now.
-        WaitStore(repository.engine).cancel_branch_waits(record.execution_id)
-    if result.status == WAITING:
-        assert result.cursor is not None
-        # The parked cursor is the one just checkpointed: record what it waits for and let go of it.
-        timeout = machine.machine.timeout_seconds
-        deadline = start_time + timeout if timeout is not None else None
-        park_queue = plan.queue or record.queue or "default"
-        parked = WaitStore(repository.engine).park(
-            record.execution_id,
-            writer.seen,
-            result.cursor.to_dict(),
-            park_queue,
-            deadline=deadline,
-            had_branches=had_branches,
-        )
-        if parked == DELIVERED:
-            # Answers for its branches came while it ran: they are in its cursor now, and it is still
-            # this process's to run.
-            again = repository.get_execution(record.execution_id)
-            return _run(repository, again, machine, plan, True, runtime_options)
-        current = repository.get_execution(record.execution_id)
-        return _ended(current, waiting_for(result.cursor.to_dict())) if parked == PARKED else current
-    return _ended(writer.result())
 
 
 def _ended(record: ExecutionRecord, waiting: str | None = None) -> ExecutionRecord:
