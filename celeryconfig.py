@@ -88,3 +88,6 @@ worker_send_task_events = _settings.task_events
 task_send_sent_event = _settings.task_events
 # Log one line per task, not the payload (payloads can be large).
 worker_hijack_root_logger = False
+# How the worker's log lines are written (smq.distributed.app formats Celery's handlers): "text", or
+# "json", one object per line (SMQ_LOG_FORMAT).
+smq_log_format = _settings.log_format

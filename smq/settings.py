@@ -13,6 +13,7 @@ from typing import Any
 
 from smq.engine.errors import SmqError
 from smq.engine.runtime import DEFAULT_MAX_TRANSITIONS, DEFAULT_MAX_WORKERS, DEFAULT_PAYLOAD_LIMIT
+from smq.logs import LOG_FORMATS, TEXT
 
 
 class SettingsError(SmqError, ValueError):
@@ -190,6 +191,8 @@ class Settings:
     stranded_after: float = 60.0
     # Celery task events (sent, received, started, succeeded, failed), what Flower shows: on, or off.
     task_events: bool = True
+    # How smq logs (workers, the scheduler, the CLI): "text", readable, or "json", one object per line.
+    log_format: str = TEXT
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -202,6 +205,7 @@ class Settings:
             max_transitions=_int(env, "SMQ_MAX_TRANSITIONS", DEFAULT_MAX_TRANSITIONS, minimum=1),
             max_workers=_int(env, "SMQ_MAX_WORKERS", DEFAULT_MAX_WORKERS, minimum=1),
             checkpoints=_checkpoints(env),
+            log_format=_log_format(env),
             **_distributed(env),
         )
 
@@ -211,6 +215,13 @@ def _checkpoints(env: dict[str, str]) -> str:
     if mode not in ("boundaries", "every-state"):
         raise SettingsError(f"SMQ_CHECKPOINTS must be 'boundaries' or 'every-state', got {mode!r}")
     return mode
+
+
+def _log_format(env: dict[str, str]) -> str:
+    log_format = (env.get("SMQ_LOG_FORMAT") or TEXT).strip().lower()
+    if log_format not in LOG_FORMATS:
+        raise SettingsError(f"SMQ_LOG_FORMAT must be 'text' or 'json', got {env['SMQ_LOG_FORMAT']!r}")
+    return log_format
 
 
 def _distributed(env: dict[str, str]) -> dict[str, Any]:

@@ -30,13 +30,19 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded, TimeLimitExceeded, 
 from celery.worker.request import Request
 
 from smq.distributed.app import app
-from smq.distributed.payload import InvalidTaskPayload, parse_payload, payload_max_retries
+from smq.distributed.payload import (
+    ExecutionPayload,
+    InvalidTaskPayload,
+    parse_payload,
+    payload_max_retries,
+)
 from smq.distributed.resources import worker_dead_letters, worker_repository, worker_settings
 from smq.engine.errors import PASS_THROUGH, InfrastructureError, SmqError
 from smq.engine.handlers import default_registry
 from smq.engine.status import Status
 from smq.execution.leases import ExecutionHeld
 from smq.execution.runner import start_execution
+from smq.logs import execution_context
 from smq.repository.waits import WaitStore
 
 TASK_NAME = "smq.execute_state_machine"
@@ -170,6 +176,22 @@ def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None
         parsed = parse_payload(payload)
     except InvalidTaskPayload as exc:
         raise _reject(self, payload, "invalid_payload", str(exc), first_attempt_at) from None
+    # Every line logged while this delivery runs names the execution, its attempt and queue; the runner
+    # adds the id and the state, and logs the line of its end.
+    queue = _queue_of(self, payload)
+    with execution_context(
+        state_machine_id=parsed.state_machine_id,
+        execution_name=parsed.name,
+        attempt=self.request.retries + 1,
+        queue=queue,
+        task_id=self.request.id,
+    ):
+        return _run_delivery(self, payload, parsed, queue, first_attempt_at)
+
+
+def _run_delivery(
+    task: Task, payload: Any, parsed: ExecutionPayload, queue: str, first_attempt_at: str
+) -> dict[str, Any]:
     settings = worker_settings()
     try:
         record = start_execution(
@@ -181,7 +203,7 @@ def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None
             # Waits longer than this park on a durable timer instead of holding the worker slot.
             park_after=settings.park_after,
             # Recorded with a new execution: its continuations (park, crash, redrive) come back here.
-            queue=_queue_of(self, payload),
+            queue=queue,
             lease_seconds=settings.lease_seconds,
             checkpoints=settings.checkpoints,
             defer_held=True,
@@ -191,14 +213,14 @@ def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None
         )
     except ExecutionHeld as held:
         return _check_again_later(
-            self, payload, held, settings.lease_seconds, parsed.max_retries, first_attempt_at
+            task, payload, held, settings.lease_seconds, parsed.max_retries, first_attempt_at
         )
     except InfrastructureError as exc:
-        raise _retry_or_die(self, exc, parsed.max_retries, payload, first_attempt_at) from exc
+        raise _retry_or_die(task, exc, parsed.max_retries, payload, first_attempt_at) from exc
     except SmqError as exc:
-        raise _reject(self, payload, "rejected", f"{type(exc).__name__}: {exc}", first_attempt_at) from exc
+        raise _reject(task, payload, "rejected", f"{type(exc).__name__}: {exc}", first_attempt_at) from exc
     except Exception as exc:
-        raise _retry_or_die(self, exc, parsed.max_retries, payload, first_attempt_at) from exc
+        raise _retry_or_die(task, exc, parsed.max_retries, payload, first_attempt_at) from exc
     execution = f"{record.state_machine_id}/{record.name}"
     if record.status in (Status.FAILED, Status.TIMED_OUT, Status.ABORTED):
         raise WorkflowFailed(record.status, record.error, record.cause, record.current_state, execution)

@@ -7,6 +7,7 @@ or validation errors (a bad argument, filter, definition or handler module).
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -18,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from smq.engine.definition_source import load_definition
 from smq.engine.errors import DefinitionError, SmqError
 from smq.loading import HandlerImportError, import_handlers
+from smq.logs import configure_logging
 from smq.repository.database import SchemaOutdated
 from smq.repository.filters import ExecutionFilter, FilterError, parse_filter
 from smq.repository.repository import Repository
@@ -67,11 +69,15 @@ def parse_json_argument(value: str | None, option: str, default: Any = None) -> 
         ) from None
 
 
-def load_settings() -> Settings:
+def load_settings(log_level: int = logging.WARNING) -> Settings:
+    """The settings, and logging to stderr in their SMQ_LOG_FORMAT from `log_level` on (warnings: a
+    command's output is what it prints; the scheduler logs what it does)."""
     try:
-        return Settings.from_env()
+        settings = Settings.from_env()
     except SettingsError as exc:
         raise UsageError(str(exc)) from None
+    configure_logging(settings.log_format, log_level)
+    return settings
 
 
 def read_definition_file(file: str) -> dict[str, Any]:

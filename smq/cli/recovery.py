@@ -27,6 +27,7 @@ from smq.execution.dispatcher import Dispatcher
 from smq.execution.operations import Operations
 from smq.execution.recovery import continuations, scan
 from smq.launching import launcher_for
+from smq.logs import configure_logging
 from smq.settings import redact
 
 
@@ -111,7 +112,7 @@ def scheduler(once: bool, health_file: str | None, handler_modules: tuple[str, .
         else:
             click.echo(f"{len(tick.woken)} timer(s) fired, {len(tick.recovered)} execution(s) recovered")
         return
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_format, logging.INFO)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -19,6 +19,7 @@ their cursors; a Retry of the state drops all of it and starts afresh.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -326,7 +327,9 @@ def _run_all(
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="smq-fanout") as pool:
             futures: dict[Future[Outcome | None], int] = {
-                pool.submit(run_one_threaded, i): i for i in runnable
+                # Each in a copy of this thread's context variables: log lines name the execution.
+                pool.submit(contextvars.copy_context().run, run_one_threaded, i): i
+                for i in runnable
             }
             pending = set(futures)
             while pending:

@@ -7,6 +7,7 @@ has no safe way), so it is abandoned and its `ctx.heartbeat()` raises TaskCancel
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -84,7 +85,11 @@ def _call_watched(
     started = time.monotonic()
     ctx.deadline = started + timeout if timeout is not None else None
     ctx._last_heartbeat = started
-    thread = threading.Thread(target=target, name=f"smq-task-{ctx.state_name}", daemon=True)
+    # In the caller's context variables: the handler's log lines name the execution (smq.logs).
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run, args=(target,), name=f"smq-task-{ctx.state_name}", daemon=True
+    )
     thread.start()
     while not done.wait(_POLL_SECONDS):
         now = time.monotonic()

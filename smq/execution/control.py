@@ -6,16 +6,20 @@ its next checkpoint refused (the execution is no longer RUNNING) and steps aside
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from smq.engine.cursor import Cursor
 from smq.engine.errors import SmqError
 from smq.engine.fanout import kept_for_redrive
+from smq.logs import ended_fields, log_end
 from smq.repository.models import ABORTED, FAILED, PAUSED, RUNNING, TIMED_OUT, WAITING
 from smq.repository.queue_records import DEAD_LETTERED
 from smq.repository.repository import ExecutionRecord, Repository
 from smq.repository.transitions import abort_execution, restart_execution
+
+log = logging.getLogger("smq.control")
 
 REDRIVABLE = (FAILED, TIMED_OUT, ABORTED)
 STOPPABLE = (RUNNING, WAITING, PAUSED)
@@ -45,7 +49,9 @@ def stop_execution(
     )
     if not stopped:
         raise NotAllowed(f"execution {record.execution_id} finished while being stopped")
-    return repository.get_execution(record.execution_id)
+    stopped_record = repository.get_execution(record.execution_id)
+    log_end(log, {**ended_fields(stopped_record), "queue": stopped_record.queue})
+    return stopped_record
 
 
 def _restart(

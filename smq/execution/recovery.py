@@ -20,6 +20,7 @@ counting an attempt or applying the strategy, so a long backlog never fails or p
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 from smq.engine.cursor import Cursor
 from smq.engine.errors import SmqError
 from smq.execution.continuation import Continuation
+from smq.logs import execution_context, log_end
 from smq.repository.models import FAILED, PAUSED, RECOVERY_OWNER
 from smq.repository.recovery_queries import (
     expired_executions,
@@ -46,6 +48,9 @@ RECOVERY_EXHAUSTED = "smq.RecoveryExhausted"
 
 class PolicyError(SmqError, ValueError):
     """A recovery policy smq cannot apply (unknown strategy, attempts below 1)."""
+
+
+log = logging.getLogger("smq.recovery")
 
 
 @dataclass(frozen=True)
@@ -128,6 +133,7 @@ def _recover_one(
         return _requeue(repository, row, now, lease_seconds, grace)
     strategy, max_attempts = get_policy(repository, row.state_machine_id, default_attempts)
     attempt = row.recovery_attempts + 1
+    settled: dict[str, Any] = {}
 
     def settle(current: Any) -> tuple[str, dict[str, Any]]:
         action = "exhausted" if attempt > max_attempts else {"retry": "resume"}.get(strategy, strategy)
@@ -156,6 +162,8 @@ def _recover_one(
             }
         elif action == "pause":
             values = {"status": PAUSED, "lease_owner": None, "lease_expires_at": None}
+        settled.clear()
+        settled.update(values, state=current.current_state)
         return action, values
 
     action = recover_expired(
@@ -163,7 +171,24 @@ def _recover_one(
     )
     if action is None:
         return None  # another scanner took it, or its worker came back
+    _log_recovery(row, action, attempt, settled)
     return _recovered(row, action, attempt)
+
+
+def _log_recovery(row: Any, action: str, attempt: int, settled: dict[str, Any]) -> None:
+    """One line naming the execution: how it was recovered, or (failed) the line of its end."""
+    fields = {
+        "execution_id": row.id,
+        "execution_name": row.name,
+        "state_machine_id": row.state_machine_id,
+        "state": settled.get("state", row.current_state),
+        "queue": row.queue,
+    }
+    if settled.get("status") == FAILED:
+        log_end(log, {**fields, **settled})
+        return
+    with execution_context(**fields):
+        log.warning("execution lost by %s recovered (%s, recovery %d)", row.lease_owner, action, attempt)
 
 
 def requeue_handed_over(repository: Repository, *, grace: float, limit: int = 5000) -> list[Recovered]:

@@ -10,6 +10,7 @@ resumed from its checkpoint, never started twice.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from contextlib import nullcontext
@@ -33,6 +34,7 @@ from smq.execution.checkpoints import (
 )
 from smq.execution.leases import ExecutionHeld, claim, lease_keeper, process_owner, running_here
 from smq.execution.transformers import apply_transformer
+from smq.logs import ended_fields, execution_run, log_end
 from smq.repository.models import PAUSED, SUCCEEDED, WAITING
 from smq.repository.repository import (
     CheckpointConflict,
@@ -41,8 +43,10 @@ from smq.repository.repository import (
     StaleDefinition,
     new_execution_record,
 )
-from smq.repository.waits import DELIVERED, WaitStore
+from smq.repository.waits import DELIVERED, PARKED, WaitStore
 from smq.settings import Settings
+
+log = logging.getLogger("smq.execution")
 
 # What a library caller gets when it passes no lease or checkpoint mode: Settings' defaults (never the
 # environment: a worker or the CLI passes its Settings' values, so runners and the recovery scanner
@@ -297,84 +301,128 @@ def _run(
     insert_first: bool = False,
     latest_guard: bool = False,
 ) -> ExecutionRecord:
-    """`resume_execution` with its options in `plan`; with `insert_first`, `run_new_execution`."""
+    """`resume_execution` with its options in `plan`; with `insert_first`, `run_new_execution`.
+
+    What is logged meanwhile names the execution (`smq.logs.execution_context`, its state kept current
+    step by step); where this run ends it, or parks it, one line says so (`log_end`)."""
     if record.finished or record.status in (WAITING, PAUSED):
         return record
-    seconds = plan.lease_seconds
-    if not claimed and seconds > 0:
+    with execution_run(
+        execution_id=record.execution_id,
+        execution_name=record.name,
+        state_machine_id=record.state_machine_id,
+        state=record.current_state,
+        state_attempt=(record.cursor or {}).get("attempt"),
+        queue=plan.queue or record.queue,
+    ) as context:
+        seconds = plan.lease_seconds
+        if not claimed and seconds > 0:
+            try:
+                taken = claim(repository.single_statement_engine, record.execution_id, seconds)
+                if taken is None:
+                    return repository.get_execution(record.execution_id)  # no longer RUNNING
+                record = replace(record, lease_owner=taken[0], lease_expires_at=taken[1])
+            except ExecutionHeld:
+                if plan.defer_held:
+                    raise
+                return repository.get_execution(record.execution_id)
+        if record.cursor is None:
+            raise SmqError(
+                f"execution {record.execution_id} is {record.status} but has no checkpoint to resume from"
+            )
+        if machine is None:
+            machine, _ = repository.state_machine(record.state_machine_id, record.version)
+        cursor = Cursor.from_dict(record.cursor)
+        start_time = cursor.execution.start_time
+        writer = CheckpointWriter(
+            repository,
+            record,
+            machine.machine.states,
+            start_time,
+            coalesce=plan.coalesce,
+            insert_first=insert_first,
+            latest_guard=latest_guard,
+            lease_seconds=seconds,
+            outage_budget=plan.outage_budget,
+        )
+        lease = (
+            lease_keeper(repository.engine, seconds).hold(record.execution_id)
+            if seconds > 0
+            else nullcontext()
+        )
+
+        def on_step(step: Step) -> None:
+            following = step.cursor
+            if following is not None:  # where the execution goes next: what later lines name
+                context["state"], context["state_attempt"] = following.state, following.attempt
+            writer(step)
+
         try:
-            taken = claim(repository.single_statement_engine, record.execution_id, seconds)
-            if taken is None:
-                return repository.get_execution(record.execution_id)  # no longer RUNNING
-            record = replace(record, lease_owner=taken[0], lease_expires_at=taken[1])
-        except ExecutionHeld:
-            if plan.defer_held:
-                raise
+            with lease:
+                result = machine.resume(cursor, handlers=plan.handlers, on_step=on_step, **runtime_options)
+            if result.status in (WAITING, "RUNNING"):
+                writer.flush()  # nothing waits before a park; a run stopped early may leave steps
+            elif not writer.ended:
+                # The driver itself ended it (execution timeout, abort, transition limit): record that too,
+                # with any steps still waiting.
+                writer.write(Step([], status=result.status, error=result.error, cause=result.cause))
+        except CheckpointConflict:
+            # Another process is running (or has finished) this execution; its record is the truth.
             return repository.get_execution(record.execution_id)
-    if record.cursor is None:
-        raise SmqError(
-            f"execution {record.execution_id} is {record.status} but has no checkpoint to resume from"
+        except Superseded as exc:
+            # Another delivery created this execution first: carry on with that one, from its checkpoint.
+            return _run(repository, exc.existing, None, plan, held_here(exc.existing), runtime_options)
+        except Unstorable:
+            return _ended(writer.result())
+        had_branches = fanout_pending((record.cursor or {}).get("pending")) is not None
+        if result.status not in (WAITING, "RUNNING") and had_branches:
+            # Its Parallel or Map moved on while other branches still waited: their answers are moot now.
+            WaitStore(repository.engine).cancel_branch_waits(record.execution_id)
+        if result.status == WAITING:
+            assert result.cursor is not None
+            # The parked cursor is the one just checkpointed: record what it waits for and let go of it.
+            timeout = machine.machine.timeout_seconds
+            deadline = start_time + timeout if timeout is not None else None
+            park_queue = plan.queue or record.queue or "default"
+            parked = WaitStore(repository.engine).park(
+                record.execution_id,
+                writer.seen,
+                result.cursor.to_dict(),
+                park_queue,
+                deadline=deadline,
+                had_branches=had_branches,
+            )
+            if parked == DELIVERED:
+                # Answers for its branches came while it ran: they are in its cursor now, and it is still
+                # this process's to run.
+                again = repository.get_execution(record.execution_id)
+                return _run(repository, again, machine, plan, True, runtime_options)
+            current = repository.get_execution(record.execution_id)
+            return _ended(current, waiting_for(result.cursor.to_dict())) if parked == PARKED else current
+        return _ended(writer.result())
+
+
+def _ended(record: ExecutionRecord, waiting: str | None = None) -> ExecutionRecord:
+    """`record`, after the line saying how this run left it: ended, or parked (`waiting`)."""
+    if record.finished or (waiting is not None and record.status == WAITING):
+        log_end(log, ended_fields(record, waiting_for=waiting))
+    return record
+
+
+def waiting_for(cursor: dict[str, Any]) -> str:
+    """What a parked cursor waits for, in a few words (never a payload, never a task token)."""
+    pending = cursor.get("pending") or {}
+    kind = pending.get("kind")
+    if kind == "message":
+        value = compact(pending.get("value"))
+        return f"message {pending.get('key')}={value if len(value) <= 100 else value[:100] + '...'}"
+    if kind == "callback":
+        return "a callback (task token)"
+    if cursor.get("not_before") is not None:
+        return (
+            f"a timer until {datetime.fromtimestamp(cursor['not_before'], UTC).isoformat(timespec='seconds')}"
         )
-    if machine is None:
-        machine, _ = repository.state_machine(record.state_machine_id, record.version)
-    cursor = Cursor.from_dict(record.cursor)
-    start_time = cursor.execution.start_time
-    writer = CheckpointWriter(
-        repository,
-        record,
-        machine.machine.states,
-        start_time,
-        coalesce=plan.coalesce,
-        insert_first=insert_first,
-        latest_guard=latest_guard,
-        lease_seconds=seconds,
-        outage_budget=plan.outage_budget,
-    )
-    lease = (
-        lease_keeper(repository.engine, seconds).hold(record.execution_id) if seconds > 0 else nullcontext()
-    )
-    try:
-        with lease:
-            result = machine.resume(cursor, handlers=plan.handlers, on_step=writer, **runtime_options)
-        if result.status in (WAITING, "RUNNING"):
-            writer.flush()  # nothing waits before a park; a run stopped early may leave steps
-        elif not writer.ended:
-            # The driver itself ended it (execution timeout, abort, transition limit): record that too,
-            # with any steps still waiting.
-            writer.write(Step([], status=result.status, error=result.error, cause=result.cause))
-    except CheckpointConflict:
-        # Another process is running (or has finished) this execution; its record is the truth.
-        return repository.get_execution(record.execution_id)
-    except Superseded as exc:
-        # Another delivery created this execution first: carry on with that one, from its checkpoint.
-        return _run(repository, exc.existing, None, plan, held_here(exc.existing), runtime_options)
-    except Unstorable:
-        return writer.result()
-    had_branches = fanout_pending((record.cursor or {}).get("pending")) is not None
-    if result.status not in (WAITING, "RUNNING") and had_branches:
-        # Its Parallel or Map moved on while other branches still waited: their answers are moot now.
-        WaitStore(repository.engine).cancel_branch_waits(record.execution_id)
-    if result.status == WAITING:
-        assert result.cursor is not None
-        # The parked cursor is the one just checkpointed: record what it waits for and let go of it.
-        timeout = machine.machine.timeout_seconds
-        deadline = start_time + timeout if timeout is not None else None
-        park_queue = plan.queue or record.queue or "default"
-        parked = WaitStore(repository.engine).park(
-            record.execution_id,
-            writer.seen,
-            result.cursor.to_dict(),
-            park_queue,
-            deadline=deadline,
-            had_branches=had_branches,
-        )
-        if parked == DELIVERED:
-            # Answers for its branches came while it ran: they are in its cursor now, and it is still
-            # this process's to run.
-            again = repository.get_execution(record.execution_id)
-            return _run(repository, again, machine, plan, True, runtime_options)
-        return repository.get_execution(record.execution_id)
-    return writer.result()
+    return "its branches"
 
 
 def held_here(record: ExecutionRecord) -> bool:
