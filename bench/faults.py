@@ -85,6 +85,7 @@ TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 MID_BATCH = 0.25  # a mid-batch fault strikes once this share of the executions has finished
 PG_DOWN_SECONDS = 10.0
 GOAL_AFTER_REDIS_BACK = 60.0
+LINGER_SECONDS = 5.0
 BAD_MESSAGES = 2  # garbage, and a kombu envelope with a pickle body
 
 FAULTS: dict[str, str] = {
@@ -97,7 +98,7 @@ FAULTS: dict[str, str] = {
     "purge": "`celery -A smq purge -f` mid-batch",
     "pg-stop": f"PostgreSQL stopped {PG_DOWN_SECONDS:.0f} s mid-batch",
     "start-kill": "`smq start` SIGKILLed half-way through its fan-out",
-    "bad-messages": "garbage + a pickle envelope pushed mid-batch",
+    "bad-messages": "garbage + a pickle envelope put next in the queue mid-batch",
 }
 REDIS_EMPTIED = ("redis-empty", "redis-empty-early")
 
@@ -432,6 +433,7 @@ class Run:
             row.fault_seconds = round(fault_end - fault_start, 1)
             log(f"  {self.fault}: struck at {row.fault_at_seconds:.1f}s, lasted {row.fault_seconds:.1f}s")
         self.settle(fault_end or time.time())
+        self.linger()
 
     def strike(self) -> None:
         """The mid-batch faults."""
@@ -477,7 +479,9 @@ class Run:
             client = self.redis_client()
             try:
                 for raw in bad_envelopes():
-                    client.lpush("default", raw)
+                    # RPUSH: at the consuming end of kombu's list (it LPUSHes and BRPOPs), so the bad
+                    # messages are taken next, mid-batch, not behind the whole backlog.
+                    client.rpush("default", raw)
             finally:
                 client.close()
         else:
@@ -530,6 +534,24 @@ class Run:
                 last_report = now
             time.sleep(1.0)
 
+    def linger(self) -> None:
+        """After the last execution: until the broker holds nothing (a bad message not yet taken would
+        be missed), at most `settle` seconds, then LINGER_SECONDS more, so that a process dying on
+        what it took last, or a dead letter being written, is seen."""
+        deadline = time.monotonic() + self.args.settle
+        client = self.redis_client()
+        try:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(Exception):
+                    if sum(support.queue_length(client, queue) for queue in support.QUEUE_KEYS) == 0:
+                        break
+                self.note_deaths()
+                time.sleep(0.5)
+        finally:
+            client.close()
+        time.sleep(LINGER_SECONDS)
+        self.note_deaths()
+
     def count(self) -> None:
         row, reads = self.row, self.reads
         for _ in range(30):  # a fault may leave the database just restarted
@@ -560,9 +582,16 @@ class Run:
         row.dead_letters = {reason: int(count) for reason, count in dead}
         client = self.redis_client()
         try:
-            spooled = sum(int(client.llen(key)) for key in client.scan_iter(match="smq:dead-letters:*", count=1000))
+            spooled = sum(
+                int(client.llen(key)) for key in client.scan_iter(match="smq:dead-letters:*", count=1000)
+            )
+            unacked = int(client.hlen("unacked"))
         finally:
             client.close()
+        if unacked:
+            row.notes.append(
+                f"{unacked} message(s) left unacknowledged (redelivered after the visibility timeout)"
+            )
         if spooled:
             row.notes.append(f"{spooled} dead letter(s) still spooled in Redis")
         row.completed_repeated, row.interrupted_rerun = completed_repeats(self.calls_log)

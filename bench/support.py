@@ -369,7 +369,7 @@ def fresh_database(admin_url: str, name: str, *, migrate: bool = True) -> Iterat
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     try:
         with admin.connect() as connection:
