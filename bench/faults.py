@@ -428,6 +428,7 @@ class Run:
             starter.wait()
             fault_end = time.time()
             claimed = self.reads.claimed() or 0
+            self.target = claimed  # names never claimed cannot start: do not wait for them
             held = support.queue_length(self.redis_client())
             row.notes.append(f"killed with {claimed:,} names claimed, {held:,} queued")
         else:
@@ -558,7 +559,7 @@ class Run:
     def settle(self, fault_end: float) -> None:
         """Until every execution is final, or nothing finished for `settle` seconds and the fault ended
         at least that long ago."""
-        settle, expected = self.args.settle, self.args.executions
+        settle, expected = self.args.settle, getattr(self, "target", self.args.executions)
         last, last_change, last_report = -1, time.time(), 0.0
         while True:
             now = time.time()
