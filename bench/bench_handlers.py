@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis
 
+from smq import TaskContext, handler
 from smq.distributed.app import app
 from smq.engine.jsontext import compact
 
@@ -105,3 +107,31 @@ def latency(key: str, sent: float) -> None:
     """Record when this task started, beside when it was sent (both wall clock, same host)."""
     started = time.time()
     _record_client().rpush(key, f"{sent!r} {started!r}")
+
+
+# ------------------------------------------------------------------ bench/faults.py
+
+FAULT_STEP = "smq_bench.fault_step"
+
+
+def _append(path: str, line: str) -> None:
+    """One short O_APPEND write: concurrent processes' lines never interleave, and a SIGKILL leaves
+    either the whole line or none of it."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+
+
+@handler(FAULT_STEP)
+def fault_step(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """A Task of ``definitions/fault_soak.json``: logs ``start`` when called and ``end`` just before it
+    returns (execution, state, a fresh call id, pid) to the file named by ``calls``. A call with an
+    ``end`` line completed; one without was interrupted (SIGKILL) and may legitimately run again."""
+    call = uuid.uuid4().hex[:12]
+    where = f"{ctx.execution_name} {ctx.state_name} {call} {os.getpid()}"
+    _append(payload["calls"], f"start {where}\n")
+    result = {"ok": True, "pid": os.getpid()}
+    _append(payload["calls"], f"end {where}\n")
+    return result
