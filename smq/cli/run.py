@@ -158,6 +158,11 @@ def print_result(record: ExecutionRecord, entries: list[HistoryRecord]) -> None:
     if record.status == Status.SUCCEEDED:
         out.print("Output:")
         out.print_json(json.dumps(record.output))
+    elif record.status in (Status.WAITING, Status.RUNNING, Status.PAUSED):
+        # Not finished, so no error: say where it stands and how to see what it waits for.
+        out.print(
+            f"In state {record.current_state}: `smq executions show {record.execution_id}` says what it waits for"
+        )
     else:
         out.print(f"Error:  {record.error}")
         out.print(f"Cause:  {record.cause}")

@@ -26,6 +26,16 @@ def load_definition(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
     try:
         loaded = json.loads(source)
     except json.JSONDecodeError as json_error:
+        if source.lstrip()[:1] in ("{", "["):
+            # Meant as JSON (YAML would read most of it too, and only confuse the report).
+            raise DefinitionError(
+                [
+                    Problem(
+                        "definition",
+                        f"not valid JSON: {json_error.msg} at line {json_error.lineno}, column {json_error.colno}",
+                    )
+                ]
+            ) from None
         try:
             loaded = yaml.load(source, Loader=_JsonCompatibleLoader)  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as yaml_error:

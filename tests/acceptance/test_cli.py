@@ -162,7 +162,12 @@ def test_validate_unreadable_definition_is_a_usage_error(tmp_path: Path) -> None
     broken = write(tmp_path, "broken.json", "{ [ nope")
     result = smq("validate", str(broken))
     assert result.returncode == 2
-    assert "neither valid JSON" in result.stderr
+    # Meant as JSON: the JSON error with its place, no YAML parser's report (issue 20).
+    assert "not valid JSON" in result.stderr and "line 1, column 3" in result.stderr, result.stderr
+    assert "YAML" not in result.stderr and "Traceback" not in result.stderr
+    neither = write(tmp_path, "broken.yaml", "StartAt: [unclosed\n  - x: {")
+    result = smq("validate", str(neither))
+    assert result.returncode == 2 and "neither valid JSON" in result.stderr
 
 
 def test_quick_start_example_runs_with_handlers_from_a_file() -> None:
@@ -179,3 +184,11 @@ def test_quick_start_example_runs_with_handlers_from_a_file() -> None:
     body = json.loads(result.stdout)
     assert body["status"] == "SUCCEEDED"
     assert body["output"]["status"] == "CONFIRMED"
+
+
+def test_run_of_an_execution_that_parks_says_where_it_waits_not_error_none() -> None:
+    result = smq("run", str(EXAMPLES / "await_payment.json"), "--input", "{}")
+    assert result.returncode == 1, result.stderr  # not SUCCEEDED (yet)
+    assert "Status: WAITING" in result.stdout
+    assert "Error:  None" not in result.stdout
+    assert "In state AwaitPayment" in result.stdout and "smq executions show" in result.stdout
