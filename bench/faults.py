@@ -42,7 +42,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import atexit
 import base64
 import contextlib
 import json
@@ -104,22 +103,7 @@ REDIS_EMPTIED = ("redis-empty", "redis-empty-early")
 
 # ------------------------------------------------------------------ processes
 
-_children: list[subprocess.Popen[bytes]] = []
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    """Last resort: whatever this script started and did not stop is killed with its session."""
-    for process in _children:
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-
-
-def spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    process = support.spawn(command, env, log_path)
-    _children.append(process)
-    return process
+spawn = support.spawn_tracked  # killed with its session at exit if still running
 
 
 class Interrupted(BaseException):
@@ -742,19 +726,6 @@ def print_tables(report: dict[str, Any]) -> None:
     out.print(f"{load_line(report)}; {'all goals met' if report['ok'] else 'GOAL MISSED'}")
 
 
-def source_state() -> dict[str, Any]:
-    def git(*command: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", *command], cwd=ROOT, capture_output=True, text=True, timeout=10
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    changed = [line[3:] for line in git("status", "--porcelain", "--", "smq").splitlines()]
-    return {"head": git("rev-parse", "HEAD"), "smq_uncommitted": changed}
-
-
 # ------------------------------------------------------------------ main
 
 
@@ -835,7 +806,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "celery": celery.__version__,
         "cpus": os.cpu_count(),
-        "source": source_state(),
+        "source": support.source_state(),
         "load_average": load_average(load_start),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "settings": settings_used(args),

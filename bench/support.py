@@ -9,6 +9,7 @@ must start without smq, SQLAlchemy or Redis installed. Everything else is import
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -149,6 +150,26 @@ class CpuMeter:
 
 
 # ------------------------------------------------------------------ subprocesses
+
+
+# Processes started through spawn_tracked, killed with their session at exit if still running.
+_tracked: list[subprocess.Popen[bytes]] = []
+
+
+@atexit.register
+def _kill_tracked() -> None:
+    """Last resort: whatever a bench started and did not stop is killed with its session."""
+    for process in _tracked:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def spawn_tracked(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`spawn`, remembered so that the exit hook can stop it if nothing else does."""
+    process = spawn(command, env, log_path)
+    _tracked.append(process)
+    return process
 
 
 def spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -662,3 +683,18 @@ class PrivatePostgres:
         with contextlib.suppress(RuntimeError, subprocess.SubprocessError):
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def source_state() -> dict[str, Any]:
+    """Which smq was measured: HEAD and whether smq/ had uncommitted changes."""
+
+    def git(*command: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *command], cwd=ROOT, capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "smq").splitlines()]
+    return {"head": git("rev-parse", "HEAD"), "smq_uncommitted": changed}

@@ -71,7 +71,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import atexit
 import contextlib
 import json
 import math
@@ -338,23 +337,7 @@ class Results:
 
 # ------------------------------------------------------------------ processes
 
-_children: list[subprocess.Popen[bytes]] = []
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    """Last resort: whatever this script started and did not stop is killed with its session."""
-    for process in _children:
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-
-
-def spawn(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    """support.spawn, remembered so that _kill_leftovers can stop it if nothing else does."""
-    process = support.spawn(command, env, log_path)
-    _children.append(process)
-    return process
+spawn = support.spawn_tracked  # killed with its session at exit if still running
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> int | None:
@@ -1232,21 +1215,6 @@ def print_report(report: dict[str, Any], results: Results, args: argparse.Namesp
         out.print(f"[red]error: {error}[/]")
 
 
-def source_state() -> dict[str, Any]:
-    """Which smq was measured: HEAD and whether smq/ had uncommitted changes."""
-
-    def git(*command: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", *command], cwd=ROOT, capture_output=True, text=True, timeout=10
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    changed = [line[3:] for line in git("status", "--porcelain", "--", "smq").splitlines()]
-    return {"head": git("rev-parse", "HEAD"), "smq_uncommitted": changed}
-
-
 def build_report(
     args: argparse.Namespace, results: Results, started: float, load_start: Any, settings: dict[str, Any]
 ) -> dict[str, Any]:
@@ -1268,7 +1236,7 @@ def build_report(
         "platform": platform.platform(),
         "celery": celery.__version__,
         "cpus": os.cpu_count(),
-        "source": source_state(),
+        "source": support.source_state(),
         "load_average": load_average(load_start),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "settings": {
