@@ -139,6 +139,7 @@ from support import (
     log,
     postgres_pids,
     queue_length,
+    redis_base_url,
     writes_per_execution,
 )
 
@@ -1296,7 +1297,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--pg-url", default=DEFAULT_PG_URL, help=f"an existing database to connect to ({DEFAULT_PG_URL})"
     )
     parser.add_argument(
-        "--redis-url", default=DEFAULT_REDIS_URL, help=f"Redis server, no db ({DEFAULT_REDIS_URL})"
+        "--redis-url",
+        default=None,
+        help=f"a Redis server, no db, whose dbs the bench flushes (e.g. {DEFAULT_REDIS_URL}); default: one of its own",
     )
     parser.add_argument(
         "--redis-db", type=int, default=13, help="the workers' Redis db, flushed (default 13)"
@@ -1344,7 +1347,11 @@ def run_pair(number: int, args: argparse.Namespace, results: Results, rig: Rig) 
 
 
 def run(args: argparse.Namespace, results: Results, work_dir: Path) -> None:
-    base = args.redis_url.rstrip("/")
+    with redis_base_url(args.redis_url, work_dir) as base:
+        run_on(args, results, work_dir, base)
+
+
+def run_on(args: argparse.Namespace, results: Results, work_dir: Path, base: str) -> None:
     worker_url, staging_url = f"{base}/{args.redis_db}", f"{base}/{args.staging_db}"
     # Anything in this process that falls back to smq's default app must not reach another Redis db.
     os.environ["SMQ_BROKER_URL"] = worker_url

@@ -698,3 +698,19 @@ def source_state() -> dict[str, Any]:
 
     changed = [line[3:] for line in git("status", "--porcelain", "--", "smq").splitlines()]
     return {"head": git("rev-parse", "HEAD"), "smq_uncommitted": changed}
+
+
+@contextlib.contextmanager
+def redis_base_url(given: str | None, work_dir: Path) -> Iterator[str]:
+    """The Redis server a bench uses, without a db: the one given (`--redis-url`, whose dbs the bench
+    flushes), else a redis-server of its own on a free port, stopped at the end. By default no bench
+    touches a server that may hold somebody's data."""
+    if given:
+        yield given.rstrip("/")
+        return
+    server = PrivateRedis(work_dir / "redis")
+    server.start()
+    try:
+        yield f"redis://127.0.0.1:{server.port}"
+    finally:
+        server.stop()

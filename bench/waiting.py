@@ -108,6 +108,7 @@ from support import (
     log,
     parent_pids,
     postgres_pids,
+    redis_base_url,
     stop_processes,
     tail,
 )
@@ -1301,7 +1302,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--pg-url", default=DEFAULT_PG_URL, help=f"an existing database to connect to ({DEFAULT_PG_URL})"
     )
     parser.add_argument(
-        "--redis-url", default=DEFAULT_REDIS_URL, help=f"Redis server, no db ({DEFAULT_REDIS_URL})"
+        "--redis-url",
+        default=None,
+        help=f"a Redis server, no db, whose dbs the bench flushes (e.g. {DEFAULT_REDIS_URL}); default: one of its own",
     )
     parser.add_argument("--redis-db", type=int, default=9, help="the workers' Redis db, flushed (default 9)")
     parser.add_argument(
@@ -1343,7 +1346,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, results: Results, work_dir: Path, settings_out: dict[str, Any]) -> None:
-    base = args.redis_url.rstrip("/")
+    with redis_base_url(args.redis_url, work_dir) as base:
+        run_on(args, results, work_dir, settings_out, base)
+
+
+def run_on(
+    args: argparse.Namespace, results: Results, work_dir: Path, settings_out: dict[str, Any], base: str
+) -> None:
     broker_url, record_url = f"{base}/{args.redis_db}", f"{base}/{args.record_db}"
     # Before anything imports smq's Celery app: this process publishes (bare tasks, message
     # continuations through Operations) to the workers' db and nowhere else.
