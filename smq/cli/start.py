@@ -69,7 +69,12 @@ def read_jsonl(path: Path) -> list[tuple[int, Any]]:
 @click.option("--name", help="Execution name (single start). Re-using a name returns that execution.")
 @click.option("--name-prefix", help="Bulk start: names are PREFIX + line number (default: FILE stem + '-').")
 @click.option("--version", type=click.IntRange(min=1), help="Definition version (default: latest).")
-@click.option("--source-execution", "source_execution_id", help="Chain: take the input from this execution.")
+@click.option(
+    "--source-execution",
+    "source_execution_id",
+    metavar="EID",
+    help="Chain: take the input from this execution (an id or STATE_MACHINE_ID/NAME).",
+)
 @click.option("--source-state", "source_state_name", help="Chain from the last output of this state.")
 @click.option("--transformer", help="Chain through this registered input transformer.")
 @click.option(
@@ -140,6 +145,12 @@ def start(
         raise UsageError("--source-state and --transformer need --source-execution")
     execution_input = parse_json_argument(input_text, "--input")
     repository = open_repository(settings)
+    if source_execution_id is not None:
+        # An id or STATE_MACHINE_ID/NAME, as everywhere else: what is recorded and sent is the id.
+        try:
+            source_execution_id = repository.resolve_execution(source_execution_id).execution_id
+        except SmqError as exc:
+            fail(f"smq start {state_machine_id}: --source-execution: {exc}", EXIT_NOT_SUCCEEDED)
     if distributed:
         payload = {
             "state_machine_id": state_machine_id,

@@ -197,7 +197,7 @@ def _fail_dead_lettered(connection: Connection, values: dict[str, Any]) -> None:
             error=DEAD_LETTERED,
             cause=f"{values['reason']}: {values['error']}"[:4000],
             stop_time=now,
-            duration_ms=max(0, int((now - start).total_seconds() * 1000)),
+            duration_ms=max(0, round((now - start).total_seconds() * 1000)),
             updated_at=now,
             lease_owner=None,
             lease_expires_at=None,

@@ -351,3 +351,21 @@ def test_show_tells_how_far_the_branches_of_a_parked_map_got(cli: Cli) -> None:
         "not_started": 1,
     }
     assert [wait["kind"] for wait in shown["waiting_for"]] == ["timer"]
+
+
+def test_start_chains_from_a_source_named_by_id_or_by_machine_and_name(cli: Cli) -> None:
+    """`--source-execution` takes an id or STATE_MACHINE_ID/NAME (issue 20), and records the id."""
+    cli.ok("definitions", "put", cli.write("orders.json", ORDERS), "--id", "orders")
+    source = cli.ok("start", "orders", "--input", '{"n": 4}', "--name", "o-1", "--json")
+    by_name = cli.ok("start", "orders", "--source-execution", "orders/o-1", "--name", "chained-1", "--json")
+    by_id = cli.ok(
+        "start", "orders", "--source-execution", source["execution_id"], "--name", "chained-2", "--json"
+    )
+    repository = cli.repository()
+    for started in (by_name, by_id):
+        record = repository.get_execution(started["execution_id"])
+        assert record.source_execution_id == source["execution_id"]
+        assert record.input == {"n": 4, "double": 8}  # the source's output
+    repository.close()
+    missing = cli("start", "orders", "--source-execution", "orders/nobody", "--name", "chained-3")
+    assert missing.returncode == 1 and "orders/nobody" in missing.stderr, missing.stderr
