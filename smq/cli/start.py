@@ -265,12 +265,23 @@ def enqueue_one(repository: Repository, payload: dict[str, Any], queue: str, as_
         sent = client.enqueue({key: value for key, value in payload.items() if value is not None}, queue)
     except (SmqError, ValueError) as exc:
         fail(f"smq start {payload['state_machine_id']}: {exc}")
+    # The execution's reference (STATE_MACHINE_ID/NAME) is what every other command takes; the task id
+    # is Celery's (Flower, the dead letters).
+    execution = f"{payload['state_machine_id']}/{sent.name}"
     if as_json:
-        echo_json({"task_id": sent.task_id, "name": sent.name, "queue": sent.queue, "skipped": sent.skipped})
+        echo_json(
+            {
+                "execution": execution,
+                "task_id": sent.task_id,
+                "name": sent.name,
+                "queue": sent.queue,
+                "skipped": sent.skipped,
+            }
+        )
     elif sent.skipped:
-        click.echo(f"{sent.name}: already enqueued or run, nothing enqueued")
+        click.echo(f"{execution}: already enqueued or run, nothing enqueued")
     else:
-        click.echo(f"{sent.task_id} {sent.name} enqueued on {sent.queue}")
+        click.echo(f"{execution} enqueued on {sent.queue} (task {sent.task_id})")
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:

@@ -93,7 +93,9 @@ def test_flower_shows_failed_workflows_as_failures_and_names_each_execution(
     worker = start_worker("w1", env, queues="critical,default")  # nobody takes `low`: queued tasks stay
     time.sleep(2)  # Flower's event receiver sees the worker before the first task
     for machine, name in (("FL_OK", "ok-1"), ("FL_BROKEN", "broken-1"), ("FL_PARKED", "parked-1")):
-        run_smq(["start", machine, "--input", "{}", "--name", name], env)
+        said = run_smq(["start", machine, "--input", "{}", "--name", name], env).stdout
+        # The reference every other command takes (issue 20), then Celery's task id.
+        assert said.startswith(f"{machine}/{name} enqueued on default (task "), said
     run_smq(["start", "FL_OK", "--input", "{}", "--name", "queued-1", "--queue", "low"], env)
     ids = _send_raw(
         broker_url, {"bad": {"state_machine_id": "FL_OK", "name": "bad-1", "version": 0}}, "default"
