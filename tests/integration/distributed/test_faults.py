@@ -56,11 +56,11 @@ NAPPING = {
 NAMES = {f"nap-{i}" for i in range(EXECUTIONS)}
 
 
-def _enqueue(repository: Repository, broker_url: str) -> None:
+def _enqueue(repository: Repository, broker_url: str, *, ms: int = 50) -> None:
     app = client_app(broker_url)
     try:
         payloads = (
-            {"state_machine_id": "NAP", "name": f"nap-{i}", "input": {"i": i, "ms": 50}}
+            {"state_machine_id": "NAP", "name": f"nap-{i}", "input": {"i": i, "ms": ms}}
             for i in range(EXECUTIONS)
         )
         summary = QueueClient(repository, app).enqueue_many(payloads, "default")
@@ -154,7 +154,8 @@ def test_sigkill_of_a_whole_worker_mid_batch_loses_and_doubles_nothing(
 ) -> None:
     repository.put_definition("NAP", NAPPING)
     env = smq_env(db.url, private_redis.url)
-    _enqueue(repository, private_redis.url)
+    # Naps long enough that a task seen in flight is still running a few milliseconds later, at the kill.
+    _enqueue(repository, private_redis.url, ms=150)
     victim, survivor = _start_two(start_worker, env)
 
     def victim_busy() -> bool:
