@@ -20,6 +20,7 @@ from smq.cli.common import (
     open_repository,
     queue_choice,
 )
+from smq.execution.control import NotAllowed, reopen_dead_lettered
 from smq.repository.queue_records import DeadLetter, DeadLetters
 from smq.repository.repository import Repository
 from smq.settings import QUEUES, redact
@@ -154,10 +155,11 @@ def retry_dead(
             replay = _replayable(letter.payload)
             # Its execution (FAILED with smq.DeadLettered) becomes RUNNING from its last checkpoint, so
             # the worker resumes it; if the publish below fails, the recovery scanner enqueues it later.
-            store.reopen(letter)
+            if letter.state_machine_id and letter.execution_name:
+                reopen_dead_lettered(repository, letter.state_machine_id, letter.execution_name)
             # Published again whatever the enqueue ledger says: this name was enqueued once already.
             sent = client.enqueue(replay, target)
-        except (EnqueueError, ValueError) as exc:
+        except (EnqueueError, NotAllowed, ValueError) as exc:
             failed.append({"task_id": letter.task_id, "error": redact(str(exc))})
             continue
         store.delete([letter.task_id])

@@ -85,14 +85,6 @@ def drain_spool(store: DeadLetters, broker_url: str, *, limit: int = 1000) -> in
     return moved
 
 
-def spooled_count(broker_url: str) -> int:
-    client = redis.Redis.from_url(broker_url, socket_timeout=10)
-    try:
-        return int(client.llen(SPOOL_KEY))
-    finally:
-        client.close()
-
-
 def _letter(raw: bytes) -> dict[str, Any]:
     text = raw.decode("utf-8", errors="replace")
     try:

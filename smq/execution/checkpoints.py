@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -91,7 +91,6 @@ class CheckpointWriter:
     # Seconds to keep retrying a write the database could not take (down, restarting) before giving up.
     # The step's results (a Task's output) live only here meanwhile: giving up means running it again.
     outage_budget: float = 0
-    sleep: Callable[[float], None] = time.sleep
 
     def __post_init__(self) -> None:
         self.seen = self.record.history_length
@@ -158,7 +157,7 @@ class CheckpointWriter:
                     delay,
                     self.outage_budget,
                 )
-                self.sleep(delay)
+                time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
     def _landed(self, step: Step) -> bool:

@@ -77,6 +77,19 @@ def _restart(
     return repository.get_execution(record.execution_id)
 
 
+def reopen_dead_lettered(
+    repository: Repository, state_machine_id: str, name: str, *, grace: float = 300.0
+) -> ExecutionRecord | None:
+    """What `smq dead retry` does before it publishes the dead letter again: the execution the dead
+    letters failed (error smq.DeadLettered) becomes RUNNING from its last checkpoint, handed to the
+    queue as a redrive's is. None when there is none to reopen (never started, redriven since, or not
+    failed by the dead letters)."""
+    record = repository.find_execution(state_machine_id, name)
+    if record is None or record.status != FAILED or record.error != DEAD_LETTERED or record.cursor is None:
+        return None
+    return _restart(repository, record, (FAILED,), record.cursor, grace, None)
+
+
 def redrive_execution(
     repository: Repository, reference: str, *, grace: float = 300.0, queue: str | None = None
 ) -> ExecutionRecord:

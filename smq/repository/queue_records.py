@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, select, update
@@ -107,41 +107,6 @@ class DeadLetters:
             connection.execute(statement)
             if values["state_machine_id"] and values["execution_name"]:
                 _fail_dead_lettered(connection, values)
-
-    def reopen(self, letter: DeadLetter, *, grace: float = 300.0) -> str | None:
-        """Make the execution a dead letter FAILED RUNNING again from its last checkpoint, for `smq dead
-        retry` to hand it to a worker (as a redrive would; the recovery scanner re-enqueues it if no
-        worker takes it within `grace`). Returns its id, or None when there is none to reopen (never
-        started, redriven since, or not failed by this dead letter)."""
-        if not (letter.state_machine_id and letter.execution_name):
-            return None
-        now = datetime.now(UTC)
-        failed_by_the_letter = (
-            EXECUTIONS.c.state_machine_id == letter.state_machine_id,
-            EXECUTIONS.c.name == letter.execution_name,
-            EXECUTIONS.c.status == FAILED,
-            EXECUTIONS.c.error == DEAD_LETTERED,
-            EXECUTIONS.c.cursor.is_not(None),
-        )
-        with self.engine.begin() as connection:
-            found = connection.execute(select(EXECUTIONS.c.id).where(*failed_by_the_letter)).scalar()
-            if found is None:
-                return None
-            moved = connection.execute(
-                update(EXECUTIONS)
-                .where(EXECUTIONS.c.id == found, *failed_by_the_letter)
-                .values(
-                    status=RUNNING,
-                    error=None,
-                    cause=None,
-                    stop_time=None,
-                    duration_ms=None,
-                    updated_at=now,
-                    lease_owner=None,
-                    lease_expires_at=now + timedelta(seconds=grace),
-                )
-            ).rowcount
-        return str(found) if moved == 1 else None
 
     def list(self, *, queue: str | None = None, limit: int | None = None) -> list[DeadLetter]:
         query = select(DEAD_LETTERS).order_by(DEAD_LETTERS.c.failed_at, DEAD_LETTERS.c.task_id)

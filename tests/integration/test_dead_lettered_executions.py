@@ -1,6 +1,6 @@
 """An execution whose task went to the dead letters is visibly finished (issue 16, point 7): FAILED with
 error smq.DeadLettered and the reason as cause, still FAILED after its dead letter is purged, and
-resumed from its last checkpoint by `smq dead retry` (reopen) or `smq redrive`. SQLite and PostgreSQL.
+resumed from its last checkpoint by `smq dead retry` (reopen_dead_lettered) or `smq redrive`. SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from smq import HandlerRegistry
-from smq.execution.control import redrive_execution
+from smq.execution.control import redrive_execution, reopen_dead_lettered
 from smq.execution.runner import StartRequest, prepare_execution, resume_execution, start_execution
 from smq.repository.queue_records import DEAD_LETTERED, DeadLetters
 from smq.repository.repository import Repository
@@ -73,8 +73,9 @@ def test_a_dead_lettered_execution_fails_stays_failed_when_purged_and_resumes_on
     store.delete([letter.task_id])  # purge: the execution stays as it ended
     assert repository.get_execution(execution_id).status == "FAILED"
 
-    assert store.reopen(letter) == execution_id  # what `smq dead retry` does before it publishes
-    assert store.reopen(letter) is None  # once: it is RUNNING now
+    reopened_once = reopen_dead_lettered(repository, "DL", "dl-1")  # what `smq dead retry` does first
+    assert reopened_once is not None and reopened_once.execution_id == execution_id
+    assert reopen_dead_lettered(repository, "DL", "dl-1") is None  # once: it is RUNNING now
     reopened = repository.get_execution(execution_id)
     assert (reopened.status, reopened.error, reopened.cause) == ("RUNNING", None, None)
     finished = start_execution(repository, StartRequest("DL", {}, name="dl-1"), handlers=_registry(calls))
@@ -106,4 +107,4 @@ def test_a_dead_letter_of_a_finished_or_unknown_execution_changes_no_execution(
     _dead_letter(store, "task-3", "dl-3")
     _dead_letter(store, "task-4", "never-started")
     assert repository.get_execution(done.execution_id).status == "SUCCEEDED"
-    assert {store.reopen(letter) for letter in store.list()} == {None}
+    assert {reopen_dead_lettered(repository, "DL", name) for name in ("dl-3", "never-started")} == {None}
