@@ -193,6 +193,15 @@ class Settings:
     task_events: bool = True
     # How smq logs (workers, the scheduler, the CLI): "text", readable, or "json", one object per line.
     log_format: str = TEXT
+    # Prometheus metrics (smq.observability): collected by workers, the scheduler and the leader, each
+    # serving them on metrics_address:metrics_port. A worker's pool processes write them to files in
+    # metrics_dir (prometheus-client's multiprocess mode; None: a temporary directory of the worker's).
+    metrics: bool = True
+    metrics_port: int = 9191
+    metrics_address: str = "0.0.0.0"
+    metrics_dir: str | None = None
+    # OpenTelemetry spans per execution run and per state (needs `pip install 'smq[otel]'`).
+    tracing: bool = False
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -206,6 +215,7 @@ class Settings:
             max_workers=_int(env, "SMQ_MAX_WORKERS", DEFAULT_MAX_WORKERS, minimum=1),
             checkpoints=_checkpoints(env),
             log_format=_log_format(env),
+            **_observability(env),
             **_distributed(env),
         )
 
@@ -222,6 +232,19 @@ def _log_format(env: dict[str, str]) -> str:
     if log_format not in LOG_FORMATS:
         raise SettingsError(f"SMQ_LOG_FORMAT must be 'text' or 'json', got {env['SMQ_LOG_FORMAT']!r}")
     return log_format
+
+
+def _observability(env: dict[str, str]) -> dict[str, Any]:
+    port = _int(env, "SMQ_METRICS_PORT", Settings.metrics_port, minimum=1)
+    if port > 65535:
+        raise SettingsError(f"SMQ_METRICS_PORT must be a TCP port (1-65535), got {port}")
+    return {
+        "metrics": _flag(env, "SMQ_METRICS", Settings.metrics),
+        "metrics_port": port,
+        "metrics_address": (env.get("SMQ_METRICS_ADDRESS") or "").strip() or Settings.metrics_address,
+        "metrics_dir": (env.get("SMQ_METRICS_DIR") or "").strip() or None,
+        "tracing": _flag(env, "SMQ_TRACING", Settings.tracing),
+    }
 
 
 def _distributed(env: dict[str, str]) -> dict[str, Any]:

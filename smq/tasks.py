@@ -36,7 +36,13 @@ from smq.distributed.payload import (
     parse_payload,
     payload_max_retries,
 )
-from smq.distributed.resources import worker_dead_letters, worker_repository, worker_settings
+from smq.distributed.resources import (
+    worker_dead_letters,
+    worker_metrics,
+    worker_observer,
+    worker_repository,
+    worker_settings,
+)
 from smq.engine.errors import PASS_THROUGH, InfrastructureError, SmqError
 from smq.engine.handlers import default_registry
 from smq.engine.status import Status
@@ -209,6 +215,8 @@ def _run_delivery(
             defer_held=True,
             # A checkpoint the database cannot take is retried, results kept, instead of rerunning a Task.
             outage_budget=settings.outage_budget,
+            # Metrics and traces of the run, as SMQ_METRICS and SMQ_TRACING say.
+            observer=worker_observer(),
             pass_through=WORKER_PASS_THROUGH,
         )
     except ExecutionHeld as held:
@@ -274,6 +282,9 @@ def _retry_or_die(
     if retries >= limit:
         return DeadLettered("retries_exhausted", f"{type(exc).__name__}: {exc}", False)
     countdown = retry_countdown(retries, conf.smq_retry_delays)
+    metrics = worker_metrics()
+    if metrics is not None:
+        metrics.task_retried(exc)
     log.warning(
         "task %s attempt %d failed (%s: %s); retrying in %.1fs",
         task.request.id,

@@ -32,7 +32,7 @@ from smq.execution.batch import BatchItem, run_batch
 from smq.launching import enqueues
 from smq.repository.filters import ExecutionFilter
 from smq.repository.repository import Repository
-from smq.settings import QUEUES
+from smq.settings import QUEUES, Settings
 
 
 @click.command()
@@ -105,6 +105,7 @@ def leader(
                 "--stop-on-error needs --local: enqueued executions run independently on the workers"
             )
         distributed_leader(
+            settings,
             repository,
             flt,
             target_id,
@@ -168,6 +169,7 @@ def leader(
 
 
 def distributed_leader(
+    settings: Settings,
     repository: Repository,
     flt: ExecutionFilter,
     target_id: str,
@@ -181,13 +183,36 @@ def distributed_leader(
     *,
     requeue_unstarted: bool = False,
 ) -> None:
-    """Stream the sources and publish one chained execution each, in group() chunks."""
-    from smq.distributed.client import QueueClient
+    """Stream the sources and publish one chained execution each, in group() chunks. With SMQ_METRICS on,
+    its progress is served on SMQ_METRICS_PORT while it runs."""
+    from smq.distributed.client import EnqueueSummary, QueueClient
     from smq.distributed.leader import fan_out
+    from smq.observability.exposition import process_metrics
 
     progress = progress_bar(f"enqueueing {target_id} on {queue}", hidden=as_json)
-    with progress:
+    with progress, process_metrics(settings, "leader") as metrics:
         task = progress.add_task("enqueue", total=total)
+        counted = EnqueueSummary()
+        if metrics is not None:
+            metrics.leader_started(target_id, total)
+
+        def on_chunk(done: int, summary: EnqueueSummary) -> None:
+            progress.advance(task, done)
+            if metrics is not None:
+                metrics.leader_progress(
+                    target_id,
+                    {
+                        "enqueued": summary.enqueued - counted.enqueued,
+                        "skipped": summary.skipped - counted.skipped,
+                        "failed": summary.failed - counted.failed,
+                    },
+                )
+                counted.enqueued, counted.skipped, counted.failed = (
+                    summary.enqueued,
+                    summary.skipped,
+                    summary.failed,
+                )
+
         summary = fan_out(
             QueueClient(repository),
             target_id,
@@ -197,7 +222,7 @@ def distributed_leader(
             name_prefix=prefix,
             queue=queue,
             chunk_size=chunk_size,
-            on_chunk=lambda done, _summary: progress.advance(task, done),
+            on_chunk=on_chunk,
             requeue_unstarted=requeue_unstarted,
         )
     if as_json:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -24,11 +26,13 @@ from smq.cli.common import (
 from smq.engine.errors import SmqError
 from smq.engine.handlers import default_registry
 from smq.execution.dispatcher import Dispatcher
+from smq.execution.observer import NOOP, Observer
 from smq.execution.operations import Operations
 from smq.execution.recovery import continuations, scan
 from smq.launching import launcher_for
 from smq.logs import configure_logging
-from smq.settings import redact
+from smq.repository.repository import Repository
+from smq.settings import Settings, redact
 
 
 @click.command()
@@ -104,8 +108,8 @@ def scheduler(once: bool, health_file: str | None, handler_modules: tuple[str, .
         from smq.distributed.healing import BrokerWatch  # Celery and Redis load only with a broker
 
         chores.append(BrokerWatch(repository, settings))
-    dispatcher = Dispatcher(repository, settings, launcher=launcher, chores=chores, health_file=health_file)
     if once:
+        dispatcher = Dispatcher(repository, settings, launcher=launcher, chores=chores)
         tick = dispatcher.tick(recover=True)
         if as_json:
             echo_json(tick.to_dict())
@@ -122,4 +126,25 @@ def scheduler(once: bool, health_file: str | None, handler_modules: tuple[str, .
         f"{settings.lease_seconds / 2:g}s ({target})",
         err=True,
     )
-    dispatcher.run(stop)
+    with scheduler_observer(settings, repository) as observer:
+        Dispatcher(
+            repository, settings, launcher=launcher, chores=chores, health_file=health_file, observer=observer
+        ).run(stop)
+
+
+@contextmanager
+def scheduler_observer(settings: Settings, repository: Repository) -> Iterator[Observer]:
+    """The scheduler's metrics (timers, takeovers, and the backlog gauges read at each scrape), served
+    on SMQ_METRICS_PORT while it runs, and its traces; NOOP with both off."""
+    if settings.tracing:
+        from smq.observability.tracing import configure_tracing
+
+        configure_tracing("smq-scheduler")
+    if not settings.metrics:
+        yield NOOP
+        return
+    from smq.observability.collectors import BacklogCollector
+    from smq.observability.exposition import process_metrics
+
+    with process_metrics(settings, "scheduler", BacklogCollector(repository, settings.broker_url)) as metrics:
+        yield metrics

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -24,21 +25,29 @@ from smq.repository.queue_records import DeadLetters
 SPOOL_KEY = "smq:dead-letters:spool"
 log = logging.getLogger("smq.dead_letters")
 
+# Told of each dead letter kept (written or spooled): its reason, its queue, and the state machine of the
+# execution it failed (None: none was RUNNING, or the letter waits in the spool). smq's metrics.
+Recorded = Callable[[str, str | None, str | None], None]
+
 
 class SpooledDeadLetters:
     """`DeadLetters.record` that never loses a letter: the database, else the broker's spool."""
 
-    def __init__(self, store: DeadLetters, broker_url: str | None) -> None:
+    def __init__(
+        self, store: DeadLetters, broker_url: str | None, on_recorded: Recorded | None = None
+    ) -> None:
         self.store = store
         self.broker_url = broker_url
+        self.on_recorded = on_recorded
 
     def record(self, **letter: Any) -> None:
         try:
-            self.store.record(**letter)
+            failed = self.store.record(**letter)
         except Exception as exc:
             if not database_unavailable(exc) or not self.broker_url:
                 raise
             spool(self.broker_url, letter)
+            self._recorded(letter, None)
             log.warning(
                 "task %s: the database is unreachable (%s); its dead letter is spooled in Redis (%s) "
                 "until the database is back",
@@ -47,11 +56,16 @@ class SpooledDeadLetters:
                 SPOOL_KEY,
             )
             return
+        self._recorded(letter, failed)
         if self.broker_url:
             try:
                 drain_spool(self.store, self.broker_url)  # the database is back: letters spooled earlier
             except Exception:
                 log.warning("could not move spooled dead letters into the database", exc_info=True)
+
+    def _recorded(self, letter: dict[str, Any], failed: str | None) -> None:
+        if self.on_recorded is not None:
+            self.on_recorded(str(letter.get("reason")), letter.get("queue"), failed)
 
 
 def spool(broker_url: str, letter: dict[str, Any]) -> None:

@@ -66,6 +66,37 @@ def queue_stats(broker_url: str) -> dict[str, dict[str, int]]:
         client.close()
 
 
+def oldest_sent_at(broker_url: str) -> dict[str, float | None]:
+    """Per queue, when its oldest waiting message was published (its `smq_sent_at` header, Unix time),
+    or None for an empty queue or a message without it. kombu pushes on the left and workers pop on
+    the right: the oldest is the last item of each list."""
+    client = redis.Redis.from_url(broker_url, socket_timeout=10)
+    try:
+        pipe = client.pipeline()
+        for queue in QUEUES:
+            for key in _queue_keys(queue):
+                pipe.lindex(key, -1)
+        items = iter(pipe.execute())
+        oldest: dict[str, float | None] = {}
+        for queue in QUEUES:
+            times = [_sent_at(next(items)) for _ in PRIORITY_STEPS]
+            known = [moment for moment in times if moment is not None]
+            oldest[queue] = min(known) if known else None
+        return oldest
+    finally:
+        client.close()
+
+
+def _sent_at(raw: Any) -> float | None:
+    if raw is None:
+        return None
+    try:
+        sent = json.loads(raw)["headers"]["smq_sent_at"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    return float(sent) if isinstance(sent, int | float) else None
+
+
 def collect_stats(repository: Repository, broker_url: str | None) -> dict[str, Any]:
     """Queues (when a broker is configured), dead letters per queue, executions by status."""
     dead = DeadLetters(repository.engine).count_by_queue()

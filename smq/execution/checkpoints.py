@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -91,6 +91,8 @@ class CheckpointWriter:
     # Seconds to keep retrying a write the database could not take (down, restarting) before giving up.
     # The step's results (a Task's output) live only here meanwhile: giving up means running it again.
     outage_budget: float = 0
+    # Told of the record this writer's own first write inserted (`insert_first`): the execution exists now.
+    on_insert: Callable[[ExecutionRecord], None] | None = None
 
     def __post_init__(self) -> None:
         self.seen = self.record.history_length
@@ -187,13 +189,17 @@ class CheckpointWriter:
         if not created:
             if record.execution_id == self.record.execution_id:
                 # This writer's own insert, committed by an attempt whose answer was lost.
-                self.insert_first = False
-                self.record = record
+                self._inserted(record)
                 return {}
             raise Superseded(record)
-        self.insert_first = False
-        self.record = record  # as inserted: nothing more to apply
+        self._inserted(record)  # as inserted: nothing more to apply
         return {}
+
+    def _inserted(self, record: ExecutionRecord) -> None:
+        self.insert_first = False
+        self.record = record
+        if self.on_insert is not None:
+            self.on_insert(record)
 
     def result(self) -> ExecutionRecord:
         """The record as written."""

@@ -16,10 +16,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from smq.execution.continuation import ContinuationSummary, Launcher, woken_continuations
+from smq.execution.observer import NOOP, Observer
 from smq.execution.recovery import Recovered, continuations, scan
 from smq.repository.repository import Repository
 from smq.repository.waits import WaitStore, Woken
@@ -63,12 +65,14 @@ class Dispatcher:
         launcher: Launcher,
         chores: Sequence[Chore] = (),
         health_file: str | None = None,
+        observer: Observer = NOOP,
     ):
         self.health_file = Path(health_file) if health_file else None
         self.repository = repository
         self.settings = settings
         self.launcher = launcher
         self.chores = list(chores)
+        self.observer = observer  # hears of the timers fired and the executions taken over
         self.waits = WaitStore(repository.engine, wake_grace_seconds=settings.wake_grace)
         self._last_scan = 0.0
         self._last_run: dict[str, float] = {}
@@ -82,6 +86,7 @@ class Dispatcher:
         while True:
             woken = self.waits.fire_due(limit=batch)
             result.woken.extend(woken)
+            self.observer.timers_fired(woken, datetime.now(UTC))
             items = woken_continuations(woken)
             result.continued.add(self.launcher.continue_executions(items))
             if len(woken) < batch:
@@ -95,6 +100,7 @@ class Dispatcher:
                 default_attempts=self.settings.recovery_max_attempts,
                 grace=self.settings.wake_grace,
             )
+            self.observer.recovered(result.recovered)
             result.continued.add(self.launcher.continue_executions(continuations(result.recovered)))
         for chore in self.chores:
             if now - self._last_run.get(chore.name, float("-inf")) >= chore.every:

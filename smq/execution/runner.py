@@ -33,6 +33,7 @@ from smq.execution.checkpoints import (
     starts_side_effect_free,
 )
 from smq.execution.leases import ExecutionHeld, claim, lease_keeper, process_owner, running_here
+from smq.execution.observer import NOOP, Observer
 from smq.execution.transformers import apply_transformer
 from smq.logs import ended_fields, execution_run, log_end
 from smq.repository.models import PAUSED, SUCCEEDED, WAITING
@@ -132,6 +133,7 @@ def start_execution(
     lease_seconds: float | None = None,
     defer_held: bool = False,
     outage_budget: float = 0,
+    observer: Observer | None = None,
     **runtime_options: Any,
 ) -> ExecutionRecord:
     """Create (or find) the execution named in `request` and run it to its end in this process.
@@ -143,8 +145,8 @@ def start_execution(
     With checkpoints at boundaries (the default), an execution whose first state is side-effect free
     is not written until its first checkpoint, which inserts it with the states it has run.
     `lease_seconds` and `checkpoints` default to Settings' defaults (a worker or the CLI passes its
-    own Settings' values)."""
-    plan = RunPlan.of(handlers, queue, lease_seconds, checkpoints, defer_held, outage_budget)
+    own Settings' values). `observer` hears of its creation, steps and end (smq.execution.observer)."""
+    plan = RunPlan.of(handlers, queue, lease_seconds, checkpoints, defer_held, outage_budget, observer)
     runtime_options["payload_limit"] = payload_limit
     for _attempt in range(3):
         record, machine, created = prepare_execution(
@@ -158,6 +160,8 @@ def start_execution(
         )
         if record.finished:
             return record
+        if created:
+            plan.observer.started(record)
         try:
             if created is None:
                 return run_new_execution(
@@ -251,6 +255,7 @@ def resume_execution(
     claimed: bool = False,
     defer_held: bool = False,
     outage_budget: float = 0,
+    observer: Observer | None = None,
     **runtime_options: Any,
 ) -> ExecutionRecord:
     """Drive a RUNNING execution from its last checkpoint until it ends or parks, checkpointing every
@@ -268,7 +273,7 @@ def resume_execution(
     check again later). `outage_budget`: seconds a checkpoint the database cannot take is retried,
     results kept, before the run gives up (see CheckpointWriter). `lease_seconds` and `checkpoints`
     default to Settings' defaults."""
-    plan = RunPlan.of(handlers, queue, lease_seconds, checkpoints, defer_held, outage_budget)
+    plan = RunPlan.of(handlers, queue, lease_seconds, checkpoints, defer_held, outage_budget, observer)
     return _run(repository, record, machine, plan, claimed, runtime_options)
 
 
@@ -332,80 +337,105 @@ def _run(
             )
         if machine is None:
             machine, _ = repository.state_machine(record.state_machine_id, record.version)
-        cursor = Cursor.from_dict(record.cursor)
-        start_time = cursor.execution.start_time
-        writer = CheckpointWriter(
-            repository,
-            record,
-            machine.machine.states,
-            start_time,
-            coalesce=plan.coalesce,
-            insert_first=insert_first,
-            latest_guard=latest_guard,
-            lease_seconds=seconds,
-            outage_budget=plan.outage_budget,
-        )
-        lease = (
-            lease_keeper(repository.engine, seconds).hold(record.execution_id)
-            if seconds > 0
-            else nullcontext()
-        )
-
-        def on_step(step: Step) -> None:
-            following = step.cursor
-            if following is not None:  # where the execution goes next: what later lines name
-                context["state"], context["state_attempt"] = following.state, following.attempt
-            writer(step)
-
-        try:
-            with lease:
-                result = machine.resume(cursor, handlers=plan.handlers, on_step=on_step, **runtime_options)
-            if result.status in (WAITING, "RUNNING"):
-                writer.flush()  # nothing waits before a park; a run stopped early may leave steps
-            elif not writer.ended:
-                # The driver itself ended it (execution timeout, abort, transition limit): record that too,
-                # with any steps still waiting.
-                writer.write(Step([], status=result.status, error=result.error, cause=result.cause))
-        except CheckpointConflict:
-            # Another process is running (or has finished) this execution; its record is the truth.
-            return repository.get_execution(record.execution_id)
-        except Superseded as exc:
-            # Another delivery created this execution first: carry on with that one, from its checkpoint.
-            return _run(repository, exc.existing, None, plan, held_here(exc.existing), runtime_options)
-        except Unstorable:
-            return _ended(writer.result())
-        had_branches = fanout_pending((record.cursor or {}).get("pending")) is not None
-        if result.status not in (WAITING, "RUNNING") and had_branches:
-            # Its Parallel or Map moved on while other branches still waited: their answers are moot now.
-            WaitStore(repository.engine).cancel_branch_waits(record.execution_id)
-        if result.status == WAITING:
-            assert result.cursor is not None
-            # The parked cursor is the one just checkpointed: record what it waits for and let go of it.
-            timeout = machine.machine.timeout_seconds
-            deadline = start_time + timeout if timeout is not None else None
-            park_queue = plan.queue or record.queue or "default"
-            parked = WaitStore(repository.engine).park(
-                record.execution_id,
-                writer.seen,
-                result.cursor.to_dict(),
-                park_queue,
-                deadline=deadline,
-                had_branches=had_branches,
+        with plan.observer.run(record):
+            return _drive(
+                repository, record, machine, plan, context, runtime_options, insert_first, latest_guard
             )
-            if parked == DELIVERED:
-                # Answers for its branches came while it ran: they are in its cursor now, and it is still
-                # this process's to run.
-                again = repository.get_execution(record.execution_id)
-                return _run(repository, again, machine, plan, True, runtime_options)
-            current = repository.get_execution(record.execution_id)
-            return _ended(current, waiting_for(result.cursor.to_dict())) if parked == PARKED else current
-        return _ended(writer.result())
 
 
-def _ended(record: ExecutionRecord, waiting: str | None = None) -> ExecutionRecord:
-    """`record`, after the line saying how this run left it: ended, or parked (`waiting`)."""
+def _drive(
+    repository: Repository,
+    record: ExecutionRecord,
+    machine: StateMachine,
+    plan: RunPlan,
+    context: dict[str, Any],
+    runtime_options: dict[str, Any],
+    insert_first: bool,
+    latest_guard: bool,
+) -> ExecutionRecord:
+    """The run itself, once this process may run `record`: resume its cursor, checkpoint every step,
+    and record how it ended or where it parked."""
+    assert record.cursor is not None
+    cursor = Cursor.from_dict(record.cursor)
+    start_time = cursor.execution.start_time
+    seconds = plan.lease_seconds
+    observer = plan.observer
+    writer = CheckpointWriter(
+        repository,
+        record,
+        machine.machine.states,
+        start_time,
+        coalesce=plan.coalesce,
+        insert_first=insert_first,
+        latest_guard=latest_guard,
+        lease_seconds=seconds,
+        outage_budget=plan.outage_budget,
+        on_insert=observer.started if insert_first and observer is not NOOP else None,
+    )
+    lease = (
+        lease_keeper(repository.engine, seconds).hold(record.execution_id) if seconds > 0 else nullcontext()
+    )
+
+    def on_step(step: Step) -> None:
+        following = step.cursor
+        if following is not None:  # where the execution goes next: what later lines name
+            context["state"], context["state_attempt"] = following.state, following.attempt
+        writer(step)
+        observer.step(record, step)
+
+    try:
+        with lease:
+            result = machine.resume(cursor, handlers=plan.handlers, on_step=on_step, **runtime_options)
+        if result.status in (WAITING, "RUNNING"):
+            writer.flush()  # nothing waits before a park; a run stopped early may leave steps
+        elif not writer.ended:
+            # The driver itself ended it (execution timeout, abort, transition limit): record that too,
+            # with any steps still waiting.
+            writer.write(Step([], status=result.status, error=result.error, cause=result.cause))
+    except CheckpointConflict:
+        # Another process is running (or has finished) this execution; its record is the truth.
+        return repository.get_execution(record.execution_id)
+    except Superseded as exc:
+        # Another delivery created this execution first: carry on with that one, from its checkpoint.
+        return _run(repository, exc.existing, None, plan, held_here(exc.existing), runtime_options)
+    except Unstorable:
+        return _ended(writer.result(), observer)
+    had_branches = fanout_pending((record.cursor or {}).get("pending")) is not None
+    if result.status not in (WAITING, "RUNNING") and had_branches:
+        # Its Parallel or Map moved on while other branches still waited: their answers are moot now.
+        WaitStore(repository.engine).cancel_branch_waits(record.execution_id)
+    if result.status == WAITING:
+        assert result.cursor is not None
+        # The parked cursor is the one just checkpointed: record what it waits for and let go of it.
+        timeout = machine.machine.timeout_seconds
+        deadline = start_time + timeout if timeout is not None else None
+        park_queue = plan.queue or record.queue or "default"
+        parked = WaitStore(repository.engine).park(
+            record.execution_id,
+            writer.seen,
+            result.cursor.to_dict(),
+            park_queue,
+            deadline=deadline,
+            had_branches=had_branches,
+        )
+        if parked == DELIVERED:
+            # Answers for its branches came while it ran: they are in its cursor now, and it is still
+            # this process's to run.
+            again = repository.get_execution(record.execution_id)
+            return _run(repository, again, machine, plan, True, runtime_options)
+        current = repository.get_execution(record.execution_id)
+        if parked != PARKED:
+            return current
+        return _ended(current, observer, waiting_for(result.cursor.to_dict()))
+    return _ended(writer.result(), observer)
+
+
+def _ended(record: ExecutionRecord, observer: Observer, waiting: str | None = None) -> ExecutionRecord:
+    """`record`, after the line saying how this run left it (ended, or parked: `waiting`), told to
+    the observer too."""
     if record.finished or (waiting is not None and record.status == WAITING):
         log_end(log, ended_fields(record, waiting_for=waiting))
+        observer.ended(record, waiting)
     return record
 
 
@@ -451,6 +481,7 @@ class RunPlan:
     checkpoints: str = DEFAULT_CHECKPOINTS
     defer_held: bool = False
     outage_budget: float = 0
+    observer: Observer = NOOP
 
     @classmethod
     def of(
@@ -461,6 +492,7 @@ class RunPlan:
         checkpoints: str | None = None,
         defer_held: bool = False,
         outage_budget: float = 0,
+        observer: Observer | None = None,
     ) -> RunPlan:
         """The plan for the entry points' options (None: the default); a checkpoint mode smq does not
         know raises ValueError."""
@@ -468,7 +500,7 @@ class RunPlan:
         if mode not in CHECKPOINT_MODES:
             raise ValueError(f"checkpoints must be one of {', '.join(CHECKPOINT_MODES)}, got {mode!r}")
         seconds = DEFAULT_LEASE_SECONDS if lease_seconds is None else lease_seconds
-        return cls(handlers, queue, seconds, mode, defer_held, outage_budget)
+        return cls(handlers, queue, seconds, mode, defer_held, outage_budget, observer or NOOP)
 
     @property
     def coalesce(self) -> bool:

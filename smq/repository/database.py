@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import sqlalchemy
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -56,12 +57,14 @@ def create_database_engine(url: str, **kwargs: Any) -> Engine:
     # as errors that callers retry (Celery does); pool_recycle retires idle connections early.
     options: dict[str, Any] = {"pool_size": 10, "max_overflow": 20, "pool_recycle": 1800}
     options.update(kwargs)
-    return create_engine(parsed, **options)
+    # Looked up at each call, not imported by name: OpenTelemetry's SQLAlchemy instrumentation (SMQ_TRACING)
+    # wraps sqlalchemy.create_engine, and engines made after it is set up are traced.
+    return sqlalchemy.create_engine(parsed, **options)
 
 
 def _sqlite_engine(url: str, *, immediate: bool = True, **kwargs: Any) -> Engine:
     connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
-    engine = create_engine(url, connect_args=connect_args, **kwargs)
+    engine = sqlalchemy.create_engine(url, connect_args=connect_args, **kwargs)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection: Any, _record: Any) -> None:
@@ -95,7 +98,7 @@ def autocommit_engine(engine: Engine) -> Engine:
         return _sqlite_engine(engine.url.render_as_string(hide_password=False), immediate=False)
     if engine.dialect.name != "postgresql":
         return engine
-    return create_engine(
+    return sqlalchemy.create_engine(
         engine.url,
         isolation_level="AUTOCOMMIT",
         pool_reset_on_return=None,

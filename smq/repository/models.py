@@ -149,6 +149,9 @@ class ExecutionRow(Base):
     # The queue its worker took it from: recovery, redrive and resume continue it on the same queue
     # (None: started in-process, or before smq recorded it; continued on "default").
     queue: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    # OpenTelemetry (SMQ_TRACING): the W3C traceparent of its last run's span, which the next run
+    # (after a park, a crash, a redrive) links to. NULL when not traced.
+    trace_context: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class HistoryRow(Base):

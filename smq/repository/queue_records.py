@@ -82,7 +82,9 @@ class DeadLetters:
         traceback: str | None,
         attempts: int,
         first_attempt_at: datetime | None = None,
-    ) -> None:
+    ) -> str | None:
+        """Write the dead letter, and fail its execution if it is RUNNING: returns the execution's state
+        machine id when it was failed, else None."""
         identity = payload if isinstance(payload, dict) else {}
         values = {
             "task_id": task_id,
@@ -106,7 +108,9 @@ class DeadLetters:
         with self.engine.begin() as connection:
             connection.execute(statement)
             if values["state_machine_id"] and values["execution_name"]:
-                _fail_dead_lettered(connection, values)
+                if _fail_dead_lettered(connection, values):
+                    return str(values["state_machine_id"])
+        return None
 
     def list(self, *, queue: str | None = None, limit: int | None = None) -> list[DeadLetter]:
         query = select(DEAD_LETTERS).order_by(DEAD_LETTERS.c.failed_at, DEAD_LETTERS.c.task_id)
@@ -139,7 +143,7 @@ class DeadLetters:
             return {queue: int(count) for queue, count in rows}
 
 
-def _fail_dead_lettered(connection: Connection, values: dict[str, Any]) -> None:
+def _fail_dead_lettered(connection: Connection, values: dict[str, Any]) -> bool:
     """The execution of a dead-lettered task ends FAILED (error smq.DeadLettered, the reason as cause),
     where everybody sees it and nothing recovers it behind the operator's back. Its cursor stays at the
     last checkpoint: `smq dead retry` or `smq redrive` goes on from there."""
@@ -151,10 +155,10 @@ def _fail_dead_lettered(connection: Connection, values: dict[str, Any]) -> None:
         )
     ).first()
     if found is None:
-        return
+        return False
     now = values["failed_at"]
     start = found.start_time if found.start_time.tzinfo else found.start_time.replace(tzinfo=UTC)
-    connection.execute(
+    failed = connection.execute(
         update(EXECUTIONS)
         .where(EXECUTIONS.c.id == found.id, EXECUTIONS.c.status == RUNNING)
         .values(
@@ -167,7 +171,8 @@ def _fail_dead_lettered(connection: Connection, values: dict[str, Any]) -> None:
             lease_owner=None,
             lease_expires_at=None,
         )
-    )
+    ).rowcount
+    return bool(failed)
 
 
 def _short(value: Any) -> str | None:

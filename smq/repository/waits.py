@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, exists, insert, select, update
+from sqlalchemy import Connection, Engine, exists, func, insert, select, update
 
 from smq.engine.cursor import branch_waits, deliver_at
 from smq.engine.errors import SmqError
@@ -71,6 +71,8 @@ class Woken:
     resolution: str
     # The answer went to a branch of an execution that is running: held for it, nothing to continue.
     held: bool = False
+    # When the wait was due, for one the dispatcher resolved because it was (a timer, a timeout).
+    due_at: datetime | None = None
 
 
 class WaitStore:
@@ -414,6 +416,7 @@ class WaitStore:
                 found[item.execution_id].name,
                 item.queue,
                 "timer",
+                due_at=item.due_at,
             )
             for item in won
             if item.execution_id in found  # otherwise stopped, or resumed some other way
@@ -517,7 +520,7 @@ class WaitStore:
                     resolution, delivery = "timeout", {"kind": "timeout"}
                 wake = self._resolve(connection, wait, resolution, delivery)
                 if wake is not None:
-                    woken.append(wake)
+                    woken.append(replace(wake, due_at=wait.due_at))
         return woken
 
     def cancel(self, connection: Connection, execution_id: str) -> int:
@@ -575,6 +578,26 @@ class WaitStore:
                 select(WAITS).where(WAITS.c.execution_id == execution_id, WAITS.c.status == WAITING)
             )
             return [dict(row._mapping) for row in rows]
+
+    def summary(self, now: datetime) -> dict[str, tuple[int, int, datetime | None]]:
+        """Per kind of open wait (timer, message, callback): how many are open, how many of them are
+        due by `now` and not fired yet, and the earliest due time among those. Two indexed counts."""
+        open_waits = WAITS.c.status == WAITING
+        with self.engine.connect() as connection:
+            counts: dict[str, int] = dict(
+                connection.execute(  # type: ignore[arg-type]
+                    select(WAITS.c.kind, func.count()).where(open_waits).group_by(WAITS.c.kind)
+                ).all()
+            )
+            due = {
+                row.kind: (int(row.n), row.oldest)
+                for row in connection.execute(
+                    select(WAITS.c.kind, func.count().label("n"), func.min(WAITS.c.due_at).label("oldest"))
+                    .where(open_waits, WAITS.c.due_at <= now)
+                    .group_by(WAITS.c.kind)
+                )
+            }
+        return {kind: (int(count), *due.get(kind, (0, None))) for kind, count in counts.items()}
 
     def next_due(self) -> datetime | None:
         with self.engine.connect() as connection:

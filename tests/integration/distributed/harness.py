@@ -58,6 +58,9 @@ def smq_env(database_url: str, broker_url: str | None, **extra: str) -> dict[str
     env.update(
         SMQ_DATABASE_URL=database_url,
         SMQ_HANDLERS=str(HANDLERS),
+        # Workers, schedulers and leaders serve metrics on one port (9191) by default: tests that want
+        # them say so, each with a port of its own (tests/integration/distributed/test_metrics.py).
+        SMQ_METRICS="off",
         PYTHONUNBUFFERED="1",
         COLUMNS="200",
     )
