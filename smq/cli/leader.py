@@ -192,26 +192,16 @@ def distributed_leader(
     progress = progress_bar(f"enqueueing {target_id} on {queue}", hidden=as_json)
     with progress, process_metrics(settings, "leader") as metrics:
         task = progress.add_task("enqueue", total=total)
-        counted = EnqueueSummary()
+        counted = None
         if metrics is not None:
-            metrics.leader_started(target_id, total)
+            from smq.observability.metrics import LeaderProgress
+
+            counted = LeaderProgress(metrics, target_id, total)
 
         def on_chunk(done: int, summary: EnqueueSummary) -> None:
             progress.advance(task, done)
-            if metrics is not None:
-                metrics.leader_progress(
-                    target_id,
-                    {
-                        "enqueued": summary.enqueued - counted.enqueued,
-                        "skipped": summary.skipped - counted.skipped,
-                        "failed": summary.failed - counted.failed,
-                    },
-                )
-                counted.enqueued, counted.skipped, counted.failed = (
-                    summary.enqueued,
-                    summary.skipped,
-                    summary.failed,
-                )
+            if counted is not None:
+                counted(done, summary)
 
         summary = fan_out(
             QueueClient(repository),

@@ -26,7 +26,18 @@ from smq.repository.waits import WaitStore
 from smq.settings import QUEUES
 
 log = logging.getLogger("smq.metrics")
+
 WAIT_KINDS = ("timer", "message", "callback")
+SOURCE_UP = "smq_metrics_source_up"
+QUEUE_MESSAGES = "smq_queue_messages"
+QUEUE_AGE = "smq_queue_oldest_message_age_seconds"
+WAITS_OPEN = "smq_waits_open"
+WAITS_DUE = "smq_waits_due"
+WAITS_DUE_OLDEST = "smq_waits_due_oldest_seconds"
+DEAD_LETTERS_KEPT = "smq_dead_letters_kept"
+# The gauge families a scrape of the scheduler adds (the dashboard's queries name only these and
+# smq.observability.metrics's).
+FAMILIES = (SOURCE_UP, QUEUE_MESSAGES, QUEUE_AGE, WAITS_OPEN, WAITS_DUE, WAITS_DUE_OLDEST, DEAD_LETTERS_KEPT)
 
 
 class BacklogCollector(Collector):
@@ -37,9 +48,7 @@ class BacklogCollector(Collector):
         self.broker_url = broker_url
 
     def collect(self) -> Iterator[Any]:
-        up = GaugeMetricFamily(
-            "smq_metrics_source_up", "Whether this scrape could read the source.", labels=["source"]
-        )
+        up = GaugeMetricFamily(SOURCE_UP, "Whether this scrape could read the source.", labels=["source"])
         if self.broker_url:
             try:
                 yield from self._queues(self.broker_url)
@@ -59,12 +68,12 @@ class BacklogCollector(Collector):
         stats = queue_stats(broker_url)
         oldest = oldest_sent_at(broker_url)
         messages = GaugeMetricFamily(
-            "smq_queue_messages",
+            QUEUE_MESSAGES,
             "Messages of each queue: pending (waiting), active (delivered, running), scheduled (held until their ETA).",
             labels=["queue", "state"],
         )
         age = GaugeMetricFamily(
-            "smq_queue_oldest_message_age_seconds",
+            QUEUE_AGE,
             "How long the oldest pending message of each queue has waited (0: none waits).",
             labels=["queue"],
         )
@@ -81,17 +90,17 @@ class BacklogCollector(Collector):
         now = datetime.now(UTC)
         summary = WaitStore(self.repository.engine).summary(now)
         waits = GaugeMetricFamily(
-            "smq_waits_open",
+            WAITS_OPEN,
             "Open waits of parked executions, by kind (message, callback task token, timer).",
             labels=["kind"],
         )
         due = GaugeMetricFamily(
-            "smq_waits_due",
+            WAITS_DUE,
             "Open waits due by now and not fired yet (the scheduler's backlog).",
             labels=["kind"],
         )
         lag = GaugeMetricFamily(
-            "smq_waits_due_oldest_seconds",
+            WAITS_DUE_OLDEST,
             "How long ago the oldest due wait not fired yet was due (0: none).",
             labels=["kind"],
         )
@@ -104,7 +113,7 @@ class BacklogCollector(Collector):
         yield due
         yield lag
         dead = GaugeMetricFamily(
-            "smq_dead_letters_kept", "Dead letters in the database, by queue.", labels=["queue"]
+            DEAD_LETTERS_KEPT, "Dead letters in the database, by queue.", labels=["queue"]
         )
         for queue, count in sorted(DeadLetters(self.repository.engine).count_by_queue().items()):
             dead.add_metric([queue], count)

@@ -259,6 +259,26 @@ class Metrics(Observer):
         self._child(self.leader_progress_time, target).set(time.time())
 
 
+class LeaderProgress:
+    """A leader's `on_chunk` (smq.distributed.leader.fan_out): counts each chunk's sources by outcome.
+    `fan_out` reports running totals; the counters take the difference."""
+
+    OUTCOMES = ("enqueued", "skipped", "failed")
+
+    def __init__(self, metrics: Metrics, target: str, matched: int) -> None:
+        self.metrics = metrics
+        self.target = target
+        self.counted = dict.fromkeys(self.OUTCOMES, 0)
+        metrics.leader_started(target, matched)
+
+    def __call__(self, done: int, summary: Any) -> None:
+        totals = {outcome: int(getattr(summary, outcome)) for outcome in self.OUTCOMES}
+        self.metrics.leader_progress(
+            self.target, {outcome: totals[outcome] - self.counted[outcome] for outcome in self.OUTCOMES}
+        )
+        self.counted = totals
+
+
 _made: dict[int, Metrics] = {}
 _lock = threading.Lock()
 

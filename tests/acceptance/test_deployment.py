@@ -58,3 +58,70 @@ def test_the_scheduler_runs_the_dispatcher_and_proves_it_is_alive() -> None:
     assert scheduler["command"][:2] == ["smq", "scheduler"]
     health_file = scheduler["command"][scheduler["command"].index("--health-file") + 1]
     assert health_file in " ".join(scheduler["healthcheck"]["test"])
+
+
+def _metric_names_smq_serves() -> set[str]:
+    """Every sample name a scrape of smq can hold: the families of smq.observability.metrics (with the
+    suffixes prometheus-client adds) and the scheduler's gauges."""
+    from prometheus_client import CollectorRegistry
+
+    from smq.observability.collectors import FAMILIES
+    from smq.observability.metrics import Metrics
+
+    registry = CollectorRegistry()
+    Metrics(registry)
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    names = {
+        family.name + suffix for family in registry.collect() for suffix in suffixes[family.type]
+    }
+    return names | set(FAMILIES)
+
+
+def test_prometheus_scrapes_every_smq_process_on_the_metrics_port() -> None:
+    from smq.settings import Settings
+
+    services = compose()["services"]
+    env = services["worker"]["environment"]
+    port = int(env["SMQ_METRICS_PORT"])
+    assert port == Settings().metrics_port and env["SMQ_METRICS"].endswith("on}")
+    prometheus = services["prometheus"]
+    assert "./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
+    assert all(str(p).startswith("127.0.0.1:") for p in prometheus["ports"]) and "healthcheck" in prometheus
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text(encoding="utf-8"))
+    scraped = {}
+    for job in config["scrape_configs"]:
+        for sd in job.get("dns_sd_configs", []):
+            for name in sd["names"]:
+                scraped[name] = sd["port"]
+    # Each smq service that works is scraped on its port: every container of a scaled service.
+    assert scraped == {"worker": port, "scheduler": port, "leader": port}
+    assert set(scraped) <= set(services)
+    for name in scraped:
+        assert services[name]["networks"] == services["prometheus"]["networks"] == ["internal"]
+
+
+def test_grafana_is_optional_and_its_dashboard_asks_only_for_metrics_smq_serves() -> None:
+    import json
+    import re
+
+    grafana = compose()["services"]["grafana"]
+    assert grafana["profiles"] == ["grafana"]
+    assert all(str(p).startswith("127.0.0.1:") for p in grafana["ports"])
+    for volume in grafana["volumes"]:
+        source = volume.split(":")[0]
+        if source.startswith("./"):
+            assert (ROOT / source).exists(), source
+    datasources = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yml").read_text(encoding="utf-8")
+    )
+    uid = datasources["datasources"][0]["uid"]
+    dashboard = json.loads((ROOT / "deploy/grafana/smq.json").read_text(encoding="utf-8"))
+    targets = [target for panel in dashboard["panels"] for target in panel.get("targets", [])]
+    assert len(targets) >= 15
+    assert {panel["datasource"]["uid"] for panel in dashboard["panels"] if "datasource" in panel} == {uid}
+    served = _metric_names_smq_serves()
+    asked = {name for target in targets for name in re.findall(r"\bsmq_[a-z_]+", target["expr"])}
+    assert asked - served == set(), f"the dashboard queries metrics smq does not serve: {asked - served}"
+    # Every metric smq serves is on the dashboard, save the sums and counts its quantiles do not need.
+    unused = {name for name in served - asked if not name.endswith(("_sum", "_count"))}
+    assert unused == set(), f"not on the dashboard: {unused}"

@@ -228,3 +228,42 @@ def test_scrapes_of_workers_and_scheduler_match_the_database(
     assert total(scheduler_scrape, "smq_metrics_source_up", source="broker") == 1
     assert total(scheduler_scrape, "smq_metrics_source_up", source="database") == 1
     assert scheduler.alive()
+
+
+def test_a_leader_counts_its_sources_by_outcome_chunk_by_chunk(
+    repository: Repository, broker_url: str
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from smq.distributed.client import QueueClient
+    from smq.distributed.leader import fan_out
+    from smq.execution.runner import StartRequest, start_execution
+    from smq.observability.metrics import LeaderProgress, Metrics
+    from smq.repository.filters import parse_filter
+
+    repository.put_definition("SRC", {"StartAt": "A", "States": {"A": {"Type": "Pass", "End": True}}})
+    repository.put_definition("TGT", {"StartAt": "B", "States": {"B": {"Type": "Pass", "End": True}}})
+    for index in range(7):
+        start_execution(repository, StartRequest("SRC", {"n": index}, name=f"s-{index}"))
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    client = QueueClient(repository, app=client_app(broker_url))
+    sources = parse_filter("state_machine_id=SRC,status=SUCCEEDED")
+    chunks: list[float | None] = []
+
+    def on_chunk(done: int, summary: object) -> None:
+        progress(done, summary)
+        chunks.append(registry.get_sample_value("smq_leader_sources_total", {"target": "TGT", "outcome": "enqueued"}))
+
+    progress = LeaderProgress(metrics, "TGT", 7)
+    first = fan_out(client, "TGT", sources, chunk_size=3, on_chunk=on_chunk)
+    assert first.enqueued == 7 and chunks == [3.0, 6.0, 7.0]  # counted as each chunk is published
+    progress = LeaderProgress(metrics, "TGT", 7)
+    again = fan_out(client, "TGT", sources, chunk_size=3, on_chunk=on_chunk)
+    assert again.skipped == 7
+    value = registry.get_sample_value
+    assert value("smq_leader_sources_total", {"target": "TGT", "outcome": "enqueued"}) == 7
+    assert value("smq_leader_sources_total", {"target": "TGT", "outcome": "skipped"}) == 7
+    assert value("smq_leader_sources_total", {"target": "TGT", "outcome": "failed"}) is None
+    assert value("smq_leader_sources_matched", {"target": "TGT"}) == 7
+    assert time.time() - (value("smq_leader_last_progress_time_seconds", {"target": "TGT"}) or 0) < 60
