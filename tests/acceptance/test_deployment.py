@@ -71,9 +71,7 @@ def _metric_names_smq_serves() -> set[str]:
     registry = CollectorRegistry()
     Metrics(registry)
     suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
-    names = {
-        family.name + suffix for family in registry.collect() for suffix in suffixes[family.type]
-    }
+    names = {family.name + suffix for family in registry.collect() for suffix in suffixes[family.type]}
     return names | set(FAMILIES)
 
 

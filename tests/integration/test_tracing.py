@@ -102,7 +102,7 @@ def test_runs_and_states_are_spans_linked_across_park_resume_and_redrive(
         "FAILED",
         "SUCCEEDED",
     ]
-    assert first.attributes["smq.execution.waiting_for"] == "message payment=\"o-1\""  # type: ignore[index]
+    assert first.attributes["smq.execution.waiting_for"] == 'message payment="o-1"'  # type: ignore[index]
     assert second.status.status_code == StatusCode.ERROR
     assert second.attributes["smq.execution.error"] == "Payment.Declined"  # type: ignore[index]
     # Each run links to the one before it (and only to it); the first has nothing to link to.
@@ -146,7 +146,9 @@ def test_runs_and_states_are_spans_linked_across_park_resume_and_redrive(
     assert declined.attributes["smq.state.error"] == "Payment.Declined"  # type: ignore[index]
     # The Message state's span begins in the first run, when it was entered, and ends at the answer.
     waited = next(span for span in states if span.name == "state AwaitPayment")
-    assert waited.start_time is not None and first.end_time is not None and waited.start_time <= first.end_time
+    assert (
+        waited.start_time is not None and first.end_time is not None and waited.start_time <= first.end_time
+    )
 
 
 def test_smq_runs_without_opentelemetry_installed() -> None:
@@ -167,6 +169,8 @@ try:
 except Exception as exc:
     print(type(exc).__name__, exc)
 """
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
+    )
     assert "loaded: []" in done.stdout, done.stdout + done.stderr
     assert "SettingsError SMQ_TRACING=on needs OpenTelemetry: pip install 'smq[otel]'" in done.stdout

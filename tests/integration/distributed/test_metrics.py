@@ -253,7 +253,9 @@ def test_a_leader_counts_its_sources_by_outcome_chunk_by_chunk(
 
     def on_chunk(done: int, summary: object) -> None:
         progress(done, summary)
-        chunks.append(registry.get_sample_value("smq_leader_sources_total", {"target": "TGT", "outcome": "enqueued"}))
+        chunks.append(
+            registry.get_sample_value("smq_leader_sources_total", {"target": "TGT", "outcome": "enqueued"})
+        )
 
     progress = LeaderProgress(metrics, "TGT", 7)
     first = fan_out(client, "TGT", sources, chunk_size=3, on_chunk=on_chunk)
