@@ -28,8 +28,10 @@ class Observer:
     """Every hook, doing nothing. Hooks are called after what they report is committed, and must not
     raise (an observer's failure must never fail an execution)."""
 
-    def run(self, record: ExecutionRecord) -> AbstractContextManager[Any]:
-        """Around one run of `record` in this process (from its checkpoint to its end or park)."""
+    def run(self, record: ExecutionRecord, *, written: bool = True) -> AbstractContextManager[Any]:
+        """Around one run of `record` in this process (from its checkpoint to its end or park).
+        `written` False: the record is not in the database yet, and is only this run's if its first
+        write inserts it (`started`); another delivery may have created the execution first."""
         return nullcontext()
 
     def started(self, record: ExecutionRecord) -> None:
@@ -58,10 +60,10 @@ class Observers(Observer):
         self.observers = list(observers)
 
     @contextmanager
-    def run(self, record: ExecutionRecord) -> Iterator[None]:
+    def run(self, record: ExecutionRecord, *, written: bool = True) -> Iterator[None]:
         with ExitStack() as stack:
             for observer in self.observers:
-                stack.enter_context(observer.run(record))
+                stack.enter_context(observer.run(record, written=written))
             yield
 
     def started(self, record: ExecutionRecord) -> None:

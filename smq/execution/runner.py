@@ -337,7 +337,7 @@ def _run(
             )
         if machine is None:
             machine, _ = repository.state_machine(record.state_machine_id, record.version)
-        with plan.observer.run(record):
+        with plan.observer.run(record, written=not insert_first):
             return _drive(
                 repository, record, machine, plan, context, runtime_options, insert_first, latest_guard
             )

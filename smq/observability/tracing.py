@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 from smq.engine.cursor import Step
@@ -36,7 +39,7 @@ from smq.repository.traces import read_trace_context, write_trace_context
 from smq.settings import SettingsError
 
 try:
-    from opentelemetry import trace
+    from opentelemetry import context, trace
     from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 except ImportError as exc:  # pragma: no cover - the message is what matters
     raise SettingsError(
@@ -74,6 +77,20 @@ def _ns(epoch: float) -> int:
     return int(epoch * 1_000_000_000)
 
 
+@dataclass
+class _Unwritten:
+    """A run of an execution not inserted yet: its span starts when this run's insert commits."""
+
+    start_time: int
+    span: Any = None
+    token: Any = None
+    execution_id: str = ""
+
+
+# The run of this thread (context) whose execution is not written yet, if any.
+_unwritten: ContextVar[_Unwritten | None] = ContextVar("smq_unwritten_run", default=None)
+
+
 class TracingObserver(Observer):
     """Spans of the runs and states of executions (see the module docstring)."""
 
@@ -82,48 +99,74 @@ class TracingObserver(Observer):
         self.tracer = trace.get_tracer(TRACER_NAME, tracer_provider=tracer_provider)
 
     @contextmanager
-    def run(self, record: ExecutionRecord) -> Iterator[None]:
-        links = []
-        try:
-            previous = parse_traceparent(
-                read_trace_context(self.repository.single_statement_engine, record.execution_id)
-            )
-        except Exception:
-            log.warning(
-                "execution %s: its last trace context could not be read", record.execution_id, exc_info=True
-            )
-            previous = None
-        if previous is not None:
-            links.append(Link(previous, {"smq.link": "previous run"}))
-        attributes: dict[str, Any] = {
-            "smq.execution.id": record.execution_id,
-            "smq.execution.name": record.name,
-            "smq.state_machine.id": record.state_machine_id,
-            "smq.state_machine.version": record.version,
-            "smq.execution.resumed": previous is not None,
-        }
-        if record.current_state:
-            attributes["smq.execution.from_state"] = record.current_state
-        if record.queue:
-            attributes["smq.queue"] = record.queue
+    def run(self, record: ExecutionRecord, *, written: bool = True) -> Iterator[None]:
+        if not written:
+            # A delivery of a new execution whose first write inserts it; if another delivery created
+            # it first, this run carries on with that one (a run of its own, with its own span).
+            yield from self._unwritten_run()
+            return
+        previous = self._previous(record)
+        links = [Link(previous, {"smq.link": "previous run"})] if previous is not None else []
         with self.tracer.start_as_current_span(
-            f"execution {record.state_machine_id}", kind=SpanKind.INTERNAL, links=links, attributes=attributes
+            f"execution {record.state_machine_id}",
+            kind=SpanKind.INTERNAL,
+            links=links,
+            attributes=_run_attributes(record, resumed=previous is not None),
         ) as span:
             try:
                 yield
             finally:
-                try:
-                    write_trace_context(
-                        self.repository.single_statement_engine,
-                        record.execution_id,
-                        traceparent(span.get_span_context()),
-                    )
-                except Exception:
-                    log.warning(
-                        "execution %s: its trace context could not be kept",
-                        record.execution_id,
-                        exc_info=True,
-                    )
+                self._keep(record.execution_id, span)
+
+    def _unwritten_run(self) -> Iterator[None]:
+        pending = _Unwritten(time.time_ns())
+        token = _unwritten.set(pending)
+        try:
+            yield
+        except BaseException as exc:
+            if pending.span is not None:
+                pending.span.record_exception(exc)
+                pending.span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            _unwritten.reset(token)
+            if pending.span is not None:
+                context.detach(pending.token)
+                self._keep(pending.execution_id, pending.span)
+                pending.span.end()
+
+    def started(self, record: ExecutionRecord) -> None:
+        pending = _unwritten.get()
+        if pending is None or pending.span is not None:
+            return  # created before its run (a first state with an effect): that run has its span
+        pending.span = self.tracer.start_span(
+            f"execution {record.state_machine_id}",
+            kind=SpanKind.INTERNAL,
+            start_time=pending.start_time,
+            attributes=_run_attributes(record, resumed=False),
+        )
+        pending.token = context.attach(trace.set_span_in_context(pending.span))
+        pending.execution_id = record.execution_id
+
+    def _previous(self, record: ExecutionRecord) -> SpanContext | None:
+        """The span of the execution's last run, kept with it."""
+        try:
+            kept = read_trace_context(self.repository.single_statement_engine, record.execution_id)
+        except Exception:
+            log.warning(
+                "execution %s: its last trace context could not be read", record.execution_id, exc_info=True
+            )
+            return None
+        return parse_traceparent(kept)
+
+    def _keep(self, execution_id: str, span: Any) -> None:
+        """Keep this run's span with the execution, for the next run to link to."""
+        try:
+            write_trace_context(
+                self.repository.single_statement_engine, execution_id, traceparent(span.get_span_context())
+            )
+        except Exception:
+            log.warning("execution %s: its trace context could not be kept", execution_id, exc_info=True)
 
     def step(self, record: ExecutionRecord, step: Step) -> None:
         parent = trace.set_span_in_context(trace.get_current_span())
@@ -159,6 +202,21 @@ class TracingObserver(Observer):
             span.set_status(Status(StatusCode.ERROR, f"{record.error}: {(record.cause or '')[:300]}"))
 
 
+def _run_attributes(record: ExecutionRecord, *, resumed: bool) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "smq.execution.id": record.execution_id,
+        "smq.execution.name": record.name,
+        "smq.state_machine.id": record.state_machine_id,
+        "smq.state_machine.version": record.version,
+        "smq.execution.resumed": resumed,
+    }
+    if record.current_state:
+        attributes["smq.execution.from_state"] = record.current_state
+    if record.queue:
+        attributes["smq.queue"] = record.queue
+    return attributes
+
+
 def tracing_observer(repository: Repository) -> TracingObserver:
     """The observer of a process whose tracer provider is set up (`configure_tracing`)."""
     return TracingObserver(repository)
@@ -181,9 +239,13 @@ def configure_tracing(service_name: str) -> None:
         if exporter is not None:
             provider.add_span_processor(BatchSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
-    for instrumentor in (CeleryInstrumentor(), SQLAlchemyInstrumentor()):
-        if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument()
+    celery, sql = CeleryInstrumentor(), SQLAlchemyInstrumentor()
+    if not celery.is_instrumented_by_opentelemetry:
+        celery.instrument()
+    if not sql.is_instrumented_by_opentelemetry:
+        # Its releases so far declare SQLAlchemy < 2.1 and would instrument nothing on 2.1, whose engine
+        # events it uses are unchanged (tests/integration/distributed/test_tracing_worker.py).
+        sql.instrument(skip_dep_check=True)
 
 
 def flush_tracing() -> None:
