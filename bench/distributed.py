@@ -1291,6 +1291,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="SMQ_TASK_EVENTS for workers and clients: Celery task events, what Flower shows (smq's default: on)",
     )
     parser.add_argument(
+        "--metrics",
+        choices=("on", "off"),
+        default=os.environ.get("SMQ_METRICS") or "on",
+        help="SMQ_METRICS for the workers: Prometheus metrics of executions and states (smq's default: on)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="small sizes: 500 tasks, 2 pairs, 2,000 sources, 1k/20k memory"
     )
     parser.add_argument(
@@ -1419,6 +1425,10 @@ def main(argv: list[str] | None = None) -> int:
     log(f"SMQ_CHECKPOINTS={args.checkpoints}")
     os.environ["SMQ_TASK_EVENTS"] = args.task_events  # workers inherit it; this process's Celery app too
     log(f"SMQ_TASK_EVENTS={args.task_events}")
+    os.environ["SMQ_METRICS"] = (
+        args.metrics
+    )  # the workers inherit it (each serves on SMQ_METRICS_PORT if free)
+    log(f"SMQ_METRICS={args.metrics}")
     started = time.perf_counter()
     load_start = os.getloadavg()
     results = Results()

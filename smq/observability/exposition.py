@@ -89,9 +89,11 @@ def process_metrics(settings: Settings, what: str, *collectors: Any) -> Iterator
     if not settings.metrics:
         yield None
         return
-    from prometheus_client import REGISTRY
+    from prometheus_client import REGISTRY, disable_created_metrics
 
     from smq.observability.metrics import metrics_for
+
+    disable_created_metrics()  # a `_created` sample per series doubles a scrape for nothing smq needs
 
     metrics = metrics_for(REGISTRY)
     for collector in collectors:
