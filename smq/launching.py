@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from smq.engine.handlers import HandlerRegistry
 from smq.execution.continuation import Continuation, ContinuationSummary, Launcher, LocalLauncher
+from smq.execution.observer import Observer
 from smq.repository.repository import Repository
 from smq.settings import Settings
 
@@ -29,15 +30,17 @@ def launcher_for(
     *,
     handlers: HandlerRegistry | None = None,
     local: bool = False,
+    observer: Observer | None = None,
 ) -> Launcher:
-    """The launcher the settings call for: the workers' queues with a broker, else this process."""
+    """The launcher the settings call for: the workers' queues with a broker, else this process
+    (whose runs `observer` hears of: the scheduler's metrics and traces)."""
     if enqueues(settings, local=local):
         # Imported here, the one place that decides: Celery loads only where a broker is configured,
         # so commands that never enqueue (`smq validate`, `smq run`) start in half the time.
         from smq.distributed.launcher import QueueLauncher
 
         return QueueLauncher(repository)
-    return LocalLauncher(repository, settings, handlers)
+    return LocalLauncher(repository, settings, handlers, observer=observer)
 
 
 def continue_executions(

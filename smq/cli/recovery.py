@@ -26,7 +26,7 @@ from smq.cli.common import (
 from smq.engine.errors import SmqError
 from smq.engine.handlers import default_registry
 from smq.execution.dispatcher import Dispatcher
-from smq.execution.observer import NOOP, Observer
+from smq.execution.observer import Observer, combine
 from smq.execution.operations import Operations
 from smq.execution.recovery import continuations, scan
 from smq.launching import launcher_for
@@ -102,15 +102,14 @@ def recover(dry_run: bool, handler_modules: tuple[str, ...], as_json: bool) -> N
 def scheduler(once: bool, health_file: str | None, handler_modules: tuple[str, ...], as_json: bool) -> None:
     """The dispatcher: fire durable timers when due and recover crashed executions, until SIGTERM."""
     settings, repository = settings_and_repository(handler_modules)
-    launcher = launcher_for(repository, settings, handlers=default_registry)
     chores = []
     if settings.broker_url:  # the scheduler also heals what the broker lost
         from smq.distributed.healing import BrokerWatch  # Celery and Redis load only with a broker
 
         chores.append(BrokerWatch(repository, settings))
     if once:
-        dispatcher = Dispatcher(repository, settings, launcher=launcher, chores=chores)
-        tick = dispatcher.tick(recover=True)
+        launcher = launcher_for(repository, settings, handlers=default_registry)
+        tick = Dispatcher(repository, settings, launcher=launcher, chores=chores).tick(recover=True)
         if as_json:
             echo_json(tick.to_dict())
         else:
@@ -127,6 +126,8 @@ def scheduler(once: bool, health_file: str | None, handler_modules: tuple[str, .
         err=True,
     )
     with scheduler_observer(settings, repository) as observer:
+        # Without a broker, continuations run here: their runs are observed as a worker's are.
+        launcher = launcher_for(repository, settings, handlers=default_registry, observer=observer)
         Dispatcher(
             repository, settings, launcher=launcher, chores=chores, health_file=health_file, observer=observer
         ).run(stop)
@@ -134,17 +135,20 @@ def scheduler(once: bool, health_file: str | None, handler_modules: tuple[str, .
 
 @contextmanager
 def scheduler_observer(settings: Settings, repository: Repository) -> Iterator[Observer]:
-    """The scheduler's metrics (timers, takeovers, and the backlog gauges read at each scrape), served
-    on SMQ_METRICS_PORT while it runs, and its traces; NOOP with both off."""
+    """The scheduler's metrics (timers, takeovers, the runs of in-process continuations, and the
+    backlog gauges read at each scrape), served on SMQ_METRICS_PORT while it runs, and its traces;
+    NOOP with both off."""
+    tracer = None
     if settings.tracing:
-        from smq.observability.tracing import configure_tracing
+        from smq.observability.tracing import configure_tracing, tracing_observer
 
         configure_tracing("smq-scheduler")
+        tracer = tracing_observer(repository)
     if not settings.metrics:
-        yield NOOP
+        yield combine(tracer)
         return
     from smq.observability.collectors import BacklogCollector
     from smq.observability.exposition import process_metrics
 
     with process_metrics(settings, "scheduler", BacklogCollector(repository, settings.broker_url)) as metrics:
-        yield metrics
+        yield combine(metrics, tracer)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from smq.engine.handlers import HandlerRegistry
+from smq.execution.observer import Observer
 from smq.execution.runner import resume_execution
 from smq.repository.repository import Repository
 from smq.repository.waits import Woken
@@ -72,10 +73,18 @@ class LocalLauncher:
 
     enqueues = False
 
-    def __init__(self, repository: Repository, settings: Settings, handlers: HandlerRegistry | None = None):
+    def __init__(
+        self,
+        repository: Repository,
+        settings: Settings,
+        handlers: HandlerRegistry | None = None,
+        *,
+        observer: Observer | None = None,
+    ):
         self.repository = repository
         self.settings = settings
         self.handlers = handlers
+        self.observer = observer
 
     def continue_executions(self, items: Iterable[Continuation]) -> ContinuationSummary:
         summary = ContinuationSummary()
@@ -96,6 +105,7 @@ class LocalLauncher:
                 park_after=settings.park_after,
                 lease_seconds=settings.lease_seconds,
                 checkpoints=settings.checkpoints,
+                observer=self.observer,
             )
             summary.ran += 1
             summary.statuses[record.status] = summary.statuses.get(record.status, 0) + 1
