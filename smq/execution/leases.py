@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import cast
+from typing import NamedTuple, cast
 
 from sqlalchemy import Engine
 
@@ -115,15 +115,24 @@ def _local_owner_is_dead(owner: str) -> bool:
     return False
 
 
-def claim(engine: Engine, execution_id: str, seconds: float) -> tuple[str, datetime] | None:
+class Claimed(NamedTuple):
+    """A lease taken: by whom, until when, and from which dead process of this host (None: it was free)."""
+
+    owner: str
+    expires_at: datetime
+    taken_from: str | None = None
+
+
+def claim(engine: Engine, execution_id: str, seconds: float) -> Claimed | None:
     """Take the lease of a RUNNING execution found in the database before running it, so that two
     deliveries of one execution (a duplicate message, a recovery re-publish) never run it at once.
 
     Free to take: nobody's (handed to the queue), the scanner's or the dead letters' hold, this
     process's own (unless another of its threads runs it), an expired lease, or one of a dead process
-    on this host. Raises ExecutionHeld when a live process holds it. Returns the lease taken (owner,
-    expiry), or None when the execution is no longer RUNNING (nothing to run)."""
+    on this host. Raises ExecutionHeld when a live process holds it. Returns the lease taken, or None
+    when the execution is no longer RUNNING (nothing to run)."""
     owner = process_owner()
+    dead = None
     if running_here(execution_id):
         raise ExecutionHeld(execution_id, owner, datetime.now(UTC) + timedelta(seconds=seconds))
     for _attempt in range(2):
@@ -131,13 +140,14 @@ def claim(engine: Engine, execution_id: str, seconds: float) -> tuple[str, datet
         expires = now + timedelta(seconds=seconds)
         found = take_lease(engine, execution_id, owner, now=now, until=expires)
         if found.taken:
-            return owner, expires
+            return Claimed(owner, expires, dead)
         if found.status != RUNNING:
             return None
         holder = cast(str, found.owner)
         if not _local_owner_is_dead(holder):
             raise ExecutionHeld(execution_id, holder, cast(datetime, found.expires_at))
         let_go_of_lease(engine, execution_id, holder)  # the dead process's lease, then take it
+        dead = holder
     raise ExecutionHeld(execution_id, "another process", datetime.now(UTC))
 
 

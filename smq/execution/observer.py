@@ -49,6 +49,9 @@ class Observer:
     def recovered(self, recovered: Sequence[Recovered]) -> None:
         """The recovery scanner took these executions over (their leases had expired)."""
 
+    def taken_over(self, record: ExecutionRecord, dead_owner: str) -> None:
+        """This process took `record`'s lease from `dead_owner`, a process of this host that died."""
+
 
 NOOP = Observer()
 
@@ -85,6 +88,10 @@ class Observers(Observer):
     def recovered(self, recovered: Sequence[Recovered]) -> None:
         for observer in self.observers:
             observer.recovered(recovered)
+
+    def taken_over(self, record: ExecutionRecord, dead_owner: str) -> None:
+        for observer in self.observers:
+            observer.taken_over(record, dead_owner)
 
 
 def combine(*observers: Observer | None) -> Observer:

@@ -326,7 +326,9 @@ def _run(
                 taken = claim(repository.single_statement_engine, record.execution_id, seconds)
                 if taken is None:
                     return repository.get_execution(record.execution_id)  # no longer RUNNING
-                record = replace(record, lease_owner=taken[0], lease_expires_at=taken[1])
+                record = replace(record, lease_owner=taken.owner, lease_expires_at=taken.expires_at)
+                if taken.taken_from is not None:
+                    plan.observer.taken_over(record, taken.taken_from)
             except ExecutionHeld:
                 if plan.defer_held:
                     raise

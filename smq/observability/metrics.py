@@ -154,7 +154,8 @@ class Metrics(Observer):
         )
         self.leases_taken_over = Counter(
             "smq_leases_taken_over",
-            "Executions whose lease expired, taken over by the recovery scanner, by what it did.",
+            "Executions whose process was lost, taken over: by the recovery scanner (its action), or by a "
+            "worker from a dead pool process of its host (dead_process).",
             ["action"],
             registry=registry,
         )
@@ -237,6 +238,9 @@ class Metrics(Observer):
                 self.finished(item.state_machine_id, Status.FAILED)
 
     # ------------------------------------------------------------------------------ workers, leader
+
+    def taken_over(self, record: ExecutionRecord, dead_owner: str) -> None:
+        self._child(self.leases_taken_over, "dead_process").inc()
 
     def task_retried(self, error: BaseException) -> None:
         self._child(self.task_retries, self.error_name(type(error).__name__)).inc()

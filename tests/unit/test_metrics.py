@@ -108,6 +108,8 @@ def test_scheduler_and_worker_hooks(metrics: tuple[Metrics, CollectorRegistry]) 
         ]
     )
     assert value("smq_leases_taken_over_total", {"action": "resume"}) == 1
+    observer.taken_over(record("RUNNING"), "vm:4026531836:4242")
+    assert value("smq_leases_taken_over_total", {"action": "dead_process"}) == 1
     # An execution a recovery failed has finished, FAILED.
     assert value("smq_executions_finished_total", {"state_machine": "orders", "status": "FAILED"}) == 2
     observer.dead_lettered("retries_exhausted", "critical", "orders")

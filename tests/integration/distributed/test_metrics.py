@@ -7,6 +7,7 @@ letters; the scheduler's gauges show a queue no worker reads (depth and age of i
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from smq.repository.repository import Repository
 from tests.integration.distributed.harness import (
+    SMQ,
     Db,
     Worker,
     client_app,
@@ -45,7 +47,7 @@ MACHINE = {
             "Default": "Done",
         },
         # Longer than SMQ_PARK_AFTER: parks on a durable timer, which the scheduler fires.
-        "Later": {"Type": "Wait", "Seconds": 2, "Next": "Done"},
+        "Later": {"Type": "Wait", "Seconds": 3, "Next": "Done"},
         "Reject": {"Type": "Fail", "Error": "Order.Rejected", "Cause": "rejected on purpose"},
         "Done": {"Type": "Succeed"},
     },
@@ -140,27 +142,38 @@ def test_scrapes_of_workers_and_scheduler_match_the_database(
                 "wait": TOTAL - WAITING <= index,
             }
             lines.write(json.dumps(item) + "\n")
-    run_smq(["start", MACHINE_ID, "--inputs", str(inputs), "--name-prefix", "m-", "--queue", "default"], base)
     run_smq(["start", MACHINE_ID, "--name", "on-low", "--queue", "low", "--input", "{}"], base)
     # A payload that is not an execution: rejected into the dead letters by whichever worker takes it.
     client_app(broker_url).send_task(
         "smq.execute_state_machine", args=[{"not": "a payload"}], queue="critical"
     )
-
+    # The batch is published while the endpoints are scraped, and runs on: its parked executions wait
+    # 3 s for their timer after the others have ended.
+    publisher = subprocess.Popen(
+        [SMQ, "start", MACHINE_ID, "--inputs", str(inputs), "--name-prefix", "m-", "--queue", "default"],
+        env=base,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     worker_ports = [ports["w1"], ports["w2"], ports["scheduler"]]
-    during = 0
-    while db.finished(MACHINE_ID) < TOTAL:
+    scraped, midway = 0, 0
+    deadline = time.monotonic() + 90
+    while publisher.poll() is None or db.finished(MACHINE_ID) < TOTAL:
         scrapes = [scrape(port) for port in worker_ports]
         counts = db.status_counts(MACHINE_ID)  # read after the scrape: a counter counts a committed end
         for status in ("SUCCEEDED", "FAILED"):
             assert summed(scrapes, "smq_executions_finished_total", status=status) <= counts.get(status, 0)
         assert summed(scrapes, "smq_executions_started_total") <= sum(counts.values())
-        during += 1
-        assert during < 300, db.describe(MACHINE_ID, broker_url)
+        ended = summed(scrapes, "smq_executions_finished_total")
+        scraped += 1
+        midway += 0 < ended < TOTAL
+        assert time.monotonic() < deadline, db.describe(MACHINE_ID, broker_url)
         for worker in workers:
             assert worker.alive(), worker.tail()
         time.sleep(0.1)
-    assert during >= 2, "the batch ended before it could be scraped while running"
+    assert publisher.returncode == 0, publisher.stderr.read() if publisher.stderr else ""
+    assert midway >= 1, f"no scrape saw the batch part done ({scraped} scrapes)"
 
     def settled() -> bool:
         scrapes = [scrape(port) for port in worker_ports]
