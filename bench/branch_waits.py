@@ -84,8 +84,7 @@ class Asker:
 
 def answer_all(repository: Any, url: str, asker: Asker, orders: list[int]) -> float:
     """Answer every order's token, one after the other (each continuation runs here); ms per answer."""
-    from smq.execution.operations import Operations
-    from smq.settings import Settings
+    from smq import Operations, Settings
 
     operations = Operations(repository, Settings(database_url=url), handlers=asker.registry)
     started = time.perf_counter()
@@ -95,7 +94,7 @@ def answer_all(repository: Any, url: str, asker: Asker, orders: list[int]) -> fl
 
 
 def measure(repository: Any, url: str, size: int, tag: str) -> Round:
-    from smq.execution.runner import StartRequest, start_execution
+    from smq import StartRequest, start_execution
     from smq.repository.waits import WaitStore
 
     result = Round(size)
@@ -143,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rounds: list[Round] = []
     with fresh_database(args.pg_url, f"smq_bench_branch_{os.getpid()}") as url:
-        from smq.repository.repository import Repository
+        from smq import Repository
 
         repository = Repository.open(url)
         try:

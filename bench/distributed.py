@@ -836,8 +836,8 @@ def clear_ledger(repo: Any, machine: str) -> None:
 
 def run_leader(repo: Any, client: Any, staging: redis.Redis, count: int) -> Publish:
     """fan_out over the M sources, timed from the call to its return; then LLEN must be M."""
+    from smq import ExecutionFilter
     from smq.distributed.leader import fan_out
-    from smq.repository.filters import ExecutionFilter
 
     result = Publish("leader fan_out", count, load1=load1())
     start = time.perf_counter()
@@ -858,8 +858,8 @@ def run_leader(repo: Any, client: Any, staging: redis.Redis, count: int) -> Publ
 
 def leader_payloads(repo: Any) -> list[dict[str, Any]]:
     """Exactly what fan_out publishes per source (its payload after QueueClient's validation)."""
+    from smq import ExecutionFilter
     from smq.execution.batch import chained_name
-    from smq.repository.filters import ExecutionFilter
 
     return [
         {
@@ -1360,8 +1360,7 @@ def run_on(args: argparse.Namespace, results: Results, work_dir: Path, base: str
         flushed_redis(worker_redis, staging),
         fresh_database(args.pg_url, f"smq_bench_dist_{os.getpid()}") as database_url,
     ):
-        from smq.distributed.client import QueueClient
-        from smq.repository.repository import Repository
+        from smq import QueueClient, Repository
 
         repo = Repository.open(database_url)
         try:

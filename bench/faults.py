@@ -328,7 +328,7 @@ class Run:
         self.env = self.environment(database_url)
         self.reads = Reads(database_url)
         self.stack.callback(self.reads.close)
-        from smq.repository.repository import Repository
+        from smq import Repository
 
         repo = Repository.open(database_url)
         try:
@@ -651,7 +651,7 @@ class Run:
 def settings_used(args: argparse.Namespace) -> dict[str, Any]:
     """What the processes ran with: the bench's sizes and smq's settings as the workers read them (no
     SMQ_* variable is set besides the servers and the handlers, so these are smq's defaults)."""
-    from smq.settings import Settings
+    from smq import Settings
 
     env = {key: value for key, value in os.environ.items() if not key.startswith("SMQ_")}
     settings = Settings.from_env(env)

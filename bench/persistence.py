@@ -91,11 +91,8 @@ from support import (
     writes_per_execution,
 )
 
-from smq import StateMachine
-from smq.execution.runner import StartRequest
-from smq.execution.runner import start_execution as run_start
-from smq.repository.filters import ExecutionFilter
-from smq.repository.repository import ExecutionRecord, Repository
+from smq import ExecutionFilter, ExecutionRecord, Repository, StartRequest, StateMachine
+from smq import start_execution as run_start
 
 BACKENDS = ("sqlite", "postgresql")
 GOALS = {"postgresql": 1500.0, "sqlite": 3000.0}  # persisted transitions/s from one process

@@ -1369,11 +1369,8 @@ def run_on(
         fresh_database(args.pg_url, f"smq_bench_wait_{os.getpid()}") as database_url,
         contextlib.ExitStack() as stack,
     ):
+        from smq import Operations, QueueClient, Repository, Settings
         from smq.distributed.app import app
-        from smq.distributed.client import QueueClient
-        from smq.execution.operations import Operations
-        from smq.repository.repository import Repository
-        from smq.settings import Settings
 
         os.environ["SMQ_DATABASE_URL"] = database_url
         settings = Settings.from_env()

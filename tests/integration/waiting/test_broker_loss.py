@@ -16,9 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from smq import Repository, StartRequest, start_execution
 from smq.execution.control import redrive_execution
-from smq.execution.runner import StartRequest, start_execution
-from smq.repository.repository import Repository
 from tests.integration.distributed.harness import (
     Db,
     RedisServer,
