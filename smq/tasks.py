@@ -202,6 +202,7 @@ def _run_delivery(
             parsed.start_request(),
             handlers=default_registry,
             payload_limit=settings.payload_limit,
+            identity=settings.aws_identity,
             max_transitions=settings.max_transitions,
             # Waits longer than this park on a durable timer instead of holding the worker slot.
             park_after=settings.park_after,
