@@ -114,34 +114,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import harness.progress
 import redis
-import support
+from harness.cpu import CpuMeter, CpuUsage
+from harness.database import commit_latency_ms, copy_executions, postgres_pids, writes_per_execution
+from harness.figures import MIB
+from harness.progress import load1, log
+from harness.queues import QUEUE, delete_queues, flushed_redis, leftover_messages, queue_length
+from harness.report import console, emit_report, load_average, load_line
+from harness.servers import DEFAULT_PG_URL, DEFAULT_REDIS_URL, fresh_database, redis_base_url
+from harness.workers import CeleryWorkers
 from sqlalchemy import text
-from support import (
-    DEFAULT_PG_URL,
-    DEFAULT_REDIS_URL,
-    MIB,
-    QUEUE,
-    CeleryWorkers,
-    CpuMeter,
-    CpuUsage,
-    commit_latency_ms,
-    console,
-    copy_executions,
-    delete_queues,
-    emit_report,
-    flushed_redis,
-    fresh_database,
-    leftover_messages,
-    load1,
-    load_average,
-    load_line,
-    log,
-    postgres_pids,
-    queue_length,
-    redis_base_url,
-    writes_per_execution,
-)
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -471,7 +454,9 @@ def release(staging: redis.Redis, target_db: int, expected: int) -> None:
 
 def wait_for(progress: Callable[[], int], target: int, workers: Workers, label: str, poll: float) -> None:
     """Poll `progress()` until it reaches `target`; fail if a worker dies or nothing moves for a minute."""
-    support.wait_for(progress, target, label, workers.check_alive, poll=poll, report_every=2.0, indent="")
+    harness.progress.wait_for(
+        progress, target, label, workers.check_alive, poll=poll, report_every=2.0, indent=""
+    )
 
 
 # ------------------------------------------------------------------ py-spy (--py-spy)

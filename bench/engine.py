@@ -46,7 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from support import log, rate_text  # bench/support.py
+from harness.progress import log
+from harness.report import rate_text
 
 DEFINITIONS_DIR = Path(__file__).resolve().parent / "definitions"
 GOAL_RATIO = 100.0

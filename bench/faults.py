@@ -59,20 +59,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import support
-from support import (
-    CeleryWorkers,
-    PrivatePostgres,
-    PrivateRedis,
-    console,
-    emit_report,
-    fresh_database,
-    load_average,
-    load_line,
-    log,
-    stop_processes,
-    tail,
-)
+from harness.processes import spawn_tracked, stop_processes, tail
+from harness.progress import log
+from harness.queues import QUEUE_KEYS, queue_length
+from harness.report import console, emit_report, load_average, load_line, source_state
+from harness.servers import PrivatePostgres, PrivateRedis, fresh_database
+from harness.workers import CeleryWorkers, worker_command
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -103,7 +95,7 @@ REDIS_EMPTIED = ("redis-empty", "redis-empty-early")
 
 # ------------------------------------------------------------------ processes
 
-spawn = support.spawn_tracked  # killed with its session at exit if still running
+spawn = spawn_tracked  # killed with its session at exit if still running
 
 
 class Interrupted(BaseException):
@@ -413,7 +405,7 @@ class Run:
             fault_end = time.time()
             claimed = self.reads.claimed() or 0
             self.target = claimed  # names never claimed cannot start: do not wait for them
-            held = support.queue_length(self.redis_client())
+            held = queue_length(self.redis_client())
             row.notes.append(f"killed with {claimed:,} names claimed, {held:,} queued")
         else:
             code = starter.wait(timeout=600)
@@ -455,7 +447,7 @@ class Run:
             self.killed.add(victim.pid)
             name = f"faults-replacement-{os.getpid()}"
             replacement = spawn(
-                support.worker_command(name, self.args.concurrency), self.env, self.directory / f"{name}.log"
+                worker_command(name, self.args.concurrency), self.env, self.directory / f"{name}.log"
             )
             self.workers.processes.append(replacement)
             self.workers.names.append(name)
@@ -510,7 +502,7 @@ class Run:
             return
         client = self.redis_client()
         try:
-            queued = sum(support.queue_length(client, queue) for queue in support.QUEUE_KEYS)
+            queued = sum(queue_length(client, queue) for queue in QUEUE_KEYS)
         finally:
             client.close()
         if sum(statuses.values()) + queued >= self.args.executions:
@@ -572,7 +564,7 @@ class Run:
         try:
             while time.monotonic() < deadline:
                 with contextlib.suppress(Exception):
-                    if sum(support.queue_length(client, queue) for queue in support.QUEUE_KEYS) == 0:
+                    if sum(queue_length(client, queue) for queue in QUEUE_KEYS) == 0:
                         break
                 self.note_deaths()
                 time.sleep(0.5)
@@ -806,7 +798,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "celery": celery.__version__,
         "cpus": os.cpu_count(),
-        "source": support.source_state(),
+        "source": source_state(),
         "load_average": load_average(load_start),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "settings": settings_used(args),

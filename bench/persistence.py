@@ -73,23 +73,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine import WORKLOADS, Workload  # bench/engine.py: the same definitions, inputs and outputs
+from harness.database import EXECUTION_COLUMNS, commit_latency_ms, copy_executions, writes_per_execution
+from harness.figures import MIB
+from harness.progress import load1, log
+from harness.report import console, emit_report, load_average, load_line, rate_text
+from harness.servers import DEFAULT_PG_URL, fresh_database
 from sqlalchemy import text
-from support import (
-    DEFAULT_PG_URL,
-    EXECUTION_COLUMNS,
-    MIB,
-    commit_latency_ms,
-    console,
-    copy_executions,
-    emit_report,
-    fresh_database,
-    load1,
-    load_average,
-    load_line,
-    log,
-    rate_text,
-    writes_per_execution,
-)
 
 from smq import ExecutionFilter, ExecutionRecord, Repository, StartRequest, StateMachine
 from smq import start_execution as run_start

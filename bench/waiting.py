@@ -88,30 +88,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import harness.progress
 import redis
-import support
+from harness.cpu import CpuMeter
+from harness.database import postgres_pids
+from harness.processes import children_of, parent_pids, spawn_tracked, stop_processes, tail
+from harness.progress import log
+from harness.queues import QUEUE, flushed_redis, leftover_messages
+from harness.report import console, emit_report, load_average, load_line, source_state
+from harness.servers import DEFAULT_PG_URL, DEFAULT_REDIS_URL, fresh_database, redis_base_url
+from harness.workers import CeleryWorkers
 from sqlalchemy import text
-from support import (
-    DEFAULT_PG_URL,
-    DEFAULT_REDIS_URL,
-    QUEUE,
-    CeleryWorkers,
-    CpuMeter,
-    children_of,
-    console,
-    emit_report,
-    flushed_redis,
-    fresh_database,
-    leftover_messages,
-    load_average,
-    load_line,
-    log,
-    parent_pids,
-    postgres_pids,
-    redis_base_url,
-    stop_processes,
-    tail,
-)
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -338,7 +325,7 @@ class Results:
 
 # ------------------------------------------------------------------ processes
 
-spawn = support.spawn_tracked  # killed with its session at exit if still running
+spawn = spawn_tracked  # killed with its session at exit if still running
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> int | None:
@@ -571,7 +558,7 @@ def wait_for(
         alive()
         _guard_check()
 
-    support.wait_for(progress, target, label, checks, poll=poll, quiet_until=quiet_until)
+    harness.progress.wait_for(progress, target, label, checks, poll=poll, quiet_until=quiet_until)
 
 
 def timestamp(epoch: float) -> str:
@@ -1237,7 +1224,7 @@ def build_report(
         "platform": platform.platform(),
         "celery": celery.__version__,
         "cpus": os.cpu_count(),
-        "source": support.source_state(),
+        "source": source_state(),
         "load_average": load_average(load_start),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "settings": {
