@@ -93,7 +93,6 @@ Exit status: 0 when every result verified and every goal was met; 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import os
@@ -105,7 +104,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -118,18 +116,18 @@ import harness.progress
 import redis
 from harness.cpu import CpuMeter, CpuUsage
 from harness.database import commit_latency_ms, copy_executions, postgres_pids, writes_per_execution
-from harness.figures import MIB
+from harness.figures import MIB, median_ratio, ratio
+from harness.lifecycle import RunClock, errors_recorded
+from harness.paths import DEFINITIONS, HANDLERS_FILE, ROOT
+from harness.processes import status_bytes
 from harness.progress import load1, log
 from harness.queues import QUEUE, delete_queues, flushed_redis, leftover_messages, queue_length
-from harness.report import console, emit_report, load_average, load_line
+from harness.report import console, emit_report, fmt, load_line, simple_table, verdict
 from harness.servers import DEFAULT_PG_URL, DEFAULT_REDIS_URL, fresh_database, redis_base_url
 from harness.workers import CeleryWorkers
 from sqlalchemy import text
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-HANDLERS_FILE = BENCH / "bench_handlers.py"
-PASS3_FILE = BENCH / "definitions" / "pass3.json"
+PASS3_FILE = DEFINITIONS / "pass3.json"
 PASS3_INPUT = {"name": "bench"}
 PASS3_OUTPUT = {"name": "bench", "step": 1}  # what AWS Step Functions returns for PASS3_INPUT
 PASS3_STATES = 3
@@ -313,7 +311,7 @@ class Results:
 
     @staticmethod
     def pair_ratio(bare: Throughput, smq: Throughput) -> float | None:
-        return smq.rate / bare.rate if bare.rate else None
+        return ratio(smq.rate, bare.rate)
 
     def _ratios(self) -> list[tuple[float, int]]:
         """(smq_i / bare_i, i - 1) for every complete pair with a bare rate, lowest ratio first."""
@@ -415,9 +413,7 @@ class Results:
 
 def _median_ratio(numerators: list[Throughput], denominators: list[Throughput]) -> float | None:
     """The median over the rounds of numerators_i / denominators_i (a round without a rate left out)."""
-    ratios = [Results.pair_ratio(bottom, top) for top, bottom in zip(numerators, denominators, strict=False)]
-    known = [ratio for ratio in ratios if ratio is not None]
-    return statistics.median(known) if known else None
+    return median_ratio([run.rate for run in numerators], [run.rate for run in denominators])
 
 
 # ------------------------------------------------------------------ infrastructure
@@ -923,12 +919,8 @@ def run_leader_process(
     polled = [0]
 
     def poll() -> None:
-        status = Path(f"/proc/{process.pid}/status")
         while process.poll() is None:
-            with contextlib.suppress(OSError, ValueError):
-                for line in status.read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        polled[0] = max(polled[0], int(line.split()[1]) * 1024)
+            polled[0] = max(polled[0], status_bytes("VmHWM", process.pid))
             time.sleep(0.05)
 
     poller = threading.Thread(target=poll, daemon=True)
@@ -964,24 +956,12 @@ def run_leader_process(
 # ------------------------------------------------------------------ report
 
 
-def _fmt(value: float | None, digits: int = 0) -> str:
-    return "n/a" if value is None else f"{value:,.{digits}f}"
-
-
 def _rounded(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
 
 def _mb(value: int | None) -> str:
-    return "n/a" if value is None else f"{value / MIB:,.1f} MB"
-
-
-def _verdict(ok: bool, met: bool | None = None) -> str:
-    if not ok:
-        return "[red]FAILED verification[/]"
-    if met is None:
-        return "[green]verified[/]"
-    return "[green]met[/]" if met else "[red]NOT met[/]"
+    return fmt(value, 1, scale=1 / MIB, suffix=" MB")
 
 
 def round_detail(run: Throughput) -> str:
@@ -1018,7 +998,7 @@ def add_throughput_rows(table: Any, results: Results) -> None:
         detail = f"rounds: {rates} {unit}\nround {shown.number}, {which}: {round_detail(shown)}"
         table.add_row(
             part, f"{runs[0].what}: median of {len(runs)} round(s)",
-            f"{_fmt(results.median_rate(runs))} {unit}", detail, "", _verdict(all(run.ok for run in runs)),
+            f"{fmt(results.median_rate(runs))} {unit}", detail, "", verdict(all(run.ok for run in runs)),
         )  # fmt: skip
     for index, (bare, smq) in enumerate(results.pairs):
         detail = (
@@ -1030,13 +1010,13 @@ def add_throughput_rows(table: Any, results: Results) -> None:
         if smq.profile:
             detail += " (smq round under py-spy)"
         table.add_row(
-            "1-2", f"pair {index + 1}: smq / bare", _fmt(results.pair_ratio(bare, smq), 3), detail, "",
-            _verdict(bare.ok and smq.ok),
+            "1-2", f"pair {index + 1}: smq / bare", fmt(results.pair_ratio(bare, smq), 3), detail, "",
+            verdict(bare.ok and smq.ok),
         )  # fmt: skip
     if results.pairs:
         table.add_row(
-            "1-2", f"smq / bare: median of {len(results.pairs)} paired ratio(s)", _fmt(results.smq_ratio, 3),
-            "", f">= {GOAL_SMQ_OVER_BARE}", _verdict(results.throughput_ok, results.smq_goal_met),
+            "1-2", f"smq / bare: median of {len(results.pairs)} paired ratio(s)", fmt(results.smq_ratio, 3),
+            "", f">= {GOAL_SMQ_OVER_BARE}", verdict(results.throughput_ok, results.smq_goal_met),
         )  # fmt: skip
     add_insert_rows(table, results)
 
@@ -1050,34 +1030,26 @@ def add_insert_rows(table: Any, results: Results) -> None:
     assert shown is not None
     rates = ", ".join(f"{run.rate:,.0f}" for run in runs)
     table.add_row(
-        "2b", f"{runs[0].what}: median of {len(runs)} round(s)", f"{_fmt(results.median_rate(runs))} tasks/s",
+        "2b", f"{runs[0].what}: median of {len(runs)} round(s)", f"{fmt(results.median_rate(runs))} tasks/s",
         f"rounds: {rates} tasks/s\nround {shown.number}: {round_detail(shown)}", "context",
-        _verdict(all(run.ok for run in runs)),
+        verdict(all(run.ok for run in runs)),
     )  # fmt: skip
     table.add_row(
-        "2b", "one-INSERT task / bare: median of round ratios", _fmt(results.insert_over_bare, 3),
+        "2b", "one-INSERT task / bare: median of round ratios", fmt(results.insert_over_bare, 3),
         "the most a design that writes once per task could reach against the no-op", "context", "",
     )  # fmt: skip
     table.add_row(
-        "2b", "smq / one-INSERT task: median of round ratios", _fmt(results.smq_over_insert, 3),
+        "2b", "smq / one-INSERT task: median of round ratios", fmt(results.smq_over_insert, 3),
         "what smq keeps of a task that only records its outcome durably", "context", "",
     )  # fmt: skip
 
 
 def report_table(results: Results, args: argparse.Namespace) -> Any:
-    from rich import box
-    from rich.table import Table
-
-    table = Table(
-        title=(
-            f"Distributed execution: {args.workers} worker(s) x `-c {args.concurrency} --pool prefork`, "
-            "Redis + PostgreSQL"
-        ),
-        box=box.SIMPLE_HEAD,
-    )
-    for column, justify in (("part", "left"), ("measurement", "left"), ("figure", "right"), ("detail", "left"),
-                            ("goal", "right"), ("result", "left")):  # fmt: skip
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table = simple_table(
+        f"Distributed execution: {args.workers} worker(s) x `-c {args.concurrency} --pool prefork`, "
+        "Redis + PostgreSQL",
+        "part", "measurement", ("figure", "right"), "detail", ("goal", "right"), "result",
+    )  # fmt: skip
     add_throughput_rows(table, results)
     for runs in (results.leader, results.plain):
         best = results.best(runs)
@@ -1087,46 +1059,37 @@ def report_table(results: Results, args: argparse.Namespace) -> Any:
         detail = f"{best.messages:,} in {best.seconds:.2f}s; LLEN {best.queue_length:,}"
         if len(runs) > 1:
             detail += f"; rounds: {rates}/s (best shown)"
-        table.add_row(
-            "3", best.what, f"{_fmt(best.rate)} msg/s", detail, "", _verdict(all(r.ok for r in runs))
-        )
+        table.add_row("3", best.what, f"{fmt(best.rate)} msg/s", detail, "", verdict(all(r.ok for r in runs)))
     if results.leader and results.plain:
         table.add_row(
-            "3", "leader / plain", _fmt(results.leader_ratio, 3), "", f">= {GOAL_LEADER_OVER_PLAIN}",
-            _verdict(results.publish_ok, results.leader_goal_met),
+            "3", "leader / plain", fmt(results.leader_ratio, 3), "", f">= {GOAL_LEADER_OVER_PLAIN}",
+            verdict(results.publish_ok, results.leader_goal_met),
         )  # fmt: skip
     for memory in results.memory:
         table.add_row(
             "4", f"`smq leader` peak RSS, {memory.sources:,} sources", _mb(memory.peak_rss),
             f"VmHWM at exit (polled {_mb(memory.polled_peak_rss)}); {memory.seconds:.1f}s, "
             f"{memory.sources / memory.seconds if memory.seconds else 0:,.0f} sources/s",
-            "", _verdict(memory.ok),
+            "", verdict(memory.ok),
         )  # fmt: skip
     if len(results.memory) >= 2:
         growth = results.memory_growth
         table.add_row(
             "4", "peak RSS growth", _mb(growth),
             f"{results.memory[0].sources:,} → {results.memory[-1].sources:,} sources",
-            f"< {GOAL_MEMORY_GROWTH_MB:.0f} MB", _verdict(all(r.ok for r in results.memory), results.memory_goal_met),
+            f"< {GOAL_MEMORY_GROWTH_MB:.0f} MB", verdict(all(r.ok for r in results.memory), results.memory_goal_met),
         )  # fmt: skip
     return table
 
 
 def profile_table(profile: dict[str, Any], number: int) -> Any:
     """The py-spy summary of part 2's round `number`: where a pool child's wall time goes per execution."""
-    from rich import box
-    from rich.table import Table
-
-    table = Table(
-        title=(
-            f"Part 2, round {number}, under py-spy ({profile['rate_hz']} Hz, wall clock incl. waits, "
-            "pool children)"
-        ),
-        box=box.SIMPLE_HEAD,
+    table = simple_table(
+        f"Part 2, round {number}, under py-spy ({profile['rate_hz']} Hz, wall clock incl. waits, pool children)",
+        "where",
+        ("ms / execution", "right"),
+        ("% of execute_state_machine", "right"),
     )
-    table.add_column("where")
-    table.add_column("ms / execution", justify="right")
-    table.add_column("% of execute_state_machine", justify="right")
     for name, value in profile["ms_per_execution"].items():
         table.add_row(f"[bold]{name}[/]", f"{value:.3f}", "")
     for row in profile["inclusive_under_execute_state_machine"]:
@@ -1167,9 +1130,7 @@ def all_met(results: Results, args: argparse.Namespace) -> bool:
     return all(checks)
 
 
-def build_report(
-    args: argparse.Namespace, results: Results, started: float, load_start: Any
-) -> dict[str, Any]:
+def build_report(args: argparse.Namespace, results: Results, clock: RunClock) -> dict[str, Any]:
     import celery
     import kombu
 
@@ -1179,8 +1140,7 @@ def build_report(
         "celery": celery.__version__,
         "kombu": kombu.__version__,
         "cpus": os.cpu_count(),
-        "load_average": load_average(load_start),
-        "wall_seconds": round(time.perf_counter() - started, 1),
+        **clock.figures(),
         "settings": {
             "tasks": args.tasks,
             "pairs": args.pairs,
@@ -1403,16 +1363,11 @@ def main(argv: list[str] | None = None) -> int:
     log(f"SMQ_CHECKPOINTS={args.checkpoints}")
     os.environ["SMQ_TASK_EVENTS"] = args.task_events  # workers inherit it; this process's Celery app too
     log(f"SMQ_TASK_EVENTS={args.task_events}")
-    started = time.perf_counter()
-    load_start = os.getloadavg()
+    clock = RunClock()
     results = Results()
-    with tempfile.TemporaryDirectory(prefix="smq-bench-dist-") as directory:
-        try:
-            run(args, results, Path(directory))
-        except Exception as exc:  # still report what was measured
-            results.errors.append(f"{type(exc).__name__}: {exc}")
-            log(f"benchmark aborted:\n{traceback.format_exc()}")
-    report = build_report(args, results, started, load_start)
+    with tempfile.TemporaryDirectory(prefix="smq-bench-dist-") as directory, errors_recorded(results.errors):
+        run(args, results, Path(directory))
+    report = build_report(args, results, clock)
     emit_report(report, args.save, args.json, lambda: print_report(report, results, args))
     return 0 if report["all_goals_met"] else 1
 

@@ -43,13 +43,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from harness.paths import DEFINITIONS
 from harness.progress import log
 from harness.report import rate_text
 
-DEFINITIONS_DIR = Path(__file__).resolve().parent / "definitions"
 GOAL_RATIO = 100.0
 GOAL_TWIN_RATIO = 0.5  # JSONata twin exec/s over the JSONPath original's, same run
 REGION = "us-east-1"
@@ -77,7 +76,7 @@ class Workload:
 
     def definition(self) -> dict[str, Any]:
         """Load the definition from bench/definitions."""
-        return json.loads((DEFINITIONS_DIR / self.definition_file).read_text())
+        return json.loads((DEFINITIONS / self.definition_file).read_text())
 
 
 WORKLOADS: tuple[Workload, ...] = (

@@ -51,7 +51,6 @@ import platform
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 import uuid
@@ -59,17 +58,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.lifecycle import Interrupted, RunClock, stop_on_signals, work_directory
+from harness.paths import DEFINITIONS, HANDLERS_FILE, ROOT
 from harness.processes import spawn_tracked, stop_processes, tail
 from harness.progress import log
-from harness.queues import QUEUE_KEYS, queue_length
-from harness.report import console, emit_report, load_average, load_line, source_state
+from harness.queues import queue_length, queued
+from harness.report import console, emit_report, fmt, load_line, simple_table, source_state
 from harness.servers import PrivatePostgres, PrivateRedis, fresh_database
 from harness.workers import CeleryWorkers, worker_command
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-HANDLERS_FILE = BENCH / "bench_handlers.py"
-DEFINITION_FILE = BENCH / "definitions" / "fault_soak.json"
+DEFINITION_FILE = DEFINITIONS / "fault_soak.json"
 MACHINE = "fault-soak"
 PREFIX = "soak-"
 TERMINAL = ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
@@ -94,18 +92,6 @@ FAULTS: dict[str, str] = {
 REDIS_EMPTIED = ("redis-empty", "redis-empty-early")
 
 # ------------------------------------------------------------------ processes
-
-spawn = spawn_tracked  # killed with its session at exit if still running
-
-
-class Interrupted(BaseException):
-    """SIGTERM/SIGHUP: unwind through every `finally`, so the servers and processes are stopped."""
-
-
-def _interrupt(signum: int, _frame: Any) -> None:
-    for other in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(other, signal.SIG_IGN)
-    raise Interrupted(f"interrupted by signal {signum}")
 
 
 def smq_command(*args: str) -> list[str]:
@@ -334,7 +320,7 @@ class Run:
                 for index in range(self.args.executions)
             )
         )
-        self.scheduler = spawn(smq_command("scheduler"), self.env, self.directory / "scheduler.log")
+        self.scheduler = spawn_tracked(smq_command("scheduler"), self.env, self.directory / "scheduler.log")
         self.stack.callback(lambda: stop_processes([self.scheduler], 20.0, "scheduler pid"))
         self.wait_for_epoch()
         self.workers = CeleryWorkers(
@@ -342,7 +328,7 @@ class Run:
             self.env,
             self.directory,
             "faults",
-            spawner=spawn,
+            spawner=spawn_tracked,
             concurrency=self.args.concurrency,
         )
         self.stack.callback(lambda: self.workers.stop(20.0))
@@ -387,7 +373,7 @@ class Run:
     def run_fault(self, inputs: Path) -> None:
         args, row = self.args, self.row
         self.t0 = time.time()
-        starter = spawn(
+        starter = spawn_tracked(
             smq_command("start", MACHINE, "--inputs", str(inputs), "--name-prefix", PREFIX),
             self.env,
             self.directory / "smq-start.log",
@@ -446,7 +432,7 @@ class Run:
             victim.wait()
             self.killed.add(victim.pid)
             name = f"faults-replacement-{os.getpid()}"
-            replacement = spawn(
+            replacement = spawn_tracked(
                 worker_command(name, self.args.concurrency), self.env, self.directory / f"{name}.log"
             )
             self.workers.processes.append(replacement)
@@ -502,10 +488,10 @@ class Run:
             return
         client = self.redis_client()
         try:
-            queued = sum(queue_length(client, queue) for queue in QUEUE_KEYS)
+            queued_now = queued(client)
         finally:
             client.close()
-        if sum(statuses.values()) + queued >= self.args.executions:
+        if sum(statuses.values()) + queued_now >= self.args.executions:
             self.row.healed_after_redis_back_seconds = round(now - self.redis_back, 1)
 
     def processes(self) -> dict[str, subprocess.Popen[bytes]]:
@@ -564,7 +550,7 @@ class Run:
         try:
             while time.monotonic() < deadline:
                 with contextlib.suppress(Exception):
-                    if sum(queue_length(client, queue) for queue in QUEUE_KEYS) == 0:
+                    if queued(client) == 0:
                         break
                 self.note_deaths()
                 time.sleep(0.5)
@@ -667,7 +653,7 @@ def settings_used(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _seconds(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.1f}"
+    return fmt(value, 1)
 
 
 def redis_back_text(row: dict[str, Any]) -> str:
@@ -680,19 +666,16 @@ def redis_back_text(row: dict[str, Any]) -> str:
 
 
 def print_tables(report: dict[str, Any]) -> None:
-    from rich.table import Table
+    from rich import box
 
     out = console(200)
-    table = Table(
-        title=f"self-healing soak: {report['settings']['executions']:,} executions per fault",
-        title_justify="left",
-    )
-    for column, justify in (
-        ("fault", "left"), ("SUCCEEDED", "right"), ("stuck after 2 min", "right"), ("duplicate executions", "right"),
+    table = simple_table(
+        f"self-healing soak: {report['settings']['executions']:,} executions per fault",
+        "fault", ("SUCCEEDED", "right"), ("stuck after 2 min", "right"), ("duplicate executions", "right"),
         ("completed Tasks run twice", "right"), ("dead letters", "right"), ("commands needed", "right"),
-        ("all done (s)", "right"), ("after Redis back (s)", "right"), ("goal", "left"), ("notes", "left"),
-    ):  # fmt: skip
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        ("all done (s)", "right"), ("after Redis back (s)", "right"), "goal", "notes",
+        box=box.HEAVY_HEAD, title_justify="left",
+    )  # fmt: skip
     for row in report["rows"]:
         dead = ", ".join(f"{reason} {n}" for reason, n in row["dead_letters"].items())
         table.add_row(
@@ -760,18 +743,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _interrupt)
-    started = time.perf_counter()
-    load_start = os.getloadavg()
+    stop_on_signals()
+    clock = RunClock()
     rows: list[Row] = []
     errors: list[str] = []
     with contextlib.ExitStack() as outer:
-        if args.log_dir:
-            base = Path(args.log_dir)
-            base.mkdir(parents=True, exist_ok=True)
-        else:
-            base = Path(outer.enter_context(tempfile.TemporaryDirectory(prefix="smq-bench-faults-")))
+        base = work_directory(outer, args.log_dir, "smq-bench-faults-")
         for fault in args.fault_list:
             log(f"{fault}: {FAULTS[fault]} ({args.executions:,} executions; logs in {base / fault})")
             directory = base / fault
@@ -799,8 +776,7 @@ def main(argv: list[str] | None = None) -> int:
         "celery": celery.__version__,
         "cpus": os.cpu_count(),
         "source": source_state(),
-        "load_average": load_average(load_start),
-        "wall_seconds": round(time.perf_counter() - started, 1),
+        **clock.figures(),
         "settings": settings_used(args),
         "rows": [row.as_dict() for row in rows],
         "errors": errors,

@@ -75,8 +75,10 @@ from typing import Any
 from engine import WORKLOADS, Workload  # bench/engine.py: the same definitions, inputs and outputs
 from harness.database import EXECUTION_COLUMNS, commit_latency_ms, copy_executions, writes_per_execution
 from harness.figures import MIB
+from harness.lifecycle import RunClock
+from harness.processes import status_bytes
 from harness.progress import load1, log
-from harness.report import console, emit_report, load_average, load_line, rate_text
+from harness.report import console, emit_report, judged, load_line, rate_text, simple_table
 from harness.servers import DEFAULT_PG_URL, fresh_database
 from sqlalchemy import text
 
@@ -594,18 +596,6 @@ class StreamResult:
         }
 
 
-def rss_bytes() -> int:
-    """Resident set size from /proc/self/status (VmRSS), 0 where there is no /proc."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def sample_points(count: int) -> dict[int, float]:
     """Row number at which to sample -> the fraction it stands for."""
     return {max(1, math.ceil(count * fraction)): fraction for fraction in SAMPLE_FRACTIONS}
@@ -613,7 +603,7 @@ def sample_points(count: int) -> dict[int, float]:
 
 def _sample(stream: StreamPass, fraction: float, elapsed: float) -> MemorySample:
     """RSS always; tracemalloc's current and peak only while it is tracing."""
-    sample = MemorySample(fraction, stream.rows, elapsed, rss_bytes())
+    sample = MemorySample(fraction, stream.rows, elapsed, status_bytes("VmRSS"))
     if stream.traced:
         sample.python_current, sample.python_peak = tracemalloc.get_traced_memory()
     return sample
@@ -669,28 +659,24 @@ def _mb(value: int | None) -> str:
     return "n/a" if value is None else f"{value / MIB:+.2f}" if value < 0 else f"{value / MIB:.2f}"
 
 
-def _verdict(met: bool, text_met: str = "met", text_not: str = "NOT met") -> str:
-    return f"[green]{text_met}[/]" if met else f"[red]{text_not}[/]"
-
-
 def throughput_table(cells: list[Cell]) -> Any:
     """Persisted vs in-memory rates, one row per backend and workload."""
-    from rich import box
-    from rich.table import Table
+    from rich.table import Column
 
     threads = max((cell.threads for cell in cells), default=0)
     mode = os.environ.get("SMQ_CHECKPOINTS") or "boundaries"
-    table = Table(title=f"Persisted vs in-memory, one process, SMQ_CHECKPOINTS={mode}", box=box.SIMPLE_HEAD)
-    table.add_column("backend")
-    table.add_column("workflow")
     columns = (
         "states/exec", "seq exec/s", "seq trans/s", f"{threads} thr exec/s", f"{threads} thr trans/s",
         "in-mem trans/s", "seq/mem", "writes/exec", "commit ms", "seq commit-bound trans/s", "goal trans/s",
     )  # fmt: skip
-    for column in columns:
-        table.add_column(column, justify="right")
-    table.add_column("goal (on the better)", no_wrap=True)
-    table.add_column("load1", justify="right")
+    table = simple_table(
+        f"Persisted vs in-memory, one process, SMQ_CHECKPOINTS={mode}",
+        "backend",
+        "workflow",
+        *((column, "right") for column in columns),
+        Column("goal (on the better)", no_wrap=True),
+        ("load1", "right"),
+    )
     for cell in cells:
         ratio, bound = cell.ratio, cell.commit_bound
         judged_on = "seq" if cell.best[0] == "sequential" else f"{cell.threads} thr"
@@ -708,7 +694,7 @@ def throughput_table(cells: list[Cell]) -> Any:
             f"{cell.commit_ms:.3f}",
             "n/a" if bound is None else rate_text(bound),
             f">={cell.goal:,.0f}",
-            f"{_verdict(cell.goal_met)} ({judged_on})" if cell.ok else "[red]INVALID[/]",
+            f"{judged(cell.goal_met)} ({judged_on})" if cell.ok else "[red]INVALID[/]",
             f"{cell.load1:.2f}",
         )
     return table
@@ -719,25 +705,21 @@ def _stream_verdicts(stream: StreamResult) -> list[str]:
     return [
         _mb(stream.python_growth),
         _mb(stream.rss_growth),
-        _verdict(stream.flat, "flat", "NOT flat"),
-        _verdict(stream.complete, "yes", "NO"),
-        _verdict(stream.ordered, "yes", "NO"),
+        judged(stream.flat, "flat", "NOT flat"),
+        judged(stream.complete, "yes", "NO"),
+        judged(stream.ordered, "yes", "NO"),
     ]
 
 
 def stream_table(streams: list[StreamResult]) -> Any:
     """Load and streaming rates, memory at each sample, and the flat/complete/ordered verdicts."""
-    from rich import box
-    from rich.table import Table
-
-    table = Table(title="Keyset streaming (stream_executions)", box=box.SIMPLE_HEAD)
-    table.add_column("backend")
     columns = (
         "rows", "load rows/s", "stream rows/s", "sample", "at s", "segment rows/s", "RSS MB",
         "py cur MB", "py peak MB", "py growth MB", "RSS growth MB", "memory", "count ok", "order ok",
     )  # fmt: skip
-    for column in columns:
-        table.add_column(column, justify="right")
+    table = simple_table(
+        "Keyset streaming (stream_executions)", "backend", *((column, "right") for column in columns)
+    )
     for stream in streams:
         load_rate = stream.expected / stream.load_seconds if stream.load_seconds else 0.0
         traced = {sample.fraction: sample for sample in stream.traced.samples}
@@ -783,15 +765,14 @@ def print_report(report: dict[str, Any], cells: list[Cell], streams: list[Stream
 
 
 def build_report(
-    args: argparse.Namespace, cells: list[Cell], streams: list[StreamResult], started: float, load_start: Any
+    args: argparse.Namespace, cells: list[Cell], streams: list[StreamResult], clock: RunClock
 ) -> dict[str, Any]:
     """Results plus enough context to compare runs from different machines."""
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
-        "load_average": load_average(load_start),
-        "wall_seconds": round(time.perf_counter() - started, 1),
+        **clock.figures(),
         "settings": {
             "seconds": args.seconds,
             "threads": args.threads,
@@ -870,8 +851,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.environ["SMQ_CHECKPOINTS"] = args.checkpoints  # read by start_execution and writes_per_execution
-    started = time.perf_counter()
-    load_start = os.getloadavg()
+    clock = RunClock()
     workloads = [w for w in WORKLOADS if not args.workflow or w.name in args.workflow]
     cells: list[Cell] = []
     streams: list[StreamResult] = []
@@ -881,7 +861,7 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(run_cell(repo, backend, workload, args.seconds, args.threads))
             if not args.skip_stream and args.stream_rows > 0:
                 streams.append(run_stream(repo, backend, args.stream_rows, args.page_size, args.flat_mb))
-    report = build_report(args, cells, streams, started, load_start)
+    report = build_report(args, cells, streams, clock)
     emit_report(report, args.save, args.json, lambda: print_report(report, cells, streams))
     return 0 if report["all_goals_met"] else 1
 

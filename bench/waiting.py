@@ -73,15 +73,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 import platform
-import signal
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -92,19 +88,19 @@ import harness.progress
 import redis
 from harness.cpu import CpuMeter
 from harness.database import postgres_pids
-from harness.processes import children_of, parent_pids, spawn_tracked, stop_processes, tail
+from harness.figures import Stats, ratio
+from harness.lifecycle import Interrupted, RunClock, errors_recorded, stop_on_signals, work_directory
+from harness.paths import DEFINITIONS, HANDLERS_FILE
+from harness.processes import parent_pids, spawn_tracked, stop_processes, tail
 from harness.progress import log
 from harness.queues import QUEUE, flushed_redis, leftover_messages
-from harness.report import console, emit_report, load_average, load_line, source_state
+from harness.report import console, emit_report, fmt, judged, load_line, simple_table, source_state, verdict
 from harness.servers import DEFAULT_PG_URL, DEFAULT_REDIS_URL, fresh_database, redis_base_url
 from harness.workers import CeleryWorkers
 from sqlalchemy import text
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
-HANDLERS_FILE = BENCH / "bench_handlers.py"
-TIMER_FILE = BENCH / "definitions" / "wait_until.json"
-MESSAGE_FILE = BENCH / "definitions" / "await_message.json"
+TIMER_FILE = DEFINITIONS / "wait_until.json"
+MESSAGE_FILE = DEFINITIONS / "await_message.json"
 TIMER_STATES = ("Sleep", "Woke")  # the Wait state, then the state that follows it
 MESSAGE_STATES = ("Await", "Resumed")
 MESSAGE_KEY = "bench-wait"  # CorrelationKey in await_message.json
@@ -144,61 +140,7 @@ main()
 """
 
 
-class Interrupted(BaseException):
-    """SIGTERM/SIGHUP: unwind through every `finally`, so the subprocesses are stopped."""
-
-
-def _interrupt(signum: int, _frame: Any) -> None:
-    for other in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(other, signal.SIG_IGN)  # let the cleanup finish
-    raise Interrupted(f"interrupted by signal {signum}")
-
-
 # ------------------------------------------------------------------ figures
-
-
-def percentile(ordered: list[float], fraction: float) -> float:
-    """Nearest-rank percentile of an already sorted list (the smallest value >= `fraction` of them)."""
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
-@dataclass
-class Stats:
-    """A latency distribution, in seconds."""
-
-    count: int = 0
-    p50: float | None = None
-    p99: float | None = None
-    max: float | None = None
-    min: float | None = None
-    mean: float | None = None
-
-    @classmethod
-    def of(cls, values: list[float]) -> Stats:
-        if not values:
-            return cls()
-        ordered = sorted(values)
-        return cls(
-            len(ordered),
-            percentile(ordered, 0.50),
-            percentile(ordered, 0.99),
-            ordered[-1],
-            ordered[0],
-            sum(ordered) / len(ordered),
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        def ms(value: float | None) -> float | None:
-            return None if value is None else round(value * 1000, 3)
-
-        return {
-            "count": self.count,
-            "p50_ms": ms(self.p50),
-            "p99_ms": ms(self.p99),
-            "max_ms": ms(self.max),
-            "min_ms": ms(self.min),
-            "mean_ms": ms(self.mean),
-        }
 
 
 @dataclass
@@ -319,18 +261,10 @@ class Results:
     def ratio(self, stats: Stats, which: str) -> float | None:
         if self.bare is None:
             return None
-        base, value = getattr(self.bare.latency, which), getattr(stats, which)
-        return value / base if base and value is not None else None
+        return ratio(getattr(stats, which), getattr(self.bare.latency, which))
 
 
 # ------------------------------------------------------------------ processes
-
-spawn = spawn_tracked  # killed with its session at exit if still running
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 20.0) -> int | None:
-    """SIGTERM (Celery's warm shutdown, the scheduler's clean stop); SIGKILL the session if it lingers."""
-    return stop_processes([process], timeout)[0]
 
 
 def _guard_check() -> None:
@@ -342,25 +276,11 @@ class Workers(CeleryWorkers):
     """K `celery -A smq worker` processes."""
 
     def __init__(self, count: int, env: dict[str, str], log_dir: Path):
-        super().__init__(count, env, log_dir, "wait", spawner=spawn)
+        super().__init__(count, env, log_dir, "wait", spawner=spawn_tracked)
 
     def wait_ready(self, app: Any, timeout: float = 90.0, check: Callable[[], None] | None = None) -> None:
         """Until every worker answers a control ping, watching for other clients on the Redis dbs."""
         super().wait_ready(app, timeout, check or _guard_check)
-
-    def pids(self) -> list[int]:
-        """The workers' main processes and their pool children."""
-        mains = [process.pid for process in self.processes if process.poll() is None]
-        return mains + children_of(set(mains))
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """SIGTERM to every worker at once, then up to `timeout` for each in turn (SIGKILL if it lingers)."""
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            stop_process(process, timeout)
-        self.processes = []
 
 
 class Scheduler:
@@ -380,7 +300,7 @@ class Scheduler:
         env = {**self.env, "SMQ_BENCH_PUBLISH_LOG": str(self.publish_log)}
         self.spawned_at = time.time()
         command = [sys.executable, "-c", SCHEDULER_WRAPPER]
-        self.process = spawn(command, env, self.log_dir / "scheduler.log")
+        self.process = spawn_tracked(command, env, self.log_dir / "scheduler.log")
         return self.spawned_at
 
     def check_alive(self) -> None:
@@ -396,7 +316,7 @@ class Scheduler:
     def stop(self) -> None:
         if self.process is None:
             return
-        code = stop_process(self.process)
+        code = stop_processes([self.process])[0]  # SIGTERM: its clean stop
         self.process = None
         if code not in (0, None):
             log(f"smq scheduler exited with {code} when stopped; see {self.log_dir / 'scheduler.log'}")
@@ -1061,33 +981,16 @@ def warm_up(
 
 
 def _ms(value: float | None) -> str:
-    return "n/a" if value is None else f"{value * 1000:,.1f}"
-
-
-def _x(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.1f}x"
-
-
-def _verdict(ok: bool) -> str:
-    return "[green]verified[/]" if ok else "[red]FAILED verification[/]"
+    return fmt(value, 1, scale=1000)
 
 
 def report_table(results: Results, args: argparse.Namespace, report: dict[str, Any]) -> Any:
-    from rich import box
-    from rich.table import Table
-
-    table = Table(
-        title=(
-            f"Waiting: {args.workers} worker(s) x `-c 1 --pool prefork` + `smq scheduler` "
-            f"(poll {report['settings'].get('scheduler_interval', '?')}s), Redis + PostgreSQL"
-        ),
-        box=box.SIMPLE_HEAD,
-    )
-    for column, justify in (
-        ("part", "left"), ("latency", "left"), ("n", "right"), ("p50 ms", "right"), ("p99 ms", "right"),
-        ("max ms", "right"), ("p50 / bare", "right"), ("p99 / bare", "right"), ("result", "left"),
-    ):  # fmt: skip
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    table = simple_table(
+        f"Waiting: {args.workers} worker(s) x `-c 1 --pool prefork` + `smq scheduler` "
+        f"(poll {report['settings'].get('scheduler_interval', '?')}s), Redis + PostgreSQL",
+        "part", "latency", ("n", "right"), ("p50 ms", "right"), ("p99 ms", "right"), ("max ms", "right"),
+        ("p50 / bare", "right"), ("p99 / bare", "right"), "result",
+    )  # fmt: skip
 
     def row(part: str, label: str, stats: Stats, result: str = "", ratios: bool = True) -> None:
         table.add_row(
@@ -1097,8 +1000,8 @@ def report_table(results: Results, args: argparse.Namespace, report: dict[str, A
             _ms(stats.p50),
             _ms(stats.p99),
             _ms(stats.max),
-            _x(results.ratio(stats, "p50")) if ratios else "",
-            _x(results.ratio(stats, "p99")) if ratios else "",
+            fmt(results.ratio(stats, "p50"), 1, suffix="x") if ratios else "",
+            fmt(results.ratio(stats, "p99"), 1, suffix="x") if ratios else "",
             result,
         )
 
@@ -1108,50 +1011,42 @@ def report_table(results: Results, args: argparse.Namespace, report: dict[str, A
             "1",
             f"bare Celery: send_task → task starts ({bare.sent_rate:,.0f}/s)",
             bare.latency,
-            _verdict(bare.ok),
+            verdict(bare.ok),
             ratios=False,
         )
     if results.timers:
         timers = results.timers
-        goal = f"goal p99 <= {GOAL_ENQUEUE_LAG_SECONDS * 1000:,.0f} ms: " + (
-            "[green]met[/]" if results.goal_met else "[red]NOT met[/]"
-        )
+        goal = f"goal p99 <= {GOAL_ENQUEUE_LAG_SECONDS * 1000:,.0f} ms: " + judged(results.goal_met)
         where = f"{timers.count:,} due over {timers.spread:g}s"
         row("2", f"timer fired (wait resolved) − due; {where}", timers.fired)
         row("2", "timer continuation enqueued − due", timers.enqueued, goal)
         row("2", "timer continuation started (Wait done on a worker) − due", timers.started)
-        row("2", "timer next state entered − due", timers.next_state, _verdict(timers.ok))
+        row("2", "timer next state entered − due", timers.next_state, verdict(timers.ok))
     if results.catchup:
         catchup = results.catchup
         row(
             "3",
             f"catch-up: next state entered − due ({catchup.count:,} overdue by >= {catchup.downtime:g}s)",
             catchup.next_state,
-            _verdict(catchup.ok),
+            verdict(catchup.ok),
             ratios=False,
         )
     if results.messages:
         messages = results.messages
         row("4", f"send_message call (DB + enqueue; {messages.sent_rate:,.0f}/s)", messages.call)
         row("4", "send → continuation started (Message done on a worker)", messages.started)
-        row("4", "send → next state entered", messages.next_state, _verdict(messages.ok))
+        row("4", "send → next state entered", messages.next_state, verdict(messages.ok))
     return table
 
 
 def catchup_table(catchup: Timers) -> Any:
-    from rich import box
-    from rich.table import Table
-
-    table = Table(
-        title=(
-            f"Part 3, catch-up: scheduler down while {catchup.count:,} timers came due over "
-            f"{catchup.spread:g}s, restarted {catchup.downtime:g}s after the last"
-        ),
-        box=box.SIMPLE_HEAD,
+    table = simple_table(
+        f"Part 3, catch-up: scheduler down while {catchup.count:,} timers came due over "
+        f"{catchup.spread:g}s, restarted {catchup.downtime:g}s after the last",
+        "from the scheduler's spawn to",
+        ("seconds", "right"),
+        ("timers/s", "right"),
     )
-    table.add_column("from the scheduler's spawn to", justify="left")
-    table.add_column("seconds", justify="right")
-    table.add_column("timers/s", justify="right")
     labels = (
         ("first_fired", "first timer fired"),
         ("last_fired", "last timer fired"),
@@ -1204,7 +1099,7 @@ def print_report(report: dict[str, Any], results: Results, args: argparse.Namesp
 
 
 def build_report(
-    args: argparse.Namespace, results: Results, started: float, load_start: Any, settings: dict[str, Any]
+    args: argparse.Namespace, results: Results, clock: RunClock, settings: dict[str, Any]
 ) -> dict[str, Any]:
     import celery
 
@@ -1225,8 +1120,7 @@ def build_report(
         "celery": celery.__version__,
         "cpus": os.cpu_count(),
         "source": source_state(),
-        "load_average": load_average(load_start),
-        "wall_seconds": round(time.perf_counter() - started, 1),
+        **clock.figures(),
         "settings": {
             "workers": args.workers,
             "bare": args.bare,
@@ -1419,24 +1313,15 @@ def run_on(
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _interrupt)
-    started = time.perf_counter()
-    load_start = os.getloadavg()
+    stop_on_signals()
+    clock = RunClock()
     results = Results()
     settings: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
-        if args.log_dir:
-            directory = Path(args.log_dir)
-            directory.mkdir(parents=True, exist_ok=True)
-        else:
-            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="smq-bench-wait-")))
-        try:
+        directory = work_directory(stack, args.log_dir, "smq-bench-wait-")
+        with errors_recorded(results.errors, KeyboardInterrupt, Interrupted):
             run(args, results, directory, settings)
-        except (Exception, KeyboardInterrupt, Interrupted) as exc:  # still report what was measured
-            results.errors.append(f"{type(exc).__name__}: {exc}")
-            log(f"benchmark aborted:\n{traceback.format_exc()}")
-    report = build_report(args, results, started, load_start, settings)
+    report = build_report(args, results, clock, settings)
     emit_report(report, args.save, args.json, lambda: print_report(report, results, args))
     return 0 if report["ok"] else 1
 

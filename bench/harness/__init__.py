@@ -6,7 +6,8 @@ and they import this package as ``harness`` (and their scenario modules as ``sce
 
 - ``paths``: where the repository, the definitions and the bench handlers are;
 - ``progress``: progress lines on stderr, polling until a count is reached;
-- ``processes``: subprocesses in their own sessions, stopped by pid; ``/proc`` reads; SIGTERM handling;
+- ``processes``: subprocesses in their own sessions, stopped by pid; ``/proc`` reads;
+- ``lifecycle``: SIGTERM/SIGHUP handling, the log directory, errors kept for the report, the run's clock;
 - ``cpu``: CPU seconds per group of processes and for the whole machine;
 - ``workers``: ``celery -A smq worker`` subprocesses;
 - ``queues``: the benchmarks' Redis dbs and Celery queues;

@@ -34,6 +34,17 @@ def machine_busy_seconds() -> float:
     return (sum(values[:8]) - idle) / CLOCK_TICKS
 
 
+def status_bytes(key: str, pid: int | str = "self") -> int:
+    """A size from /proc/PID/status (VmRSS, VmHWM, ...) in bytes; 0 if the process or the line is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{key}:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def parent_pids() -> dict[int, int]:
     """pid -> parent pid, for every process we can see."""
     found = {}

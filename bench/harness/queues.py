@@ -44,6 +44,11 @@ def queue_length(client: redis.Redis, queue: str = QUEUE) -> int:
     return int(sum(client.llen(key) for key in client.scan_iter(match=f"{queue}*", count=1000)))
 
 
+def queued(client: redis.Redis) -> int:
+    """Messages waiting in every queue the workers consume."""
+    return sum(queue_length(client, queue) for queue in QUEUE_KEYS)
+
+
 def delete_queues(client: redis.Redis) -> None:
     """Every queue the workers consume, with its priority steps."""
     for queue in QUEUE_KEYS:
@@ -59,9 +64,9 @@ def leftover_messages(
     """Anything still queued or delivered-but-unacknowledged in a broker db, as problems (none: empty),
     each counted into its `str.format` template."""
     problems = []
-    queued = sum(queue_length(client, queue) for queue in QUEUE_KEYS)
-    if queued:
-        problems.append(queued_text.format(queued))
+    waiting = queued(client)
+    if waiting:
+        problems.append(queued_text.format(waiting))
     unacked = int(client.hlen("unacked"))
     if unacked:
         problems.append(unacked_text.format(unacked))

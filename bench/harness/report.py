@@ -1,5 +1,6 @@
-"""The common parts of a benchmark's report: rates as text, load averages, which smq was measured, a
-rich console, and the JSON report written (--save), printed (--json) or shown as tables."""
+"""The common parts of a benchmark's report: figures as text, verdicts, rich tables in one style, load
+averages, which smq was measured, and the JSON report written (--save), printed (--json) or shown as
+tables."""
 
 from __future__ import annotations
 
@@ -17,6 +18,43 @@ def rate_text(rate: float | None) -> str:
     if rate is None:
         return "n/a"
     return f"{rate:,.0f}" if rate >= 100 else f"{rate:,.2f}"
+
+
+def fmt(value: float | None, digits: int = 0, *, scale: float = 1.0, suffix: str = "") -> str:
+    """A figure for a table: `value` times `scale`, thousands grouped, `digits` decimals, then `suffix`;
+    "n/a" for none."""
+    return "n/a" if value is None else f"{value * scale:,.{digits}f}{suffix}"
+
+
+def judged(met: bool, yes: str = "met", no: str = "NOT met") -> str:
+    """A goal's verdict, green or red."""
+    return f"[green]{yes}[/]" if met else f"[red]{no}[/]"
+
+
+def verdict(ok: bool, met: bool | None = None) -> str:
+    """A result column: FAILED verification; else verified, or, where a goal is judged, met / NOT met."""
+    if not ok:
+        return "[red]FAILED verification[/]"
+    if met is None:
+        return "[green]verified[/]"
+    return judged(met)
+
+
+def simple_table(title: str, *columns: Any, **options: Any) -> Any:
+    """A rich Table in the benchmarks' style (a rule under the header, unless `options` say otherwise).
+    Each column is a name (left-justified), a (name, justify) pair, or a rich Column."""
+    from rich import box
+    from rich.table import Column, Table
+
+    options.setdefault("box", box.SIMPLE_HEAD)
+    headers = []
+    for column in columns:
+        if isinstance(column, str):
+            column = Column(column)
+        elif isinstance(column, tuple):
+            column = Column(column[0], justify=column[1])
+        headers.append(column)
+    return Table(*headers, title=title, **options)
 
 
 def load_average(load_start: Sequence[float]) -> dict[str, list[float]]:

@@ -85,6 +85,11 @@ class CeleryWorkers:
         """The pool children (what runs the tasks), from /proc."""
         return children_of(set(self.main_pids()))
 
+    def pids(self) -> list[int]:
+        """The workers' main processes still running, and their pool children."""
+        mains = [process.pid for process in self.processes if process.poll() is None]
+        return mains + children_of(set(mains))
+
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM (warm shutdown) to each worker; SIGKILL its session if it lingers past `timeout`."""
         stop_processes(self.processes, timeout, "worker pid")
