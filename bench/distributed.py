@@ -99,9 +99,9 @@ import tempfile
 from pathlib import Path
 
 from harness.lifecycle import RunClock, errors_recorded
+from harness.options import add_database_option, add_output_options, add_redis_option
 from harness.progress import log
 from harness.report import emit_report
-from harness.servers import DEFAULT_PG_URL, DEFAULT_REDIS_URL
 from scenarios.distributed.report import build_report, print_report
 from scenarios.distributed.results import Results
 from scenarios.distributed.suite import run
@@ -147,14 +147,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="small sizes: 500 tasks, 2 pairs, 2,000 sources, 1k/20k memory"
     )
-    parser.add_argument(
-        "--pg-url", default=DEFAULT_PG_URL, help=f"an existing database to connect to ({DEFAULT_PG_URL})"
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=None,
-        help=f"a Redis server, no db, whose dbs the bench flushes (e.g. {DEFAULT_REDIS_URL}); default: one of its own",
-    )
+    add_database_option(parser)
+    add_redis_option(parser)
     parser.add_argument(
         "--redis-db", type=int, default=13, help="the workers' Redis db, flushed (default 13)"
     )
@@ -166,8 +160,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="PATH",
         help="profile the pool children with this py-spy during part 2's first round (perturbs that round)",
     )
-    parser.add_argument("--json", action="store_true", help="print results as JSON instead of the table")
-    parser.add_argument("--save", metavar="PATH", help="also write the JSON results to PATH")
+    add_output_options(parser)
     args = parser.parse_args(argv)
     args.tasks = args.tasks or (500 if args.quick else 5_000)
     args.pairs = args.pairs or (2 if args.quick else 5)

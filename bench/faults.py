@@ -49,6 +49,7 @@ import sys
 import traceback
 
 from harness.lifecycle import Interrupted, RunClock, stop_on_signals, work_directory
+from harness.options import add_output_options
 from harness.progress import log
 from harness.report import emit_report, source_state
 from scenarios.faults.catalogue import FAULTS
@@ -77,8 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=120.0,
         help="stuck = not final after this long without progress (120 s)",
     )
-    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
-    parser.add_argument("--save", metavar="PATH", help="also write the JSON results to PATH")
+    add_output_options(parser, "print the results as JSON instead of the table")
     parser.add_argument(
         "--log-dir", metavar="DIR", help="keep every fault's logs here (default: a temporary dir)"
     )

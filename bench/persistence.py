@@ -58,8 +58,8 @@ import sys
 
 from engine import WORKLOADS
 from harness.lifecycle import RunClock
+from harness.options import add_database_option, add_output_options
 from harness.report import emit_report
-from harness.servers import DEFAULT_PG_URL
 from scenarios.persistence.backends import BACKENDS, open_backend
 from scenarios.persistence.report import build_report, print_report
 from scenarios.persistence.streaming import StreamResult, run_stream
@@ -106,11 +106,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="SMQ_CHECKPOINTS for the persisted runs: boundaries (smq's default: side-effect-free steps "
         "share the next write) or every-state (one write per step)",
     )
-    parser.add_argument(
-        "--pg-url", default=DEFAULT_PG_URL, help=f"an existing database to connect to ({DEFAULT_PG_URL})"
-    )
-    parser.add_argument("--json", action="store_true", help="print results as JSON instead of tables")
-    parser.add_argument("--save", metavar="PATH", help="also write the JSON results to PATH")
+    add_database_option(parser)
+    add_output_options(parser, "print results as JSON instead of tables")
     args = parser.parse_args(argv)
     if args.threads < 0:
         parser.error("--threads must be 0 or more")

@@ -76,8 +76,8 @@ import sys
 from typing import Any
 
 from harness.lifecycle import Interrupted, RunClock, errors_recorded, stop_on_signals, work_directory
+from harness.options import add_database_option, add_output_options, add_redis_option
 from harness.report import emit_report
-from harness.servers import DEFAULT_PG_URL, DEFAULT_REDIS_URL
 from scenarios.waiting.report import build_report, print_report
 from scenarios.waiting.results import Results
 from scenarios.waiting.suite import run
@@ -108,14 +108,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=None, help="message executions (default 500)")
     parser.add_argument("--message-rate", type=float, default=50.0, help="messages sent per second (50)")
     parser.add_argument("--warm-timers", type=int, default=None, help="warm-up timers (default 200)")
-    parser.add_argument(
-        "--pg-url", default=DEFAULT_PG_URL, help=f"an existing database to connect to ({DEFAULT_PG_URL})"
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=None,
-        help=f"a Redis server, no db, whose dbs the bench flushes (e.g. {DEFAULT_REDIS_URL}); default: one of its own",
-    )
+    add_database_option(parser)
+    add_redis_option(parser)
     parser.add_argument("--redis-db", type=int, default=9, help="the workers' Redis db, flushed (default 9)")
     parser.add_argument(
         "--record-db", type=int, default=10, help="db for the bare tasks' samples, flushed (default 10)"
@@ -125,8 +119,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="do not check that no other client uses the Redis dbs (at the start and while running)",
     )
-    parser.add_argument("--json", action="store_true", help="print results as JSON instead of the table")
-    parser.add_argument("--save", metavar="PATH", help="also write the JSON results to PATH")
+    add_output_options(parser)
     parser.add_argument(
         "--log-dir",
         metavar="DIR",
