@@ -11,12 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
 from harness.figures import Stats
 from harness.queues import QUEUE
 
 from scenarios.waiting.checks import queue_leftovers
-from scenarios.waiting.rig import LATENCY_TASK, wait_for
+from scenarios.waiting.rig import LATENCY_TASK, Rig, wait_for
 
 
 @dataclass
@@ -51,21 +50,19 @@ def send_paced(count: int, rate: float, send: Callable[[int], None]) -> float:
     return (count - 1) / elapsed if count > 1 and elapsed > 0 else 0.0
 
 
-def run_bare(
-    app: Any, records: redis.Redis, broker: redis.Redis, count: int, rate: float, alive: Any
-) -> Bare:
+def run_bare(rig: Rig, count: int, rate: float) -> Bare:
     result = Bare(count, rate)
     key = "bare:latency"
 
     def send(_index: int) -> None:
-        app.send_task(LATENCY_TASK, args=(key, time.time()), queue=QUEUE)
+        rig.app.send_task(LATENCY_TASK, args=(key, time.time()), queue=QUEUE)
 
     result.sent_rate = send_paced(count, rate, send)
-    wait_for(lambda: int(records.llen(key)), count, "bare", alive, poll=0.1)
+    wait_for(lambda: int(rig.records.llen(key)), count, "bare", rig.alive, poll=0.1)
     time.sleep(0.5)
-    samples = [tuple(map(float, raw.split())) for raw in records.lrange(key, 0, -1)]
+    samples = [tuple(map(float, raw.split())) for raw in rig.records.lrange(key, 0, -1)]
     result.latency = Stats.of([started - sent for sent, started in samples])
     problems = [] if len(samples) == count else [f"{len(samples)} samples, expected {count}"]
-    problems += queue_leftovers(broker)
+    problems += queue_leftovers(rig.broker)
     result.ok, result.detail = not problems, "; ".join(problems)
     return result

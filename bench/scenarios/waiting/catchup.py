@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Any
 
-import redis
 from harness.progress import log
 
 from scenarios.waiting.checks import finish_checks
 from scenarios.waiting.rig import (
     CATCHUP_MACHINE,
-    Scheduler,
-    Workers,
-    all_alive,
+    Rig,
     finished_count,
     park,
     wait_for,
@@ -33,17 +29,9 @@ from scenarios.waiting.timers import (
 )
 
 
-def run_catchup(
-    args: argparse.Namespace,
-    repo: Any,
-    client: Any,
-    broker: redis.Redis,
-    workers: Workers,
-    scheduler: Scheduler,
-    park_rate: float,
-    park_after: float,
-) -> Timers:
+def run_catchup(args: argparse.Namespace, rig: Rig, park_rate: float, park_after: float) -> Timers:
     result = Timers(CATCHUP_MACHINE, args.catchup, args.catchup_spread, downtime=args.downtime)
+    repo, scheduler = rig.repo, rig.scheduler
     log("catch-up: stopping the scheduler")
     scheduler.stop()
     stopped = time.time()
@@ -51,23 +39,22 @@ def run_catchup(
     first_due = time.time() + result.lead
     inputs = timer_inputs("c", args.catchup, first_due, args.catchup_spread)
     log(f"catch-up: parking {args.catchup:,} executions while the scheduler is down")
-    result.create_seconds = park(
-        client, repo, CATCHUP_MACHINE, inputs, workers.check_alive, "catch-up parked"
+    result.create_seconds = park(  # only the workers: the scheduler is down
+        rig.client, repo, CATCHUP_MACHINE, inputs, rig.workers.check_alive, "catch-up parked"
     )
     result.slack = first_due - time.time()
     restart = first_due + args.catchup_spread + args.downtime
     log(f"  parked; restarting the scheduler in {restart - time.time():.0f}s")
     time.sleep(max(0.0, restart - time.time()))
     spawned = scheduler.start()
-    alive = all_alive(workers, scheduler)
-    meter = timers_meter(scheduler, workers, repo)
+    meter = timers_meter(rig)
     meter.start()
     wait_for(
-        lambda: finished_count(repo, CATCHUP_MACHINE), args.catchup, "catch-up finished", alive, poll=0.5
+        lambda: finished_count(repo, CATCHUP_MACHINE), args.catchup, "catch-up finished", rig.alive, poll=0.5
     )
     result.cpu = meter.stop().percent_of_one_cpu()
     time.sleep(0.5)
     extremes = verify_timers(repo, result, scheduler.published(), first_due, (stopped, spawned))
     result.from_spawn = {key: value - spawned for key, value in extremes.items()}
-    finish_checks(result, repo, broker)
+    finish_checks(result, repo, rig.broker)
     return result

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
 from harness.figures import Stats
 from sqlalchemy import text
 
@@ -22,9 +21,7 @@ from scenarios.waiting.rig import (
     MESSAGE_KEY,
     MESSAGE_MACHINE,
     MESSAGE_STATES,
-    Scheduler,
-    Workers,
-    all_alive,
+    Rig,
     epoch,
     finished_count,
     park,
@@ -80,12 +77,7 @@ def message_value(prefix: str, index: int) -> str:
 
 def run_messages(
     args: argparse.Namespace,
-    repo: Any,
-    client: Any,
-    operations: Any,
-    broker: redis.Redis,
-    workers: Workers,
-    scheduler: Scheduler,
+    rig: Rig,
     machine: str = MESSAGE_MACHINE,
     count: int | None = None,
     rate: float | None = None,
@@ -94,22 +86,22 @@ def run_messages(
     rate = args.message_rate if rate is None else rate
     result = Messages(count, rate)
     prefix = "m" if machine == MESSAGE_MACHINE else "warm"
-    alive = all_alive(workers, scheduler)
+    repo = rig.repo
     inputs = [(f"{prefix}-{i:06d}", {"id": message_value(prefix, i)}) for i in range(count)]
-    result.create_seconds = park(client, repo, machine, inputs, alive, f"{machine} parked")
+    result.create_seconds = park(rig.client, repo, machine, inputs, rig.alive, f"{machine} parked")
     sends: dict[str, tuple[float, float, list[str]]] = {}  # value -> (before, after, resumed ids)
 
     def send(index: int) -> None:
         value = message_value(prefix, index)
         before = time.time()
-        resumed = operations.send_message(MESSAGE_KEY, value, {"i": index})
+        resumed = rig.operations.send_message(MESSAGE_KEY, value, {"i": index})
         after = time.time()
         sends[value] = (before, after, [w.execution_id for w in resumed.executions])
         if resumed.continued.enqueued != len(resumed.executions) or resumed.continued.failed:
             raise RuntimeError(f"send_message({value!r}): continuations {resumed.continued.to_dict()}")
 
     result.sent_rate = send_paced(count, rate, send)
-    wait_for(lambda: finished_count(repo, machine), count, f"{machine} finished", alive, poll=0.25)
+    wait_for(lambda: finished_count(repo, machine), count, f"{machine} finished", rig.alive, poll=0.25)
     time.sleep(0.5)
     problems = Problems()
     with repo.reader.connect() as connection:
@@ -149,5 +141,5 @@ def run_messages(
                 lags.append(moment - before)
     result.call, result.started, result.next_state = Stats.of(calls), Stats.of(started), Stats.of(next_state)
     result.ok, result.detail = not problems.counts, problems.text()
-    finish_checks(result, repo, broker)
+    finish_checks(result, repo, rig.broker)
     return result

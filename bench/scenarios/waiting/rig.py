@@ -8,11 +8,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import harness.progress
+import redis
 from harness.paths import DEFINITIONS
 from harness.processes import spawn_tracked, stop_processes, tail
 from harness.progress import log
@@ -168,14 +170,26 @@ def epoch(value: Any) -> float | None:
     return float(value.timestamp())
 
 
-def all_alive(workers: Workers, scheduler: Scheduler) -> Callable[[], None]:
-    """A check that raises if a worker or the scheduler has exited."""
+@dataclass(frozen=True)
+class Rig:
+    """What every part runs on, the same for the whole run: smq's Celery app (publishing to the
+    workers' db), the bench database's repository, the queue client and the operations that send
+    messages, the workers' broker db and the db the bare tasks record their samples in, the workers
+    and the scheduler."""
 
-    def alive() -> None:
-        workers.check_alive()
-        scheduler.check_alive()
+    app: Any
+    repo: Any
+    client: Any
+    operations: Any
+    broker: redis.Redis
+    records: redis.Redis
+    workers: Workers
+    scheduler: Scheduler
 
-    return alive
+    def alive(self) -> None:
+        """Raise if a worker or the scheduler has exited."""
+        self.workers.check_alive()
+        self.scheduler.check_alive()
 
 
 def park(

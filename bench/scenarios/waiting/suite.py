@@ -30,9 +30,9 @@ from scenarios.waiting.rig import (
     TIMER_MACHINE,
     WARM_MESSAGE_MACHINE,
     WARM_TIMER_MACHINE,
+    Rig,
     Scheduler,
     Workers,
-    all_alive,
 )
 from scenarios.waiting.timers import run_timers
 from scenarios.waiting.warm_up import warm_up
@@ -92,28 +92,22 @@ def run_on(
         scheduler.start()
         workers.wait_ready(app)
         log("workers ready; warming up")
-        results.warm_rate = warm_up(
-            app, repo, client, operations, records, broker, workers, scheduler, args, settings.park_after
-        )
-        alive = all_alive(workers, scheduler)
+        rig = Rig(app, repo, client, operations, broker, records, workers, scheduler)
+        results.warm_rate = warm_up(rig, args, settings.park_after)
         log(f"part 1: bare Celery, {args.bare:,} tasks at {args.bare_rate:g}/s")
-        results.bare = run_bare(app, records, broker, args.bare, args.bare_rate, alive)
+        results.bare = run_bare(rig, args.bare, args.bare_rate)
         log(f"  p50 {_ms(results.bare.latency.p50)} ms, p99 {_ms(results.bare.latency.p99)} ms")
         log(f"part 2: {args.timers:,} timers due over {args.spread:g}s")
-        results.timers = run_timers(
-            args, repo, client, broker, workers, scheduler, results.warm_rate, settings.park_after
-        )
+        results.timers = run_timers(args, rig, results.warm_rate, settings.park_after)
         log(
             f"  enqueued − due p99 {_ms(results.timers.enqueued.p99)} ms, next state − due p99 "
             f"{_ms(results.timers.next_state.p99)} ms"
         )
         log(f"part 3: catch-up, {args.catchup:,} timers")
-        results.catchup = run_catchup(
-            args, repo, client, broker, workers, scheduler, results.warm_rate, settings.park_after
-        )
+        results.catchup = run_catchup(args, rig, results.warm_rate, settings.park_after)
         log(
             f"  drained {results.catchup.from_spawn.get('last_finished', float('nan')):.1f}s after the restart"
         )
         log(f"part 4: {args.messages:,} messages at {args.message_rate:g}/s")
-        results.messages = run_messages(args, repo, client, operations, broker, workers, scheduler)
+        results.messages = run_messages(args, rig)
         log(f"  send → next state p99 {_ms(results.messages.next_state.p99)} ms")

@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
 from harness.cpu import CpuMeter
 from harness.database import postgres_pids
 from harness.figures import Stats
@@ -24,9 +23,7 @@ from scenarios.waiting.checks import HISTORY_ROWS, Problems, check_resumed_once,
 from scenarios.waiting.rig import (
     TIMER_MACHINE,
     TIMER_STATES,
-    Scheduler,
-    Workers,
-    all_alive,
+    Rig,
     epoch,
     finished_count,
     park,
@@ -194,19 +191,10 @@ def verify_timers(
     return summary
 
 
-def run_timers(
-    args: argparse.Namespace,
-    repo: Any,
-    client: Any,
-    broker: redis.Redis,
-    workers: Workers,
-    scheduler: Scheduler,
-    park_rate: float,
-    park_after: float,
-) -> Timers:
+def run_timers(args: argparse.Namespace, rig: Rig, park_rate: float, park_after: float) -> Timers:
     result = Timers(TIMER_MACHINE, args.timers, args.spread)
     result.lead = args.timer_lead or (args.timers / park_rate * LEAD_FACTOR + park_after + LEAD_MARGIN)
-    alive = all_alive(workers, scheduler)
+    repo = rig.repo
 
     begin = time.time()
     first_due = begin + result.lead
@@ -215,7 +203,7 @@ def run_timers(
         f"timers: parking {args.timers:,} executions, due over {args.spread:g}s from "
         f"{timestamp(first_due)} (lead {result.lead:.0f}s)"
     )
-    result.create_seconds = park(client, repo, TIMER_MACHINE, inputs, alive, "timers parked")
+    result.create_seconds = park(rig.client, repo, TIMER_MACHINE, inputs, rig.alive, "timers parked")
     parked_at = time.time()
     result.slack = first_due - parked_at
     log(
@@ -224,25 +212,29 @@ def run_timers(
     )
     if parked_at < first_due - 1:
         time.sleep(first_due - parked_at - 1)
-    meter = timers_meter(scheduler, workers, repo)
+    meter = timers_meter(rig)
     meter.start()
     wait_for(
         lambda: finished_count(repo, TIMER_MACHINE),
         args.timers,
         "timers finished",
-        alive,
+        rig.alive,
         poll=1.0,
         quiet_until=first_due + args.spread,
     )
     result.cpu = meter.stop().percent_of_one_cpu()
     time.sleep(0.5)
-    verify_timers(repo, result, scheduler.published(), first_due)
-    finish_checks(result, repo, broker)
+    verify_timers(repo, result, rig.scheduler.published(), first_due)
+    finish_checks(result, repo, rig.broker)
     return result
 
 
-def timers_meter(scheduler: Scheduler, workers: Workers, repo: Any) -> CpuMeter:
+def timers_meter(rig: Rig) -> CpuMeter:
     """CPU of the scheduler, the workers (main + pool) and the PostgreSQL backends while timers fire."""
     return CpuMeter(
-        {"scheduler": scheduler.pids, "workers (main + pool)": workers.pids, "postgres": postgres_pids(repo)}
+        {
+            "scheduler": rig.scheduler.pids,
+            "workers (main + pool)": rig.workers.pids,
+            "postgres": postgres_pids(rig.repo),
+        }
     )
