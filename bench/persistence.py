@@ -56,10 +56,10 @@ import argparse
 import os
 import sys
 
-from engine import WORKLOADS
 from harness.lifecycle import RunClock
 from harness.options import add_database_option, add_output_options
 from harness.report import emit_report
+from scenarios.engine.workloads import WORKLOADS
 from scenarios.persistence.backends import BACKENDS, open_backend
 from scenarios.persistence.report import build_report, print_report
 from scenarios.persistence.streaming import StreamResult, run_stream

@@ -20,12 +20,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from engine import WORKLOADS
 from harness.database import EXECUTION_COLUMNS, copy_executions
 from harness.figures import MIB
 from harness.processes import status_bytes
 from harness.progress import load1, log
 
+from scenarios.engine.workloads import WORKLOADS
 from smq import ExecutionFilter, Repository
 
 STREAM_MACHINE_ID = "stream-bench"

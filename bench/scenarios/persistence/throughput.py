@@ -17,11 +17,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import Workload
 from harness.database import commit_latency_ms, writes_per_execution
 from harness.progress import load1, log
 from sqlalchemy import text
 
+from scenarios.engine.workloads import Workload
 from smq import ExecutionRecord, Repository, StartRequest, StateMachine
 from smq import start_execution as run_start
 
