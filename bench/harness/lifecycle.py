@@ -49,9 +49,10 @@ def work_directory(stack: contextlib.ExitStack, keep: str | None, prefix: str) -
 def errors_recorded(errors: list[str], *also: type[BaseException]) -> Iterator[None]:
     """An exception (or one of `also`, e.g. Interrupted) ends the run but not the report: it is added
     to `errors` and its traceback logged, and what was measured before it is still reported."""
+    caught: tuple[type[BaseException], ...] = (Exception, *also)
     try:
         yield
-    except (Exception, *also) as exc:
+    except caught as exc:
         errors.append(f"{type(exc).__name__}: {exc}")
         log(f"benchmark aborted:\n{traceback.format_exc()}")
 

@@ -119,7 +119,9 @@ def run_messages(
             messages.setdefault(json.loads(value), []).append(resumed)
     if len(rows) != count:
         problems.add("executions found", f"{len(rows)}, expected {count}")
-    calls, started, next_state = [], [], []
+    calls: list[float] = []
+    started: list[float] = []
+    next_state: list[float] = []
     for row in rows:
         value = row.input.get("id")
         before, after, resumed_ids = sends.get(value, (None, None, []))
@@ -133,7 +135,7 @@ def run_messages(
         index = int(value.rsplit("-", 1)[1])
         if not isinstance(row.output, dict) or row.output.get("message") != {"i": index}:
             problems.add("message data not in the output", f"{row.name}: {row.output}")
-        if before is None:
+        if before is None or after is None:
             continue
         calls.append(after - before)
         for moment, lags in ((epoch(row.wait_exit), started), (epoch(row.next_enter), next_state)):

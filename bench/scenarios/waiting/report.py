@@ -128,9 +128,9 @@ def print_report(report: dict[str, Any], results: Results, args: argparse.Namesp
         f"{load_line(report)}; verified: {report['verified']}; "
         f"goal (timer enqueue lag p99 <= {GOAL_ENQUEUE_LAG_SECONDS:g}s) met: {report['goal_met']}"
     )
-    for part in (results.bare, results.timers, results.catchup, results.messages):
-        if part is not None and part.detail:
-            out.print(f"[red]{type(part).__name__.lower()}: {part.detail}[/]")
+    for measured in (results.bare, results.timers, results.catchup, results.messages):
+        if measured is not None and measured.detail:
+            out.print(f"[red]{type(measured).__name__.lower()}: {measured.detail}[/]")
     for error in results.errors:
         out.print(f"[red]error: {error}[/]")
 

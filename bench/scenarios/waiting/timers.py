@@ -128,7 +128,11 @@ def verify_timers(
         )
     if len(rows) != result.count:
         problems.add("executions found", f"{len(rows)}, expected {result.count}")
-    fired, enqueued, started, next_state, finished = [], [], [], [], []
+    fired: list[float] = []
+    enqueued: list[float] = []
+    started: list[float] = []
+    next_state: list[float] = []
+    finished: list[float] = []
     extremes: dict[str, list[float]] = {key: [] for key in ("fired", "enqueued", "started", "finished")}
     publishes = 0
     for row in rows:
