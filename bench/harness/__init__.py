@@ -14,7 +14,8 @@ and they import this package as ``harness`` (and their scenario modules as ``sce
 - ``servers``: a fresh PostgreSQL database, a private redis-server or PostgreSQL cluster;
 - ``database``: bulk loads and commit latency on smq's tables;
 - ``figures``: units, ratios, medians and percentiles;
-- ``report``: figures as text, verdicts, rich tables, the JSON report and ``--save``.
+- ``report``: figures as text, verdicts, rich tables, the JSON report and ``--save``;
+- ``options``: the command-line options the entry scripts share (--pg-url, --redis-url, --json, --save).
 
 Only the standard library is imported at module level: ``bench/engine.py`` uses this package too and
 must start without smq, SQLAlchemy or Redis installed. Everything else is imported where it is used.
