@@ -27,6 +27,7 @@ from smq.execution.transformers import UnknownTransformer
 from smq.loading import HandlerImportError
 from smq.repository.database import SchemaOutdated
 from smq.repository.filters import FilterError
+from smq.repository.paging import InvalidPageToken
 from smq.repository.repository import CheckpointConflict, InvalidId, NotFound, StaleDefinition
 from smq.repository.waits import TokenNotWaiting, UnknownToken
 from smq.settings import SettingsError
@@ -40,6 +41,7 @@ __all__ = [
     "HandlerImportError",
     "InfrastructureError",
     "InvalidId",
+    "InvalidPageToken",
     "InvalidPayload",
     "InvalidTaskPayload",
     "NotAllowed",

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, exists, func, not_, select, tuple_
 
 from smq.repository.filters import ExecutionFilter
+from smq.repository.paging import ExecutionPage, PagePosition, decode_token, encode_token
 from smq.repository.records import (
     DefinitionRecord,
     ExecutionKey,
@@ -155,6 +156,37 @@ class Reads:
             query = query.limit(flt.limit)
         with self.reader.connect() as connection:
             return [execution_record(row) for row in connection.execute(query)]
+
+    def page_executions(
+        self,
+        flt: ExecutionFilter | None = None,
+        *,
+        limit: int = 50,
+        page_token: str | None = None,
+        oldest_first: bool = False,
+    ) -> ExecutionPage:
+        """One page of matching executions, newest first unless `oldest_first`; pass the page's
+        `next_token` back for the next page. Keyset, so any page of a million rows costs the same."""
+        if limit < 1:
+            raise ValueError(f"limit: must be >= 1, got {limit}")
+        flt = flt or ExecutionFilter()
+        c = EXECUTIONS.c
+        query = select(EXECUTIONS).where(and_(True, *self._where(flt)))
+        if page_token is not None:
+            after = decode_token(page_token, oldest_first=oldest_first)
+            key, last = tuple_(c.start_time, c.id), tuple_(after.start_time, after.execution_id)
+            query = query.where(key > last if oldest_first else key < last)
+        order = (c.start_time, c.id) if oldest_first else (c.start_time.desc(), c.id.desc())
+        with self.reader.connect() as connection:
+            rows = connection.execute(query.order_by(*order).limit(limit + 1)).all()
+        records = [execution_record(row) for row in rows[:limit]]
+        next_token = None
+        if len(rows) > limit:
+            last_record = records[-1]
+            next_token = encode_token(
+                PagePosition(last_record.start_time, last_record.execution_id, oldest_first)
+            )
+        return ExecutionPage(records, next_token)
 
     def count_executions(self, flt: ExecutionFilter | None = None) -> int:
         flt = flt or ExecutionFilter()
