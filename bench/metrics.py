@@ -36,11 +36,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
+from harness.options import add_output_options
+from harness.progress import log
+from harness.report import emit_report
 
-from smq.observability.exposition import use_multiprocess_dir  # noqa: E402
-from smq.settings import Settings  # noqa: E402
+from smq.observability.exposition import use_multiprocess_dir
+from smq.settings import Settings
+
+ROOT = Path(__file__).resolve().parent
 
 GOAL = 0.90
 
@@ -52,7 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--hook-calls", type=int, default=20_000, help="timed hook sequences (default 20,000)"
     )
-    parser.add_argument("--json", action="store_true", help="print results as JSON instead of the table")
+    add_output_options(parser)
     args = parser.parse_args(argv)
     if args.executions < 1 or args.pairs < 1 or args.hook_calls < 1:
         parser.error("--executions, --pairs and --hook-calls must be >= 1")
@@ -65,10 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         # As a worker does before its pool forks: prometheus-client's multiprocess mode, files here.
         use_multiprocess_dir(Settings(metrics_dir=str(Path(directory) / "metrics")))
         results = measure(args, Path(directory))
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        report(results)
+    emit_report(results, args.save, args.json, lambda: report(results))
     return 0 if results["goal_met"] and not results["errors"] else 1
 
 
@@ -113,7 +113,7 @@ def measure(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
         (off, off_wall), (on, on_wall) = rates["off"], rates["on"]
         pairs.append({"pair": number, "off": round(off, 1), "on": round(on, 1), "ratio": round(on / off, 4),
                       "off_wall": round(off_wall, 1), "on_wall": round(on_wall, 1)})  # fmt: skip
-        print(f"pair {number}: off {off:.0f}/s, on {on:.0f}/s (per CPU second)", file=sys.stderr)
+        log(f"pair {number}: off {off:.0f}/s, on {on:.0f}/s (per CPU second)")
 
     counted = args.executions * args.pairs
     checks = {

@@ -15,11 +15,17 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from smq.engine.handlers import HandlerRegistry, TaskContext, TaskError
+from smq import (
+    HandlerRegistry,
+    Repository,
+    StartRequest,
+    TaskContext,
+    TaskError,
+    resume_execution,
+    start_execution,
+)
 from smq.execution.control import redrive_execution
-from smq.execution.runner import StartRequest, resume_execution, start_execution
 from smq.observability.tracing import TracingObserver, parse_traceparent, traceparent
-from smq.repository.repository import Repository
 from smq.repository.traces import read_trace_context
 from smq.repository.waits import WaitStore
 

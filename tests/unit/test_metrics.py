@@ -11,14 +11,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from smq.engine.cursor import HistoryEntry, Step
+from smq import ExecutionRecord, HistoryEntry, Settings, SettingsError, Step
 from smq.execution.observer import NOOP, Observer, Observers, combine
 from smq.execution.recovery import Recovered
 from smq.observability.exposition import process_metrics, serve
 from smq.observability.metrics import MAX_ERROR_NAMES, OTHER, BoundedNames, Metrics, wait_kind
-from smq.repository.records import ExecutionRecord
 from smq.repository.waits import Woken
-from smq.settings import Settings, SettingsError
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 

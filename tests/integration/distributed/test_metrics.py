@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from smq.repository.repository import Repository
+from smq import Repository
 from tests.integration.distributed.harness import (
     SMQ,
     Db,
@@ -248,9 +248,8 @@ def test_a_leader_counts_its_sources_by_outcome_chunk_by_chunk(
 ) -> None:
     from prometheus_client import CollectorRegistry
 
-    from smq.distributed.client import QueueClient
+    from smq import QueueClient, StartRequest, start_execution
     from smq.distributed.leader import fan_out
-    from smq.execution.runner import StartRequest, start_execution
     from smq.observability.metrics import LeaderProgress, Metrics
     from smq.repository.filters import parse_filter
 

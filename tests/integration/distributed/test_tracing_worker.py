@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from smq.repository.repository import Repository
+from smq import Repository
 from tests.integration.distributed.harness import Db, Worker, run_smq, smq_env, wait_until
 
 MACHINE = {
