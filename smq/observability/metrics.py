@@ -10,8 +10,9 @@ Labels stay bounded: state machine ids, state types, statuses, queues, reasons a
 an execution id or name. Error names are user-defined (`TaskError("Payment.Declined")`), so a process
 keeps at most `MAX_ERROR_NAMES` of them besides AWS's `States.*` and counts any other as `other`.
 
-The metric objects are made once per process and registry (`metrics_for`): in a worker, before the
-pool forks, with prometheus-client's multiprocess mode on (see smq.observability.exposition).
+The metric objects are made once per process and registry (`metrics_for`), on first use: in a worker
+each pool process makes its own, writing to its own files of the multiprocess directory the worker set
+up before the pool forked (smq.observability.exposition), and the worker's main process serves the sum.
 """
 
 from __future__ import annotations
