@@ -22,6 +22,7 @@ from typing import Any
 import redis
 
 from smq.distributed.intake import RAW_LIMIT, raw_text
+from smq.distributed.task_names import TASK_NAME
 from smq.repository.repository import Repository
 from tests.integration.distributed.harness import (
     QUEUES,
@@ -35,7 +36,7 @@ from tests.integration.distributed.harness import (
     wait_until,
 )
 
-TASK = "smq.execute_state_machine"
+TASK = TASK_NAME
 PASS = {"StartAt": "Only", "States": {"Only": {"Type": "Pass", "End": True}}}
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from smq.distributed.task_names import TASK_NAME
 from smq.repository.repository import Repository
 from tests.integration.distributed.harness import (
     Db,
@@ -26,7 +27,7 @@ from tests.integration.distributed.harness import (
     wait_until,
 )
 
-TASK = "smq.execute_state_machine"
+TASK = TASK_NAME
 PASS = {"StartAt": "Only", "States": {"Only": {"Type": "Pass", "End": True}}}
 FLAKY = {
     "StartAt": "Before",
