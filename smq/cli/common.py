@@ -1,7 +1,6 @@
-"""Shared pieces of the `smq` commands: exit codes, argument parsing, repository and handler setup.
+"""Shared pieces of the `smq` commands: argument parsing, repository and handler setup.
 
-Exit codes are part of the interface: 0 success, 1 an execution ended other than SUCCEEDED, 2 usage
-or validation errors (a bad argument, filter, definition or handler module).
+Exit codes are part of the interface; they and the mapping of errors to them live in `smq.cli.exits`.
 """
 
 from __future__ import annotations
@@ -16,16 +15,24 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from smq.cli.exits import (  # noqa: F401 - re-exported for the commands
+    EXIT_NOT_FOUND,
+    EXIT_NOT_SUCCEEDED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    EXIT_WRONG_STATE,
+    describe,
+    exit_code_for,
+)
 from smq.engine.definition_source import load_definition
-from smq.engine.errors import DefinitionError, SmqError
+from smq.engine.errors import DefinitionError
 from smq.loading import HandlerImportError, import_handlers
 from smq.logs import configure_logging
 from smq.repository.database import SchemaOutdated
 from smq.repository.filters import ExecutionFilter, FilterError, parse_filter
 from smq.repository.repository import Repository
 from smq.settings import QUEUES, Settings, SettingsError, redact
-
-EXIT_OK, EXIT_NOT_SUCCEEDED, EXIT_USAGE = 0, 1, 2
 
 
 class UsageError(click.UsageError):
@@ -107,10 +114,11 @@ def open_repository(settings: Settings) -> Repository:
         return Repository.open(settings.database_url)
     except SchemaOutdated as exc:
         fail(str(exc))
-    except SmqError as exc:
-        fail(f"cannot open the database {settings.database_url}: {exc}")
-    except Exception as exc:  # driver errors: unreachable server, bad URL
-        fail(f"cannot open the database {settings.database_url}: {type(exc).__name__}: {exc}")
+    except Exception as exc:  # driver errors: unreachable server (exit 5), bad URL (exit 2)
+        fail(
+            f"cannot open the database {settings.database_url}: {describe(exc)}",
+            exit_code_for(exc) or EXIT_USAGE,
+        )
 
 
 def filter_option(text: str | None, **overrides: Any) -> ExecutionFilter:

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import click
 
-from smq.cli.common import fail, load_settings
+from smq.cli.common import EXIT_USAGE, describe, exit_code_for, fail, load_settings
+from smq.cli.exits import CommandGroup
 from smq.repository.database import create_database_engine, current_revision, head_revision, upgrade
 from smq.settings import redact
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def db() -> None:
     """Database schema migrations."""
 
 
 @db.command("upgrade")
-@click.option("--revision", default="head", show_default=True)
+@click.option(
+    "--revision", default="head", show_default=True, help="Alembic revision to upgrade to (e.g. 0009)."
+)
 def upgrade_command(revision: str) -> None:
     """Apply migrations to SMQ_DATABASE_URL (safe to run from several processes at once)."""
     settings = load_settings()
@@ -23,7 +26,7 @@ def upgrade_command(revision: str) -> None:
     try:
         upgrade(engine, revision)
     except Exception as exc:
-        fail(f"upgrade of {settings.database_url} failed: {type(exc).__name__}: {exc}")
+        fail(f"upgrade of {settings.database_url} failed: {describe(exc)}", exit_code_for(exc) or EXIT_USAGE)
     click.echo(f"{redact(settings.database_url)}: at revision {current_revision(engine)}")
 
 

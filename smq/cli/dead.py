@@ -14,15 +14,15 @@ from smq.cli.common import (
     UsageError,
     console,
     echo_json,
-    fail,
     json_option,
     load_settings,
     open_repository,
     queue_choice,
 )
+from smq.cli.exits import CommandGroup
 from smq.execution.control import NotAllowed, reopen_dead_lettered
 from smq.repository.queue_records import DeadLetter, DeadLetters
-from smq.repository.repository import Repository
+from smq.repository.repository import NotFound, Repository
 from smq.settings import QUEUES, redact
 
 
@@ -50,14 +50,18 @@ def _chosen(
         return store.list(queue=queue)
     found = []
     for task_id in task_ids:
-        letter = store.get(task_id)
-        if letter is None:
-            fail(f"smq dead: no dead letter with task id {task_id!r}", EXIT_NOT_SUCCEEDED)
-        found.append(letter)
+        found.append(_letter(store, task_id))
     return found
 
 
-@click.group()
+def _letter(store: DeadLetters, task_id: str) -> DeadLetter:
+    letter = store.get(task_id)
+    if letter is None:
+        raise NotFound(f"no dead letter with task id {task_id!r}")
+    return letter
+
+
+@click.group(cls=CommandGroup)
 def dead() -> None:
     """Tasks smq gave up on: retries spent, time limit, malformed payload."""
 
@@ -97,9 +101,7 @@ def list_dead(queue: str | None, limit: int | None, as_json: bool) -> None:
 def show_dead(task_id: str, as_json: bool) -> None:
     """One dead letter: payload, error, traceback, attempts, times."""
     store, _ = _store()
-    letter = store.get(task_id)
-    if letter is None:
-        fail(f"smq dead show: no dead letter with task id {task_id!r}", EXIT_NOT_SUCCEEDED)
+    letter = _letter(store, task_id)
     if as_json:
         echo_json(letter.to_dict())
         return

@@ -16,13 +16,14 @@ from smq.cli.common import (
     load_settings,
     open_repository,
 )
+from smq.cli.exits import CommandGroup
 from smq.engine.errors import DefinitionError
-from smq.repository.repository import InvalidId, NotFound
+from smq.repository.repository import InvalidId
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def definitions() -> None:
-    """Store and inspect state machine definitions (each change is a new version)."""
+    """Store, inspect and delete state machine definitions (each change is a new version)."""
 
 
 @definitions.command("put")
@@ -67,10 +68,7 @@ def list_definitions(as_json: bool) -> None:
 @json_option
 def show(state_machine_id: str, version: int | None, as_json: bool) -> None:
     """Print a stored definition (latest version unless --version)."""
-    try:
-        record = open_repository(load_settings()).get_definition(state_machine_id, version)
-    except NotFound as exc:
-        fail(str(exc))
+    record = open_repository(load_settings()).get_definition(state_machine_id, version)
     if as_json:
         echo_json(record.to_dict())
     else:
@@ -93,10 +91,7 @@ def recovery(state_machine_id: str, strategy: str | None, max_attempts: int | No
 
     settings = load_settings()
     repository = open_repository(settings)
-    try:
-        repository.get_definition(state_machine_id)
-    except NotFound as exc:
-        fail(f"smq definitions recovery: {exc}")
+    repository.get_definition(state_machine_id)  # NotFound: exit 3
     current_strategy, current_attempts = get_policy(
         repository, state_machine_id, settings.recovery_max_attempts
     )

@@ -11,7 +11,6 @@ from smq.cli.common import (
     console,
     continue_queue_option,
     echo_json,
-    fail,
     filter_opt,
     filter_option,
     handlers_option,
@@ -20,16 +19,15 @@ from smq.cli.common import (
     load_settings,
     open_repository,
 )
+from smq.cli.exits import CommandGroup
 from smq.cli.run import history_table
-from smq.engine.errors import SmqError
 from smq.engine.fanout import branch_progress
 from smq.engine.status import Status
-from smq.repository.repository import NotFound
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def executions() -> None:
-    """Query executions and their per-state history."""
+    """Query, stop, resume, delete and prune executions."""
 
 
 @executions.command("list")
@@ -83,10 +81,7 @@ def count(filter_text: str | None) -> None:
 def show(execution: str, as_json: bool) -> None:
     """One execution, by id or STATE_MACHINE_ID/NAME."""
     repository = open_repository(load_settings())
-    try:
-        record = repository.resolve_execution(execution)
-    except NotFound as exc:
-        fail(str(exc))
+    record = repository.resolve_execution(execution)
     body = record.to_dict()
     if record.status == Status.WAITING:
         from smq.repository.waits import WaitStore
@@ -108,11 +103,8 @@ def show(execution: str, as_json: bool) -> None:
 def history(execution: str, as_json: bool) -> None:
     """Per-state history of one execution (id or STATE_MACHINE_ID/NAME)."""
     repository = open_repository(load_settings())
-    try:
-        record = repository.resolve_execution(execution)
-        entries = repository.history(record.execution_id)
-    except NotFound as exc:
-        fail(str(exc))
+    record = repository.resolve_execution(execution)
+    entries = repository.history(record.execution_id)
     if as_json:
         echo_json([entry.to_dict() for entry in entries])
     else:
@@ -152,11 +144,7 @@ def stop(execution: str, cause: str | None, as_json: bool) -> None:
     """Abort a RUNNING, WAITING or PAUSED execution (id or STATE_MACHINE_ID/NAME)."""
     from smq.execution.control import stop_execution
 
-    repository = open_repository(load_settings())
-    try:
-        record = stop_execution(repository, execution, cause=cause)
-    except (NotFound, SmqError) as exc:
-        fail(f"smq executions stop: {exc}")
+    record = stop_execution(open_repository(load_settings()), execution, cause=cause)
     if as_json:
         echo_json(record.to_dict())
     else:
@@ -175,11 +163,7 @@ def resume(execution: str, queue: str | None, handler_modules: tuple[str, ...], 
     settings = load_settings()
     if not settings.broker_url:
         load_handlers(settings, handler_modules)
-    repository = open_repository(settings)
-    try:
-        final, continued = Operations(repository, settings).resume(execution, queue)
-    except (NotFound, SmqError) as exc:
-        fail(f"smq executions resume: {exc}")
+    final, continued = Operations(open_repository(settings), settings).resume(execution, queue)
     if as_json:
         echo_json(
             {"execution_id": final.execution_id, "status": final.status, "continuations": continued.to_dict()}

@@ -13,7 +13,6 @@ from smq.cli.common import (
     UsageError,
     console,
     echo_json,
-    fail,
     filter_opt,
     filter_option,
     handlers_option,
@@ -25,7 +24,6 @@ from smq.cli.common import (
     progress_bar,
     requeue_unstarted_option,
 )
-from smq.engine.errors import SmqError
 from smq.engine.handlers import default_registry
 from smq.engine.status import Status
 from smq.execution.batch import BatchItem, run_batch
@@ -42,8 +40,19 @@ from smq.settings import QUEUES
     "--source-state", "source_state_name", help="Chain from this state's last output (default: final output)."
 )
 @click.option("--transformer", help="Registered input transformer to apply.")
-@click.option("--name-prefix", default=None, help="Chained execution names: PREFIX + source execution id.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option(
+    "--name-prefix",
+    default=None,
+    help="Chained execution names: PREFIX + source machine id + ':' + source name, e.g. ship-orders:order-7 "
+    "(the source's execution id when that is above 200 characters). Default: TARGET + '-'.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="With --local: chained executions run at once in this process (threads). Distributed: unused.",
+)
 @click.option("--stop-on-error", is_flag=True, help="Start nothing new once one chained execution fails.")
 @click.option(
     "--queue",
@@ -92,12 +101,9 @@ def leader(
     repository = open_repository(settings)
     prefix = f"{target_id}-" if name_prefix is None else name_prefix
     distributed = enqueues(settings, local=local)
-    try:
-        machine, _ = repository.state_machine(target_id)
-        if not distributed:  # workers check their own handlers
-            machine.check_handlers(default_registry)
-    except SmqError as exc:
-        fail(f"smq leader: {exc}")
+    machine, _ = repository.state_machine(target_id)
+    if not distributed:  # workers check their own handlers
+        machine.check_handlers(default_registry)
     total = repository.count_executions(flt)
     if distributed:
         if stop_on_error:

@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 
 import click
 
 from smq.cli.common import (
+    EXIT_NOT_SUCCEEDED,
     continue_queue_option,
     echo_json,
-    fail,
     handlers_option,
     json_option,
     settings_and_repository,
 )
-from smq.engine.errors import SmqError
 from smq.engine.handlers import default_registry
+from smq.engine.status import FINAL_STATUSES, Status
 from smq.execution.dispatcher import Dispatcher
 from smq.execution.operations import Operations
 from smq.execution.recovery import continuations, scan
@@ -40,10 +41,7 @@ def redrive(execution: str, queue: str | None, handler_modules: tuple[str, ...],
     """Restart a FAILED, TIMED_OUT or ABORTED execution from the state that failed (EXECUTION: id or
     STATE_MACHINE_ID/NAME). Succeeded states are kept and not run again."""
     settings, repository = settings_and_repository(handler_modules)
-    try:
-        final, continued = Operations(repository, settings).redrive(execution, queue)
-    except SmqError as exc:
-        fail(f"smq redrive: {exc}")
+    final, continued = Operations(repository, settings).redrive(execution, queue)
     if as_json:
         echo_json(
             {"execution_id": final.execution_id, "status": final.status, "continuations": continued.to_dict()}
@@ -51,6 +49,9 @@ def redrive(execution: str, queue: str | None, handler_modules: tuple[str, ...],
     else:
         where = "enqueued" if continued.enqueued else f"ran here: {final.status}"
         click.echo(f"redriven {final.execution_id} ({where})")
+    # Run here, the rerun's end is known: a script must see it failed again. Enqueued: it runs later.
+    if not continued.enqueued and final.status in FINAL_STATUSES and final.status != Status.SUCCEEDED:
+        sys.exit(EXIT_NOT_SUCCEEDED)
 
 
 @click.command()
@@ -96,7 +97,7 @@ def recover(dry_run: bool, handler_modules: tuple[str, ...], as_json: bool) -> N
 @handlers_option
 @json_option
 def scheduler(once: bool, health_file: str | None, handler_modules: tuple[str, ...], as_json: bool) -> None:
-    """The dispatcher: fire durable timers when due and recover crashed executions, until SIGTERM."""
+    """The dispatcher: fire durable timers when due, recover crashed executions and (SMQ_RETENTION) prune old ones, until SIGTERM."""
     settings, repository = settings_and_repository(handler_modules)
     launcher = launcher_for(repository, settings, handlers=default_registry)
     chores = []

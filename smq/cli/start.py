@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.table import Table
@@ -19,7 +20,6 @@ from smq.cli.common import (
     console,
     echo_json,
     error_console,
-    fail,
     handlers_option,
     json_option,
     load_handlers,
@@ -33,10 +33,10 @@ from smq.cli.common import (
 from smq.cli.run import result_json
 from smq.engine.errors import SmqError
 from smq.engine.handlers import default_registry
-from smq.engine.status import Status
+from smq.engine.status import FINAL_STATUSES, Status
 from smq.execution.runner import StartRequest, start_execution
 from smq.launching import enqueues
-from smq.repository.repository import ExecutionRecord, Repository
+from smq.repository.repository import ExecutionRecord, NotFound, Repository
 from smq.settings import QUEUES
 
 if TYPE_CHECKING:
@@ -78,7 +78,11 @@ def read_jsonl(path: Path) -> list[tuple[int, Any]]:
 @click.option("--source-state", "source_state_name", help="Chain from the last output of this state.")
 @click.option("--transformer", help="Chain through this registered input transformer.")
 @click.option(
-    "--concurrency", type=click.IntRange(min=1), default=4, show_default=True, help="Bulk start workers."
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="--inputs run here (no broker, or --local): executions at once (threads).",
 )
 @click.option(
     "--queue",
@@ -88,6 +92,19 @@ def read_jsonl(path: Path) -> list[tuple[int, Any]]:
     help="Queue to enqueue on (when SMQ_BROKER_URL is set).",
 )
 @click.option("--local", is_flag=True, help="Run in this process even when SMQ_BROKER_URL is set.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="One execution: block until it ends (enqueued, parked or running here) and exit with its code "
+    "(0 SUCCEEDED, 1 otherwise).",
+)
+@click.option(
+    "--timeout",
+    "wait_timeout",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="With --wait: stop waiting after SECONDS (exit 1, the execution goes on).",
+)
 @requeue_unstarted_option
 @handlers_option
 @json_option
@@ -104,6 +121,8 @@ def start(
     concurrency: int,
     queue: str,
     local: bool,
+    wait: bool,
+    wait_timeout: float | None,
     requeue_unstarted: bool,
     handler_modules: tuple[str, ...],
     as_json: bool,
@@ -116,6 +135,12 @@ def start(
     distributed = enqueues(settings, local=local)
     if not distributed:
         load_handlers(settings, handler_modules)
+    if wait_timeout is not None and not wait:
+        raise UsageError("--timeout applies to --wait")
+    if wait and inputs_file is not None:
+        raise UsageError(
+            "--wait applies to one execution, not --inputs (follow a batch with `smq executions count`)"
+        )
     if requeue_unstarted and (inputs_file is None or not distributed):
         raise UsageError("--requeue-unstarted applies to --inputs in distributed mode (SMQ_BROKER_URL)")
     if inputs_file is not None:
@@ -147,10 +172,7 @@ def start(
     repository = open_repository(settings)
     if source_execution_id is not None:
         # An id or STATE_MACHINE_ID/NAME, as everywhere else: what is recorded and sent is the id.
-        try:
-            source_execution_id = repository.resolve_execution(source_execution_id).execution_id
-        except SmqError as exc:
-            fail(f"smq start {state_machine_id}: --source-execution: {exc}", EXIT_NOT_SUCCEEDED)
+        source_execution_id = repository.resolve_execution(source_execution_id).execution_id
     if distributed:
         payload = {
             "state_machine_id": state_machine_id,
@@ -161,7 +183,9 @@ def start(
             "source_state_name": source_state_name,
             "transformer": transformer,
         }
-        enqueue_one(repository, payload, queue, as_json)
+        execution_name = enqueue_one(repository, payload, queue, as_json, quiet=wait and as_json)
+        if wait:
+            report_end(await_end(repository, state_machine_id, execution_name, wait_timeout), as_json)
         return
     request = StartRequest(
         state_machine_id,
@@ -172,10 +196,16 @@ def start(
         source_state_name=source_state_name,
         transformer=transformer,
     )
-    try:
-        record = _start_here(repository, request, settings)
-    except SmqError as exc:
-        fail(f"smq start {state_machine_id}: {exc}")
+    record = _start_here(repository, request, settings)
+    if wait and record.status not in FINAL_STATUSES:
+        # Parked (a message, a callback): it ends when answered, in whichever process answers it.
+        click.echo(f"{record.execution_id} {record.name} {record.status}: waiting for its end", err=True)
+        record = await_end(repository, record.state_machine_id, record.name, wait_timeout)
+    report_end(record, as_json)
+
+
+def report_end(record: ExecutionRecord, as_json: bool) -> NoReturn:
+    """Print where an execution stands and exit with its code: 0 SUCCEEDED, 1 anything else."""
     if as_json:
         echo_json(result_json(record))
     else:
@@ -185,6 +215,27 @@ def start(
         elif record.status == Status.WAITING:
             click.echo("  parked: `smq executions show` says what it waits for", err=True)
     sys.exit(EXIT_OK if record.status == Status.SUCCEEDED else EXIT_NOT_SUCCEEDED)
+
+
+def await_end(
+    repository: Repository, state_machine_id: str, name: str, timeout: float | None
+) -> ExecutionRecord:
+    """Poll the execution until its status is final (or `timeout` passes: then it is returned as it
+    stands). Polling the database works the same for a worker, a parked execution and this process;
+    the interval grows from 0.1 s to 1 s, so a long wait costs one cheap read a second."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    interval = 0.1
+    while True:
+        record = repository.find_execution(state_machine_id, name)
+        if record is not None and record.status in FINAL_STATUSES:
+            return record
+        if deadline is not None and time.monotonic() >= deadline:
+            if record is None:
+                raise NotFound(f"{state_machine_id}/{name} has not started within {timeout:g}s")
+            click.echo(f"{state_machine_id}/{name}: still {record.status} after {timeout:g}s", err=True)
+            return record
+        time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))
+        interval = min(1.0, interval * 1.5)
 
 
 def _start_here(repository: Repository, request: StartRequest, settings: Any) -> ExecutionRecord:
@@ -211,11 +262,8 @@ def bulk_start(
     lines = read_jsonl(path)
     prefix = f"{path.stem}-" if name_prefix is None else name_prefix
     repository = open_repository(settings)
-    try:
-        machine, resolved_version = repository.state_machine(state_machine_id, version)
-        machine.check_handlers(default_registry)
-    except SmqError as exc:
-        fail(f"smq start {state_machine_id}: {exc}")
+    machine, resolved_version = repository.state_machine(state_machine_id, version)
+    machine.check_handlers(default_registry)
     counts: dict[str, int] = {}
 
     def one(item: tuple[int, Any]) -> str:
@@ -252,23 +300,23 @@ def bulk_start(
 def _enqueue_client(repository: Repository, state_machine_id: str, version: int | None) -> QueueClient:
     from smq.distributed.client import QueueClient
 
-    try:
-        repository.state_machine(state_machine_id, version)  # fail here, not on every worker
-    except SmqError as exc:
-        fail(f"smq start {state_machine_id}: {exc}")
+    repository.state_machine(state_machine_id, version)  # fail here, not on every worker
     return QueueClient(repository)
 
 
-def enqueue_one(repository: Repository, payload: dict[str, Any], queue: str, as_json: bool) -> None:
+def enqueue_one(
+    repository: Repository, payload: dict[str, Any], queue: str, as_json: bool, *, quiet: bool = False
+) -> str:
+    """Enqueue one execution and say so (unless `quiet`: --wait --json prints only its end); returns
+    its name."""
     client = _enqueue_client(repository, payload["state_machine_id"], payload["version"])
-    try:
-        sent = client.enqueue({key: value for key, value in payload.items() if value is not None}, queue)
-    except (SmqError, ValueError) as exc:
-        fail(f"smq start {payload['state_machine_id']}: {exc}")
+    sent = client.enqueue({key: value for key, value in payload.items() if value is not None}, queue)
     # The execution's reference (STATE_MACHINE_ID/NAME) is what every other command takes; the task id
     # is Celery's (Flower, the dead letters).
     execution = f"{payload['state_machine_id']}/{sent.name}"
-    if as_json:
+    if quiet:
+        pass
+    elif as_json:
         echo_json(
             {
                 "execution": execution,
@@ -282,6 +330,7 @@ def enqueue_one(repository: Repository, payload: dict[str, Any], queue: str, as_
         click.echo(f"{execution}: already enqueued or run, nothing enqueued")
     else:
         click.echo(f"{execution} enqueued on {sent.queue} (task {sent.task_id})")
+    return sent.name
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
@@ -337,15 +386,12 @@ def bulk_enqueue(
     progress = progress_bar(f"enqueueing on {queue}", hidden=as_json)
     with progress:
         task = progress.add_task("enqueue", total=total)
-        try:
-            summary = client.enqueue_many(
-                payloads,
-                queue,
-                on_chunk=lambda done, _summary: progress.advance(task, done),
-                requeue_unstarted=requeue_unstarted,
-            )
-        except (SmqError, ValueError) as exc:
-            fail(f"smq start {state_machine_id}: {exc}")
+        summary = client.enqueue_many(
+            payloads,
+            queue,
+            on_chunk=lambda done, _summary: progress.advance(task, done),
+            requeue_unstarted=requeue_unstarted,
+        )
     if as_json:
         echo_json({"state_machine_id": state_machine_id, "queue": queue, "lines": total, **summary.to_dict()})
     else:

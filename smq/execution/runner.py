@@ -67,6 +67,10 @@ class ChainError(SmqError, ValueError):
     """A chained start whose source cannot provide an input."""
 
 
+class SourceNotReady(ChainError):
+    """The source execution has no final output to chain from (it did not succeed, or has not ended)."""
+
+
 @dataclass(frozen=True)
 class StartRequest:
     """Everything needed to start one execution. Plain JSON, so it can cross a queue unchanged."""
@@ -95,7 +99,7 @@ def resolve_input(repository: Repository, request: StartRequest) -> Any:
     if request.source_state_name is not None:
         value = repository.last_output_of_state(source.execution_id, request.source_state_name)
     elif source.status != SUCCEEDED:
-        raise ChainError(
+        raise SourceNotReady(
             f"source execution {source.execution_id} is {source.status}: only a SUCCEEDED execution has a final "
             "output (chain from a named state with source_state_name instead)"
         )

@@ -153,7 +153,9 @@ def test_definitions_put_list_show(cli: Cli) -> None:
         {"StartAt": "Only", "States": {"Only": {"Type": "Succeed"}}},
     )
     assert json.loads(oldest.stdout)["definition"] == ORDERS
-    assert missing.returncode == 2 and "version 9" in missing.stderr and "orders" in missing.stderr
+    assert (
+        missing.returncode == 3 and "version 9" in missing.stderr and "orders" in missing.stderr
+    )  # not found
     assert invalid.returncode == 2 and "bad.json" in invalid.stderr
     repository = cli.repository()
     assert repository.get_definition("orders").version == 2  # the invalid one added nothing
@@ -368,4 +370,4 @@ def test_start_chains_from_a_source_named_by_id_or_by_machine_and_name(cli: Cli)
         assert record.input == {"n": 4, "double": 8}  # the source's output
     repository.close()
     missing = cli("start", "orders", "--source-execution", "orders/nobody", "--name", "chained-3")
-    assert missing.returncode == 1 and "orders/nobody" in missing.stderr, missing.stderr
+    assert missing.returncode == 3 and "orders/nobody" in missing.stderr, missing.stderr  # not found
