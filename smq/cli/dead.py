@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -12,7 +13,6 @@ from rich.table import Table
 from smq.cli.common import (
     EXIT_NOT_SUCCEEDED,
     UsageError,
-    console,
     echo_json,
     json_option,
     load_settings,
@@ -20,6 +20,7 @@ from smq.cli.common import (
     queue_choice,
 )
 from smq.cli.exits import CommandGroup
+from smq.cli.listing import Paging, paging_options, print_listing
 from smq.execution.control import NotAllowed, reopen_dead_lettered
 from smq.repository.queue_records import DeadLetter, DeadLetters
 from smq.repository.repository import NotFound, Repository
@@ -68,31 +69,49 @@ def dead() -> None:
 
 @dead.command("list")
 @click.option("--queue", type=queue_choice, help="Only this queue's dead letters.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N, oldest first.")
+@paging_options()
 @json_option
-def list_dead(queue: str | None, limit: int | None, as_json: bool) -> None:
-    """Dead letters, oldest first."""
+def list_dead(queue: str | None, paging: Paging, as_json: bool) -> None:
+    """Dead letters, the latest failure first."""
     store, _ = _store()
-    letters = store.list(queue=queue, limit=limit)
-    if as_json:
-        echo_json([letter.to_dict(with_traceback=False) for letter in letters])
-        return
-    table = Table(show_edge=False)
-    for column in ("task id", "queue", "reason", "state machine", "name", "attempts", "failed at", "error"):
-        table.add_column(column)
-    for letter in letters:
-        table.add_row(
-            letter.task_id,
-            letter.queue,
-            letter.reason,
-            letter.state_machine_id or "-",
-            letter.execution_name or "-",
-            str(letter.attempts),
-            letter.failed_at.isoformat(timespec="seconds"),
-            letter.error.splitlines()[0][:80],
-        )
-    console().print(table)
-    console().print(f"{len(letters)} dead letter(s)")
+
+    def fetch(limit: int, token: str | None) -> tuple[list[DeadLetter], str | None]:
+        return store.page(queue=queue, limit=limit, page_token=token, oldest_first=paging.oldest_first)
+
+    def table(letters: Sequence[DeadLetter], header: bool) -> Table:
+        shown = Table(show_edge=False, show_header=header)
+        for column in (
+            "task id",
+            "queue",
+            "reason",
+            "state machine",
+            "name",
+            "attempts",
+            "failed at",
+            "error",
+        ):
+            shown.add_column(column)
+        for letter in letters:
+            shown.add_row(
+                letter.task_id,
+                letter.queue,
+                letter.reason,
+                letter.state_machine_id or "-",
+                letter.execution_name or "-",
+                str(letter.attempts),
+                letter.failed_at.isoformat(timespec="seconds"),
+                letter.error.splitlines()[0][:80],
+            )
+        return shown
+
+    print_listing(
+        "dead_letters",
+        fetch,
+        paging,
+        as_json=as_json,
+        to_json=lambda letter: letter.to_dict(with_traceback=False),
+        table=table,
+    )
 
 
 @dead.command("show")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 import click
 from rich.table import Table
 
 from smq.cli.common import (
-    console,
     echo_json,
     fail,
     json_option,
@@ -17,6 +18,7 @@ from smq.cli.common import (
     open_repository,
 )
 from smq.cli.exits import CommandGroup
+from smq.cli.listing import Paging, paging_options, print_listing
 from smq.engine.errors import DefinitionError
 from smq.repository.repository import InvalidId
 
@@ -45,21 +47,26 @@ def put(file: str, state_machine_id: str, as_json: bool) -> None:
 
 
 @definitions.command("list")
+@paging_options()
 @json_option
-def list_definitions(as_json: bool) -> None:
-    """Every state machine with its latest version."""
-    rows = open_repository(load_settings()).list_definitions()
-    if as_json:
-        echo_json(rows)
-        return
-    table = Table(show_edge=False)
-    for column in ("state machine", "latest version", "versions", "updated"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            row["state_machine_id"], str(row["latest_version"]), str(row["versions"]), row["updated_at"]
-        )
-    console().print(table)
+def list_definitions(paging: Paging, as_json: bool) -> None:
+    """Every state machine with its latest version, the most recently changed first."""
+    repository = open_repository(load_settings())
+
+    def fetch(limit: int, token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        return repository.page_definitions(limit=limit, page_token=token, oldest_first=paging.oldest_first)
+
+    def table(rows: Sequence[dict[str, Any]], header: bool) -> Table:
+        shown = Table(show_edge=False, show_header=header)
+        for column in ("state machine", "latest version", "versions", "updated"):
+            shown.add_column(column)
+        for row in rows:
+            shown.add_row(
+                row["state_machine_id"], str(row["latest_version"]), str(row["versions"]), row["updated_at"]
+            )
+        return shown
+
+    print_listing("definitions", fetch, paging, as_json=as_json, to_json=dict, table=table)
 
 
 @definitions.command("show")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 import click
 from rich.table import Table
@@ -20,9 +22,11 @@ from smq.cli.common import (
     open_repository,
 )
 from smq.cli.exits import CommandGroup
+from smq.cli.listing import Paging, paging_options, print_listing
 from smq.cli.run import history_table
 from smq.engine.fanout import branch_progress
 from smq.engine.status import Status
+from smq.repository.repository import ExecutionRecord, HistoryRecord
 
 
 @click.group(cls=CommandGroup)
@@ -32,23 +36,26 @@ def executions() -> None:
 
 @executions.command("list")
 @filter_opt
-@click.option("--limit", type=click.IntRange(min=0), default=None, help="At most N executions.")
+@paging_options()
 @json_option
-def list_executions(filter_text: str | None, limit: int | None, as_json: bool) -> None:
-    """Executions matching --filter, oldest first."""
-    flt = filter_option(filter_text, limit=limit)
+def list_executions(filter_text: str | None, paging: Paging, as_json: bool) -> None:
+    """Executions matching --filter, newest first, a page at a time (--next-token, --all)."""
+    flt = filter_option(filter_text)
     repository = open_repository(load_settings())
-    records = repository.stream_executions(flt)
-    if as_json:
-        # Streamed as one JSON array, one object per line, so millions of rows never sit in memory.
-        click.echo("[", nl=False)
-        for index, record in enumerate(records):
-            click.echo(
-                ("," if index else "") + "\n" + json.dumps(record.to_dict(), ensure_ascii=False), nl=False
-            )
-        click.echo("\n]")
-        return
-    table = Table(show_edge=False)
+
+    def fetch(limit: int, token: str | None) -> tuple[list[ExecutionRecord], str | None]:
+        page = repository.page_executions(
+            flt, limit=limit, page_token=token, oldest_first=paging.oldest_first
+        )
+        return page.executions, page.next_token
+
+    print_listing(
+        "executions", fetch, paging, as_json=as_json, to_json=ExecutionRecord.to_dict, table=execution_table
+    )
+
+
+def execution_table(records: Sequence[ExecutionRecord], header: bool = True) -> Table:
+    table = Table(show_edge=False, show_header=header)
     # Ids are in --json; `executions show|history` also take STATE_MACHINE_ID/NAME, shown here.
     for column in ("name", "state machine", "v", "status", "current state", "started", "ms"):
         table.add_column(
@@ -64,15 +71,20 @@ def list_executions(filter_text: str | None, limit: int | None, as_json: bool) -
             record.start_time.strftime("%Y-%m-%d %H:%M:%S"),
             "" if record.duration_ms is None else str(record.duration_ms),
         )
-    console().print(table)
+    return table
 
 
 @executions.command("count")
 @filter_opt
-def count(filter_text: str | None) -> None:
+@json_option
+def count(filter_text: str | None, as_json: bool) -> None:
     """How many executions match --filter (one integer)."""
     flt = filter_option(filter_text)
-    click.echo(open_repository(load_settings()).count_executions(flt))
+    total = open_repository(load_settings()).count_executions(flt)
+    if as_json:
+        echo_json({"count": total})
+    else:
+        click.echo(total)
 
 
 @executions.command("show")
@@ -94,21 +106,74 @@ def show(execution: str, as_json: bool) -> None:
     if as_json:
         echo_json(body)
     else:
-        click.echo(json.dumps(body, indent=2, ensure_ascii=False))
+        click.echo(describe_execution(record, body))
+
+
+def describe_execution(record: ExecutionRecord, body: dict[str, Any]) -> str:
+    """`executions show` for people: one fact a line, JSON only for input and output (cut at 2,000
+    characters: --json has them whole)."""
+    lines = [
+        f"execution    {record.state_machine_id}/{record.name}",
+        f"id           {record.execution_id}",
+        f"machine      {record.state_machine_id} v{record.version}",
+        f"status       {record.status}",
+        f"state        {record.current_state or '-'}",
+        f"started      {body['start_time']}",
+    ]
+    if record.stop_time is not None:
+        lines.append(f"stopped      {body['stop_time']} ({record.duration_ms} ms)")
+    lines.append(f"queue        {record.queue or '- (in-process)'}")
+    if record.source_execution_id:
+        extra = "".join(
+            f", {label} {value}"
+            for label, value in (("state", record.source_state_name), ("transformer", record.transformer))
+            if value
+        )
+        lines.append(f"chained from {record.source_execution_id}{extra}")
+    if record.error is not None:
+        lines += [f"error        {record.error}", f"cause        {record.cause}"]
+    for wait in body.get("waiting_for", ()):
+        details = " ".join(f"{key}={value}" for key, value in wait.items() if key != "kind")
+        lines.append(f"waiting for  {wait['kind']} {details}")
+    if "branches" in body:
+        counts = ", ".join(
+            f"{value} {key.replace('_', ' ')}"
+            for key, value in body["branches"].items()
+            if key not in ("state", "count")
+        )
+        lines.append(f"branches     {body['branches']['count']} in {body['branches']['state']}: {counts}")
+    for label, value in (("input", record.input), ("output", record.output)):
+        if value is not None or label == "input":
+            text = json.dumps(value, ensure_ascii=False)
+            lines.append(
+                f"{label:<12} {text if len(text) <= 2000 else text[:2000] + '... (--json: all of it)'}"
+            )
+    return "\n".join(lines)
 
 
 @executions.command("history")
 @click.argument("execution")
+@paging_options(newest_first=False)
 @json_option
-def history(execution: str, as_json: bool) -> None:
-    """Per-state history of one execution (id or STATE_MACHINE_ID/NAME)."""
+def history(execution: str, paging: Paging, as_json: bool) -> None:
+    """Per-state history of one execution (id or STATE_MACHINE_ID/NAME), in the order it happened
+    (--newest-first reverses), a page at a time."""
     repository = open_repository(load_settings())
     record = repository.resolve_execution(execution)
-    entries = repository.history(record.execution_id)
-    if as_json:
-        echo_json([entry.to_dict() for entry in entries])
-    else:
-        console().print(history_table(entries))
+
+    def fetch(limit: int, token: str | None) -> tuple[list[HistoryRecord], str | None]:
+        return repository.page_history(
+            record.execution_id, limit=limit, page_token=token, oldest_first=paging.oldest_first
+        )
+
+    print_listing(
+        "history",
+        fetch,
+        paging,
+        as_json=as_json,
+        to_json=HistoryRecord.to_dict,
+        table=lambda entries, header: history_table(list(entries), title=header),
+    )
 
 
 @executions.command("stats")

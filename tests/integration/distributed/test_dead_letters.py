@@ -150,14 +150,21 @@ def test_poison_payloads_are_dead_at_once_and_smq_dead_lists_shows_purges(
         "low": 0,
     }
     assert stats["executions"] == {"SUCCEEDED": 1}
-    everything = json.loads(smq_here(["dead", "list", "--json"], env).stdout)
+    everything = json.loads(smq_here(["dead", "list", "--oldest-first", "--json"], env).stdout)[
+        "dead_letters"
+    ]
     assert sorted(item["task_id"] for item in everything) == sorted(ids.values())
     assert all("traceback" not in item for item in everything)  # the list leaves tracebacks out
     assert [item["failed_at"] for item in everything] == sorted(item["failed_at"] for item in everything)
-    assert len(json.loads(smq_here(["dead", "list", "--queue", "low", "--json"], env).stdout)) == len(poison)
-    assert json.loads(smq_here(["dead", "list", "--queue", "critical", "--json"], env).stdout) == []
+    low = json.loads(smq_here(["dead", "list", "--queue", "low", "--json"], env).stdout)["dead_letters"]
+    assert len(low) == len(poison)
+    assert [item["failed_at"] for item in low] == sorted((item["failed_at"] for item in low), reverse=True)
+    assert json.loads(smq_here(["dead", "list", "--queue", "critical", "--json"], env).stdout) == {
+        "dead_letters": [],
+        "next_token": None,
+    }
     table = smq_here(["dead", "list"], env).stdout
-    assert f"{len(poison)} dead letter(s)" in table and "invalid_payload" in table
+    assert table.count("invalid_payload") == len(poison)
     detail = json.loads(smq_here(["dead", "show", version_id, "--json"], env).stdout)
     assert detail["task_id"] == version_id
     assert detail["reason"] == "invalid_payload" and detail["attempts"] == 1 and detail["queue"] == "low"
