@@ -65,3 +65,14 @@ def test_top_level_help_names_the_environment_and_the_commands() -> None:
         assert variable in done.stdout, variable
     for name in COMMANDS:
         assert f"\n  {name} " in done.stdout, name
+
+
+def test_every_command_that_prints_data_takes_json() -> None:
+    leaves = [
+        (path, command) for path, command in every_command(main) if not isinstance(command, click.Group)
+    ]
+    assert len(leaves) > 25
+    without = [
+        path for path, command in leaves if "--json" not in {o for p in command.params for o in p.opts}
+    ]
+    assert without == []
