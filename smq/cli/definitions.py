@@ -83,6 +83,37 @@ def show(state_machine_id: str, version: int | None, as_json: bool) -> None:
         click.echo(json.dumps(record.definition, indent=2, ensure_ascii=False))
 
 
+@definitions.command("delete")
+@click.argument("state_machine_id")
+@click.option(
+    "--force", is_flag=True, help="Delete even while executions of it are RUNNING, WAITING or PAUSED."
+)
+@click.option(
+    "--with-executions",
+    is_flag=True,
+    help="Delete its executions too, with their history, waits and chain links (in batches).",
+)
+@json_option
+def delete(state_machine_id: str, force: bool, with_executions: bool, as_json: bool) -> None:
+    """Delete every version of a state machine (refused while its executions are not all final).
+
+    Its finished executions stay readable unless --with-executions."""
+    from smq.repository.retention import Retention
+
+    repository = open_repository(load_settings())
+    deleted = Retention(repository.engine).delete_definition(
+        state_machine_id, force=force, with_executions=with_executions
+    )
+    if as_json:
+        echo_json(deleted)
+        return
+    executions = deleted["executions"]["executions"]
+    click.echo(
+        f"{state_machine_id}: {deleted['versions']} version(s) deleted"
+        + (f", {executions} execution(s) with them" if with_executions else "")
+    )
+
+
 @definitions.command("recovery")
 @click.argument("state_machine_id")
 @click.option(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
 from rich.table import Table
 
 from smq.cli.common import (
+    EXIT_NOT_SUCCEEDED,
     console,
     continue_queue_option,
     echo_json,
@@ -25,8 +28,9 @@ from smq.cli.exits import CommandGroup
 from smq.cli.listing import Paging, paging_options, print_listing
 from smq.cli.run import history_table
 from smq.engine.fanout import branch_progress
-from smq.engine.status import Status
+from smq.engine.status import FINAL_STATUSES, Status
 from smq.repository.repository import ExecutionRecord, HistoryRecord
+from smq.repository.retention import FINAL, Deleted, Retention
 
 
 @click.group(cls=CommandGroup)
@@ -199,6 +203,115 @@ def stats(state_machine_id: str | None, as_json: bool) -> None:
             ),
         )
     console().print(table)
+
+
+@executions.command("delete")
+@click.argument("execution", required=False)
+@filter_opt
+@click.option("--force", is_flag=True, help="Delete RUNNING, WAITING and PAUSED executions too.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation with --filter.")
+@json_option
+def delete_executions(
+    execution: str | None, filter_text: str | None, force: bool, yes: bool, as_json: bool
+) -> None:
+    """Delete one execution (id or STATE_MACHINE_ID/NAME) or every one --filter matches, with their
+    history, waits, timers and chain links, in batches of 500.
+
+    Only final executions (SUCCEEDED, FAILED, TIMED_OUT, ABORTED) unless --force. Exits 1 when
+    nothing matched."""
+    from smq.execution.control import NotAllowed
+
+    if (execution is None) == (filter_text is None):
+        raise click.UsageError("name one EXECUTION or give --filter, not both")
+    repository = open_repository(load_settings())
+    retention = Retention(repository.engine)
+    if execution is not None:
+        record = repository.resolve_execution(execution)
+        if not force and record.status not in FINAL_STATUSES:
+            raise NotAllowed(
+                f"execution {record.execution_id} is {record.status}: stop it first, or give --force"
+            )
+        deleted = retention.delete_executions([record.execution_id], force=force)
+    else:
+        flt = filter_option(filter_text)
+        if not yes and not as_json:
+            click.confirm(f"delete {repository.count_executions(flt)} execution(s)?", abort=True)
+        deleted = retention.delete_matching(repository.filter_clauses(flt), force=force)
+    report_deleted(deleted, as_json)
+
+
+@executions.command("prune")
+@click.option(
+    "--older-than",
+    required=True,
+    metavar="DURATION",
+    help="Delete executions that ended longer ago than this: 30d, 12h, 90m, 3600 (seconds).",
+)
+@click.option(
+    "--status",
+    "status_text",
+    metavar="S[|S...]",
+    help="Only these final statuses (default: SUCCEEDED|FAILED|TIMED_OUT|ABORTED).",
+)
+@click.option("--state-machine", "state_machine_id", help="Only this state machine's executions.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 10_000),
+    default=500,
+    show_default=True,
+    help="Executions per transaction (each batch holds its locks only while it runs).",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@json_option
+def prune(
+    older_than: str,
+    status_text: str | None,
+    state_machine_id: str | None,
+    batch_size: int,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Delete finished executions older than --older-than, with their history, waits, timers and chain
+    links, oldest first, in batches (the scheduler does it on its own with SMQ_RETENTION)."""
+    from smq.settings import SettingsError, parse_duration
+
+    try:
+        cutoff = datetime.now(UTC) - timedelta(seconds=parse_duration(older_than, "--older-than"))
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    statuses: tuple[str, ...] = FINAL
+    if status_text:
+        statuses = tuple(part.strip().upper() for part in status_text.split("|") if part.strip())
+        wrong = [status for status in statuses if status not in FINAL]
+        if wrong:
+            raise click.UsageError(f"--status: {', '.join(wrong)}: only final statuses ({'|'.join(FINAL)})")
+    repository = open_repository(load_settings())
+    retention = Retention(repository.engine, batch_size=batch_size)
+    if dry_run:
+        count = retention.count_prunable(cutoff, statuses=statuses, state_machine_id=state_machine_id)
+        if as_json:
+            echo_json({"dry_run": True, "older_than": cutoff.isoformat(), "executions": count})
+        else:
+            click.echo(
+                f"{count} execution(s) ended before {cutoff.isoformat(timespec='seconds')} would be deleted"
+            )
+        return
+    deleted = retention.prune(cutoff, statuses=statuses, state_machine_id=state_machine_id)
+    report_deleted(deleted, as_json, older_than=cutoff)
+
+
+def report_deleted(deleted: Deleted, as_json: bool, *, older_than: datetime | None = None) -> None:
+    """What a deletion removed; exit 1 when it matched nothing (prune: 0, nothing old is fine)."""
+    if as_json:
+        echo_json({**({"older_than": older_than.isoformat()} if older_than else {}), **deleted.to_dict()})
+    else:
+        click.echo(
+            f"{deleted.executions} execution(s) deleted ({deleted.history} history rows, {deleted.waits} waits "
+            f"and timers, {deleted.chain_links} chain links, {deleted.ledger} ledger entries) "
+            f"in {deleted.batches} batch(es)"
+        )
+    if older_than is None and not deleted.executions:
+        sys.exit(EXIT_NOT_SUCCEEDED)
 
 
 @executions.command("stop")

@@ -24,7 +24,7 @@ from smq.cli.common import (
 )
 from smq.engine.handlers import default_registry
 from smq.engine.status import FINAL_STATUSES, Status
-from smq.execution.dispatcher import Dispatcher
+from smq.execution.dispatcher import Chore, Dispatcher
 from smq.execution.operations import Operations
 from smq.execution.recovery import continuations, scan
 from smq.launching import launcher_for
@@ -100,11 +100,15 @@ def scheduler(once: bool, health_file: str | None, handler_modules: tuple[str, .
     """The dispatcher: fire durable timers when due, recover crashed executions and (SMQ_RETENTION) prune old ones, until SIGTERM."""
     settings, repository = settings_and_repository(handler_modules)
     launcher = launcher_for(repository, settings, handlers=default_registry)
-    chores = []
+    chores: list[Chore] = []
     if settings.broker_url:  # the scheduler also heals what the broker lost
         from smq.distributed.healing import BrokerWatch  # Celery and Redis load only with a broker
 
         chores.append(BrokerWatch(repository, settings))
+    if settings.retention is not None:  # SMQ_RETENTION: delete executions that ended before it
+        from smq.execution.pruning import PruneChore
+
+        chores.append(PruneChore(repository, settings.retention))
     dispatcher = Dispatcher(repository, settings, launcher=launcher, chores=chores, health_file=health_file)
     if once:
         tick = dispatcher.tick(recover=True)
@@ -118,9 +122,10 @@ def scheduler(once: bool, health_file: str | None, handler_modules: tuple[str, .
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     target = f"enqueue to {redact(settings.broker_url)}" if settings.broker_url else "in-process"
+    retention = "off" if settings.retention is None else f"{settings.retention / 86400:g} days"
     click.echo(
         f"smq scheduler: polling every {settings.scheduler_interval:g}s, recovery scan every "
-        f"{settings.lease_seconds / 2:g}s ({target})",
+        f"{settings.lease_seconds / 2:g}s ({target}), retention {retention}",
         err=True,
     )
     dispatcher.run(stop)

@@ -138,6 +138,10 @@ class Reads:
 
     # ------------------------------------------------------------------ queries
 
+    def filter_clauses(self, flt: ExecutionFilter) -> list[Any]:
+        """The WHERE clauses of a filter, for statements built elsewhere in the repository (retention)."""
+        return self._where(flt)
+
     def _where(self, flt: ExecutionFilter) -> list[Any]:
         clauses: list[Any] = []
         c = EXECUTIONS.c

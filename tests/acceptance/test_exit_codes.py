@@ -108,6 +108,7 @@ def test_errors_map_to_their_codes_in_one_place() -> None:
     from smq.execution.runner import SourceNotReady
     from smq.repository.filters import FilterError
     from smq.repository.records import CheckpointConflict, NotFound
+    from smq.repository.retention import DefinitionInUse
     from smq.repository.waits import TokenNotWaiting, UnknownToken
 
     expected = {
@@ -117,6 +118,7 @@ def test_errors_map_to_their_codes_in_one_place() -> None:
         TokenNotWaiting("x"): EXIT_WRONG_STATE,
         CheckpointConflict("x"): EXIT_WRONG_STATE,
         SourceNotReady("x"): EXIT_WRONG_STATE,
+        DefinitionInUse("x"): EXIT_WRONG_STATE,
         Unreachable("x"): EXIT_UNREACHABLE,
         EnqueueError("x"): EXIT_UNREACHABLE,
         sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("refused")): EXIT_UNREACHABLE,
