@@ -190,6 +190,8 @@ class ChainLinkRow(Base):
     __table_args__ = (
         UniqueConstraint("source_execution_id", "target_state_machine_id", "target_execution_id"),
         Index("ix_smq_chain_links_target_sm_source", "target_state_machine_id", "source_execution_id"),
+        # Deleting an execution finds the links naming it as target through this (migration 0011).
+        Index("ix_smq_chain_links_target", "target_execution_id"),
     )
 
     id: Mapped[int] = mapped_column(

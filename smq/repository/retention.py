@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, func, or_, select, tuple_
+from sqlalchemy import Connection, Engine, and_, delete, func, select, tuple_
 
 from smq.engine.errors import SmqError
 from smq.engine.status import FINAL_STATUSES
@@ -65,11 +65,21 @@ class Deleted:
 
 
 class Retention:
-    def __init__(self, engine: Engine, *, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    """Deletes executions in batches of `batch_size`. After each batch it pauses `pause_ratio` times as
+    long as the batch took: SQLite has one write lock and no queue for it, so a batch right after
+    a batch would starve every other writer (their busy handler retries every 100 ms or so); a pause as
+    long as the batch lets them in. PostgreSQL locks only the deleted rows: no pause (0) by default."""
+
+    def __init__(
+        self, engine: Engine, *, batch_size: int = DEFAULT_BATCH_SIZE, pause_ratio: float | None = None
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
         self.engine = engine
         self.batch_size = batch_size
+        self.pause_ratio = (
+            (1.0 if engine.dialect.name == "sqlite" else 0.0) if pause_ratio is None else pause_ratio
+        )
 
     # ------------------------------------------------------------------ executions
 
@@ -144,9 +154,12 @@ class Retention:
             if not candidates:
                 return total
             after = tuple(candidates[-1])
+            began = time.monotonic()
             total.add(self._delete_batch([row[1] for row in candidates], allowed))
             if len(candidates) < self.batch_size:
                 return total
+            if self.pause_ratio:
+                time.sleep((time.monotonic() - began) * self.pause_ratio)
             if max_seconds is not None and time.monotonic() - started >= max_seconds:
                 return total
 
@@ -167,18 +180,25 @@ class Retention:
             ids = [row.id for row in rows]
             for table, column, label in EXECUTION_ROWS:
                 setattr(deleted, label, _rowcount(connection, delete(table).where(column.in_(ids))))
-            deleted.chain_links = _rowcount(
-                connection,
-                delete(CHAIN_LINKS).where(
-                    or_(
-                        CHAIN_LINKS.c.source_execution_id.in_(ids), CHAIN_LINKS.c.target_execution_id.in_(ids)
-                    )
-                ),
+            # Links naming them as source or as target: two statements, each a range of its own index
+            # (one OR of both is planned as a scan of the table).
+            deleted.chain_links = sum(
+                _rowcount(connection, delete(CHAIN_LINKS).where(column.in_(ids)))
+                for column in (CHAIN_LINKS.c.source_execution_id, CHAIN_LINKS.c.target_execution_id)
             )
-            names = [(row.state_machine_id, row.name) for row in rows]
-            deleted.ledger = _rowcount(
-                connection,
-                delete(ENQUEUED).where(tuple_(ENQUEUED.c.state_machine_id, ENQUEUED.c.name).in_(names)),
+            # Ledger claims by machine, then names: a range of its primary key each (a row-value IN list
+            # of (machine, name) pairs is planned as one index probe per pair, 4x slower).
+            by_machine: dict[str, list[str]] = {}
+            for row in rows:
+                by_machine.setdefault(row.state_machine_id, []).append(row.name)
+            deleted.ledger = sum(
+                _rowcount(
+                    connection,
+                    delete(ENQUEUED).where(
+                        ENQUEUED.c.state_machine_id == machine, ENQUEUED.c.name.in_(names)
+                    ),
+                )
+                for machine, names in by_machine.items()
             )
             deleted.executions = _rowcount(connection, delete(EXECUTIONS).where(c.id.in_(ids)))
         return deleted
