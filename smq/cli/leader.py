@@ -24,6 +24,7 @@ from smq.cli.common import (
     progress_bar,
     requeue_unstarted_option,
 )
+from smq.cli.start import await_batch, report_batch
 from smq.engine.handlers import default_registry
 from smq.engine.status import Status
 from smq.execution.batch import BatchItem, run_batch
@@ -73,6 +74,11 @@ from smq.settings import QUEUES
     is_flag=True,
     help="Run in this process even when SMQ_BROKER_URL is set (the default without it).",
 )
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Distributed mode: block until every chained execution has ended; exit 0 only if all SUCCEEDED.",
+)
 @requeue_unstarted_option
 @handlers_option
 @json_option
@@ -87,6 +93,7 @@ def leader(
     queue: str,
     chunk_size: int,
     local: bool,
+    wait: bool,
     requeue_unstarted: bool,
     handler_modules: tuple[str, ...],
     as_json: bool,
@@ -122,6 +129,7 @@ def leader(
             total,
             as_json,
             requeue_unstarted=requeue_unstarted,
+            wait=wait,
         )
         return
     if requeue_unstarted:
@@ -186,11 +194,14 @@ def distributed_leader(
     as_json: bool,
     *,
     requeue_unstarted: bool = False,
+    wait: bool = False,
 ) -> None:
-    """Stream the sources and publish one chained execution each, in group() chunks."""
+    """Stream the sources and publish one chained execution each, in group() chunks; with `wait`, then
+    wait for them all to end."""
     from smq.distributed.client import QueueClient
     from smq.distributed.leader import fan_out
 
+    names: list[str] | None = [] if wait else None
     progress = progress_bar(f"enqueueing {target_id} on {queue}", hidden=as_json)
     with progress:
         task = progress.add_task("enqueue", total=total)
@@ -205,14 +216,23 @@ def distributed_leader(
             chunk_size=chunk_size,
             on_chunk=lambda done, _summary: progress.advance(task, done),
             requeue_unstarted=requeue_unstarted,
+            names=names,
         )
-    if as_json:
+    if as_json and names is None:
         echo_json({"mode": "distributed", "queue": queue, "sources": total, **summary.to_dict()})
-    else:
+    elif not as_json:
         print_enqueue_summary(
             f"leader → {target_id} (queue {queue})",
             summary,
             "skipped (queued, running or chained)",
             matched=total,
         )
-    sys.exit(EXIT_NOT_SUCCEEDED if summary.failed else EXIT_OK)
+    if summary.failed or names is None:
+        sys.exit(EXIT_NOT_SUCCEEDED if summary.failed else EXIT_OK)
+    counts = await_batch(repository, target_id, names, None, as_json)
+    if as_json:
+        echo_json(
+            {"mode": "distributed", "queue": queue, "sources": total, **summary.to_dict(), "counts": counts}
+        )
+        sys.exit(EXIT_OK if counts.get(Status.SUCCEEDED, 0) == len(names) else EXIT_NOT_SUCCEEDED)
+    report_batch(target_id, counts, len(names), False)

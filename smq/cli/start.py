@@ -95,8 +95,8 @@ def read_jsonl(path: Path) -> list[tuple[int, Any]]:
 @click.option(
     "--wait",
     is_flag=True,
-    help="One execution: block until it ends (enqueued, parked or running here) and exit with its code "
-    "(0 SUCCEEDED, 1 otherwise).",
+    help="Block until the execution (every one, with --inputs) ends, enqueued, parked or run here, and "
+    "exit with its code: 0 all SUCCEEDED, 1 otherwise.",
 )
 @click.option(
     "--timeout",
@@ -137,10 +137,6 @@ def start(
         load_handlers(settings, handler_modules)
     if wait_timeout is not None and not wait:
         raise UsageError("--timeout applies to --wait")
-    if wait and inputs_file is not None:
-        raise UsageError(
-            "--wait applies to one execution, not --inputs (follow a batch with `smq executions count`)"
-        )
     if requeue_unstarted and (inputs_file is None or not distributed):
         raise UsageError("--requeue-unstarted applies to --inputs in distributed mode (SMQ_BROKER_URL)")
     if inputs_file is not None:
@@ -158,10 +154,20 @@ def start(
                 as_json,
                 settings,
                 requeue_unstarted=requeue_unstarted,
+                wait=wait,
+                wait_timeout=wait_timeout,
             )
         else:
             bulk_start(
-                state_machine_id, Path(inputs_file), name_prefix, version, concurrency, as_json, settings
+                state_machine_id,
+                Path(inputs_file),
+                name_prefix,
+                version,
+                concurrency,
+                as_json,
+                settings,
+                wait=wait,
+                wait_timeout=wait_timeout,
             )
         return
     if name_prefix is not None:
@@ -258,6 +264,9 @@ def bulk_start(
     concurrency: int,
     as_json: bool,
     settings: Any,
+    *,
+    wait: bool = False,
+    wait_timeout: float | None = None,
 ) -> None:
     lines = read_jsonl(path)
     prefix = f"{path.stem}-" if name_prefix is None else name_prefix
@@ -283,17 +292,18 @@ def bulk_start(
         for status in pool.map(one, lines):
             counts[status] = counts.get(status, 0) + 1
             progress.advance(task)
+    if wait and not set(counts) <= FINAL_STATUSES | {"ERROR"}:  # some parked: wait for their answers
+        names = [f"{prefix}{number}" for number, _ in lines]
+        report_batch(
+            state_machine_id,
+            await_batch(repository, state_machine_id, names, wait_timeout, as_json),
+            len(names),
+            as_json,
+        )
     if as_json:
         echo_json({"state_machine_id": state_machine_id, "version": resolved_version, "counts": counts})
     else:
-        table = Table(
-            title=f"{state_machine_id} v{resolved_version}: {len(lines)} execution(s)", show_edge=False
-        )
-        table.add_column("status")
-        table.add_column("count", justify="right")
-        for status, count in sorted(counts.items()):
-            table.add_row(status, str(count))
-        console().print(table)
+        print_counts(f"{state_machine_id} v{resolved_version}: {len(lines)} execution(s)", counts)
     sys.exit(EXIT_OK if set(counts) <= {Status.SUCCEEDED} else EXIT_NOT_SUCCEEDED)
 
 
@@ -369,6 +379,8 @@ def bulk_enqueue(
     settings: Any,
     *,
     requeue_unstarted: bool = False,
+    wait: bool = False,
+    wait_timeout: float | None = None,
 ) -> None:
     total = check_jsonl(path)
     prefix = f"{path.stem}-" if name_prefix is None else name_prefix
@@ -400,4 +412,50 @@ def bulk_enqueue(
             summary,
             "skipped (queued, running or run)",
         )
-    sys.exit(EXIT_NOT_SUCCEEDED if summary.failed else EXIT_OK)
+    if summary.failed:
+        sys.exit(EXIT_NOT_SUCCEEDED)
+    if wait:
+        names = [f"{prefix}{number}" for number, _ in iter_jsonl(path)]
+        report_batch(
+            state_machine_id,
+            await_batch(repository, state_machine_id, names, wait_timeout, as_json),
+            len(names),
+            as_json,
+        )
+    sys.exit(EXIT_OK)
+
+
+def await_batch(
+    repository: Repository, state_machine_id: str, names: list[str], timeout: float | None, hidden: bool
+) -> dict[str, int]:
+    """Poll until every named execution has ended (or `timeout` passes), a progress bar on stderr;
+    returns the executions per status."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    progress = progress_bar("running", hidden=hidden)
+    with progress:
+        task = progress.add_task("run", total=len(names))
+        while True:
+            counts = repository.status_counts_of(state_machine_id, names)
+            ended = sum(count for status, count in counts.items() if status in FINAL_STATUSES)
+            progress.update(task, completed=ended)
+            if ended >= len(names) or (deadline is not None and time.monotonic() >= deadline):
+                return counts
+            time.sleep(0.5)
+
+
+def report_batch(state_machine_id: str, counts: dict[str, int], total: int, as_json: bool) -> NoReturn:
+    """The executions of a batch per status, and exit 0 only when all `total` SUCCEEDED."""
+    if as_json:
+        echo_json({"state_machine_id": state_machine_id, "executions": total, "counts": counts})
+    else:
+        print_counts(f"{state_machine_id}: {total} execution(s)", counts)
+    sys.exit(EXIT_OK if counts.get(Status.SUCCEEDED, 0) == total else EXIT_NOT_SUCCEEDED)
+
+
+def print_counts(title: str, counts: dict[str, int]) -> None:
+    table = Table(title=title, show_edge=False)
+    table.add_column("status")
+    table.add_column("count", justify="right")
+    for status, count in sorted(counts.items()):
+        table.add_row(status, str(count))
+    console().print(table)
