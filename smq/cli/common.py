@@ -140,7 +140,7 @@ filter_opt = click.option(
     "filter_text",
     metavar="KEY=VALUE[,...]",
     help="state_machine_id, status (A|B), name_prefix, name_contains, started_after, started_before, "
-    "current_state, source_execution_id, not_chained_into.",
+    "current_state, source_execution_id, not_chained_into, tag.NAME (a user tag's value).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 queue_choice = click.Choice(QUEUES)
@@ -177,6 +177,31 @@ def print_enqueue_summary(
     console().print(table)
     for error in summary.errors:
         error_console().print(f"enqueue failed: {error}")
+
+
+def parse_tags(pairs: tuple[str, ...]) -> dict[str, str] | None:
+    """`--tag KEY=VALUE` (repeatable) as the execution's tags; a usage error names the one at fault."""
+    from smq.repository.tags import TagError, check_tags
+
+    tags: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UsageError(f"--tag: {pair!r} is not KEY=VALUE")
+        tags[key.strip()] = value
+    try:
+        return check_tags(tags, "--tag") or None
+    except TagError as exc:
+        raise UsageError(str(exc)) from None
+
+
+tag_option = click.option(
+    "--tag",
+    "tag_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A user tag kept with the execution (repeatable); find them with --filter tag.KEY=VALUE.",
+)
 
 
 def settings_and_repository(handler_modules: tuple[str, ...]) -> tuple[Settings, Repository]:

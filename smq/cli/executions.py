@@ -127,6 +127,12 @@ def describe_execution(record: ExecutionRecord, body: dict[str, Any]) -> str:
     if record.stop_time is not None:
         lines.append(f"stopped      {body['stop_time']} ({record.duration_ms} ms)")
     lines.append(f"queue        {record.queue or '- (in-process)'}")
+    if record.index is not None:
+        lines.append(f"index        {record.index}")
+    if record.tags:
+        lines.append(
+            f"tags         {', '.join(f'{key}={value}' for key, value in sorted(record.tags.items()))}"
+        )
     if record.source_execution_id:
         extra = "".join(
             f", {label} {value}"

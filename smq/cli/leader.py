@@ -38,6 +38,12 @@ from smq.settings import QUEUES
 @filter_opt
 @click.option("--target", "target_id", required=True, help="State machine to start for each source.")
 @click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help="Chain at most N sources (the first N the filter matches, oldest first); with "
+    "not_chained_into=TARGET in --filter, each run takes the next N.",
+)
+@click.option(
     "--source-state", "source_state_name", help="Chain from this state's last output (default: final output)."
 )
 @click.option("--transformer", help="Registered input transformer to apply.")
@@ -85,6 +91,7 @@ from smq.settings import QUEUES
 def leader(
     filter_text: str | None,
     target_id: str,
+    limit: int | None,
     source_state_name: str | None,
     transformer: str | None,
     name_prefix: str | None,
@@ -104,7 +111,7 @@ def leader(
     nothing twice); with --local, or without a broker, they run in this process."""
     settings = load_settings()
     load_handlers(settings, handler_modules)
-    flt = filter_option(filter_text)
+    flt = filter_option(filter_text, limit=limit)
     repository = open_repository(settings)
     prefix = f"{target_id}-" if name_prefix is None else name_prefix
     distributed = enqueues(settings, local=local)
@@ -112,6 +119,8 @@ def leader(
     if not distributed:  # workers check their own handlers
         machine.check_handlers(default_registry)
     total = repository.count_executions(flt)
+    if limit is not None:
+        total = min(total, limit)
     if distributed:
         if stop_on_error:
             raise UsageError(

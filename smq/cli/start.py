@@ -26,9 +26,11 @@ from smq.cli.common import (
     load_settings,
     open_repository,
     parse_json_argument,
+    parse_tags,
     print_enqueue_summary,
     progress_bar,
     requeue_unstarted_option,
+    tag_option,
 )
 from smq.cli.run import result_json
 from smq.engine.errors import SmqError
@@ -69,6 +71,12 @@ def read_jsonl(path: Path) -> list[tuple[int, Any]]:
 @click.option("--name", help="Execution name (single start). Re-using a name returns that execution.")
 @click.option("--name-prefix", help="Bulk start: names are PREFIX + line number (default: FILE stem + '-').")
 @click.option("--version", type=click.IntRange(min=1), help="Definition version (default: latest).")
+@click.option(
+    "--index",
+    type=click.IntRange(min=0),
+    help="Its position in a batch, kept and shown (bulk: each line's, from 0).",
+)
+@tag_option
 @click.option(
     "--source-execution",
     "source_execution_id",
@@ -115,6 +123,8 @@ def start(
     name: str | None,
     name_prefix: str | None,
     version: int | None,
+    index: int | None,
+    tag_pairs: tuple[str, ...],
     source_execution_id: str | None,
     source_state_name: str | None,
     transformer: str | None,
@@ -135,14 +145,16 @@ def start(
     distributed = enqueues(settings, local=local)
     if not distributed:
         load_handlers(settings, handler_modules)
+    tags = parse_tags(tag_pairs)
     if wait_timeout is not None and not wait:
         raise UsageError("--timeout applies to --wait")
     if requeue_unstarted and (inputs_file is None or not distributed):
         raise UsageError("--requeue-unstarted applies to --inputs in distributed mode (SMQ_BROKER_URL)")
     if inputs_file is not None:
-        if input_text is not None or name is not None or source_execution_id is not None:
+        if input_text is not None or name is not None or source_execution_id is not None or index is not None:
             raise UsageError(
-                "--inputs starts one execution per line: do not combine with --input, --name or --source-execution"
+                "--inputs starts one execution per line: do not combine with --input, --name, --index or "
+                "--source-execution"
             )
         if distributed:
             bulk_enqueue(
@@ -156,6 +168,7 @@ def start(
                 requeue_unstarted=requeue_unstarted,
                 wait=wait,
                 wait_timeout=wait_timeout,
+                tags=tags,
             )
         else:
             bulk_start(
@@ -168,6 +181,7 @@ def start(
                 settings,
                 wait=wait,
                 wait_timeout=wait_timeout,
+                tags=tags,
             )
         return
     if name_prefix is not None:
@@ -188,6 +202,8 @@ def start(
             "source_execution_id": source_execution_id,
             "source_state_name": source_state_name,
             "transformer": transformer,
+            "index": index,
+            "tags": tags,
         }
         execution_name = enqueue_one(repository, payload, queue, as_json, quiet=wait and as_json)
         if wait:
@@ -201,6 +217,8 @@ def start(
         source_execution_id=source_execution_id,
         source_state_name=source_state_name,
         transformer=transformer,
+        index=index,
+        tags=tags,
     )
     record = _start_here(repository, request, settings)
     if wait and record.status not in FINAL_STATUSES:
@@ -267,6 +285,7 @@ def bulk_start(
     *,
     wait: bool = False,
     wait_timeout: float | None = None,
+    tags: dict[str, str] | None = None,
 ) -> None:
     lines = read_jsonl(path)
     prefix = f"{path.stem}-" if name_prefix is None else name_prefix
@@ -275,10 +294,17 @@ def bulk_start(
     machine.check_handlers(default_registry)
     counts: dict[str, int] = {}
 
+    positions = {number: position for position, (number, _) in enumerate(lines)}
+
     def one(item: tuple[int, Any]) -> str:
         number, execution_input = item
         request = StartRequest(
-            state_machine_id, execution_input, name=f"{prefix}{number}", version=resolved_version
+            state_machine_id,
+            execution_input,
+            name=f"{prefix}{number}",
+            version=resolved_version,
+            index=positions[number],
+            tags=tags,
         )
         try:
             return _start_here(repository, request, settings).status
@@ -381,6 +407,7 @@ def bulk_enqueue(
     requeue_unstarted: bool = False,
     wait: bool = False,
     wait_timeout: float | None = None,
+    tags: dict[str, str] | None = None,
 ) -> None:
     total = check_jsonl(path)
     prefix = f"{path.stem}-" if name_prefix is None else name_prefix
@@ -391,9 +418,11 @@ def bulk_enqueue(
             "state_machine_id": state_machine_id,
             "name": f"{prefix}{number}",
             "input": value,
+            "index": position,
             **({"version": version} if version is not None else {}),
+            **({"tags": tags} if tags else {}),
         }
-        for number, value in iter_jsonl(path)
+        for position, (number, value) in enumerate(iter_jsonl(path))
     )
     progress = progress_bar(f"enqueueing on {queue}", hidden=as_json)
     with progress:

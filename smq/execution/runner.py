@@ -82,6 +82,8 @@ class StartRequest:
     source_execution_id: str | None = None
     source_state_name: str | None = None
     transformer: str | None = None
+    index: int | None = None  # its position in the batch that starts it (kept, shown)
+    tags: dict[str, str] | None = None  # user keys and values (kept, shown, filterable)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -226,6 +228,8 @@ def prepare_execution(
             queue=queue,
             lease_owner=process_owner(),
             lease_seconds=lease_seconds,
+            index=request.index,
+            tags=request.tags,
         )
         if not write and starts_side_effect_free(machine.machine.states, cursor.state):
             return record, machine, None

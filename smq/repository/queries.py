@@ -161,6 +161,12 @@ class Reads:
             clauses.append(c.current_state == flt.current_state)
         if flt.source_execution_id is not None:
             clauses.append(c.source_execution_id == flt.source_execution_id)
+        for key, value in flt.tags:
+            # JSON is TEXT on SQLite, JSONB on PostgreSQL: each has its own way to read one key.
+            if self.reader.dialect.name == "sqlite":
+                clauses.append(func.json_extract(c.tags, f'$."{key}"') == value)
+            else:
+                clauses.append(func.jsonb_extract_path_text(c.tags, key) == value)
         if flt.not_chained_into is not None:
             clauses.append(
                 not_(
