@@ -164,7 +164,7 @@ def test_poison_payloads_are_dead_at_once_and_smq_dead_lists_shows_purges(
         "next_token": None,
     }
     table = smq_here(["dead", "list"], env).stdout
-    assert table.count("invalid_payload") == len(poison)
+    assert table.count("invalid_payload") == len(POISON) and table.count("rejected") == 1
     detail = json.loads(smq_here(["dead", "show", version_id, "--json"], env).stdout)
     assert detail["task_id"] == version_id
     assert detail["reason"] == "invalid_payload" and detail["attempts"] == 1 and detail["queue"] == "low"
