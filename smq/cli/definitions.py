@@ -16,6 +16,7 @@ from smq.cli.common import (
     load_settings,
     open_repository,
 )
+from smq.cli.graph import graph
 from smq.engine.errors import DefinitionError
 from smq.repository.repository import InvalidId, NotFound
 
@@ -23,6 +24,9 @@ from smq.repository.repository import InvalidId, NotFound
 @click.group()
 def definitions() -> None:
     """Store and inspect state machine definitions (each change is a new version)."""
+
+
+definitions.add_command(graph)
 
 
 @definitions.command("put")
