@@ -15,6 +15,7 @@ from smq.cli.run import run, validate
 from smq.cli.start import start
 from smq.cli.stats import stats
 from smq.cli.waiting import message, task
+from smq.cli.web import web
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,5 +39,6 @@ for command in (
     recover,
     scheduler,
     db,
+    web,
 ):
     main.add_command(command)

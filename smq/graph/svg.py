@@ -54,8 +54,9 @@ def render_svg(
             "viewBox": "0 0 10 10",
             "refX": "10",
             "refY": "5",
-            "markerWidth": "7",
-            "markerHeight": "7",
+            "markerWidth": "9",
+            "markerHeight": "9",
+            "markerUnits": "userSpaceOnUse",
             "orient": "auto-start-reverse",
         },
     )

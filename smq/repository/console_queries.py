@@ -71,7 +71,9 @@ class ConsoleQueries:
         with self.engine.connect() as connection:
             return int(connection.execute(select(func.count()).select_from(DEAD_LETTERS)).scalar_one())
 
-    def open_waits(self, *, kind: str | None = None, limit: int = 200) -> list[OpenWait]:
+    def open_waits(
+        self, *, kind: str | None = None, execution_id: str | None = None, limit: int = 200
+    ) -> list[OpenWait]:
         """Open waits, the soonest deadline first (then the oldest), with their executions."""
         w, e = WAITS.c, EXECUTIONS.c
         deadline = func.coalesce(w.due_at, w.timeout_at, w.deadline_at)
@@ -91,6 +93,8 @@ class ConsoleQueries:
         )
         if kind is not None:
             query = query.where(w.kind == kind)
+        if execution_id is not None:
+            query = query.where(w.execution_id == execution_id)
         with self.engine.connect() as connection:
             rows = connection.execute(query).all()
         return [
