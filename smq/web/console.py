@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import threading
+from collections import OrderedDict
 from importlib.resources import files
 from typing import Any
 
@@ -14,6 +16,8 @@ from starlette.responses import HTMLResponse
 
 from smq.execution.continuation import Launcher
 from smq.execution.operations import Operations
+from smq.graph.layout import Layout, layout_graph
+from smq.graph.model import Graph, build_graph
 from smq.repository.console_queries import ConsoleQueries
 from smq.repository.repository import Repository
 from smq.settings import Settings, redact
@@ -21,6 +25,7 @@ from smq.web import present
 from smq.web.config import WebConfig
 
 TEMPLATES = str(files("smq.web").joinpath("templates"))
+GRAPH_CACHE = 256  # laid-out definition versions kept
 STATUSES = ("RUNNING", "WAITING", "PAUSED", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
 
 
@@ -54,9 +59,28 @@ class Console:
             when_precise=present.when_precise,
             duration=present.duration,
             pretty_json=present.pretty_json,
+            compact_json=present.compact_json,
             short=present.short,
         )
         self.templates.globals.update(statuses=STATUSES, database=redact(settings.database_url))
+        self._graphs: OrderedDict[tuple[str, int], tuple[Graph, Layout]] = OrderedDict()
+        self._graphs_lock = threading.Lock()
+
+    def graph(self, state_machine_id: str, version: int, definition: dict[str, Any]) -> tuple[Graph, Layout]:
+        """A stored version's graph and layout, laid out once (a version never changes): an execution
+        page then only colours it."""
+        key = (state_machine_id, version)
+        with self._graphs_lock:
+            if key in self._graphs:
+                self._graphs.move_to_end(key)
+                return self._graphs[key]
+        graph = build_graph(definition)
+        laid_out = (graph, layout_graph(graph))
+        with self._graphs_lock:
+            self._graphs[key] = laid_out
+            while len(self._graphs) > GRAPH_CACHE:
+                self._graphs.popitem(last=False)
+        return laid_out
 
     # ------------------------------------------------------------------ who
 

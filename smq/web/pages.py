@@ -14,7 +14,6 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from smq.distributed.stats import collect_stats
 from smq.engine.fanout import branch_progress
 from smq.engine.status import Status
-from smq.graph.model import build_graph
 from smq.graph.path import Outcome, overlay_from_history
 from smq.graph.svg import render_svg
 from smq.repository.filters import (
@@ -103,7 +102,8 @@ def machine(request: Request) -> Response:
         record = console.repository.get_definition(machine_id, _version(request, "version"))
     except (NotFound, ValueError) as exc:
         return not_found(request, str(exc))
-    svg = render_svg(build_graph(record.definition), standalone=False)
+    graph, layout = console.graph(machine_id, record.version, record.definition)
+    svg = render_svg(graph, standalone=False, layout=layout)
     versions = console.queries.versions(machine_id)
     return console.render(
         request,
@@ -136,11 +136,16 @@ def compare(request: Request) -> Response:
         machine_id=machine_id,
         left=left,
         right=right,
-        left_svg=render_svg(build_graph(left.definition), standalone=False, id_prefix="left"),
-        right_svg=render_svg(build_graph(right.definition), standalone=False, id_prefix="right"),
+        left_svg=_svg(console, left, "left"),
+        right_svg=_svg(console, right, "right"),
         diff=diff,
         versions=console.queries.versions(machine_id),
     )
+
+
+def _svg(console: Console, record: Any, id_prefix: str) -> str:
+    graph, layout = console.graph(record.state_machine_id, record.version, record.definition)
+    return render_svg(graph, standalone=False, id_prefix=id_prefix, layout=layout)
 
 
 # ---------------------------------------------------------------------------------------------- executions
@@ -227,7 +232,7 @@ def execution(request: Request) -> Response:
     repository = console.repository
     history = repository.history(record.execution_id)
     definition = repository.get_definition(record.state_machine_id, record.version).definition
-    graph = build_graph(definition)
+    graph, layout = console.graph(record.state_machine_id, record.version, definition)
     overlay = overlay_from_history(graph, record, history)
     nodes = present.nodes_by_id(graph)
     rows = [(entry, present.node_of(nodes, entry.scope, entry.state_name)) for entry in history]
@@ -249,6 +254,7 @@ def execution(request: Request) -> Response:
         notes=notes,
         selected=selected,
         standalone=False,
+        layout=layout,
     )
     visits = [entry for entry, node_id in rows if selected is not None and node_id == selected]
     source = None
