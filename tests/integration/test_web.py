@@ -336,3 +336,35 @@ def test_web_config_from_the_environment() -> None:
     ):
         with pytest.raises(SettingsError, match=message):
             WebConfig.from_env(env)
+
+
+def test_the_cli_records_its_actions_too(
+    repository: Repository, registry: HandlerRegistry, world: Any, database_url: str
+) -> None:
+    from click.testing import CliRunner
+
+    from smq.cli import main
+    from smq.execution.operations import Operations
+    from smq.repository.operator_actions import default_actor
+
+    Switch.fail = False
+    settings = Settings(database_url=database_url)
+    launcher = LocalLauncher(repository, settings, handlers=registry)
+    final, _ = Operations(repository, settings, launcher=launcher).redrive(world["failed"].execution_id)
+    assert final.status == "SUCCEEDED"
+    (action,) = actions_of(repository.reader, final.execution_id)
+    assert (action.action, action.actor) == ("redrive", default_actor())
+    asking = world["asking"]
+    result = CliRunner().invoke(
+        main,
+        ["executions", "stop", asking.execution_id, "--cause", "no longer needed"],
+        env={"SMQ_DATABASE_URL": database_url},
+    )
+    assert result.exit_code == 0, result.output
+    (stop,) = actions_of(repository.reader, asking.execution_id)
+    assert (stop.action, stop.actor, stop.detail["cause"], stop.detail["from"]) == (
+        "stop",
+        default_actor(),
+        "no longer needed",
+        "WAITING",
+    )
