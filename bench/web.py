@@ -289,7 +289,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> dict[str, Any]:
             baseline_where, baseline_params = where, dict(params)
             if token is not None:
                 _, start, last_id = _position_of(token)
-                keyset = "(start_time < :t OR (start_time = :t AND id < :i))"
+                keyset = "(start_time, id) < (:t, :i)"  # a row value: one index range, as the list's
                 baseline_where = f"{where} AND {keyset}" if where else keyset
                 baseline_params.update(t=_bind_time(backend, start), i=last_id)
             served = timed(page(path, 'id="executions"'), args.repeat)
