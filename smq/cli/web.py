@@ -43,9 +43,10 @@ def web(host: str, port: int, hash_for: str | None, handler_modules: tuple[str, 
 
     import uvicorn
 
-    from smq.web.app import create_app
+    from smq.web.app import create_app, settle_heap
 
     app = create_app(repository, settings, config)
+    settle_heap()
     access = "read-only (no SMQ_WEB_USERS)" if config.read_only else f"{len(config.users)} user(s) may act"
     click.echo(f"smq web: http://{host}:{port}/ - {access}", err=True)
     if host not in LOOPBACK:

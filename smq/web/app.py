@@ -10,6 +10,7 @@ own static files only: even a value that slipped past escaping could not run.
 
 from __future__ import annotations
 
+import gc
 from importlib.resources import files
 from typing import Any
 
@@ -66,6 +67,15 @@ class SecurityHeaders:
 def graph_css(request: Request) -> Response:
     """The graph's stylesheet, the one `smq definitions graph` embeds in a standalone SVG."""
     return Response(GRAPH_CSS, media_type="text/css", headers={"cache-control": "max-age=3600"})
+
+
+def settle_heap() -> None:
+    """Move everything the start-up created (modules, SQLAlchemy, templates: ~100,000 objects) out of
+    the cyclic garbage collector's reach. A full collection walks every tracked object, and a graph
+    layout allocates enough to trigger one every few requests: measured, it turned a 30 ms graph into
+    110 ms about one time in ten. Called once by `smq web` before it serves."""
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(
