@@ -26,7 +26,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from support import DEFAULT_PG_URL, console, emit_report, fresh_database, log
+from harness.progress import log
+from harness.report import console, emit_report
+from harness.servers import DEFAULT_PG_URL, fresh_database
 
 ASK = {
     "Type": "Task",
@@ -84,8 +86,7 @@ class Asker:
 
 def answer_all(repository: Any, url: str, asker: Asker, orders: list[int]) -> float:
     """Answer every order's token, one after the other (each continuation runs here); ms per answer."""
-    from smq.execution.operations import Operations
-    from smq.settings import Settings
+    from smq import Operations, Settings
 
     operations = Operations(repository, Settings(database_url=url), handlers=asker.registry)
     started = time.perf_counter()
@@ -95,7 +96,7 @@ def answer_all(repository: Any, url: str, asker: Asker, orders: list[int]) -> fl
 
 
 def measure(repository: Any, url: str, size: int, tag: str) -> Round:
-    from smq.execution.runner import StartRequest, start_execution
+    from smq import StartRequest, start_execution
     from smq.repository.waits import WaitStore
 
     result = Round(size)
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rounds: list[Round] = []
     with fresh_database(args.pg_url, f"smq_bench_branch_{os.getpid()}") as url:
-        from smq.repository.repository import Repository
+        from smq import Repository
 
         repository = Repository.open(url)
         try:

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from smq.errors import EnqueueError, NotAllowed, NotFound, SettingsError
     from smq.execution.operations import Operations
     from smq.execution.runner import StartRequest, resume_execution, start_execution
+    from smq.repository.filters import ExecutionFilter
+    from smq.repository.paging import ExecutionPage
     from smq.repository.repository import ExecutionRecord, Repository
     from smq.settings import Settings
 
@@ -42,6 +44,8 @@ _LAZY = {
     # persistence: the repository, starting and resuming recorded executions, operator actions
     "Repository": "smq.repository.repository",
     "ExecutionRecord": "smq.repository.repository",
+    "ExecutionFilter": "smq.repository.filters",
+    "ExecutionPage": "smq.repository.paging",
     "StartRequest": "smq.execution.runner",
     "start_execution": "smq.execution.runner",
     "resume_execution": "smq.execution.runner",
@@ -87,6 +91,8 @@ __all__ = [
     # persistence
     "Repository",
     "ExecutionRecord",
+    "ExecutionFilter",
+    "ExecutionPage",
     "StartRequest",
     "start_execution",
     "resume_execution",

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from smq.engine.cursor import AwsIdentity
 from smq.engine.errors import SmqError
 from smq.engine.runtime import DEFAULT_MAX_TRANSITIONS, DEFAULT_MAX_WORKERS, DEFAULT_PAYLOAD_LIMIT
 from smq.logs import LOG_FORMATS, TEXT
@@ -193,6 +194,8 @@ class Settings:
     task_events: bool = True
     # How smq logs (workers, the scheduler, the CLI): "text", readable, or "json", one object per line.
     log_format: str = TEXT
+    # The region and account of the ARNs in the Context object ($$.Execution.Id, $$.StateMachine.Id).
+    aws_identity: AwsIdentity = field(default_factory=AwsIdentity)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -206,6 +209,7 @@ class Settings:
             max_workers=_int(env, "SMQ_MAX_WORKERS", DEFAULT_MAX_WORKERS, minimum=1),
             checkpoints=_checkpoints(env),
             log_format=_log_format(env),
+            aws_identity=_aws_identity(env),
             **_distributed(env),
         )
 
@@ -215,6 +219,20 @@ def _checkpoints(env: dict[str, str]) -> str:
     if mode not in ("boundaries", "every-state"):
         raise SettingsError(f"SMQ_CHECKPOINTS must be 'boundaries' or 'every-state', got {mode!r}")
     return mode
+
+
+_AWS_REGION = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-\d+$")
+_AWS_ACCOUNT = re.compile(r"^\d{12}$")
+
+
+def _aws_identity(env: dict[str, str]) -> AwsIdentity:
+    region = env.get("SMQ_AWS_REGION") or AwsIdentity.region
+    account = env.get("SMQ_AWS_ACCOUNT_ID") or AwsIdentity.account
+    if not _AWS_REGION.fullmatch(region):
+        raise SettingsError(f"SMQ_AWS_REGION must be a region name like us-east-1, got {region!r}")
+    if not _AWS_ACCOUNT.fullmatch(account):
+        raise SettingsError(f"SMQ_AWS_ACCOUNT_ID must be 12 digits, got {account!r}")
+    return AwsIdentity(region, account)
 
 
 def _log_format(env: dict[str, str]) -> str:

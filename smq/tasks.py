@@ -4,9 +4,12 @@ At-least-once delivery yields exactly one execution per name: the task creates t
 it (redelivery, retry, duplicate enqueue) and resumes it from its last checkpoint; a finished one is
 returned as it is. Outcomes:
 
-- the workflow ends (SUCCEEDED, FAILED, ...): a result, never a Celery failure;
+- the workflow SUCCEEDED: the task's result; it parks (a Wait, a message, a task token): a result
+  that says what it waits for and until when;
+- the workflow ends FAILED, TIMED_OUT or ABORTED: Celery's FAILURE state with `<Error>: <Cause>` and
+  the state (WorkflowFailed), so Flower counts it; never retried (`smq redrive` is its remedy);
 - a malformed payload, an unknown state machine, a bad chain source: rejected at once into the dead
-  letters with the reason, never retried (retrying cannot fix them);
+  letters with the reason (FAILURE, DeadLettered), never retried (retrying cannot fix them);
 - the execution is being run right now by another live process (a duplicate message, a recovery
   re-publish): not run twice at once; the task publishes itself again for when that process's lease
   would expire, and then finds the execution finished, or takes it over if that process died;
@@ -199,6 +202,7 @@ def _run_delivery(
             parsed.start_request(),
             handlers=default_registry,
             payload_limit=settings.payload_limit,
+            identity=settings.aws_identity,
             max_transitions=settings.max_transitions,
             # Waits longer than this park on a durable timer instead of holding the worker slot.
             park_after=settings.park_after,

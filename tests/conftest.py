@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, create_engine, text
 
+from smq import Repository
 from smq.repository.database import create_database_engine, upgrade
-from smq.repository.repository import Repository
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "SMQ_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

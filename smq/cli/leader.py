@@ -140,6 +140,7 @@ def leader(
             handlers=default_registry,
             keep_items=False,
             payload_limit=settings.payload_limit,
+            identity=settings.aws_identity,
             lease_seconds=settings.lease_seconds,
             checkpoints=settings.checkpoints,
         )

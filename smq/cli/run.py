@@ -83,6 +83,7 @@ def run(
             StartRequest(machine_id, execution_input, name=name, version=stored.version),
             handlers=default_registry,
             payload_limit=settings.payload_limit,
+            identity=settings.aws_identity,
             max_transitions=settings.max_transitions,
             max_workers=settings.max_workers,
             lease_seconds=settings.lease_seconds,

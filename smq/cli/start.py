@@ -194,6 +194,7 @@ def _start_here(repository: Repository, request: StartRequest, settings: Any) ->
         request,
         handlers=default_registry,
         payload_limit=settings.payload_limit,
+        identity=settings.aws_identity,
         lease_seconds=settings.lease_seconds,
         checkpoints=settings.checkpoints,
     )

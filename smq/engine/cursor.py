@@ -126,6 +126,15 @@ def iso(epoch: float | None) -> str | None:
 
 
 @dataclass(frozen=True)
+class AwsIdentity:
+    """The region and account that `$$.Execution.Id` and `$$.StateMachine.Id` are ARNs in, as AWS
+    gives them (definitions read and parse them); smq's own commands keep taking smq's ids."""
+
+    region: str = "us-east-1"
+    account: str = "000000000000"
+
+
+@dataclass(frozen=True)
 class ExecutionInfo:
     """Who this execution is; the `$$.Execution` and `$$.StateMachine` parts of the Context object."""
 
@@ -137,6 +146,21 @@ class ExecutionInfo:
     state_machine_name: str
     role_arn: str = "arn:aws:iam::000000000000:role/smq"
     redrive_count: int = 0
+    region: str = AwsIdentity.region
+    account: str = AwsIdentity.account
+
+    @property
+    def state_machine_arn(self) -> str:
+        """The state machine's id when it is an ARN already, else one in this region and account."""
+        if self.state_machine_id.startswith("arn:") and ":stateMachine:" in self.state_machine_id:
+            return self.state_machine_id
+        return f"arn:aws:states:{self.region}:{self.account}:stateMachine:{self.state_machine_name}"
+
+    @property
+    def execution_arn(self) -> str:
+        """`arn:...:execution:<state machine name>:<execution name>`, beside the state machine's ARN."""
+        machine = self.state_machine_arn
+        return machine.replace(":stateMachine:", ":execution:", 1) + f":{self.name}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -148,11 +172,13 @@ class ExecutionInfo:
             "state_machine_name": self.state_machine_name,
             "role_arn": self.role_arn,
             "redrive_count": self.redrive_count,
+            "region": self.region,
+            "account": self.account,
         }
 
     def execution_context(self) -> dict[str, Any]:
         return {
-            "Id": self.id,
+            "Id": self.execution_arn,
             "Input": self.input,
             "StartTime": iso(self.start_time),
             "Name": self.name,
@@ -161,7 +187,7 @@ class ExecutionInfo:
         }
 
     def state_machine_context(self) -> dict[str, Any]:
-        return {"Id": self.state_machine_id, "Name": self.state_machine_name}
+        return {"Id": self.state_machine_arn, "Name": self.state_machine_name}
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import yaml
@@ -51,13 +52,39 @@ def load_definition(source: str | bytes | dict[str, Any]) -> dict[str, Any]:
 
 
 class _JsonCompatibleLoader(yaml.SafeLoader):
-    """YAML limited to what JSON can say: `2024-01-01` stays a string, never a date object."""
+    """YAML limited to what JSON can say, read as AWS reads a YAML definition.
+
+    - Every mapping key is its text, as in JSON: a state named `Yes:`, `No:`, `On:` or `404:` keeps its
+      name (YAML 1.1 would make it a boolean or a number, and the definition unloadable).
+    - Only `true`/`false` are booleans (YAML 1.2): `Next: No` names the state `No`.
+    - `2024-01-01` stays a string, never a date object.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        self.flatten_mapping(node)
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key: Any = key_node.value
+            else:
+                key = self.construct_object(key_node, deep=deep)
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
 
 
+_YAML_12_BOOL = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 _JsonCompatibleLoader.yaml_implicit_resolvers = {
-    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    key: [
+        (tag, regexp)
+        for tag, regexp in resolvers
+        if tag not in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:bool")
+    ]
     for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+_JsonCompatibleLoader.add_implicit_resolver("tag:yaml.org,2002:bool", _YAML_12_BOOL, list("tTfF"))
+_JsonCompatibleLoader.add_constructor(
+    "tag:yaml.org,2002:bool", lambda loader, node: node.value.lower() == "true"
+)
 
 
 def require_json(value: Any, where: str) -> None:

@@ -241,9 +241,9 @@ class FieldCompiler:
                 fields["arguments"] = self.jsonata_template(raw["Arguments"], where, "Arguments")
             return fields
         if parameters and "Parameters" in raw:
-            fields["parameters"] = self.template(
-                raw["Parameters"], join_where(where, "Parameters"), require_object=True
-            )
+            # Any JSON value, as AWS accepts (an array of objects on a Pass state is common); the
+            # ASL spec's "a JSON object" is stricter than the service.
+            fields["parameters"] = self.template(raw["Parameters"], join_where(where, "Parameters"))
         if "ResultSelector" in raw:
             fields["result_selector"] = self.template(
                 raw["ResultSelector"], join_where(where, "ResultSelector"), require_object=True

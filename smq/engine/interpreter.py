@@ -38,7 +38,7 @@ from smq.engine.cursor import (
 )
 from smq.engine.errors import BranchesFailed, BranchesParked, StatesError, error_matches
 from smq.engine.handlers import LAMBDA_INVOKE, TaskContext
-from smq.engine.invoke import call_handler
+from smq.engine.invoke import call_handler, lambda_error
 from smq.engine.jsonata import Expression, unexpected_type
 from smq.engine.jsontext import compact
 from smq.engine.model import (
@@ -776,17 +776,22 @@ def _invoke_task(
     # The handler may mutate its input and keep its result: both cross as JSON text, which also
     # enforces the payload limit on the task's input (after Parameters) and on its raw result.
     isolated = json.loads(_sized_json(state, payload, runtime, "input after Parameters"))
-    result = call_handler(
-        registry,
-        name,
-        isolated,
-        ctx,
-        timeout=timeout,
-        heartbeat=heartbeat,
-        execution_remaining=remaining,
-        cancelled=runtime.cancelled,
-        pass_through=runtime.pass_through,
-    )
+    try:
+        result = call_handler(
+            registry,
+            name,
+            isolated,
+            ctx,
+            timeout=timeout,
+            heartbeat=heartbeat,
+            execution_remaining=remaining,
+            cancelled=runtime.cancelled,
+            pass_through=runtime.pass_through,
+        )
+    except StatesError as error:
+        if is_lambda_invoke or state.resource.startswith("arn:aws:lambda:"):
+            raise lambda_error(error) from error.__cause__
+        raise
     if token is not None:
         return None  # a callback task's result arrives with its token, not from the handler
     try:

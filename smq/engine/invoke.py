@@ -8,8 +8,11 @@ has no safe way), so it is abandoned and its `ctx.heartbeat()` raises TaskCancel
 from __future__ import annotations
 
 import contextvars
+import json
 import threading
 import time
+import traceback
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +38,25 @@ def error_of(
     explicit = getattr(exc, "error_name", None)
     name = explicit if isinstance(explicit, str) and explicit else type(exc).__name__
     return StatesError(name, str(exc) or type(exc).__name__)
+
+
+def lambda_error(error: StatesError) -> StatesError:
+    """A handler's exception as AWS reports a Lambda function's: the same error name, and a Cause that
+    is the JSON object Lambda returns (errorMessage, errorType, requestId, stackTrace), which
+    definitions parse (`States.StringToJson($.Cause)`). Explicit errors (TaskError, StatesError) and
+    smq's own (timeouts) keep their cause."""
+    exc = error.__cause__
+    if exc is None or isinstance(exc, (StatesError, TaskError)):
+        return error
+    cause = {
+        "errorMessage": str(exc),
+        "errorType": error.error,
+        "requestId": str(uuid.uuid4()),
+        "stackTrace": traceback.format_tb(exc.__traceback__),
+    }
+    converted = StatesError(error.error, json.dumps(cause))
+    converted.__cause__ = exc
+    return converted
 
 
 def call_handler(

@@ -19,7 +19,7 @@ from typing import Any
 
 from smq.engine import errors
 from smq.engine.compiler import compile_machine
-from smq.engine.cursor import Cursor, ExecutionInfo, HistoryEntry, Step
+from smq.engine.cursor import AwsIdentity, Cursor, ExecutionInfo, HistoryEntry, Step
 from smq.engine.definition_source import load_definition
 from smq.engine.driver import FAILED, Outcome, drive
 from smq.engine.errors import UnknownResourceError
@@ -104,8 +104,11 @@ class StateMachine:
         execution_id: str | None = None,
         start_time: float | None = None,
         clock: Callable[[], float] | None = None,
+        identity: AwsIdentity | None = None,
     ) -> Cursor:
-        """The cursor of a new execution, positioned on StartAt. Runs nothing."""
+        """The cursor of a new execution, positioned on StartAt. Runs nothing. `identity`: the region
+        and account of the ARNs the Context object gives (`$$.Execution.Id`)."""
+        identity = identity or AwsIdentity()
         execution_input = {} if input is None else input
         execution_id = execution_id or str(uuid.uuid4())
         info = ExecutionInfo(
@@ -115,6 +118,8 @@ class StateMachine:
             start_time=start_time if start_time is not None else (clock or time.time)(),
             state_machine_id=self.id,
             state_machine_name=self.name,
+            region=identity.region,
+            account=identity.account,
         )
         return Cursor(execution=info, state=self.machine.start_at, input=execution_input)
 
@@ -194,11 +199,12 @@ class StateMachine:
         name: str | None = None,
         execution_id: str | None = None,
         on_step: Callable[[Step], None] | None = None,
+        identity: AwsIdentity | None = None,
         **runtime_options: Any,
     ) -> ExecutionResult:
         """Run one execution in this process and return how it ended."""
         clock = runtime_options.get("clock")
-        cursor = self.begin(input, name=name, execution_id=execution_id, clock=clock)
+        cursor = self.begin(input, name=name, execution_id=execution_id, clock=clock, identity=identity)
         return self.resume(cursor, handlers=handlers, on_step=on_step, **runtime_options)
 
     def _start_checks(self, cursor: Cursor, runtime: Runtime) -> Outcome | None:

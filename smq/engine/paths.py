@@ -113,6 +113,7 @@ def compile_path(text: str, *, allow_variables: bool = True, allow_context: bool
         root, rest = match.group(0), text[match.end() :]
     else:
         root, rest = ROOT_INPUT, text[1:]
+    rest = _without_empty_segments(rest)
     keys = _definite_keys(rest, text)
     if keys is not None:
         path = Path(text, root, keys)
@@ -125,6 +126,37 @@ def compile_path(text: str, *, allow_variables: bool = True, allow_context: bool
     if len(_cache) < 20_000:
         _cache[cache_key] = path
     return path
+
+
+def _without_empty_segments(rest: str) -> str:
+    """`$.a.[0]` as `$.a[0]`: AWS (Jayway JSONPath) reads a dot right before a bracket as no segment at
+    all, and published definitions rely on it (`$.Snapshots.[0].State`). Quoted names are left alone."""
+    if ".[" not in rest:
+        return rest
+    out: list[str] = []
+    quote = ""
+    i, n = 0, len(rest)
+    while i < n:
+        char = rest[i]
+        if quote:
+            if char == "\\" and i + 1 < n:
+                out.append(rest[i : i + 2])
+                i += 2
+                continue
+            if char == quote:
+                quote = ""
+        elif char in "'\"" and i > 0 and rest[i - 1] == "[":
+            quote = char
+        elif char == "\\" and i + 1 < n:
+            out.append(rest[i : i + 2])
+            i += 2
+            continue
+        elif char == "." and rest.startswith(".[", i) and not rest.startswith("..[", i - 1):
+            i += 1
+            continue
+        out.append(char)
+        i += 1
+    return "".join(out)
 
 
 def _definite_keys(rest: str, text: str) -> tuple[str | int, ...] | None:

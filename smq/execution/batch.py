@@ -13,8 +13,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from smq.engine.cursor import AwsIdentity
 from smq.engine.errors import SmqError
 from smq.engine.handlers import HandlerRegistry
+from smq.engine.runtime import DEFAULT_PAYLOAD_LIMIT
 from smq.execution.runner import (
     DEFAULT_LEASE_SECONDS,
     StartRequest,
@@ -88,6 +90,7 @@ def run_batch(
     handlers: HandlerRegistry | None = None,
     keep_items: bool = True,
     page_size: int = 500,
+    identity: AwsIdentity | None = None,
     **runtime_options: Any,
 ) -> BatchResult:
     """Chain `target_state_machine_id` from every matching source; return a result per item."""
@@ -114,7 +117,12 @@ def run_batch(
         )
         try:
             record, machine, created = prepare_execution(
-                repository, request, handlers=handlers, lease_seconds=lease_seconds
+                repository,
+                request,
+                handlers=handlers,
+                lease_seconds=lease_seconds,
+                payload_limit=runtime_options.get("payload_limit", DEFAULT_PAYLOAD_LIMIT),
+                identity=identity,
             )
             existed = not created
             record = resume_execution(

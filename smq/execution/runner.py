@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from smq.engine.cursor import Cursor, Step, fanout_pending
+from smq.engine.cursor import AwsIdentity, Cursor, Step, fanout_pending
 from smq.engine.errors import SmqError
 from smq.engine.handlers import HandlerRegistry, default_registry
 from smq.engine.jsontext import compact
@@ -132,6 +132,7 @@ def start_execution(
     lease_seconds: float | None = None,
     defer_held: bool = False,
     outage_budget: float = 0,
+    identity: AwsIdentity | None = None,
     **runtime_options: Any,
 ) -> ExecutionRecord:
     """Create (or find) the execution named in `request` and run it to its end in this process.
@@ -155,6 +156,7 @@ def start_execution(
             write=not plan.coalesce,
             queue=queue,
             lease_seconds=plan.lease_seconds,
+            identity=identity,
         )
         if record.finished:
             return record
@@ -185,6 +187,7 @@ def prepare_execution(
     write: bool = True,
     queue: str | None = None,
     lease_seconds: float = 0,
+    identity: AwsIdentity | None = None,
 ) -> tuple[ExecutionRecord, StateMachine, bool | None]:
     """Validate everything, then write the RUNNING execution (or find the existing one). Runs nothing.
 
@@ -212,7 +215,9 @@ def prepare_execution(
             machine, _ = repository.state_machine(existing.state_machine_id, existing.version)
             return existing, machine, False
         execution_id = str(uuid.uuid4())
-        cursor = machine.begin(execution_input, name=request.name or execution_id, execution_id=execution_id)
+        cursor = machine.begin(
+            execution_input, name=request.name or execution_id, execution_id=execution_id, identity=identity
+        )
         record = new_execution_record(
             cursor,
             version=version,

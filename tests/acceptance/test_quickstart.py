@@ -9,8 +9,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from smq.repository.filters import ExecutionFilter
-from smq.repository.repository import Repository
+from smq import ExecutionFilter, Repository
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,9 +6,8 @@ import time
 import traceback
 from typing import Any
 
+from smq import Repository, StartRequest, start_execution
 from smq.engine.handlers import HandlerRegistry
-from smq.execution.runner import StartRequest, start_execution
-from smq.repository.repository import Repository
 
 FOUR_STATES = {
     "StartAt": "Receive",

@@ -13,12 +13,16 @@ from typing import Any
 
 import pytest
 
-from smq import HandlerRegistry
-from smq.execution.operations import Operations
-from smq.execution.runner import StartRequest, start_execution
-from smq.repository.repository import ExecutionRecord, Repository
+from smq import (
+    ExecutionRecord,
+    HandlerRegistry,
+    Operations,
+    Repository,
+    Settings,
+    StartRequest,
+    start_execution,
+)
 from smq.repository.waits import TokenNotWaiting, WaitStore
-from smq.settings import Settings
 
 CALLBACK_MAP = {
     "StartAt": "Each",

@@ -14,12 +14,18 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from smq import HandlerRegistry
+from smq import (
+    ExecutionFilter,
+    ExecutionRecord,
+    HandlerRegistry,
+    NotFound,
+    Repository,
+    StartRequest,
+    start_execution,
+)
+from smq.errors import ChainError
 from smq.execution.batch import BatchItem, chained_name, run_batch
-from smq.execution.runner import ChainError, StartRequest, start_execution
 from smq.execution.transformers import UnknownTransformer, transformer
-from smq.repository.filters import ExecutionFilter
-from smq.repository.repository import ExecutionRecord, NotFound, Repository
 from smq.repository.tables import CHAIN_LINKS as chain_links
 from smq.repository.tables import EXECUTIONS as executions
 from smq.repository.tables import HISTORY as history

@@ -12,13 +12,19 @@ from typing import Any
 
 import pytest
 
-from smq import HandlerRegistry, StateMachine
+from smq import (
+    HandlerRegistry,
+    Repository,
+    Settings,
+    SettingsError,
+    StartRequest,
+    StateMachine,
+    start_execution,
+)
 from smq.engine.cursor import Step
 from smq.engine.handlers import TaskContext
 from smq.execution.checkpoints import BOUNDARIES, EVERY_STATE, deferrable, starts_side_effect_free
-from smq.execution.runner import StartRequest, prepare_execution, start_execution
-from smq.repository.repository import Repository
-from smq.settings import Settings, SettingsError
+from smq.execution.runner import prepare_execution
 
 ALL_PURE = {
     "StartAt": "Init",

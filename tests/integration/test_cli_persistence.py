@@ -18,12 +18,10 @@ from typing import Any
 import pytest
 from sqlalchemy import inspect
 
-from smq import HandlerRegistry
+from smq import HandlerRegistry, Repository, StartRequest, start_execution
 from smq.execution.batch import chained_name
-from smq.execution.runner import StartRequest, start_execution
 from smq.repository.database import create_database_engine, current_revision, head_revision
 from smq.repository.filters import ExecutionFilter, parse_filter
-from smq.repository.repository import Repository
 
 ROOT = Path(__file__).resolve().parents[2]
 

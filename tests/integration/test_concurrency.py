@@ -10,7 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 
-from smq.repository.repository import Repository
+from smq import Repository
 from tests.integration import concurrency_workers
 from tests.integration.concurrency_workers import FOUR_STATES
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from smq import HandlerRegistry
+from smq import HandlerRegistry, Repository, StartRequest, resume_execution, start_execution
 from smq.execution.control import redrive_execution, reopen_dead_lettered
-from smq.execution.runner import StartRequest, prepare_execution, resume_execution, start_execution
+from smq.execution.runner import prepare_execution
 from smq.repository.queue_records import DEAD_LETTERED, DeadLetters
-from smq.repository.repository import Repository
 
 MACHINE = {
     "StartAt": "First",

@@ -20,11 +20,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from smq import HandlerRegistry
+from smq import ExecutionRecord, HandlerRegistry, Repository, StartRequest, resume_execution, start_execution
 from smq.execution.leases import ExecutionHeld, LeaseKeeper, local_owner, process_owner
-from smq.execution.runner import StartRequest, resume_execution, start_execution
 from smq.repository.models import DEAD_LETTER_OWNER_PREFIX, RECOVERY_OWNER
-from smq.repository.repository import ExecutionRecord, Repository
 from smq.repository.tables import EXECUTIONS
 
 TWO_TASKS = {

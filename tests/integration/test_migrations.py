@@ -9,6 +9,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
+from smq import Repository
 from smq.repository.database import (
     SchemaOutdated,
     create_database_engine,
@@ -19,7 +20,6 @@ from smq.repository.database import (
     upgrade,
 )
 from smq.repository.models import Base
-from smq.repository.repository import Repository
 
 
 def _empty(url: str) -> None:

@@ -8,9 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from smq import Repository
+from smq import ExecutionFilter, Repository
 from smq.errors import InvalidPageToken
-from smq.repository.filters import ExecutionFilter
 from smq.repository.tables import EXECUTIONS
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)

@@ -9,10 +9,8 @@ from typing import Any
 
 import pytest
 
-from smq import HandlerRegistry, TaskError
+from smq import ExecutionRecord, HandlerRegistry, Repository, StartRequest, TaskError, start_execution
 from smq.execution.control import redrive_execution
-from smq.execution.runner import StartRequest, start_execution
-from smq.repository.repository import ExecutionRecord, Repository
 
 
 def _map(processor_state: dict[str, Any], **extra: Any) -> dict[str, Any]:

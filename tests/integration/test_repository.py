@@ -15,22 +15,21 @@ import pytest
 from sqlalchemy import func, select
 
 import smq
-from smq import HandlerRegistry, StateMachine, TaskError
-from smq.engine.cursor import Cursor, HistoryEntry, Step
-from smq.execution.runner import (
-    PayloadTooLarge,
+from smq import (
+    ExecutionRecord,
+    HandlerRegistry,
+    NotFound,
+    Repository,
     StartRequest,
-    prepare_execution,
+    StateMachine,
+    TaskError,
     resume_execution,
     start_execution,
 )
+from smq.engine.cursor import Cursor, HistoryEntry, Step
+from smq.errors import CheckpointConflict, PayloadTooLarge
+from smq.execution.runner import prepare_execution
 from smq.repository.filters import ExecutionFilter, FilterError, parse_filter
-from smq.repository.repository import (
-    CheckpointConflict,
-    ExecutionRecord,
-    NotFound,
-    Repository,
-)
 from smq.repository.tables import CHAIN_LINKS as chain_links
 from smq.repository.tables import EXECUTIONS as executions
 from smq.repository.tables import HISTORY as history

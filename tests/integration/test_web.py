@@ -11,13 +11,11 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from smq import HandlerRegistry, TaskError
+from smq import HandlerRegistry, Repository, Settings, StartRequest, TaskError, start_execution
+from smq.errors import SettingsError
 from smq.execution.continuation import LocalLauncher
-from smq.execution.runner import StartRequest, start_execution
 from smq.repository.operator_actions import actions_of
 from smq.repository.queue_records import DeadLetters
-from smq.repository.repository import Repository
-from smq.settings import Settings, SettingsError
 from smq.web.app import create_app
 from smq.web.config import WebConfig, hash_password, verify_password
 
@@ -343,8 +341,8 @@ def test_the_cli_records_its_actions_too(
 ) -> None:
     from click.testing import CliRunner
 
+    from smq import Operations
     from smq.cli import main
-    from smq.execution.operations import Operations
     from smq.repository.operator_actions import default_actor
 
     Switch.fail = False

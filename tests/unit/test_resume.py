@@ -196,7 +196,7 @@ def test_context_survives_resume():
     assert r.status == "SUCCEEDED"
     assert r.output == {
         "name": "ctx-run",
-        "id": "exec-123",
+        "id": "arn:aws:states:us-east-1:000000000000:execution:state-machine:ctx-run",
         "input": {"x": 1},
         "start": "2025-01-01T12:00:00.000Z",
     }

@@ -360,7 +360,7 @@ class TestContextObject:
             "state": "Ctx",
             "entered": "2025-01-01T12:00:05.000Z",
             "machine": "arn:aws:states:us-east-1:123456789012:stateMachine:ctx",
-            "id": r.execution_id,
+            "id": "arn:aws:states:us-east-1:123456789012:execution:ctx:exec-7",
         }
 
     def test_execution_input_is_the_original_input_in_later_states(self):

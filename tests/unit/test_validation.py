@@ -889,8 +889,11 @@ def test_yaml_non_string_state_name_is_a_problem_not_a_crash():
     rejected("StartAt: 1\nStates:\n  1:\n    Type: Succeed\n")
 
 
-def test_yaml_non_string_parameters_key_is_a_problem_not_a_crash():
-    rejected("StartAt: A\nStates:\n  A:\n    Type: Pass\n    End: true\n    Parameters:\n      1: x\n")
+def test_yaml_keys_are_their_text_as_json_keys_are():
+    text = (
+        "StartAt: A\nStates:\n  A:\n    Type: Pass\n    End: true\n    Parameters:\n      1: x\n      no: y\n"
+    )
+    assert StateMachine.from_definition(text).run({}).output == {"1": "x", "no": "y"}
 
 
 def test_yaml_non_string_assign_key_is_a_problem_not_a_crash():
@@ -923,9 +926,9 @@ def test_assigning_reserved_states_variable():
     assert wheres(definition) == ["States.A.Assign.states"]
 
 
-@pytest.mark.parametrize("value", [["x"], "x"])
-def test_parameters_must_be_an_object(value):
-    assert wheres(one({"Type": "Pass", "End": True, "Parameters": value})) == ["States.A.Parameters"]
+@pytest.mark.parametrize("value", [["x"], "x", 3, None])
+def test_parameters_may_be_any_json_value_as_aws_accepts(value):
+    assert wheres(one({"Type": "Pass", "End": True, "Parameters": value})) == []
 
 
 @pytest.mark.parametrize(

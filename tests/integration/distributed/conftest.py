@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from smq import Repository
 from smq.repository.database import create_database_engine
-from smq.repository.repository import Repository
 from tests.conftest import SMQ_TABLES
 from tests.integration.conftest import tier_broker_url
 from tests.integration.distributed.harness import (

@@ -21,8 +21,8 @@ from typing import Any
 
 import redis
 
+from smq import Repository
 from smq.distributed.intake import RAW_LIMIT, raw_text
-from smq.repository.repository import Repository
 from tests.integration.distributed.harness import (
     QUEUES,
     Db,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from smq.repository.repository import Repository
+from smq import Repository
 from tests.integration.distributed.harness import (
     Db,
     Worker,

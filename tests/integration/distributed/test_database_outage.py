@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import redis
 
+from smq import Repository
 from smq.distributed.dead_letter_spool import SPOOL_KEY
 from smq.repository.database import create_database_engine, upgrade
-from smq.repository.repository import Repository
 from tests.integration.distributed.harness import (
     Db,
     PostgresServer,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from smq.repository.repository import Repository
+from smq import Repository
 from tests.integration.distributed.harness import (
     Db,
     Worker,

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from smq import Repository
 from smq.logs import CONTEXT_FIELDS, END_FIELDS
-from smq.repository.repository import Repository
 from tests.integration.distributed.harness import Db, Worker, run_smq, smq_env, wait_until
 
 MACHINE = {

@@ -24,9 +24,7 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from smq.distributed.client import QueueClient
-from smq.execution.runner import StartRequest, start_execution
-from smq.repository.repository import Repository
+from smq import QueueClient, Repository, StartRequest, start_execution
 from tests.integration.distributed.harness import (
     Db,
     RedisServer,

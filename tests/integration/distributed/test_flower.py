@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from smq.repository.repository import Repository
+from smq import Repository
 from tests.integration.distributed.harness import (
     ROOT,
     Db,

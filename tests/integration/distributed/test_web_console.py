@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from smq.repository.repository import Repository
+from smq import Repository
 from smq.web.config import hash_password
 from tests.integration.distributed.harness import (
     HANDLERS,

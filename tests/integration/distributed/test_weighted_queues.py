@@ -12,8 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from smq.distributed.client import QueueClient
-from smq.repository.repository import Repository
+from smq import QueueClient, Repository
 from tests.integration.distributed.harness import (
     QUEUES,
     Db,

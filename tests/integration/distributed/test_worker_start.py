@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from smq.repository.repository import Repository
+from smq import Repository
 from tests.integration.distributed.harness import (
     Db,
     Worker,

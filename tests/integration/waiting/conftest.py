@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from smq import Repository
 from smq.repository.database import create_database_engine
-from smq.repository.repository import Repository
 from tests.integration.conftest import tier_broker_url
 from tests.integration.distributed.harness import (
     Db,

@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from smq.distributed.client import QueueClient
-from smq.repository.repository import Repository
+from smq import QueueClient, Repository
 from tests.integration.distributed.harness import Db, RedisServer, Worker, client_app, wait_until
 from tests.integration.waiting.support import (
     Deployment,

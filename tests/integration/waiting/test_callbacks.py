@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from smq.distributed.client import QueueClient
-from smq.repository.repository import Repository
+from smq import QueueClient, Repository
 from smq.repository.waits import WaitStore
 from tests.integration.distributed.harness import client_app, smq_here, wait_until
 from tests.integration.waiting.support import (

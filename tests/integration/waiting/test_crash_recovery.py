@@ -17,9 +17,8 @@ from typing import Any
 
 import pytest
 
-from smq.distributed.client import QueueClient
+from smq import QueueClient, Repository
 from smq.execution.recovery import scan
-from smq.repository.repository import Repository
 from tests.integration.distributed.harness import (
     Db,
     RedisServer,

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from smq.distributed.client import QueueClient
-from smq.repository.repository import Repository
+from smq import QueueClient, Repository
 from tests.integration.distributed.harness import (
     Db,
     RedisServer,

@@ -14,10 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from smq.distributed.client import QueueClient
-from smq.execution.operations import Operations
-from smq.repository.repository import Repository
-from smq.settings import Settings
+from smq import Operations, QueueClient, Repository, Settings
 from tests.integration.distributed.harness import client_app, run_smq, smq_here, wait_until
 from tests.integration.waiting.support import (
     Deployment,

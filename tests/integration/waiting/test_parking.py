@@ -18,8 +18,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from smq.distributed.client import QueueClient
-from smq.repository.repository import Repository
+from smq import QueueClient, Repository
 from tests.integration.distributed.harness import Db, RedisServer, Worker, client_app, run_smq, wait_until
 from tests.integration.waiting.support import execution, history, run_tool, waiting_env, waits
 

@@ -18,10 +18,9 @@ import pytest
 import redis
 from sqlalchemy import select, update
 
+from smq import Repository, StartRequest, start_execution
 from smq.engine.handlers import default_registry
-from smq.execution.runner import StartRequest, start_execution
 from smq.loading import import_handlers
-from smq.repository.repository import Repository
 from smq.repository.tables import EXECUTIONS, WAITS
 from smq.settings import QUEUES
 from tests.integration.distributed.harness import Db, RedisServer, Worker, run_smq, smq_here, wait_until

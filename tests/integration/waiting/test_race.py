@@ -15,12 +15,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from smq import Repository, Settings, StartRequest, start_execution
 from smq.execution.continuation import Continuation
-from smq.execution.runner import StartRequest, start_execution
 from smq.launching import continue_executions
-from smq.repository.repository import Repository
 from smq.repository.waits import WaitStore, Woken
-from smq.settings import Settings
 
 RACE = "wt-race"
 KEY = "wt-race-key"

@@ -18,11 +18,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
+from smq import Repository, StartRequest, start_execution
 from smq.engine.handlers import default_registry
 from smq.execution.recovery import scan
-from smq.execution.runner import StartRequest, start_execution
 from smq.loading import import_handlers
-from smq.repository.repository import Repository
 from smq.repository.tables import EXECUTIONS, HISTORY
 from smq.repository.waits import WaitStore
 from tests.integration.distributed.harness import smq_here

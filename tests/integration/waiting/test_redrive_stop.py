@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from smq.distributed.client import QueueClient
-from smq.repository.repository import Repository
+from smq import QueueClient, Repository
 from smq.repository.tables import WAITS
 from tests.integration.distributed.harness import client_app, run_smq, smq_here, wait_until
 from tests.integration.waiting.support import (

@@ -9,12 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
+from smq import Repository, Settings, StartRequest, start_execution
 from smq.execution.continuation import Continuation
-from smq.execution.runner import StartRequest, start_execution
 from smq.launching import continue_executions
-from smq.repository.repository import Repository
 from smq.repository.waits import WaitStore
-from smq.settings import Settings
 
 NAPS = "wt-naps"
 DEFINITION = {

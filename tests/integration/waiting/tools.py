@@ -19,12 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from smq import Operations, Repository, Settings
 from smq.execution.continuation import Continuation
-from smq.execution.operations import Operations
 from smq.launching import continue_executions
-from smq.repository.repository import Repository
 from smq.repository.waits import WaitStore
-from smq.settings import Settings
 
 
 def send(path: str, threads: int) -> list[dict[str, Any]]:
