@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "recover": ("smq.cli.recovery", "recover", "One recovery scan: take over RUNNING executions whose lease expired (their process is gone)."),
     "scheduler": ("smq.cli.recovery", "scheduler", "The dispatcher: fire durable timers when due, recover crashed executions and (SMQ_RETENTION) prune old ones, until SIGTERM."),
     "db": ("smq.cli.db", "db", "Database schema migrations."),
+    "web": ("smq.cli.web", "web", "The web console: executions, their graphs and history, dead letters, waits, and actions."),
 }  # fmt: skip
 
 EPILOG = """\b
@@ -39,6 +40,7 @@ Environment (the README's Configuration lists every variable):
   SMQ_HANDLERS       handler modules or .py files, comma-separated (also --handlers)
   SMQ_RETENTION      the scheduler deletes executions finished longer ago than this (e.g. 30d)
   SMQ_LOG_FORMAT     text or json
+  SMQ_WEB_USERS      who may act in `smq web` (name:HASH,...; none: read-only)
 \b
 Exit codes: 0 ok; 1 the execution did not succeed, or nothing matched; 2 usage or validation;
 3 not found; 4 wrong state for this action; 5 database or broker unreachable (retry later).

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import click
 from rich.table import Table
@@ -21,10 +20,8 @@ from smq.cli.common import (
 )
 from smq.cli.exits import CommandGroup
 from smq.cli.listing import Paging, paging_options, print_listing
-from smq.execution.control import NotAllowed, reopen_dead_lettered
 from smq.repository.queue_records import DeadLetter, DeadLetters
 from smq.repository.repository import NotFound, Repository
-from smq.settings import QUEUES, redact
 
 
 def _store() -> tuple[DeadLetters, Repository]:
@@ -156,35 +153,11 @@ def retry_dead(
 
     The execution (FAILED with smq.DeadLettered) resumes from its last checkpoint (or starts, if it
     never did)."""
-    from smq.distributed.client import EnqueueError, QueueClient
-    from smq.distributed.intake import BAD_MESSAGE_REASONS
+    from smq.distributed.dead_letter_actions import retry_dead_letters
 
     store, repository = _store()
-    client = QueueClient(repository)
-    retried: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
-    for letter in _chosen(store, task_ids, every, from_queue):
-        target = queue or (letter.queue if letter.queue in QUEUES else "default")
-        if letter.reason in BAD_MESSAGE_REASONS:
-            error = (
-                f"a bad message ({letter.reason}), never a valid task: nothing to replay (its raw text is "
-                f"in `smq dead show {letter.task_id}`; remove it with `smq dead purge`)"
-            )
-            failed.append({"task_id": letter.task_id, "error": error})
-            continue
-        try:
-            replay = _replayable(letter.payload)
-            # Its execution (FAILED with smq.DeadLettered) becomes RUNNING from its last checkpoint, so
-            # the worker resumes it; if the publish below fails, the recovery scanner enqueues it later.
-            if letter.state_machine_id and letter.execution_name:
-                reopen_dead_lettered(repository, letter.state_machine_id, letter.execution_name)
-            # Published again whatever the enqueue ledger says: this name was enqueued once already.
-            sent = client.enqueue(replay, target)
-        except (EnqueueError, NotAllowed, ValueError) as exc:
-            failed.append({"task_id": letter.task_id, "error": redact(str(exc))})
-            continue
-        store.delete([letter.task_id])
-        retried.append({"task_id": letter.task_id, "new_task_id": sent.task_id, "queue": target})
+    report = retry_dead_letters(repository, store, _chosen(store, task_ids, every, from_queue), queue=queue)
+    retried, failed = report.retried, report.failed
     if as_json:
         echo_json({"retried": retried, "failed": failed})
     else:
@@ -196,17 +169,6 @@ def retry_dead(
     sys.exit(EXIT_NOT_SUCCEEDED if failed else 0)
 
 
-def _replayable(payload: Any) -> dict[str, Any]:
-    """The stored payload, minus its old queue, marked not unique; enqueue validates the rest."""
-    if not isinstance(payload, dict):
-        raise ValueError(
-            f"the stored payload is not a JSON object ({type(payload).__name__}): fix it or purge it"
-        )
-    options = payload.get("options")
-    kept = {k: v for k, v in options.items() if k != "queue"} if isinstance(options, dict) else {}
-    return {**payload, "options": {**kept, "unique": False}}
-
-
 @dead.command("purge")
 @click.argument("task_ids", nargs=-1)
 @click.option("--all", "every", is_flag=True, help="Every dead letter (of --queue, if given).")
@@ -215,11 +177,13 @@ def _replayable(payload: Any) -> dict[str, Any]:
 @json_option
 def purge_dead(task_ids: tuple[str, ...], every: bool, queue: str | None, yes: bool, as_json: bool) -> None:
     """Delete dead letters for good."""
-    store, _ = _store()
+    store, repository = _store()
     letters = _chosen(store, task_ids, every, queue)
     if every and not yes and not as_json:
         click.confirm(f"delete {len(letters)} dead letter(s)?", abort=True)
-    deleted = store.delete(letter.task_id for letter in letters)
+    from smq.distributed.dead_letter_actions import purge_dead_letters
+
+    deleted = purge_dead_letters(repository, store, letters)
     if as_json:
         echo_json({"deleted": deleted})
     else:

@@ -18,6 +18,7 @@ from smq.cli.common import (
     open_repository,
 )
 from smq.cli.exits import CommandGroup
+from smq.cli.graph import graph
 from smq.cli.listing import Paging, paging_options, print_listing
 from smq.engine.errors import DefinitionError
 from smq.repository.repository import InvalidId
@@ -26,6 +27,9 @@ from smq.repository.repository import InvalidId
 @click.group(cls=CommandGroup)
 def definitions() -> None:
     """Store, inspect and delete state machine definitions (each change is a new version)."""
+
+
+definitions.add_command(graph)
 
 
 @definitions.command("put")

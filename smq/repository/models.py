@@ -322,3 +322,21 @@ class RecoveryPolicyRow(Base):
     state_machine_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     strategy: Mapped[str] = mapped_column(String(20), nullable=False)
     max_attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class OperatorActionRow(Base):
+    """What a person did to an execution (redrive, stop, resume, a dead letter retried or purged, a
+    message or callback answer), by whom and when: shown with its history. Written in the transaction
+    of the change itself where smq makes one (stop, redrive, resume)."""
+
+    __tablename__ = "smq_operator_actions"
+    __table_args__ = (Index("ix_smq_operator_actions_execution_id_created_at", "execution_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    execution_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    action: Mapped[str] = mapped_column(String(40), nullable=False)
+    actor: Mapped[str] = mapped_column(String(200), nullable=False)
+    detail: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

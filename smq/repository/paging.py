@@ -58,21 +58,21 @@ class Keyset:
         if limit < 1:
             raise ValueError(f"limit: must be >= 1, got {limit}")
         if page_token is not None:
-            key, last = tuple_(*self.columns), tuple_(*self._decode(page_token, oldest_first))
+            key, last = tuple_(*self.columns), tuple_(*self.decode(page_token, oldest_first))
             query = query.where(key > last if oldest_first else key < last)
         order = self.columns if oldest_first else tuple(column.desc() for column in self.columns)
         rows = connection.execute(query.order_by(*order).limit(limit + 1)).all()
         if len(rows) <= limit:
             return list(rows), None
         last_row = rows[limit - 1]
-        return list(rows[:limit]), self._encode([last_row._mapping[c] for c in self.columns], oldest_first)
+        return list(rows[:limit]), self.encode([last_row._mapping[c] for c in self.columns], oldest_first)
 
-    def _encode(self, values: Sequence[Any], oldest_first: bool) -> str:
+    def encode(self, values: Sequence[Any], oldest_first: bool) -> str:
         plain = [value.isoformat() if isinstance(value, datetime) else value for value in values]
         text = json.dumps([self.listing, "asc" if oldest_first else "desc", plain], separators=(",", ":"))
         return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
-    def _decode(self, token: str, oldest_first: bool) -> list[Any]:
+    def decode(self, token: str, oldest_first: bool) -> list[Any]:
         """The key a token names; InvalidPageToken if it is not one of this listing's, or was made for
         the other order."""
         try:

@@ -163,3 +163,11 @@ def test_the_scheduler_runs_the_dispatcher_and_proves_it_is_alive() -> None:
     assert scheduler["command"][:2] == ["smq", "scheduler"]
     health_file = scheduler["command"][scheduler["command"].index("--health-file") + 1]
     assert health_file in " ".join(scheduler["healthcheck"]["test"])
+
+
+def test_the_console_is_a_web_service_on_8080_published_on_loopback_only() -> None:
+    web = compose()["services"]["web"]
+    assert "healthcheck" in web
+    assert web["command"][:2] == ["smq", "web"] and "8080" in web["command"]
+    assert web["ports"] == ["127.0.0.1:8080:8080"]
+    assert web["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
