@@ -196,6 +196,9 @@ class Settings:
     log_format: str = TEXT
     # The region and account of the ARNs in the Context object ($$.Execution.Id, $$.StateMachine.Id).
     aws_identity: AwsIdentity = field(default_factory=AwsIdentity)
+    # The built-in AWS integrations (smq[aws]): "auto" serves them when boto3 is installed, "on"
+    # insists (an edge fails without boto3), "off" never serves them.
+    aws_integrations: str = "auto"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -210,6 +213,7 @@ class Settings:
             checkpoints=_checkpoints(env),
             log_format=_log_format(env),
             aws_identity=_aws_identity(env),
+            aws_integrations=_aws_integrations(env),
             **_distributed(env),
         )
 
@@ -233,6 +237,19 @@ def _aws_identity(env: dict[str, str]) -> AwsIdentity:
     if not _AWS_ACCOUNT.fullmatch(account):
         raise SettingsError(f"SMQ_AWS_ACCOUNT_ID must be 12 digits, got {account!r}")
     return AwsIdentity(region, account)
+
+
+AWS_INTEGRATION_MODES = ("auto", "on", "off")
+
+
+def _aws_integrations(env: dict[str, str]) -> str:
+    raw = (env.get("SMQ_AWS_INTEGRATIONS") or "auto").strip().lower()
+    if raw == "auto":
+        return raw
+    try:
+        return "on" if _flag({"SMQ_AWS_INTEGRATIONS": raw}, "SMQ_AWS_INTEGRATIONS", True) else "off"
+    except SettingsError:
+        raise SettingsError(f"SMQ_AWS_INTEGRATIONS must be auto, on or off, got {raw!r}") from None
 
 
 def _log_format(env: dict[str, str]) -> str:
