@@ -163,6 +163,10 @@ class HandlerRegistry:
     def __len__(self) -> int:
         return len(self._handlers)
 
+    def __bool__(self) -> bool:
+        """A registry is one even with no name registered (its providers may serve everything)."""
+        return True
+
     def update(self, other: HandlerRegistry) -> None:
         self._handlers.update(other._handlers)
         for provider in other._providers:

@@ -53,7 +53,7 @@ class Operations:
         `launcher`: where continuations go on (default: the one the settings call for)."""
         self.repository = repository
         self.settings = settings
-        self.handlers = handlers or default_registry
+        self.handlers = handlers if handlers is not None else default_registry
         self.launcher = launcher or launcher_for(repository, settings, handlers=self.handlers)
         self.waits = WaitStore(repository.engine, wake_grace_seconds=self.settings.wake_grace)
 
