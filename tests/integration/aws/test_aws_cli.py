@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.aws.conftest import CREDENTIALS, REGION, Moto, unique
+from tests.integration.aws.moto_server import Moto, unique
 
 ORDER_FLOW = {
     "StartAt": "Save",
@@ -35,11 +35,9 @@ ORDER_FLOW = {
 
 def smq(tmp_path: Path, moto: Moto, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("SMQ_", "AWS_"))}
+    clean.update(moto.environment())
+    del clean["AWS_ENDPOINT_URL"]  # one endpoint per service instead, as for LocalStack or moto
     clean.update(
-        CREDENTIALS,
-        AWS_DEFAULT_REGION=REGION,
-        AWS_CONFIG_FILE=str(tmp_path / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "no-aws-credentials"),
         AWS_ENDPOINT_URL_DYNAMODB=moto.url,
         AWS_ENDPOINT_URL_SQS=moto.url,
         SMQ_DATABASE_URL=f"sqlite:///{tmp_path / 'smq.db'}",

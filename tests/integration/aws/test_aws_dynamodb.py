@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.aws.conftest import Moto, assert_sdk_metadata, one_task, run, unique
+from tests.integration.aws.moto_server import Moto, assert_sdk_metadata, one_task, run, unique
 
 PUT = "arn:aws:states:::dynamodb:putItem"
 GET = "arn:aws:states:::dynamodb:getItem"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from smq import Operations, Repository, Settings, StartRequest, start_execution
-from tests.integration.aws.conftest import Moto, assert_sdk_metadata, one_task, run, unique
+from tests.integration.aws.moto_server import Moto, assert_sdk_metadata, one_task, run, unique
 
 SEND = "arn:aws:states:::sqs:sendMessage"
 PUBLISH = "arn:aws:states:::sns:publish"

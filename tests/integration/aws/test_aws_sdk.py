@@ -13,7 +13,7 @@ import pytest
 import smq
 from smq import HandlerRegistry
 from smq.integrations.aws import AwsIntegrations
-from tests.integration.aws.conftest import Moto, one_task, run, unique
+from tests.integration.aws.moto_server import Moto, one_task, run, unique
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 

@@ -1,7 +1,7 @@
-"""The built-in AWS integrations against moto's server: one real HTTP server for the session (moto's
-`ThreadedMotoServer` on a free loopback port), boto3 talking to it over HTTP. Nothing of boto3 is
-mocked in-process. Without moto's server (`pip install 'moto[server]'`, in the test extra) the tests
-skip, and fail under CI.
+"""moto's server for the built-in AWS integrations' tests: one real HTTP server for the session (moto's
+`ThreadedMotoServer` on a free loopback port; the `moto` fixture of tests/integration/conftest.py),
+boto3 talking to it over HTTP. Nothing of boto3 is mocked in-process. Without moto's server
+(`pip install 'moto[server]'`, in the test extra) the tests skip, and fail under CI.
 
 Every test makes its own tables, queues, topics, buckets and functions, named uniquely.
 """
@@ -13,10 +13,9 @@ import logging
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-
-import pytest
 
 from smq import ExecutionResult, HandlerRegistry, StateMachine
 from tests.integration.distributed.harness import require_server
@@ -31,6 +30,16 @@ class Moto:
 
     url: str
     session: Any  # boto3.session.Session with test credentials
+
+    def environment(self) -> dict[str, str]:
+        """What a process needs to reach this server with boto3's own settings, and nothing else."""
+        return {
+            **CREDENTIALS,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_CONFIG_FILE": "/dev/null/no-aws-config",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null/no-aws-credentials",
+        }
 
     def client(self, service: str) -> Any:
         return self.session.client(service, endpoint_url=self.url)
@@ -55,8 +64,8 @@ class Moto:
             return response.read()
 
 
-@pytest.fixture(scope="session")
-def moto() -> Iterator[Moto]:
+@contextmanager
+def moto_server() -> Iterator[Moto]:
     try:
         import boto3
         from moto.server import ThreadedMotoServer
@@ -71,8 +80,10 @@ def moto() -> Iterator[Moto]:
         aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         region_name=REGION,
     )
-    yield Moto(f"http://127.0.0.1:{port}", session)
-    server.stop()
+    try:
+        yield Moto(f"http://127.0.0.1:{port}", session)
+    finally:
+        server.stop()
 
 
 def unique(prefix: str) -> str:
