@@ -45,8 +45,9 @@ def validate(file: str, as_json: bool) -> None:
 
     AWS service integrations that smq's built-ins will not serve here (the smq[aws] extra missing,
     SMQ_AWS_INTEGRATIONS=off, no such integration) are noted on stderr: a handler may serve them."""
-    definition = read_definition_file(file)
+    definition: dict[str, Any] | None = None
     try:
+        definition = read_definition_file(file)
         problems = validate_definition(definition)
     except DefinitionError as exc:
         problems = exc.problems
@@ -58,7 +59,7 @@ def validate(file: str, as_json: bool) -> None:
             click.echo(f"  {problem}", err=True)
     else:
         click.echo(f"{file}: valid")
-    if not problems:
+    if not problems and definition is not None:
         sys.stdout.flush()
         for note in _integration_notes(definition):
             click.echo(f"  note: {note}", err=True)

@@ -52,6 +52,17 @@ class Moto:
         registry.add_provider(AwsIntegrations(self.session, endpoint_url=self.url, **options))
         return registry
 
+    def table(self, prefix: str = "orders", key: str = "pk") -> str:
+        """A new DynamoDB table keyed by one string attribute; its name."""
+        name = unique(prefix)
+        self.client("dynamodb").create_table(
+            TableName=name,
+            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        return name
+
     def moto_api(self, path: str, body: dict[str, Any]) -> Any:
         """moto's own control API (configuration, queued Lambda results)."""
         request = urllib.request.Request(

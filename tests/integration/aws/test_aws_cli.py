@@ -49,13 +49,7 @@ def smq(tmp_path: Path, moto: Moto, *args: str, **env: str) -> subprocess.Comple
 
 
 def test_smq_run_calls_aws_with_boto3s_own_endpoint_settings(tmp_path: Path, moto: Moto) -> None:
-    table = unique("orders")
-    moto.client("dynamodb").create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = moto.table("orders")
     queue = moto.client("sqs").create_queue(QueueName=unique("q"))["QueueUrl"]
     definition = tmp_path / "orders.json"
     definition.write_text(json.dumps(ORDER_FLOW))

@@ -112,13 +112,7 @@ def test_unknown_service_or_api_is_refused_before_the_run(moto: Moto) -> None:
 
 def test_a_registered_handler_wins_over_the_built_in(moto: Moto) -> None:
     """Every name a handler may take for an integration overrides the built-in, and only that one."""
-    table = unique("t")
-    moto.client("dynamodb").create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = moto.table("t")
     put = {"TableName": table, "Item": {"pk": {"S": "1"}}}
     for name, resource in [
         ("dynamodb:putItem", "arn:aws:states:::dynamodb:putItem"),

@@ -40,13 +40,7 @@ ORDER = {
 def test_a_worker_calls_aws_and_parks_on_the_queues_token(
     db: Db, broker_url: str, start_worker: Callable[..., Worker], moto: Moto, tmp_path: Path
 ) -> None:
-    table = unique("orders")
-    moto.client("dynamodb").create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = moto.table("orders")
     queue = moto.client("sqs").create_queue(QueueName=unique("approvals"))["QueueUrl"]
     env = {**smq_env(db.url, broker_url), **moto.environment()}
     worker = start_worker("w1", env)
