@@ -36,7 +36,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from support import free_port, log, spawn_tracked, stop_processes  # bench/support.py
+from harness.processes import spawn_tracked, stop_processes
+from harness.progress import log
+from harness.servers import free_port
 
 TABLE = "bench-orders"
 RESOURCES = ("arn:aws:states:::dynamodb:putItem", "arn:aws:states:::aws-sdk:dynamodb:putItem")

@@ -26,7 +26,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from support import DEFAULT_PG_URL, console, emit_report, fresh_database, log
+from harness.progress import log
+from harness.report import console, emit_report
+from harness.servers import DEFAULT_PG_URL, fresh_database
 
 ASK = {
     "Type": "Task",

@@ -154,6 +154,28 @@ def _flag(env: dict[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be on or off (1/0, true/false, yes/no), got {raw!r}")
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str, name: str) -> float:
+    """`30d`, `12h`, `90m`, `45s`, `2w` or plain seconds, as seconds; SettingsError names `name`."""
+    match = _DURATION.match(text.lower())
+    if match is None:
+        raise SettingsError(f"{name}: {text!r} is not a duration (e.g. 30d, 12h, 90m, 3600)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def _retention(env: dict[str, str]) -> float | None:
+    raw = (env.get("SMQ_RETENTION") or "").strip()
+    if raw.lower() in ("", "off", "0"):
+        return None
+    seconds = parse_duration(raw, "SMQ_RETENTION")
+    if seconds < 3600:
+        raise SettingsError(f"SMQ_RETENTION: {raw!r} is under an hour; give e.g. 30d, or off")
+    return seconds
+
+
 def _list(env: dict[str, str], name: str) -> list[str]:
     return [item.strip() for item in env.get(name, "").split(",") if item.strip()]
 
@@ -199,6 +221,8 @@ class Settings:
     # The built-in AWS integrations (smq[aws]): "auto" serves them when boto3 is installed, "on"
     # insists (an edge fails without boto3), "off" never serves them.
     aws_integrations: str = "auto"
+    # The scheduler deletes executions finished longer ago than this many seconds (None: never).
+    retention: float | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -214,6 +238,7 @@ class Settings:
             log_format=_log_format(env),
             aws_identity=_aws_identity(env),
             aws_integrations=_aws_integrations(env),
+            retention=_retention(env),
             **_distributed(env),
         )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -12,17 +13,17 @@ from rich.table import Table
 from smq.cli.common import (
     EXIT_NOT_SUCCEEDED,
     UsageError,
-    console,
     echo_json,
-    fail,
     json_option,
     load_settings,
     open_repository,
     queue_choice,
 )
+from smq.cli.exits import CommandGroup
+from smq.cli.listing import Paging, paging_options, print_listing
 from smq.execution.control import NotAllowed, reopen_dead_lettered
 from smq.repository.queue_records import DeadLetter, DeadLetters
-from smq.repository.repository import Repository
+from smq.repository.repository import NotFound, Repository
 from smq.settings import QUEUES, redact
 
 
@@ -50,45 +51,67 @@ def _chosen(
         return store.list(queue=queue)
     found = []
     for task_id in task_ids:
-        letter = store.get(task_id)
-        if letter is None:
-            fail(f"smq dead: no dead letter with task id {task_id!r}", EXIT_NOT_SUCCEEDED)
-        found.append(letter)
+        found.append(_letter(store, task_id))
     return found
 
 
-@click.group()
+def _letter(store: DeadLetters, task_id: str) -> DeadLetter:
+    letter = store.get(task_id)
+    if letter is None:
+        raise NotFound(f"no dead letter with task id {task_id!r}")
+    return letter
+
+
+@click.group(cls=CommandGroup)
 def dead() -> None:
     """Tasks smq gave up on: retries spent, time limit, malformed payload."""
 
 
 @dead.command("list")
 @click.option("--queue", type=queue_choice, help="Only this queue's dead letters.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N, oldest first.")
+@paging_options()
 @json_option
-def list_dead(queue: str | None, limit: int | None, as_json: bool) -> None:
-    """Dead letters, oldest first."""
+def list_dead(queue: str | None, paging: Paging, as_json: bool) -> None:
+    """Dead letters, the latest failure first."""
     store, _ = _store()
-    letters = store.list(queue=queue, limit=limit)
-    if as_json:
-        echo_json([letter.to_dict(with_traceback=False) for letter in letters])
-        return
-    table = Table(show_edge=False)
-    for column in ("task id", "queue", "reason", "state machine", "name", "attempts", "failed at", "error"):
-        table.add_column(column)
-    for letter in letters:
-        table.add_row(
-            letter.task_id,
-            letter.queue,
-            letter.reason,
-            letter.state_machine_id or "-",
-            letter.execution_name or "-",
-            str(letter.attempts),
-            letter.failed_at.isoformat(timespec="seconds"),
-            letter.error.splitlines()[0][:80],
-        )
-    console().print(table)
-    console().print(f"{len(letters)} dead letter(s)")
+
+    def fetch(limit: int, token: str | None) -> tuple[list[DeadLetter], str | None]:
+        return store.page(queue=queue, limit=limit, page_token=token, oldest_first=paging.oldest_first)
+
+    def table(letters: Sequence[DeadLetter], header: bool) -> Table:
+        shown = Table(show_edge=False, show_header=header)
+        for column in (
+            "task id",
+            "queue",
+            "reason",
+            "state machine",
+            "name",
+            "attempts",
+            "failed at",
+            "error",
+        ):
+            shown.add_column(column)
+        for letter in letters:
+            shown.add_row(
+                letter.task_id,
+                letter.queue,
+                letter.reason,
+                letter.state_machine_id or "-",
+                letter.execution_name or "-",
+                str(letter.attempts),
+                letter.failed_at.isoformat(timespec="seconds"),
+                letter.error.splitlines()[0][:80],
+            )
+        return shown
+
+    print_listing(
+        "dead_letters",
+        fetch,
+        paging,
+        as_json=as_json,
+        to_json=lambda letter: letter.to_dict(with_traceback=False),
+        table=table,
+    )
 
 
 @dead.command("show")
@@ -97,9 +120,7 @@ def list_dead(queue: str | None, limit: int | None, as_json: bool) -> None:
 def show_dead(task_id: str, as_json: bool) -> None:
     """One dead letter: payload, error, traceback, attempts, times."""
     store, _ = _store()
-    letter = store.get(task_id)
-    if letter is None:
-        fail(f"smq dead show: no dead letter with task id {task_id!r}", EXIT_NOT_SUCCEEDED)
+    letter = _letter(store, task_id)
     if as_json:
         echo_json(letter.to_dict())
         return

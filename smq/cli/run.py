@@ -146,8 +146,11 @@ STATUS_COLOURS: dict[str, str] = {
 }
 
 
-def history_table(entries: list[HistoryRecord]) -> Table:
-    table = Table(title="History", title_justify="left", show_edge=False)
+def history_table(entries: list[HistoryRecord], *, title: bool = True) -> Table:
+    """The history as a table; `title` False: a later page of it (no title, no header)."""
+    table = Table(
+        title="History" if title else None, title_justify="left", show_edge=False, show_header=title
+    )
     widths = {"#": 3, "state": 24, "type": 8, "status": 9, "attempt": 7, "ms": 6}
     for column, width in widths.items():
         numeric = column in ("#", "attempt", "ms")

@@ -107,9 +107,11 @@ def test_purged_queues_are_published_again_once_the_claims_are_stranded(
     env = waiting_env(pg.url, private_broker.url, SMQ_STRANDED_AFTER="2")
     calls = tmp_path / "calls.txt"
     run_smq(["start", machine, "--inputs", str(_inputs(tmp_path, calls)), "--name-prefix", "purged-"], env)
-    scheduler(env)  # sees the messages queued: nothing to do while the broker holds them
+    watching = scheduler(env)  # sees the messages queued: nothing to do while the broker holds them
     time.sleep(5)
     assert pg.count(machine) == 0 and broker_backlog(private_broker.url)["default"] == COUNT
+    # Stopped while the command below checks the claims itself: a scheduler would race it to them.
+    watching.stop()
 
     purge = subprocess.run(
         ["celery", "-A", "smq", "purge", "-f", "-Q", "critical,default,low"],
@@ -137,6 +139,7 @@ def test_purged_queues_are_published_again_once_the_claims_are_stranded(
     )
     assert (rerun["enqueued"], rerun["requeued"], rerun["skipped"]) == (COUNT, COUNT, 0)
     # Purged once more: now nobody runs a command; the scheduler finds them stranded and publishes them.
+    scheduler(env)
     assert (
         subprocess.run(
             ["celery", "-A", "smq", "purge", "-f", "-Q", "critical,default,low"],
