@@ -218,6 +218,9 @@ class Settings:
     log_format: str = TEXT
     # The region and account of the ARNs in the Context object ($$.Execution.Id, $$.StateMachine.Id).
     aws_identity: AwsIdentity = field(default_factory=AwsIdentity)
+    # The built-in AWS integrations (smq[aws]): "auto" serves them when boto3 is installed, "on"
+    # insists (an edge fails without boto3), "off" never serves them.
+    aws_integrations: str = "auto"
     # The scheduler deletes executions finished longer ago than this many seconds (None: never).
     retention: float | None = None
 
@@ -234,6 +237,7 @@ class Settings:
             checkpoints=_checkpoints(env),
             log_format=_log_format(env),
             aws_identity=_aws_identity(env),
+            aws_integrations=_aws_integrations(env),
             retention=_retention(env),
             **_distributed(env),
         )
@@ -258,6 +262,19 @@ def _aws_identity(env: dict[str, str]) -> AwsIdentity:
     if not _AWS_ACCOUNT.fullmatch(account):
         raise SettingsError(f"SMQ_AWS_ACCOUNT_ID must be 12 digits, got {account!r}")
     return AwsIdentity(region, account)
+
+
+AWS_INTEGRATION_MODES = ("auto", "on", "off")
+
+
+def _aws_integrations(env: dict[str, str]) -> str:
+    raw = (env.get("SMQ_AWS_INTEGRATIONS") or "auto").strip().lower()
+    if raw == "auto":
+        return raw
+    try:
+        return "on" if _flag({"SMQ_AWS_INTEGRATIONS": raw}, "SMQ_AWS_INTEGRATIONS", True) else "off"
+    except SettingsError:
+        raise SettingsError(f"SMQ_AWS_INTEGRATIONS must be auto, on or off, got {raw!r}") from None
 
 
 def _log_format(env: dict[str, str]) -> str:

@@ -27,6 +27,8 @@ from smq.cli.exits import (  # noqa: F401 - re-exported for the commands
 )
 from smq.engine.definition_source import load_definition
 from smq.engine.errors import DefinitionError
+from smq.engine.handlers import default_registry
+from smq.integrations import install_integrations
 from smq.loading import HandlerImportError, import_handlers
 from smq.logs import configure_logging
 from smq.repository.database import SchemaOutdated
@@ -103,10 +105,15 @@ def load_definition_or_exit(file: str) -> dict[str, Any]:
 
 
 def load_handlers(settings: Settings, modules: tuple[str, ...]) -> None:
+    """Import the handler modules, then add the built-in integrations (SMQ_AWS_INTEGRATIONS) behind them."""
     try:
         import_handlers([*settings.handlers, *modules])
     except HandlerImportError as exc:
         raise UsageError(f"--handlers: {exc}") from None
+    try:
+        install_integrations(default_registry, settings)
+    except SettingsError as exc:
+        fail(str(exc))
 
 
 def open_repository(settings: Settings) -> Repository:

@@ -59,7 +59,7 @@ class Operations:
         self.repository = repository
         self.actor = actor or default_actor()
         self.settings = settings
-        self.handlers = handlers or default_registry
+        self.handlers = handlers if handlers is not None else default_registry
         self.launcher = launcher or launcher_for(repository, settings, handlers=self.handlers)
         self.waits = WaitStore(repository.engine, wake_grace_seconds=self.settings.wake_grace)
 
