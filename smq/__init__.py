@@ -1,36 +1,37 @@
 """smq: Amazon States Language workflows on your own infrastructure.
 
 The public API is what this module exports (pinned by tests/unit/test_public_api.py); everything else
-may change between releases. Engine names load at once; persistence and queue names load on first use,
-so `import smq` stays light for those who only run machines in memory.
+may change between releases. Every name loads on first use, so
+`import smq` (and `smq --help`) stays light: the engine, persistence and queue layers load when used.
 """
 
 from typing import TYPE_CHECKING, Any
 
-from smq.engine.cursor import Cursor, HistoryEntry, Step
-from smq.engine.errors import (
-    DefinitionError,
-    InfrastructureError,
-    Problem,
-    SmqError,
-    StatesError,
-    UnknownResourceError,
-)
-from smq.engine.handlers import (
-    HandlerRegistry,
-    TaskCancelled,
-    TaskContext,
-    TaskError,
-    default_registry,
-    handler,
-)
-from smq.engine.machine import ExecutionResult, StateMachine
-from smq.engine.runtime import Runtime, VirtualClock
-from smq.engine.status import EntryStatus, Status
+from smq.version import __version__ as __version__
 
 if TYPE_CHECKING:
     from smq.distributed.client import Enqueued, QueueClient, enqueue_execution
     from smq.distributed.leader import QueuedStateMachine
+    from smq.engine.cursor import Cursor, HistoryEntry, Step
+    from smq.engine.errors import (
+        DefinitionError,
+        InfrastructureError,
+        Problem,
+        SmqError,
+        StatesError,
+        UnknownResourceError,
+    )
+    from smq.engine.handlers import (
+        HandlerRegistry,
+        TaskCancelled,
+        TaskContext,
+        TaskError,
+        default_registry,
+        handler,
+    )
+    from smq.engine.machine import ExecutionResult, StateMachine
+    from smq.engine.runtime import Runtime, VirtualClock
+    from smq.engine.status import EntryStatus, Status
     from smq.errors import EnqueueError, NotAllowed, NotFound, SettingsError
     from smq.execution.operations import Operations
     from smq.execution.runner import StartRequest, resume_execution, start_execution
@@ -39,8 +40,30 @@ if TYPE_CHECKING:
     from smq.repository.repository import ExecutionRecord, Repository
     from smq.settings import Settings
 
-# Name -> module, loaded on first use.
+# Name -> module, loaded on first use (so `smq --help` and `import smq` load nothing they do not show).
 _LAZY = {
+    # defining and running machines in memory
+    "StateMachine": "smq.engine.machine",
+    "ExecutionResult": "smq.engine.machine",
+    "Runtime": "smq.engine.runtime",
+    "VirtualClock": "smq.engine.runtime",
+    "Cursor": "smq.engine.cursor",
+    "Step": "smq.engine.cursor",
+    "HistoryEntry": "smq.engine.cursor",
+    "Status": "smq.engine.status",
+    "EntryStatus": "smq.engine.status",
+    "HandlerRegistry": "smq.engine.handlers",
+    "TaskCancelled": "smq.engine.handlers",
+    "TaskContext": "smq.engine.handlers",
+    "TaskError": "smq.engine.handlers",
+    "default_registry": "smq.engine.handlers",
+    "handler": "smq.engine.handlers",
+    "DefinitionError": "smq.engine.errors",
+    "InfrastructureError": "smq.engine.errors",
+    "Problem": "smq.engine.errors",
+    "SmqError": "smq.engine.errors",
+    "StatesError": "smq.engine.errors",
+    "UnknownResourceError": "smq.engine.errors",
     # persistence: the repository, starting and resuming recorded executions, operator actions
     "Repository": "smq.repository.repository",
     "ExecutionRecord": "smq.repository.repository",
@@ -117,5 +140,3 @@ __all__ = [
     "EnqueueError",
     "SettingsError",
 ]
-
-__version__ = "0.1.0"

@@ -154,6 +154,28 @@ def _flag(env: dict[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be on or off (1/0, true/false, yes/no), got {raw!r}")
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str, name: str) -> float:
+    """`30d`, `12h`, `90m`, `45s`, `2w` or plain seconds, as seconds; SettingsError names `name`."""
+    match = _DURATION.match(text.lower())
+    if match is None:
+        raise SettingsError(f"{name}: {text!r} is not a duration (e.g. 30d, 12h, 90m, 3600)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def _retention(env: dict[str, str]) -> float | None:
+    raw = (env.get("SMQ_RETENTION") or "").strip()
+    if raw.lower() in ("", "off", "0"):
+        return None
+    seconds = parse_duration(raw, "SMQ_RETENTION")
+    if seconds < 3600:
+        raise SettingsError(f"SMQ_RETENTION: {raw!r} is under an hour; give e.g. 30d, or off")
+    return seconds
+
+
 def _list(env: dict[str, str], name: str) -> list[str]:
     return [item.strip() for item in env.get(name, "").split(",") if item.strip()]
 
@@ -196,6 +218,11 @@ class Settings:
     log_format: str = TEXT
     # The region and account of the ARNs in the Context object ($$.Execution.Id, $$.StateMachine.Id).
     aws_identity: AwsIdentity = field(default_factory=AwsIdentity)
+    # The built-in AWS integrations (smq[aws]): "auto" serves them when boto3 is installed, "on"
+    # insists (an edge fails without boto3), "off" never serves them.
+    aws_integrations: str = "auto"
+    # The scheduler deletes executions finished longer ago than this many seconds (None: never).
+    retention: float | None = None
     # Prometheus metrics (smq.observability): collected by workers, the scheduler and the leader, each
     # serving them on metrics_address:metrics_port. A worker's pool processes write them to files in
     # metrics_dir (prometheus-client's multiprocess mode; None: a temporary directory of the worker's).
@@ -219,6 +246,8 @@ class Settings:
             checkpoints=_checkpoints(env),
             log_format=_log_format(env),
             aws_identity=_aws_identity(env),
+            aws_integrations=_aws_integrations(env),
+            retention=_retention(env),
             **_observability(env),
             **_distributed(env),
         )
@@ -243,6 +272,19 @@ def _aws_identity(env: dict[str, str]) -> AwsIdentity:
     if not _AWS_ACCOUNT.fullmatch(account):
         raise SettingsError(f"SMQ_AWS_ACCOUNT_ID must be 12 digits, got {account!r}")
     return AwsIdentity(region, account)
+
+
+AWS_INTEGRATION_MODES = ("auto", "on", "off")
+
+
+def _aws_integrations(env: dict[str, str]) -> str:
+    raw = (env.get("SMQ_AWS_INTEGRATIONS") or "auto").strip().lower()
+    if raw == "auto":
+        return raw
+    try:
+        return "on" if _flag({"SMQ_AWS_INTEGRATIONS": raw}, "SMQ_AWS_INTEGRATIONS", True) else "off"
+    except SettingsError:
+        raise SettingsError(f"SMQ_AWS_INTEGRATIONS must be auto, on or off, got {raw!r}") from None
 
 
 def _log_format(env: dict[str, str]) -> str:

@@ -46,6 +46,7 @@ from smq.distributed.resources import (
     worker_repository,
     worker_settings,
 )
+from smq.distributed.task_names import LEGACY_TASK_NAMES, TASK_NAME, TASK_NAMES
 from smq.engine.errors import PASS_THROUGH, InfrastructureError, SmqError
 from smq.engine.handlers import default_registry
 from smq.engine.status import Status
@@ -54,7 +55,6 @@ from smq.execution.runner import start_execution
 from smq.logs import execution_context
 from smq.repository.waits import WaitStore
 
-TASK_NAME = "smq.execute_state_machine"
 log = logging.getLogger("smq.tasks")
 
 # A soft time limit interrupts whatever runs: it must reach the task, not become an ASL error.
@@ -109,7 +109,7 @@ class DeadLettered(Exception):  # noqa: N818 - an outcome, named as Flower shows
 def _reject(task: Task, payload: Any, reason: str, error: str, first_attempt_at: str | None) -> DeadLettered:
     worker_dead_letters().record(
         task_id=str(task.request.id),
-        task_name=TASK_NAME,
+        task_name=task.name,
         queue=_queue_of(task, payload),
         reason=reason,
         payload=payload,
@@ -165,20 +165,23 @@ class ExecutionRequest(Request):  # type: ignore[misc]
             self.task.request_stack.pop()
 
 
-@app.task(
-    bind=True,
-    name=TASK_NAME,
+# How the task is registered, under the design's name and (for messages queued before, or published by
+# older clients) under its old names: the same function, the same behaviour.
+TASK_OPTIONS: dict[str, Any] = {
+    "bind": True,
     # Celery's own retry of a task whose pool process died (task_retry_on_worker_lost) follows smq's
     # policy: see ExecutionRequest. These are its defaults, not Celery's 3 retries after 180 s.
-    max_retries=app.conf.smq_max_retries,
-    default_retry_delay=app.conf.smq_retry_delays[0] if app.conf.smq_retry_delays else 0,
-    Request=ExecutionRequest,
+    "max_retries": app.conf.smq_max_retries,
+    "default_retry_delay": app.conf.smq_retry_delays[0] if app.conf.smq_retry_delays else 0,
+    "Request": ExecutionRequest,
     # Outcomes, not crashes: Celery marks them FAILURE and logs one line, without a traceback.
-    throws=(WorkflowFailed, DeadLettered),
+    "throws": (WorkflowFailed, DeadLettered),
     # Arguments that do not fit, a content type but JSON: dead-lettered before the task is run.
-    Strategy="smq.distributed.intake:checked_strategy",
-)
-def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None = None) -> dict[str, Any]:
+    "Strategy": "smq.distributed.intake:checked_strategy",
+}
+
+
+def run_state_machine_task(self: Task, payload: Any, first_attempt_at: str | None = None) -> dict[str, Any]:
     """Create or resume the execution described by `payload` and run it to its end."""
     first_attempt_at = first_attempt_at or datetime.now(UTC).isoformat()
     try:
@@ -196,6 +199,10 @@ def execute_state_machine(self: Task, payload: Any, first_attempt_at: str | None
         task_id=self.request.id,
     ):
         return _run_delivery(self, payload, parsed, queue, first_attempt_at)
+
+
+execute_state_machine = app.task(name=TASK_NAME, **TASK_OPTIONS)(run_state_machine_task)
+legacy_tasks = [app.task(name=name, **TASK_OPTIONS)(run_state_machine_task) for name in LEGACY_TASK_NAMES]
 
 
 def _run_delivery(
@@ -331,7 +338,7 @@ def _record_dead_letter(
 
     Runs in the pool child, or in the worker's main process for a hard time limit. Keyed by task id:
     Celery may report one failure twice."""
-    if sender is None or getattr(sender, "name", None) != TASK_NAME or task_id is None:
+    if sender is None or getattr(sender, "name", None) not in TASK_NAMES or task_id is None:
         return
     if isinstance(exception, WorkflowFailed) or (isinstance(exception, DeadLettered) and exception.recorded):
         return  # a workflow's own failure is a result; a rejected payload is dead-lettered already
@@ -353,7 +360,7 @@ def _record_dead_letter(
     try:
         worker_dead_letters().record(
             task_id=task_id,
-            task_name=TASK_NAME,
+            task_name=str(sender.name),
             queue=_queue_of(sender, payload),
             reason=reason,
             payload=payload,

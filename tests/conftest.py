@@ -34,6 +34,7 @@ SMQ_TABLES = (
     "smq_waits",
     "smq_messages",
     "smq_recovery_policies",
+    "smq_operator_actions",
 )
 
 

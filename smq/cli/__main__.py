@@ -1,3 +1,3 @@
 from smq.cli import main
 
-main()
+main(prog_name="smq")

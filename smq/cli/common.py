@@ -1,7 +1,6 @@
-"""Shared pieces of the `smq` commands: exit codes, argument parsing, repository and handler setup.
+"""Shared pieces of the `smq` commands: argument parsing, repository and handler setup.
 
-Exit codes are part of the interface: 0 success, 1 an execution ended other than SUCCEEDED, 2 usage
-or validation errors (a bad argument, filter, definition or handler module).
+Exit codes are part of the interface; they and the mapping of errors to them live in `smq.cli.exits`.
 """
 
 from __future__ import annotations
@@ -16,16 +15,26 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from smq.cli.exits import (  # noqa: F401 - re-exported for the commands
+    EXIT_NOT_FOUND,
+    EXIT_NOT_SUCCEEDED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    EXIT_WRONG_STATE,
+    describe,
+    exit_code_for,
+)
 from smq.engine.definition_source import load_definition
-from smq.engine.errors import DefinitionError, SmqError
+from smq.engine.errors import DefinitionError
+from smq.engine.handlers import default_registry
+from smq.integrations import install_integrations
 from smq.loading import HandlerImportError, import_handlers
 from smq.logs import configure_logging
 from smq.repository.database import SchemaOutdated
 from smq.repository.filters import ExecutionFilter, FilterError, parse_filter
 from smq.repository.repository import Repository
 from smq.settings import QUEUES, Settings, SettingsError, redact
-
-EXIT_OK, EXIT_NOT_SUCCEEDED, EXIT_USAGE = 0, 1, 2
 
 
 class UsageError(click.UsageError):
@@ -96,10 +105,15 @@ def load_definition_or_exit(file: str) -> dict[str, Any]:
 
 
 def load_handlers(settings: Settings, modules: tuple[str, ...]) -> None:
+    """Import the handler modules, then add the built-in integrations (SMQ_AWS_INTEGRATIONS) behind them."""
     try:
         import_handlers([*settings.handlers, *modules])
     except HandlerImportError as exc:
         raise UsageError(f"--handlers: {exc}") from None
+    try:
+        install_integrations(default_registry, settings)
+    except SettingsError as exc:
+        fail(str(exc))
 
 
 def open_repository(settings: Settings) -> Repository:
@@ -107,10 +121,11 @@ def open_repository(settings: Settings) -> Repository:
         return Repository.open(settings.database_url)
     except SchemaOutdated as exc:
         fail(str(exc))
-    except SmqError as exc:
-        fail(f"cannot open the database {settings.database_url}: {exc}")
-    except Exception as exc:  # driver errors: unreachable server, bad URL
-        fail(f"cannot open the database {settings.database_url}: {type(exc).__name__}: {exc}")
+    except Exception as exc:  # driver errors: unreachable server (exit 5), bad URL (exit 2)
+        fail(
+            f"cannot open the database {settings.database_url}: {describe(exc)}",
+            exit_code_for(exc) or EXIT_USAGE,
+        )
 
 
 def filter_option(text: str | None, **overrides: Any) -> ExecutionFilter:
@@ -132,7 +147,7 @@ filter_opt = click.option(
     "filter_text",
     metavar="KEY=VALUE[,...]",
     help="state_machine_id, status (A|B), name_prefix, name_contains, started_after, started_before, "
-    "current_state, source_execution_id, not_chained_into.",
+    "current_state, source_execution_id, not_chained_into, tag.NAME (a user tag's value).",
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
 queue_choice = click.Choice(QUEUES)
@@ -169,6 +184,31 @@ def print_enqueue_summary(
     console().print(table)
     for error in summary.errors:
         error_console().print(f"enqueue failed: {error}")
+
+
+def parse_tags(pairs: tuple[str, ...]) -> dict[str, str] | None:
+    """`--tag KEY=VALUE` (repeatable) as the execution's tags; a usage error names the one at fault."""
+    from smq.repository.tags import TagError, check_tags
+
+    tags: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UsageError(f"--tag: {pair!r} is not KEY=VALUE")
+        tags[key.strip()] = value
+    try:
+        return check_tags(tags, "--tag") or None
+    except TagError as exc:
+        raise UsageError(str(exc)) from None
+
+
+tag_option = click.option(
+    "--tag",
+    "tag_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A user tag kept with the execution (repeatable); find them with --filter tag.KEY=VALUE.",
+)
 
 
 def settings_and_repository(handler_modules: tuple[str, ...]) -> tuple[Settings, Repository]:

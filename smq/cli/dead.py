@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Sequence
 
 import click
 from rich.table import Table
@@ -12,18 +12,16 @@ from rich.table import Table
 from smq.cli.common import (
     EXIT_NOT_SUCCEEDED,
     UsageError,
-    console,
     echo_json,
-    fail,
     json_option,
     load_settings,
     open_repository,
     queue_choice,
 )
-from smq.execution.control import NotAllowed, reopen_dead_lettered
+from smq.cli.exits import CommandGroup
+from smq.cli.listing import Paging, paging_options, print_listing
 from smq.repository.queue_records import DeadLetter, DeadLetters
-from smq.repository.repository import Repository
-from smq.settings import QUEUES, redact
+from smq.repository.repository import NotFound, Repository
 
 
 def _store() -> tuple[DeadLetters, Repository]:
@@ -50,45 +48,67 @@ def _chosen(
         return store.list(queue=queue)
     found = []
     for task_id in task_ids:
-        letter = store.get(task_id)
-        if letter is None:
-            fail(f"smq dead: no dead letter with task id {task_id!r}", EXIT_NOT_SUCCEEDED)
-        found.append(letter)
+        found.append(_letter(store, task_id))
     return found
 
 
-@click.group()
+def _letter(store: DeadLetters, task_id: str) -> DeadLetter:
+    letter = store.get(task_id)
+    if letter is None:
+        raise NotFound(f"no dead letter with task id {task_id!r}")
+    return letter
+
+
+@click.group(cls=CommandGroup)
 def dead() -> None:
     """Tasks smq gave up on: retries spent, time limit, malformed payload."""
 
 
 @dead.command("list")
 @click.option("--queue", type=queue_choice, help="Only this queue's dead letters.")
-@click.option("--limit", type=click.IntRange(min=1), help="At most N, oldest first.")
+@paging_options()
 @json_option
-def list_dead(queue: str | None, limit: int | None, as_json: bool) -> None:
-    """Dead letters, oldest first."""
+def list_dead(queue: str | None, paging: Paging, as_json: bool) -> None:
+    """Dead letters, the latest failure first."""
     store, _ = _store()
-    letters = store.list(queue=queue, limit=limit)
-    if as_json:
-        echo_json([letter.to_dict(with_traceback=False) for letter in letters])
-        return
-    table = Table(show_edge=False)
-    for column in ("task id", "queue", "reason", "state machine", "name", "attempts", "failed at", "error"):
-        table.add_column(column)
-    for letter in letters:
-        table.add_row(
-            letter.task_id,
-            letter.queue,
-            letter.reason,
-            letter.state_machine_id or "-",
-            letter.execution_name or "-",
-            str(letter.attempts),
-            letter.failed_at.isoformat(timespec="seconds"),
-            letter.error.splitlines()[0][:80],
-        )
-    console().print(table)
-    console().print(f"{len(letters)} dead letter(s)")
+
+    def fetch(limit: int, token: str | None) -> tuple[list[DeadLetter], str | None]:
+        return store.page(queue=queue, limit=limit, page_token=token, oldest_first=paging.oldest_first)
+
+    def table(letters: Sequence[DeadLetter], header: bool) -> Table:
+        shown = Table(show_edge=False, show_header=header)
+        for column in (
+            "task id",
+            "queue",
+            "reason",
+            "state machine",
+            "name",
+            "attempts",
+            "failed at",
+            "error",
+        ):
+            shown.add_column(column)
+        for letter in letters:
+            shown.add_row(
+                letter.task_id,
+                letter.queue,
+                letter.reason,
+                letter.state_machine_id or "-",
+                letter.execution_name or "-",
+                str(letter.attempts),
+                letter.failed_at.isoformat(timespec="seconds"),
+                letter.error.splitlines()[0][:80],
+            )
+        return shown
+
+    print_listing(
+        "dead_letters",
+        fetch,
+        paging,
+        as_json=as_json,
+        to_json=lambda letter: letter.to_dict(with_traceback=False),
+        table=table,
+    )
 
 
 @dead.command("show")
@@ -97,9 +117,7 @@ def list_dead(queue: str | None, limit: int | None, as_json: bool) -> None:
 def show_dead(task_id: str, as_json: bool) -> None:
     """One dead letter: payload, error, traceback, attempts, times."""
     store, _ = _store()
-    letter = store.get(task_id)
-    if letter is None:
-        fail(f"smq dead show: no dead letter with task id {task_id!r}", EXIT_NOT_SUCCEEDED)
+    letter = _letter(store, task_id)
     if as_json:
         echo_json(letter.to_dict())
         return
@@ -135,35 +153,11 @@ def retry_dead(
 
     The execution (FAILED with smq.DeadLettered) resumes from its last checkpoint (or starts, if it
     never did)."""
-    from smq.distributed.client import EnqueueError, QueueClient
-    from smq.distributed.intake import BAD_MESSAGE_REASONS
+    from smq.distributed.dead_letter_actions import retry_dead_letters
 
     store, repository = _store()
-    client = QueueClient(repository)
-    retried: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
-    for letter in _chosen(store, task_ids, every, from_queue):
-        target = queue or (letter.queue if letter.queue in QUEUES else "default")
-        if letter.reason in BAD_MESSAGE_REASONS:
-            error = (
-                f"a bad message ({letter.reason}), never a valid task: nothing to replay (its raw text is "
-                f"in `smq dead show {letter.task_id}`; remove it with `smq dead purge`)"
-            )
-            failed.append({"task_id": letter.task_id, "error": error})
-            continue
-        try:
-            replay = _replayable(letter.payload)
-            # Its execution (FAILED with smq.DeadLettered) becomes RUNNING from its last checkpoint, so
-            # the worker resumes it; if the publish below fails, the recovery scanner enqueues it later.
-            if letter.state_machine_id and letter.execution_name:
-                reopen_dead_lettered(repository, letter.state_machine_id, letter.execution_name)
-            # Published again whatever the enqueue ledger says: this name was enqueued once already.
-            sent = client.enqueue(replay, target)
-        except (EnqueueError, NotAllowed, ValueError) as exc:
-            failed.append({"task_id": letter.task_id, "error": redact(str(exc))})
-            continue
-        store.delete([letter.task_id])
-        retried.append({"task_id": letter.task_id, "new_task_id": sent.task_id, "queue": target})
+    report = retry_dead_letters(repository, store, _chosen(store, task_ids, every, from_queue), queue=queue)
+    retried, failed = report.retried, report.failed
     if as_json:
         echo_json({"retried": retried, "failed": failed})
     else:
@@ -175,17 +169,6 @@ def retry_dead(
     sys.exit(EXIT_NOT_SUCCEEDED if failed else 0)
 
 
-def _replayable(payload: Any) -> dict[str, Any]:
-    """The stored payload, minus its old queue, marked not unique; enqueue validates the rest."""
-    if not isinstance(payload, dict):
-        raise ValueError(
-            f"the stored payload is not a JSON object ({type(payload).__name__}): fix it or purge it"
-        )
-    options = payload.get("options")
-    kept = {k: v for k, v in options.items() if k != "queue"} if isinstance(options, dict) else {}
-    return {**payload, "options": {**kept, "unique": False}}
-
-
 @dead.command("purge")
 @click.argument("task_ids", nargs=-1)
 @click.option("--all", "every", is_flag=True, help="Every dead letter (of --queue, if given).")
@@ -194,11 +177,13 @@ def _replayable(payload: Any) -> dict[str, Any]:
 @json_option
 def purge_dead(task_ids: tuple[str, ...], every: bool, queue: str | None, yes: bool, as_json: bool) -> None:
     """Delete dead letters for good."""
-    store, _ = _store()
+    store, repository = _store()
     letters = _chosen(store, task_ids, every, queue)
     if every and not yes and not as_json:
         click.confirm(f"delete {len(letters)} dead letter(s)?", abort=True)
-    deleted = store.delete(letter.task_id for letter in letters)
+    from smq.distributed.dead_letter_actions import purge_dead_letters
+
+    deleted = purge_dead_letters(repository, store, letters)
     if as_json:
         echo_json({"deleted": deleted})
     else:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 import click
 from rich.table import Table
 
 from smq.cli.common import (
-    console,
     echo_json,
     fail,
     json_option,
@@ -16,13 +17,19 @@ from smq.cli.common import (
     load_settings,
     open_repository,
 )
+from smq.cli.exits import CommandGroup
+from smq.cli.graph import graph
+from smq.cli.listing import Paging, paging_options, print_listing
 from smq.engine.errors import DefinitionError
-from smq.repository.repository import InvalidId, NotFound
+from smq.repository.repository import InvalidId
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def definitions() -> None:
-    """Store and inspect state machine definitions (each change is a new version)."""
+    """Store, inspect and delete state machine definitions (each change is a new version)."""
+
+
+definitions.add_command(graph)
 
 
 @definitions.command("put")
@@ -44,21 +51,26 @@ def put(file: str, state_machine_id: str, as_json: bool) -> None:
 
 
 @definitions.command("list")
+@paging_options()
 @json_option
-def list_definitions(as_json: bool) -> None:
-    """Every state machine with its latest version."""
-    rows = open_repository(load_settings()).list_definitions()
-    if as_json:
-        echo_json(rows)
-        return
-    table = Table(show_edge=False)
-    for column in ("state machine", "latest version", "versions", "updated"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            row["state_machine_id"], str(row["latest_version"]), str(row["versions"]), row["updated_at"]
-        )
-    console().print(table)
+def list_definitions(paging: Paging, as_json: bool) -> None:
+    """Every state machine with its latest version, the most recently changed first."""
+    repository = open_repository(load_settings())
+
+    def fetch(limit: int, token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        return repository.page_definitions(limit=limit, page_token=token, oldest_first=paging.oldest_first)
+
+    def table(rows: Sequence[dict[str, Any]], header: bool) -> Table:
+        shown = Table(show_edge=False, show_header=header)
+        for column in ("state machine", "latest version", "versions", "updated"):
+            shown.add_column(column)
+        for row in rows:
+            shown.add_row(
+                row["state_machine_id"], str(row["latest_version"]), str(row["versions"]), row["updated_at"]
+            )
+        return shown
+
+    print_listing("definitions", fetch, paging, as_json=as_json, to_json=dict, table=table)
 
 
 @definitions.command("show")
@@ -67,15 +79,43 @@ def list_definitions(as_json: bool) -> None:
 @json_option
 def show(state_machine_id: str, version: int | None, as_json: bool) -> None:
     """Print a stored definition (latest version unless --version)."""
-    try:
-        record = open_repository(load_settings()).get_definition(state_machine_id, version)
-    except NotFound as exc:
-        fail(str(exc))
+    record = open_repository(load_settings()).get_definition(state_machine_id, version)
     if as_json:
         echo_json(record.to_dict())
     else:
         click.echo(f"# {record.state_machine_id} version {record.version}")
         click.echo(json.dumps(record.definition, indent=2, ensure_ascii=False))
+
+
+@definitions.command("delete")
+@click.argument("state_machine_id")
+@click.option(
+    "--force", is_flag=True, help="Delete even while executions of it are RUNNING, WAITING or PAUSED."
+)
+@click.option(
+    "--with-executions",
+    is_flag=True,
+    help="Delete its executions too, with their history, waits and chain links (in batches).",
+)
+@json_option
+def delete(state_machine_id: str, force: bool, with_executions: bool, as_json: bool) -> None:
+    """Delete every version of a state machine (refused while its executions are not all final).
+
+    Its finished executions stay readable unless --with-executions."""
+    from smq.repository.retention import Retention
+
+    repository = open_repository(load_settings())
+    deleted = Retention(repository.engine).delete_definition(
+        state_machine_id, force=force, with_executions=with_executions
+    )
+    if as_json:
+        echo_json(deleted)
+        return
+    executions = deleted["executions"]["executions"]
+    click.echo(
+        f"{state_machine_id}: {deleted['versions']} version(s) deleted"
+        + (f", {executions} execution(s) with them" if with_executions else "")
+    )
 
 
 @definitions.command("recovery")
@@ -93,10 +133,7 @@ def recovery(state_machine_id: str, strategy: str | None, max_attempts: int | No
 
     settings = load_settings()
     repository = open_repository(settings)
-    try:
-        repository.get_definition(state_machine_id)
-    except NotFound as exc:
-        fail(f"smq definitions recovery: {exc}")
+    repository.get_definition(state_machine_id)  # NotFound: exit 3
     current_strategy, current_attempts = get_policy(
         repository, state_machine_id, settings.recovery_max_attempts
     )

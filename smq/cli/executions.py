@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import click
 from rich.table import Table
 
 from smq.cli.common import (
+    EXIT_NOT_SUCCEEDED,
     console,
     continue_queue_option,
     echo_json,
-    fail,
     filter_opt,
     filter_option,
     handlers_option,
@@ -20,37 +24,42 @@ from smq.cli.common import (
     load_settings,
     open_repository,
 )
+from smq.cli.exits import CommandGroup
+from smq.cli.listing import Paging, paging_options, print_listing
 from smq.cli.run import history_table
-from smq.engine.errors import SmqError
 from smq.engine.fanout import branch_progress
-from smq.engine.status import Status
-from smq.repository.repository import NotFound
+from smq.engine.status import FINAL_STATUSES, Status
+from smq.repository.repository import ExecutionRecord, HistoryRecord
+from smq.repository.retention import FINAL, Deleted, Retention
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def executions() -> None:
-    """Query executions and their per-state history."""
+    """Query, stop, resume, delete and prune executions."""
 
 
 @executions.command("list")
 @filter_opt
-@click.option("--limit", type=click.IntRange(min=0), default=None, help="At most N executions.")
+@paging_options()
 @json_option
-def list_executions(filter_text: str | None, limit: int | None, as_json: bool) -> None:
-    """Executions matching --filter, oldest first."""
-    flt = filter_option(filter_text, limit=limit)
+def list_executions(filter_text: str | None, paging: Paging, as_json: bool) -> None:
+    """Executions matching --filter, newest first, a page at a time (--next-token, --all)."""
+    flt = filter_option(filter_text)
     repository = open_repository(load_settings())
-    records = repository.stream_executions(flt)
-    if as_json:
-        # Streamed as one JSON array, one object per line, so millions of rows never sit in memory.
-        click.echo("[", nl=False)
-        for index, record in enumerate(records):
-            click.echo(
-                ("," if index else "") + "\n" + json.dumps(record.to_dict(), ensure_ascii=False), nl=False
-            )
-        click.echo("\n]")
-        return
-    table = Table(show_edge=False)
+
+    def fetch(limit: int, token: str | None) -> tuple[list[ExecutionRecord], str | None]:
+        page = repository.page_executions(
+            flt, limit=limit, page_token=token, oldest_first=paging.oldest_first
+        )
+        return page.executions, page.next_token
+
+    print_listing(
+        "executions", fetch, paging, as_json=as_json, to_json=ExecutionRecord.to_dict, table=execution_table
+    )
+
+
+def execution_table(records: Sequence[ExecutionRecord], header: bool = True) -> Table:
+    table = Table(show_edge=False, show_header=header)
     # Ids are in --json; `executions show|history` also take STATE_MACHINE_ID/NAME, shown here.
     for column in ("name", "state machine", "v", "status", "current state", "started", "ms"):
         table.add_column(
@@ -66,15 +75,20 @@ def list_executions(filter_text: str | None, limit: int | None, as_json: bool) -
             record.start_time.strftime("%Y-%m-%d %H:%M:%S"),
             "" if record.duration_ms is None else str(record.duration_ms),
         )
-    console().print(table)
+    return table
 
 
 @executions.command("count")
 @filter_opt
-def count(filter_text: str | None) -> None:
+@json_option
+def count(filter_text: str | None, as_json: bool) -> None:
     """How many executions match --filter (one integer)."""
     flt = filter_option(filter_text)
-    click.echo(open_repository(load_settings()).count_executions(flt))
+    total = open_repository(load_settings()).count_executions(flt)
+    if as_json:
+        echo_json({"count": total})
+    else:
+        click.echo(total)
 
 
 @executions.command("show")
@@ -83,10 +97,7 @@ def count(filter_text: str | None) -> None:
 def show(execution: str, as_json: bool) -> None:
     """One execution, by id or STATE_MACHINE_ID/NAME."""
     repository = open_repository(load_settings())
-    try:
-        record = repository.resolve_execution(execution)
-    except NotFound as exc:
-        fail(str(exc))
+    record = repository.resolve_execution(execution)
     body = record.to_dict()
     if record.status == Status.WAITING:
         from smq.repository.waits import WaitStore
@@ -99,24 +110,80 @@ def show(execution: str, as_json: bool) -> None:
     if as_json:
         echo_json(body)
     else:
-        click.echo(json.dumps(body, indent=2, ensure_ascii=False))
+        click.echo(describe_execution(record, body))
+
+
+def describe_execution(record: ExecutionRecord, body: dict[str, Any]) -> str:
+    """`executions show` for people: one fact a line, JSON only for input and output (cut at 2,000
+    characters: --json has them whole)."""
+    lines = [
+        f"execution    {record.state_machine_id}/{record.name}",
+        f"id           {record.execution_id}",
+        f"machine      {record.state_machine_id} v{record.version}",
+        f"status       {record.status}",
+        f"state        {record.current_state or '-'}",
+        f"started      {body['start_time']}",
+    ]
+    if record.stop_time is not None:
+        lines.append(f"stopped      {body['stop_time']} ({record.duration_ms} ms)")
+    lines.append(f"queue        {record.queue or '- (in-process)'}")
+    if record.index is not None:
+        lines.append(f"index        {record.index}")
+    if record.tags:
+        lines.append(
+            f"tags         {', '.join(f'{key}={value}' for key, value in sorted(record.tags.items()))}"
+        )
+    if record.source_execution_id:
+        extra = "".join(
+            f", {label} {value}"
+            for label, value in (("state", record.source_state_name), ("transformer", record.transformer))
+            if value
+        )
+        lines.append(f"chained from {record.source_execution_id}{extra}")
+    if record.error is not None:
+        lines += [f"error        {record.error}", f"cause        {record.cause}"]
+    for wait in body.get("waiting_for", ()):
+        details = " ".join(f"{key}={value}" for key, value in wait.items() if key != "kind")
+        lines.append(f"waiting for  {wait['kind']} {details}")
+    if "branches" in body:
+        counts = ", ".join(
+            f"{value} {key.replace('_', ' ')}"
+            for key, value in body["branches"].items()
+            if key not in ("state", "count")
+        )
+        lines.append(f"branches     {body['branches']['count']} in {body['branches']['state']}: {counts}")
+    for label, value in (("input", record.input), ("output", record.output)):
+        if value is not None or label == "input":
+            text = json.dumps(value, ensure_ascii=False)
+            lines.append(
+                f"{label:<12} {text if len(text) <= 2000 else text[:2000] + '... (--json: all of it)'}"
+            )
+    return "\n".join(lines)
 
 
 @executions.command("history")
 @click.argument("execution")
+@paging_options(newest_first=False)
 @json_option
-def history(execution: str, as_json: bool) -> None:
-    """Per-state history of one execution (id or STATE_MACHINE_ID/NAME)."""
+def history(execution: str, paging: Paging, as_json: bool) -> None:
+    """Per-state history of one execution (id or STATE_MACHINE_ID/NAME), in the order it happened
+    (--newest-first reverses), a page at a time."""
     repository = open_repository(load_settings())
-    try:
-        record = repository.resolve_execution(execution)
-        entries = repository.history(record.execution_id)
-    except NotFound as exc:
-        fail(str(exc))
-    if as_json:
-        echo_json([entry.to_dict() for entry in entries])
-    else:
-        console().print(history_table(entries))
+    record = repository.resolve_execution(execution)
+
+    def fetch(limit: int, token: str | None) -> tuple[list[HistoryRecord], str | None]:
+        return repository.page_history(
+            record.execution_id, limit=limit, page_token=token, oldest_first=paging.oldest_first
+        )
+
+    print_listing(
+        "history",
+        fetch,
+        paging,
+        as_json=as_json,
+        to_json=HistoryRecord.to_dict,
+        table=lambda entries, header: history_table(list(entries), title=header),
+    )
 
 
 @executions.command("stats")
@@ -144,6 +211,115 @@ def stats(state_machine_id: str | None, as_json: bool) -> None:
     console().print(table)
 
 
+@executions.command("delete")
+@click.argument("execution", required=False)
+@filter_opt
+@click.option("--force", is_flag=True, help="Delete RUNNING, WAITING and PAUSED executions too.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation with --filter.")
+@json_option
+def delete_executions(
+    execution: str | None, filter_text: str | None, force: bool, yes: bool, as_json: bool
+) -> None:
+    """Delete one execution (id or STATE_MACHINE_ID/NAME) or every one --filter matches, with their
+    history, waits, timers and chain links, in batches of 500.
+
+    Only final executions (SUCCEEDED, FAILED, TIMED_OUT, ABORTED) unless --force. Exits 1 when
+    nothing matched."""
+    from smq.execution.control import NotAllowed
+
+    if (execution is None) == (filter_text is None):
+        raise click.UsageError("name one EXECUTION or give --filter, not both")
+    repository = open_repository(load_settings())
+    retention = Retention(repository.engine)
+    if execution is not None:
+        record = repository.resolve_execution(execution)
+        if not force and record.status not in FINAL_STATUSES:
+            raise NotAllowed(
+                f"execution {record.execution_id} is {record.status}: stop it first, or give --force"
+            )
+        deleted = retention.delete_executions([record.execution_id], force=force)
+    else:
+        flt = filter_option(filter_text)
+        if not yes and not as_json:
+            click.confirm(f"delete {repository.count_executions(flt)} execution(s)?", abort=True)
+        deleted = retention.delete_matching(repository.filter_clauses(flt), force=force)
+    report_deleted(deleted, as_json)
+
+
+@executions.command("prune")
+@click.option(
+    "--older-than",
+    required=True,
+    metavar="DURATION",
+    help="Delete executions that ended longer ago than this: 30d, 12h, 90m, 3600 (seconds).",
+)
+@click.option(
+    "--status",
+    "status_text",
+    metavar="S[|S...]",
+    help="Only these final statuses (default: SUCCEEDED|FAILED|TIMED_OUT|ABORTED).",
+)
+@click.option("--state-machine", "state_machine_id", help="Only this state machine's executions.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 10_000),
+    default=500,
+    show_default=True,
+    help="Executions per transaction (each batch holds its locks only while it runs).",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@json_option
+def prune(
+    older_than: str,
+    status_text: str | None,
+    state_machine_id: str | None,
+    batch_size: int,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Delete finished executions older than --older-than, with their history, waits, timers and chain
+    links, oldest first, in batches (the scheduler does it on its own with SMQ_RETENTION)."""
+    from smq.settings import SettingsError, parse_duration
+
+    try:
+        cutoff = datetime.now(UTC) - timedelta(seconds=parse_duration(older_than, "--older-than"))
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+    statuses: tuple[str, ...] = FINAL
+    if status_text:
+        statuses = tuple(part.strip().upper() for part in status_text.split("|") if part.strip())
+        wrong = [status for status in statuses if status not in FINAL]
+        if wrong:
+            raise click.UsageError(f"--status: {', '.join(wrong)}: only final statuses ({'|'.join(FINAL)})")
+    repository = open_repository(load_settings())
+    retention = Retention(repository.engine, batch_size=batch_size)
+    if dry_run:
+        count = retention.count_prunable(cutoff, statuses=statuses, state_machine_id=state_machine_id)
+        if as_json:
+            echo_json({"dry_run": True, "older_than": cutoff.isoformat(), "executions": count})
+        else:
+            click.echo(
+                f"{count} execution(s) ended before {cutoff.isoformat(timespec='seconds')} would be deleted"
+            )
+        return
+    deleted = retention.prune(cutoff, statuses=statuses, state_machine_id=state_machine_id)
+    report_deleted(deleted, as_json, older_than=cutoff)
+
+
+def report_deleted(deleted: Deleted, as_json: bool, *, older_than: datetime | None = None) -> None:
+    """What a deletion removed; exit 1 when it matched nothing (prune: 0, nothing old is fine)."""
+    if as_json:
+        echo_json({**({"older_than": older_than.isoformat()} if older_than else {}), **deleted.to_dict()})
+    else:
+        click.echo(
+            f"{deleted.executions} execution(s) deleted ({deleted.history} history rows, {deleted.waits} waits "
+            f"and timers, {deleted.chain_links} chain links, {deleted.ledger} ledger entries) "
+            f"in {deleted.batches} batch(es)"
+        )
+    if older_than is None and not deleted.executions:
+        sys.exit(EXIT_NOT_SUCCEEDED)
+
+
 @executions.command("stop")
 @click.argument("execution")
 @click.option("--cause", help="Why (recorded as the execution's cause).")
@@ -152,11 +328,7 @@ def stop(execution: str, cause: str | None, as_json: bool) -> None:
     """Abort a RUNNING, WAITING or PAUSED execution (id or STATE_MACHINE_ID/NAME)."""
     from smq.execution.control import stop_execution
 
-    repository = open_repository(load_settings())
-    try:
-        record = stop_execution(repository, execution, cause=cause)
-    except (NotFound, SmqError) as exc:
-        fail(f"smq executions stop: {exc}")
+    record = stop_execution(open_repository(load_settings()), execution, cause=cause)
     if as_json:
         echo_json(record.to_dict())
     else:
@@ -175,11 +347,7 @@ def resume(execution: str, queue: str | None, handler_modules: tuple[str, ...], 
     settings = load_settings()
     if not settings.broker_url:
         load_handlers(settings, handler_modules)
-    repository = open_repository(settings)
-    try:
-        final, continued = Operations(repository, settings).resume(execution, queue)
-    except (NotFound, SmqError) as exc:
-        fail(f"smq executions resume: {exc}")
+    final, continued = Operations(open_repository(settings), settings).resume(execution, queue)
     if as_json:
         echo_json(
             {"execution_id": final.execution_id, "status": final.status, "continuations": continued.to_dict()}

@@ -13,7 +13,6 @@ from smq.cli.common import (
     UsageError,
     console,
     echo_json,
-    fail,
     filter_opt,
     filter_option,
     handlers_option,
@@ -25,7 +24,7 @@ from smq.cli.common import (
     progress_bar,
     requeue_unstarted_option,
 )
-from smq.engine.errors import SmqError
+from smq.cli.start import await_batch, report_batch
 from smq.engine.handlers import default_registry
 from smq.engine.status import Status
 from smq.execution.batch import BatchItem, run_batch
@@ -39,11 +38,28 @@ from smq.settings import QUEUES, Settings
 @filter_opt
 @click.option("--target", "target_id", required=True, help="State machine to start for each source.")
 @click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help="Chain at most N sources (the first N the filter matches, oldest first); with "
+    "not_chained_into=TARGET in --filter, each run takes the next N.",
+)
+@click.option(
     "--source-state", "source_state_name", help="Chain from this state's last output (default: final output)."
 )
 @click.option("--transformer", help="Registered input transformer to apply.")
-@click.option("--name-prefix", default=None, help="Chained execution names: PREFIX + source execution id.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option(
+    "--name-prefix",
+    default=None,
+    help="Chained execution names: PREFIX + source machine id + ':' + source name, e.g. ship-orders:order-7 "
+    "(the source's execution id when that is above 200 characters). Default: TARGET + '-'.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="With --local: chained executions run at once in this process (threads). Distributed: unused.",
+)
 @click.option("--stop-on-error", is_flag=True, help="Start nothing new once one chained execution fails.")
 @click.option(
     "--queue",
@@ -64,12 +80,18 @@ from smq.settings import QUEUES, Settings
     is_flag=True,
     help="Run in this process even when SMQ_BROKER_URL is set (the default without it).",
 )
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Distributed mode: block until every chained execution has ended; exit 0 only if all SUCCEEDED.",
+)
 @requeue_unstarted_option
 @handlers_option
 @json_option
 def leader(
     filter_text: str | None,
     target_id: str,
+    limit: int | None,
     source_state_name: str | None,
     transformer: str | None,
     name_prefix: str | None,
@@ -78,6 +100,7 @@ def leader(
     queue: str,
     chunk_size: int,
     local: bool,
+    wait: bool,
     requeue_unstarted: bool,
     handler_modules: tuple[str, ...],
     as_json: bool,
@@ -88,17 +111,16 @@ def leader(
     nothing twice); with --local, or without a broker, they run in this process."""
     settings = load_settings()
     load_handlers(settings, handler_modules)
-    flt = filter_option(filter_text)
+    flt = filter_option(filter_text, limit=limit)
     repository = open_repository(settings)
     prefix = f"{target_id}-" if name_prefix is None else name_prefix
     distributed = enqueues(settings, local=local)
-    try:
-        machine, _ = repository.state_machine(target_id)
-        if not distributed:  # workers check their own handlers
-            machine.check_handlers(default_registry)
-    except SmqError as exc:
-        fail(f"smq leader: {exc}")
+    machine, _ = repository.state_machine(target_id)
+    if not distributed:  # workers check their own handlers
+        machine.check_handlers(default_registry)
     total = repository.count_executions(flt)
+    if limit is not None:
+        total = min(total, limit)
     if distributed:
         if stop_on_error:
             raise UsageError(
@@ -117,6 +139,7 @@ def leader(
             total,
             as_json,
             requeue_unstarted=requeue_unstarted,
+            wait=wait,
         )
         return
     if requeue_unstarted:
@@ -183,13 +206,16 @@ def distributed_leader(
     as_json: bool,
     *,
     requeue_unstarted: bool = False,
+    wait: bool = False,
 ) -> None:
-    """Stream the sources and publish one chained execution each, in group() chunks. With SMQ_METRICS on,
-    its progress is served on SMQ_METRICS_PORT while it runs."""
+    """Stream the sources and publish one chained execution each, in group() chunks; with `wait`, then
+    wait for them all to end. With SMQ_METRICS on, its progress is served on SMQ_METRICS_PORT while it
+    publishes."""
     from smq.distributed.client import EnqueueSummary, QueueClient
     from smq.distributed.leader import fan_out
     from smq.observability.exposition import process_metrics
 
+    names: list[str] | None = [] if wait else None
     progress = progress_bar(f"enqueueing {target_id} on {queue}", hidden=as_json)
     with progress, process_metrics(settings, "leader") as metrics:
         task = progress.add_task("enqueue", total=total)
@@ -215,14 +241,23 @@ def distributed_leader(
             chunk_size=chunk_size,
             on_chunk=on_chunk,
             requeue_unstarted=requeue_unstarted,
+            names=names,
         )
-    if as_json:
+    if as_json and names is None:
         echo_json({"mode": "distributed", "queue": queue, "sources": total, **summary.to_dict()})
-    else:
+    elif not as_json:
         print_enqueue_summary(
             f"leader → {target_id} (queue {queue})",
             summary,
             "skipped (queued, running or chained)",
             matched=total,
         )
-    sys.exit(EXIT_NOT_SUCCEEDED if summary.failed else EXIT_OK)
+    if summary.failed or names is None:
+        sys.exit(EXIT_NOT_SUCCEEDED if summary.failed else EXIT_OK)
+    counts = await_batch(repository, target_id, names, None, as_json)
+    if as_json:
+        echo_json(
+            {"mode": "distributed", "queue": queue, "sources": total, **summary.to_dict(), "counts": counts}
+        )
+        sys.exit(EXIT_OK if counts.get(Status.SUCCEEDED, 0) == len(names) else EXIT_NOT_SUCCEEDED)
+    report_batch(target_id, counts, len(names), False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,16 +17,16 @@ from contextlib import contextmanager
 import click
 
 from smq.cli.common import (
+    EXIT_NOT_SUCCEEDED,
     continue_queue_option,
     echo_json,
-    fail,
     handlers_option,
     json_option,
     settings_and_repository,
 )
-from smq.engine.errors import SmqError
 from smq.engine.handlers import default_registry
-from smq.execution.dispatcher import Dispatcher
+from smq.engine.status import FINAL_STATUSES, Status
+from smq.execution.dispatcher import Chore, Dispatcher
 from smq.execution.observer import Observer, combine
 from smq.execution.operations import Operations
 from smq.execution.recovery import continuations, scan
@@ -44,10 +45,7 @@ def redrive(execution: str, queue: str | None, handler_modules: tuple[str, ...],
     """Restart a FAILED, TIMED_OUT or ABORTED execution from the state that failed (EXECUTION: id or
     STATE_MACHINE_ID/NAME). Succeeded states are kept and not run again."""
     settings, repository = settings_and_repository(handler_modules)
-    try:
-        final, continued = Operations(repository, settings).redrive(execution, queue)
-    except SmqError as exc:
-        fail(f"smq redrive: {exc}")
+    final, continued = Operations(repository, settings).redrive(execution, queue)
     if as_json:
         echo_json(
             {"execution_id": final.execution_id, "status": final.status, "continuations": continued.to_dict()}
@@ -55,6 +53,9 @@ def redrive(execution: str, queue: str | None, handler_modules: tuple[str, ...],
     else:
         where = "enqueued" if continued.enqueued else f"ran here: {final.status}"
         click.echo(f"redriven {final.execution_id} ({where})")
+    # Run here, the rerun's end is known: a script must see it failed again. Enqueued: it runs later.
+    if not continued.enqueued and final.status in FINAL_STATUSES and final.status != Status.SUCCEEDED:
+        sys.exit(EXIT_NOT_SUCCEEDED)
 
 
 @click.command()
@@ -100,13 +101,17 @@ def recover(dry_run: bool, handler_modules: tuple[str, ...], as_json: bool) -> N
 @handlers_option
 @json_option
 def scheduler(once: bool, health_file: str | None, handler_modules: tuple[str, ...], as_json: bool) -> None:
-    """The dispatcher: fire durable timers when due and recover crashed executions, until SIGTERM."""
+    """The dispatcher: fire durable timers when due, recover crashed executions and (SMQ_RETENTION) prune old ones, until SIGTERM."""
     settings, repository = settings_and_repository(handler_modules)
-    chores = []
+    chores: list[Chore] = []
     if settings.broker_url:  # the scheduler also heals what the broker lost
         from smq.distributed.healing import BrokerWatch  # Celery and Redis load only with a broker
 
         chores.append(BrokerWatch(repository, settings))
+    if settings.retention is not None:  # SMQ_RETENTION: delete executions that ended before it
+        from smq.execution.pruning import PruneChore
+
+        chores.append(PruneChore(repository, settings.retention))
     if once:
         launcher = launcher_for(repository, settings, handlers=default_registry)
         tick = Dispatcher(repository, settings, launcher=launcher, chores=chores).tick(recover=True)
@@ -120,9 +125,10 @@ def scheduler(once: bool, health_file: str | None, handler_modules: tuple[str, .
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     target = f"enqueue to {redact(settings.broker_url)}" if settings.broker_url else "in-process"
+    retention = "off" if settings.retention is None else f"{settings.retention / 86400:g} days"
     click.echo(
         f"smq scheduler: polling every {settings.scheduler_interval:g}s, recovery scan every "
-        f"{settings.lease_seconds / 2:g}s ({target})",
+        f"{settings.lease_seconds / 2:g}s ({target}), retention {retention}",
         err=True,
     )
     with scheduler_observer(settings, repository) as observer:

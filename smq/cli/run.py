@@ -29,18 +29,26 @@ from smq.cli.common import (
 from smq.engine.compiler import validate_definition
 from smq.engine.errors import DefinitionError, UnknownResourceError
 from smq.engine.handlers import default_registry
+from smq.engine.machine import StateMachine
 from smq.engine.status import EntryStatus, Status
 from smq.execution.runner import PayloadTooLarge, StartRequest, start_execution
+from smq.integrations import install_integrations, resource_notes
 from smq.repository.repository import ExecutionRecord, HistoryRecord, InvalidId
+from smq.settings import SettingsError
 
 
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @json_option
 def validate(file: str, as_json: bool) -> None:
-    """Check a definition (JSON or YAML); print every problem. Exit 2 when invalid."""
+    """Check a definition (JSON or YAML); print every problem. Exit 2 when invalid.
+
+    AWS service integrations that smq's built-ins will not serve here (the smq[aws] extra missing,
+    SMQ_AWS_INTEGRATIONS=off, no such integration) are noted on stderr: a handler may serve them."""
+    definition: dict[str, Any] | None = None
     try:
-        problems = validate_definition(read_definition_file(file))
+        definition = read_definition_file(file)
+        problems = validate_definition(definition)
     except DefinitionError as exc:
         problems = exc.problems
     if as_json:
@@ -51,7 +59,20 @@ def validate(file: str, as_json: bool) -> None:
             click.echo(f"  {problem}", err=True)
     else:
         click.echo(f"{file}: valid")
+    if not problems and definition is not None:
+        sys.stdout.flush()
+        for note in _integration_notes(definition):
+            click.echo(f"  note: {note}", err=True)
     sys.exit(EXIT_USAGE if problems else EXIT_OK)
+
+
+def _integration_notes(definition: dict[str, Any]) -> list[str]:
+    settings = load_settings()
+    try:
+        install_integrations(default_registry, settings)
+    except SettingsError as exc:
+        fail(str(exc))
+    return resource_notes(StateMachine.from_definition(definition).machine, default_registry)
 
 
 @click.command()
@@ -125,8 +146,11 @@ STATUS_COLOURS: dict[str, str] = {
 }
 
 
-def history_table(entries: list[HistoryRecord]) -> Table:
-    table = Table(title="History", title_justify="left", show_edge=False)
+def history_table(entries: list[HistoryRecord], *, title: bool = True) -> Table:
+    """The history as a table; `title` False: a later page of it (no title, no header)."""
+    table = Table(
+        title="History" if title else None, title_justify="left", show_edge=False, show_header=title
+    )
     widths = {"#": 3, "state": 24, "type": 8, "status": 9, "attempt": 7, "ms": 6}
     for column, width in widths.items():
         numeric = column in ("#", "attempt", "ms")

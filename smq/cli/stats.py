@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -11,6 +12,7 @@ from rich.live import Live
 from rich.table import Table
 
 from smq.cli.common import console, echo_json, json_option, load_settings, open_repository
+from smq.cli.exits import Unreachable
 from smq.distributed.stats import collect_stats
 
 
@@ -37,11 +39,16 @@ def render(stats: dict[str, Any]) -> Group:
 
 @click.command()
 @click.option(
-    "--watch", type=click.FloatRange(min=0.2), metavar="SECONDS", help="Refresh every SECONDS until Ctrl-C."
+    "--watch",
+    type=click.FloatRange(min=0.2),
+    metavar="SECONDS",
+    help="Refresh every SECONDS until Ctrl-C (on a terminal in place; piped, one snapshot after another).",
 )
 @json_option
 def stats(watch: float | None, as_json: bool) -> None:
-    """Per queue: pending, active (unacknowledged), scheduled (ETA), dead; executions by status."""
+    """Per queue: pending, active (unacknowledged), scheduled (ETA), dead; executions by status.
+
+    Exits 5 when the broker (or the database) cannot be reached: a health probe may call it."""
     settings = load_settings()
     repository = open_repository(settings)
     if watch is None:
@@ -50,11 +57,21 @@ def stats(watch: float | None, as_json: bool) -> None:
             echo_json(snapshot)
         else:
             console().print(render(snapshot))
+        if snapshot["broker_error"]:
+            raise Unreachable(f"broker unreachable: {snapshot['broker_error']}")
         return
     try:
-        if as_json:
-            while True:  # one JSON object per line, for scripts that tail it
-                echo_json(collect_stats(repository, settings.broker_url))
+        if as_json or not sys.stdout.isatty():
+            # One JSON object per line, or one plain snapshot after another: for scripts and logs that
+            # tail it (a live display redrawn in place shows nothing there until it stops).
+            while True:
+                snapshot = collect_stats(repository, settings.broker_url)
+                if as_json:
+                    echo_json(snapshot)
+                else:
+                    click.echo(f"-- {snapshot['time']}")
+                    console().print(render(snapshot))
+                sys.stdout.flush()
                 time.sleep(watch)
         with Live(render(collect_stats(repository, settings.broker_url)), console=console()) as live:
             while True:

@@ -15,7 +15,6 @@ import click
 from smq.cli.common import (
     EXIT_NOT_SUCCEEDED,
     echo_json,
-    fail,
     handlers_option,
     json_option,
     load_settings,
@@ -23,7 +22,7 @@ from smq.cli.common import (
     parse_json_argument,
     settings_and_repository,
 )
-from smq.engine.errors import SmqError
+from smq.cli.exits import CommandGroup
 from smq.execution.operations import Operations, Resumed
 from smq.repository.waits import WaitStore, Woken
 
@@ -36,7 +35,7 @@ def _value(text: str) -> Any:
         return text
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def message() -> None:
     """Messages for executions parked on a Message state."""
 
@@ -72,7 +71,7 @@ def _what(woken: Woken) -> str:
     return "held for running execution" if woken.held else "resumed"
 
 
-@click.group()
+@click.group(cls=CommandGroup)
 def task() -> None:
     """Answer callback tasks (`.waitForTaskToken`): success, failure, heartbeat."""
 
@@ -81,10 +80,7 @@ def _answer(
     token: str, answer: Callable[[Operations], Resumed], handler_modules: tuple[str, ...], as_json: bool
 ) -> None:
     settings, repository = settings_and_repository(handler_modules)
-    try:
-        resumed = answer(Operations(repository, settings))
-    except SmqError as exc:
-        fail(f"smq task: {exc}", EXIT_NOT_SUCCEEDED)
+    resumed = answer(Operations(repository, settings))  # UnknownToken: exit 3, TokenNotWaiting: exit 4
     woken = resumed.executions[0]
     if as_json:
         echo_json({"execution_id": woken.execution_id, "resolution": woken.resolution, **resumed.to_dict()})
@@ -128,11 +124,7 @@ def task_failure(
 def task_heartbeat(token: str, as_json: bool) -> None:
     """The task is still working: push its HeartbeatSeconds deadline out."""
     settings = load_settings()
-    repository = open_repository(settings)
-    try:
-        due = WaitStore(repository.engine).heartbeat(token)
-    except SmqError as exc:
-        fail(f"smq task heartbeat: {exc}", EXIT_NOT_SUCCEEDED)
+    due = WaitStore(open_repository(settings).engine).heartbeat(token)
     if as_json:
         echo_json({"token": token, "due_at": due.isoformat() if due else None})
     else:

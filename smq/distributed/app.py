@@ -23,9 +23,11 @@ from celery import Celery, signals
 from celery.utils.log import get_multiprocessing_logger
 
 from smq.engine.errors import SmqError
+from smq.engine.handlers import default_registry
+from smq.integrations import install_integrations
 from smq.loading import HandlerImportError, import_handlers
 from smq.logs import TEXT, format_handler
-from smq.settings import Settings, redact
+from smq.settings import Settings, SettingsError, redact
 
 log = logging.getLogger("smq.worker")
 
@@ -57,6 +59,11 @@ def _prepare_worker(**_: Any) -> None:
     except HandlerImportError as exc:
         print(f"smq worker: {exc} (SMQ_HANDLERS)", file=sys.stderr, flush=True)
         os._exit(2)  # Celery swallows exceptions here; a worker without its handlers must not start
+    try:
+        integrations = install_integrations(default_registry, settings)
+    except SettingsError as exc:
+        print(f"smq worker: {exc}", file=sys.stderr, flush=True)
+        os._exit(2)
     from smq.distributed.resources import check_database
 
     try:
@@ -68,7 +75,11 @@ def _prepare_worker(**_: Any) -> None:
             flush=True,
         )
         os._exit(2)
-    log.info("smq worker ready: handlers %s", ", ".join(module.__name__ for module in modules) or "(none)")
+    log.info(
+        "smq worker ready: handlers %s; %s",
+        ", ".join(module.__name__ for module in modules) or "(none)",
+        integrations,
+    )
 
 
 @signals.worker_ready.connect

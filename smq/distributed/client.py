@@ -19,11 +19,10 @@ from celery import Celery, group
 from smq.distributed.broker_contents import held_task_ids
 from smq.distributed.payload import ExecutionPayload, parse_payload
 from smq.distributed.queues import check_queue
+from smq.distributed.task_names import TASK_NAME
 from smq.engine.errors import SmqError
 from smq.repository.queue_records import EnqueueLedger, Unstarted
 from smq.repository.repository import Repository
-
-TASK_NAME = "smq.execute_state_machine"
 
 
 class EnqueueError(SmqError):

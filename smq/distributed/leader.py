@@ -28,9 +28,11 @@ def fan_out(
     chunk_size: int = 500,
     on_chunk: Callable[[int, EnqueueSummary], None] | None = None,
     requeue_unstarted: bool = False,
+    names: list[str] | None = None,
 ) -> EnqueueSummary:
     """Enqueue one chained execution of the target per matching source; returns the counts.
-    `requeue_unstarted`: see `QueueClient.enqueue_many`."""
+    `requeue_unstarted`: see `QueueClient.enqueue_many`. `names`, if given, receives every chained
+    name (enqueued or skipped), e.g. to wait for them."""
     client.repository.state_machine(target_state_machine_id)  # NotFound before anything is published
     sources = client.repository.stream_execution_keys(source_filter, page_size=chunk_size)
     payloads = (
@@ -43,9 +45,16 @@ def fan_out(
         }
         for source in sources
     )
+    if names is not None:
+        payloads = (_noting(payload, names) for payload in payloads)
     return client.enqueue_many(
         payloads, queue, chunk_size=chunk_size, on_chunk=on_chunk, requeue_unstarted=requeue_unstarted
     )
+
+
+def _noting(payload: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    names.append(payload["name"])
+    return payload
 
 
 class QueuedStateMachine:

@@ -12,6 +12,7 @@ from typing import Any
 from smq.engine.errors import SmqError
 from smq.execution.runner import StartRequest
 from smq.repository.repository import check_state_machine_id
+from smq.repository.tags import MAX_TAGS, TagError, check_tags
 from smq.settings import QUEUES
 
 FIELDS = {
@@ -24,7 +25,9 @@ FIELDS = {
     "source_state_name",
     "transformer",
     "options",
+    "tags",
 }
+# smq's own options; any other key of `options` is the caller's own, kept with the execution's tags.
 OPTIONS = {"queue", "unique", "max_retries"}
 MAX_NAME = 200
 
@@ -44,6 +47,7 @@ class ExecutionPayload:
     source_state_name: str | None = None
     transformer: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def queue(self) -> str:
@@ -63,6 +67,8 @@ class ExecutionPayload:
             source_execution_id=self.source_execution_id,
             source_state_name=self.source_state_name,
             transformer=self.transformer,
+            index=self.index,
+            tags=self.tags or None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,6 +79,8 @@ class ExecutionPayload:
                 data[key] = value
         if self.options:
             data["options"] = dict(self.options)
+        if self.tags:
+            data["tags"] = dict(self.tags)
         return data
 
 
@@ -149,9 +157,17 @@ def parse_payload(payload: Any) -> ExecutionPayload:
         options = {}
     if not isinstance(options, dict):
         raise InvalidTaskPayload(f"payload field 'options' must be an object, got {type(options).__name__}")
-    unknown_options = sorted(set(options) - OPTIONS)
-    if unknown_options:
-        raise InvalidTaskPayload(f"unknown payload option(s): {', '.join(map(repr, unknown_options))}")
+    try:
+        # The caller's own option keys are user data (a free-form Options map): kept as tags; the
+        # payload's `tags` win over an option of the same key.
+        tags = check_tags({k: v for k, v in options.items() if k not in OPTIONS}, "payload field 'options'")
+        tags.update(check_tags(payload.get("tags") or {}, "payload field 'tags'"))
+    except TagError as exc:
+        raise InvalidTaskPayload(str(exc)) from None
+    if len(tags) > MAX_TAGS:
+        raise InvalidTaskPayload(
+            f"payload fields 'tags' and 'options': {len(tags)} user keys, at most {MAX_TAGS}"
+        )
     if "queue" in options and options["queue"] not in QUEUES:
         raise InvalidTaskPayload(
             f"payload option 'queue' must be one of {', '.join(QUEUES)}, got {options['queue']!r}"
@@ -168,5 +184,6 @@ def parse_payload(payload: Any) -> ExecutionPayload:
         source_execution_id=source,
         source_state_name=source_state,
         transformer=transformer,
-        options=dict(options),
+        options={key: value for key, value in options.items() if key in OPTIONS},
+        tags=tags,
     )

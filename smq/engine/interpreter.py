@@ -750,19 +750,19 @@ def _invoke_task(
     heartbeat: float | None,
     token: str | None = None,
 ) -> Any:
-    registry = runtime.handlers
     is_lambda_invoke = state.base_resource == LAMBDA_INVOKE
     function_name = (
         effective.get("FunctionName") if is_lambda_invoke and isinstance(effective, dict) else None
     )
     try:
-        name = registry.resolve_name(state.resource, function_name)
+        resolved = runtime.handlers.resolve(state.resource, function_name)
     except Exception as exc:
         raise runtime_error(state, str(exc)) from None
+    # A handler registered for a function takes Payload and its result is wrapped as Invoke's; one
+    # that serves the integration (yours under its name, or the built-in) takes and gives it whole.
+    payload_only = is_lambda_invoke and not resolved.whole_request
     payload = (
-        (effective.get("Payload", {}) if isinstance(effective, dict) else {})
-        if is_lambda_invoke
-        else effective
+        (effective.get("Payload", {}) if isinstance(effective, dict) else {}) if payload_only else effective
     )
     remaining = None if runtime.deadline is None else max(0.0, runtime.deadline - runtime.clock())
     ctx = TaskContext(
@@ -772,14 +772,15 @@ def _invoke_task(
         attempt=cursor.attempt,
         deadline=None,
         task_token=token,
+        execution_arn=cursor.execution.execution_arn,
+        state_machine_arn=cursor.execution.state_machine_arn,
     )
     # The handler may mutate its input and keep its result: both cross as JSON text, which also
     # enforces the payload limit on the task's input (after Parameters) and on its raw result.
     isolated = json.loads(_sized_json(state, payload, runtime, "input after Parameters"))
     try:
         result = call_handler(
-            registry,
-            name,
+            resolved,
             isolated,
             ctx,
             timeout=timeout,
@@ -803,6 +804,6 @@ def _invoke_task(
         ) from None
     _check_text_size(state, text, runtime, "result")
     result = json.loads(text)
-    if is_lambda_invoke:
+    if payload_only:
         return {"ExecutedVersion": "$LATEST", "Payload": result, "StatusCode": 200}
     return result

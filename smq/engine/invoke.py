@@ -18,7 +18,7 @@ from typing import Any
 
 from smq.engine import errors
 from smq.engine.errors import StatesError
-from smq.engine.handlers import HandlerRegistry, TaskContext, TaskError
+from smq.engine.handlers import ResolvedHandler, TaskContext, TaskError
 from smq.engine.runtime import ExecutionAborted, ExecutionTimedOut
 
 _POLL_SECONDS = 0.05
@@ -60,8 +60,7 @@ def lambda_error(error: StatesError) -> StatesError:
 
 
 def call_handler(
-    registry: HandlerRegistry,
-    name: str,
+    handler: ResolvedHandler,
     payload: Any,
     ctx: TaskContext,
     *,
@@ -74,17 +73,16 @@ def call_handler(
     """Run the handler; raise StatesError for its failure or a timeout (`pass_through` types as they are)."""
     if timeout is None and heartbeat is None and execution_remaining is None:
         try:
-            return registry.call(name, payload, ctx)
+            return handler(payload, ctx)
         except Exception as exc:  # any handler failure becomes an ASL error
             raise error_of(exc, pass_through) from exc
     return _call_watched(
-        registry, name, payload, ctx, timeout, heartbeat, execution_remaining, cancelled, pass_through
+        handler, payload, ctx, timeout, heartbeat, execution_remaining, cancelled, pass_through
     )
 
 
 def _call_watched(
-    registry: HandlerRegistry,
-    name: str,
+    handler: ResolvedHandler,
     payload: Any,
     ctx: TaskContext,
     timeout: float | None,
@@ -98,7 +96,7 @@ def _call_watched(
 
     def target() -> None:
         try:
-            outcome["result"] = registry.call(name, payload, ctx)
+            outcome["result"] = handler(payload, ctx)
         except BaseException as exc:  # noqa: BLE001 - handed to the watching thread
             outcome["error"] = exc
         finally:

@@ -15,6 +15,7 @@ from smq.engine.errors import SmqError
 from smq.engine.fanout import kept_for_redrive
 from smq.logs import ended_fields, log_end
 from smq.repository.models import ABORTED, FAILED, PAUSED, RUNNING, TIMED_OUT, WAITING
+from smq.repository.operator_actions import OperatorAction, default_actor
 from smq.repository.queue_records import DEAD_LETTERED
 from smq.repository.repository import ExecutionRecord, Repository
 from smq.repository.transitions import abort_execution, restart_execution
@@ -29,23 +30,39 @@ class NotAllowed(SmqError):
     """The execution is not in a status that allows this action; the message says which it is in."""
 
 
+def _audit(record: ExecutionRecord, action: str, actor: str | None, **detail: Any) -> OperatorAction:
+    """The operator action recorded with the change (`actor`: who; default the user running this)."""
+    shown = {key: value for key, value in detail.items() if value is not None}
+    return OperatorAction(
+        record.execution_id, action, actor or default_actor(), {"from": record.status, **shown}
+    )
+
+
 def stop_execution(
-    repository: Repository, reference: str, *, error: str = "States.Aborted", cause: str | None = None
+    repository: Repository,
+    reference: str,
+    *,
+    error: str = "States.Aborted",
+    cause: str | None = None,
+    actor: str | None = None,
 ) -> ExecutionRecord:
-    """Abort a RUNNING, WAITING or PAUSED execution; its open waits are cancelled with it."""
+    """Abort a RUNNING, WAITING or PAUSED execution; its open waits are cancelled with it. The stop is
+    recorded with its history (`actor`: who stopped it)."""
     record = repository.resolve_execution(reference)
     if record.status not in STOPPABLE:
         raise NotAllowed(
             f"execution {record.execution_id} is {record.status}: only {', '.join(STOPPABLE)} can be stopped"
         )
+    cause = cause or "stopped by an operator"
     stopped = abort_execution(
         repository.engine,
         record.execution_id,
         from_statuses=STOPPABLE,
         error=error,
-        cause=cause or "stopped by an operator",
+        cause=cause,
         start_time=record.start_time,
         now=datetime.now(UTC),
+        audit=_audit(record, "stop", actor, error=error, cause=cause),
     )
     if not stopped:
         raise NotAllowed(f"execution {record.execution_id} finished while being stopped")
@@ -61,6 +78,7 @@ def _restart(
     cursor: dict[str, Any],
     grace: float,
     queue: str | None,
+    audit: OperatorAction,
 ) -> ExecutionRecord:
     moved = restart_execution(
         repository.engine,
@@ -71,6 +89,7 @@ def _restart(
         now=datetime.now(UTC),
         grace=grace,
         queue=queue,
+        audit=audit,
     )
     if not moved:
         raise NotAllowed(f"execution {record.execution_id} changed while being restarted; look again")
@@ -78,7 +97,13 @@ def _restart(
 
 
 def reopen_dead_lettered(
-    repository: Repository, state_machine_id: str, name: str, *, grace: float = 300.0
+    repository: Repository,
+    state_machine_id: str,
+    name: str,
+    *,
+    grace: float = 300.0,
+    actor: str | None = None,
+    task_id: str | None = None,
 ) -> ExecutionRecord | None:
     """What `smq dead retry` does before it publishes the dead letter again: the execution the dead
     letters failed (error smq.DeadLettered) becomes RUNNING from its last checkpoint, handed to the
@@ -87,11 +112,17 @@ def reopen_dead_lettered(
     record = repository.find_execution(state_machine_id, name)
     if record is None or record.status != FAILED or record.error != DEAD_LETTERED or record.cursor is None:
         return None
-    return _restart(repository, record, (FAILED,), record.cursor, grace, None)
+    audit = _audit(record, "dead_letter_retry", actor, task_id=task_id)
+    return _restart(repository, record, (FAILED,), record.cursor, grace, None, audit)
 
 
 def redrive_execution(
-    repository: Repository, reference: str, *, grace: float = 300.0, queue: str | None = None
+    repository: Repository,
+    reference: str,
+    *,
+    grace: float = 300.0,
+    queue: str | None = None,
+    actor: str | None = None,
 ) -> ExecutionRecord:
     """Make a FAILED, TIMED_OUT or ABORTED execution RUNNING again from the state that failed (one
     failed by the dead letters: from its last checkpoint).
@@ -109,10 +140,11 @@ def redrive_execution(
     cursor = Cursor.from_dict(record.cursor)
     info = cursor.execution
     counted = type(info)(**{**info.to_dict(), "redrive_count": info.redrive_count + 1})
+    audit = _audit(record, "redrive", actor, state=record.current_state, queue=queue)
     if record.error == DEAD_LETTERED:
         # The queue gave up on it mid-run: its cursor is its last checkpoint, nothing there failed.
         return _restart(
-            repository, record, REDRIVABLE, cursor.moved(execution=counted).to_dict(), grace, queue
+            repository, record, REDRIVABLE, cursor.moved(execution=counted).to_dict(), grace, queue, audit
         )
     fresh = cursor.moved(
         execution=counted,
@@ -123,11 +155,16 @@ def redrive_execution(
         entered_at=None,
         kept_results=kept_for_redrive(cursor),
     )
-    return _restart(repository, record, REDRIVABLE, fresh.to_dict(), grace, queue)
+    return _restart(repository, record, REDRIVABLE, fresh.to_dict(), grace, queue, audit)
 
 
 def resume_paused(
-    repository: Repository, reference: str, *, grace: float = 300.0, queue: str | None = None
+    repository: Repository,
+    reference: str,
+    *,
+    grace: float = 300.0,
+    queue: str | None = None,
+    actor: str | None = None,
 ) -> ExecutionRecord:
     """A PAUSED execution (recovery strategy "pause") goes on from its last checkpoint (on `queue`,
     when given, from now on)."""
@@ -138,4 +175,5 @@ def resume_paused(
         )
     if record.cursor is None:
         raise NotAllowed(f"execution {record.execution_id} has no checkpoint to resume from")
-    return _restart(repository, record, (PAUSED,), record.cursor, grace, queue)
+    audit = _audit(record, "resume", actor, state=record.current_state, queue=queue)
+    return _restart(repository, record, (PAUSED,), record.cursor, grace, queue, audit)

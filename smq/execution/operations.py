@@ -1,7 +1,9 @@
-"""The Python calls behind `smq message send`, `smq task ...`, `smq redrive` and `smq executions resume`.
+"""The Python calls behind `smq message send`, `smq task ...`, `smq redrive`, `smq executions stop` and
+`smq executions resume`, and behind the console's buttons.
 
 Each changes the database in one transaction, then continues what became RUNNING again: enqueued for
-the workers when a broker is configured (SMQ_BROKER_URL), run in this process otherwise.
+the workers when a broker is configured (SMQ_BROKER_URL), run in this process otherwise. Each is
+recorded with the execution's history as an operator action, with who did it (`actor`).
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from typing import Any
 
 from smq.engine.handlers import HandlerRegistry, default_registry
 from smq.execution.continuation import Continuation, ContinuationSummary, Launcher, woken_continuations
-from smq.execution.control import redrive_execution, resume_paused
+from smq.execution.control import redrive_execution, resume_paused, stop_execution
 from smq.launching import launcher_for
+from smq.repository.operator_actions import OperatorAction, default_actor, record_actions
 from smq.repository.repository import ExecutionRecord, Repository
 from smq.repository.waits import WaitStore, Woken
 from smq.settings import Settings
@@ -48,39 +51,48 @@ class Operations:
         *,
         handlers: HandlerRegistry | None = None,
         launcher: Launcher | None = None,
+        actor: str | None = None,
     ):
         """`settings`: read from the environment by the caller (the CLI, a service's start-up).
-        `launcher`: where continuations go on (default: the one the settings call for)."""
+        `launcher`: where continuations go on (default: the one the settings call for). `actor`: who
+        acts, as recorded with each execution's history (default: `user@host` of this process)."""
         self.repository = repository
+        self.actor = actor or default_actor()
         self.settings = settings
-        self.handlers = handlers or default_registry
+        self.handlers = handlers if handlers is not None else default_registry
         self.launcher = launcher or launcher_for(repository, settings, handlers=self.handlers)
         self.waits = WaitStore(repository.engine, wake_grace_seconds=self.settings.wake_grace)
 
     def _continue(self, items: list[Continuation]) -> ContinuationSummary:
         return self.launcher.continue_executions(items)
 
-    def _resumed(self, woken: list[Woken]) -> Resumed:
+    def _resumed(self, woken: list[Woken], action: str, **detail: Any) -> Resumed:
+        """Record the answer with each execution it reached, then continue those it woke."""
+        shown = {key: value for key, value in detail.items() if value is not None}
+        record_actions(
+            self.repository.engine,
+            (
+                OperatorAction(w.execution_id, action, self.actor, {**shown, "resolution": w.resolution})
+                for w in dict((w.execution_id, w) for w in woken).values()
+            ),
+        )
         items = woken_continuations(woken)
         return Resumed(woken, self._continue(items))
 
     def send_message(self, key: str, value: Any, data: Any = None) -> Resumed:
         """Resume every execution parked on a Message state waiting for (key, value); `data` is the
         state's result. No match is answered (`matched` False) and the message is recorded."""
-        return self._resumed(self.waits.send_message(key, value, {} if data is None else data))
+        woken = self.waits.send_message(key, value, {} if data is None else data)
+        return self._resumed(woken, "message", key=key, value=value)
 
     def task_success(self, token: str, output: Any = None) -> Resumed:
-        return self._resumed(
-            [
-                self.waits.complete_callback(
-                    token, {"kind": "success", "output": {} if output is None else output}
-                )
-            ]
-        )
+        delivery = {"kind": "success", "output": {} if output is None else output}
+        return self._resumed([self.waits.complete_callback(token, delivery)], "task_success")
 
     def task_failure(self, token: str, error: str = "States.TaskFailed", cause: str | None = None) -> Resumed:
         delivery = {"kind": "failure", "error": error, "cause": cause}
-        return self._resumed([self.waits.complete_callback(token, delivery)])
+        woken = self.waits.complete_callback(token, delivery)
+        return self._resumed([woken], "task_failure", error=error, cause=cause)
 
     def task_heartbeat(self, token: str) -> None:
         self.waits.heartbeat(token)
@@ -90,13 +102,23 @@ class Operations:
     ) -> tuple[ExecutionRecord, ContinuationSummary]:
         """Restart a FAILED, TIMED_OUT or ABORTED execution from the state that failed, on `queue` (default:
         the queue it ran from)."""
-        record = redrive_execution(self.repository, reference, grace=self.settings.wake_grace, queue=queue)
+        record = redrive_execution(
+            self.repository, reference, grace=self.settings.wake_grace, queue=queue, actor=self.actor
+        )
         return self._continue_restarted(record)
 
     def resume(self, reference: str, queue: str | None = None) -> tuple[ExecutionRecord, ContinuationSummary]:
         """Resume a PAUSED execution from its last checkpoint, on `queue` (default: the queue it ran from)."""
-        record = resume_paused(self.repository, reference, grace=self.settings.wake_grace, queue=queue)
+        record = resume_paused(
+            self.repository, reference, grace=self.settings.wake_grace, queue=queue, actor=self.actor
+        )
         return self._continue_restarted(record)
+
+    def stop(
+        self, reference: str, error: str = "States.Aborted", cause: str | None = None
+    ) -> ExecutionRecord:
+        """Abort a RUNNING, WAITING or PAUSED execution with `error` and `cause`; its waits are cancelled."""
+        return stop_execution(self.repository, reference, error=error, cause=cause, actor=self.actor)
 
     def _continue_restarted(self, record: ExecutionRecord) -> tuple[ExecutionRecord, ContinuationSummary]:
         item = Continuation(record.state_machine_id, record.name, record.queue or "default")

@@ -68,6 +68,10 @@ class ChainError(SmqError, ValueError):
     """A chained start whose source cannot provide an input."""
 
 
+class SourceNotReady(ChainError):
+    """The source execution has no final output to chain from (it did not succeed, or has not ended)."""
+
+
 @dataclass(frozen=True)
 class StartRequest:
     """Everything needed to start one execution. Plain JSON, so it can cross a queue unchanged."""
@@ -79,6 +83,8 @@ class StartRequest:
     source_execution_id: str | None = None
     source_state_name: str | None = None
     transformer: str | None = None
+    index: int | None = None  # its position in the batch that starts it (kept, shown)
+    tags: dict[str, str] | None = None  # user keys and values (kept, shown, filterable)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,7 +102,7 @@ def resolve_input(repository: Repository, request: StartRequest) -> Any:
     if request.source_state_name is not None:
         value = repository.last_output_of_state(source.execution_id, request.source_state_name)
     elif source.status != SUCCEEDED:
-        raise ChainError(
+        raise SourceNotReady(
             f"source execution {source.execution_id} is {source.status}: only a SUCCEEDED execution has a final "
             "output (chain from a named state with source_state_name instead)"
         )
@@ -231,6 +237,8 @@ def prepare_execution(
             queue=queue,
             lease_owner=process_owner(),
             lease_seconds=lease_seconds,
+            index=request.index,
+            tags=request.tags,
         )
         if not write and starts_side_effect_free(machine.machine.states, cursor.state):
             return record, machine, None

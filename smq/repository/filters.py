@@ -1,7 +1,7 @@
 """`ExecutionFilter`: which executions a query, a batch or the leader works on.
 
 The CLI writes filters the same way everywhere: `--filter KEY=VALUE[,KEY=VALUE...]`, with several
-statuses separated by `|`. `parse_filter` turns that text into an ExecutionFilter or raises
+statuses separated by `|`, and `tag.NAME=VALUE` for a user tag (several: all must match). `parse_filter` turns that text into an ExecutionFilter or raises
 FilterError naming the key or value at fault.
 """
 
@@ -13,6 +13,9 @@ from typing import Any
 
 from smq.engine.errors import SmqError
 from smq.repository.models import STATUSES
+from smq.repository.tags import TagError, check_tag_key
+
+TAG_PREFIX = "tag."
 
 
 class FilterError(SmqError, ValueError):
@@ -30,6 +33,7 @@ class ExecutionFilter:
     current_state: str | None = None
     source_execution_id: str | None = None
     not_chained_into: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # (key, value): the execution has every one of these tags
     limit: int | None = None
     offset: int = 0
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -75,6 +79,7 @@ def parse_timestamp_value(key: str, value: str) -> datetime:
 def parse_filter(text: str | None, **overrides: Any) -> ExecutionFilter:
     """`state_machine_id=orders,status=FAILED|TIMED_OUT,started_after=2026-01-01T00:00:00Z`."""
     values: dict[str, Any] = {}
+    tags: list[tuple[str, str]] = []
     for part in (text or "").split(","):
         part = part.strip()
         if not part:
@@ -83,8 +88,18 @@ def parse_filter(text: str | None, **overrides: Any) -> ExecutionFilter:
         key = key.strip()
         if not sep:
             raise FilterError(f"{part!r}: expected KEY=VALUE (keys: {', '.join(FILTER_KEYS)})")
+        if key.startswith(TAG_PREFIX):
+            tag = key[len(TAG_PREFIX) :]
+            try:
+                check_tag_key(tag, "tag")
+            except TagError as exc:
+                raise FilterError(f"{key}: {exc}") from None
+            if not value.strip():
+                raise FilterError(f"{key}: empty value")
+            tags.append((tag, value.strip()))
+            continue
         if key not in FILTER_KEYS:
-            raise FilterError(f"unknown filter key {key!r} (keys: {', '.join(FILTER_KEYS)})")
+            raise FilterError(f"unknown filter key {key!r} (keys: {', '.join(FILTER_KEYS)}, tag.NAME)")
         if key in values or (key == "status" and "statuses" in values):
             raise FilterError(f"{key}: given twice")
         value = value.strip()
@@ -96,5 +111,7 @@ def parse_filter(text: str | None, **overrides: Any) -> ExecutionFilter:
             values[key] = parse_timestamp_value(key, value)
         else:
             values[key] = value
+    if tags:
+        values["tags"] = tuple(tags)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return ExecutionFilter(**values)

@@ -120,6 +120,8 @@ class ExecutionRow(Base):
         Index("ix_smq_executions_start_id", "start_time", "id"),
         Index("ix_smq_executions_sm_status_duration", "state_machine_id", "status", "duration_ms"),
         Index("ix_smq_executions_status_lease", "status", "lease_expires_at"),
+        # Retention takes the oldest finished executions a batch at a time (migration 0011).
+        Index("ix_smq_executions_status_stop", "status", "stop_time", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -149,6 +151,10 @@ class ExecutionRow(Base):
     # The queue its worker took it from: recovery, redrive and resume continue it on the same queue
     # (None: started in-process, or before smq recorded it; continued on "default").
     queue: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    # The payload's `index` (its position in a batch) and user tags (KEY -> VALUE), shown and filterable
+    # (migration 0011).
+    execution_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tags: Mapped[Any] = mapped_column(JSONType, nullable=True)
     # OpenTelemetry (SMQ_TRACING): the W3C traceparent of its last run's span, which the next run
     # (after a park, a crash, a redrive) links to. NULL when not traced.
     trace_context: Mapped[str | None] = mapped_column(String(100), nullable=True)
@@ -187,6 +193,8 @@ class ChainLinkRow(Base):
     __table_args__ = (
         UniqueConstraint("source_execution_id", "target_state_machine_id", "target_execution_id"),
         Index("ix_smq_chain_links_target_sm_source", "target_state_machine_id", "source_execution_id"),
+        # Deleting an execution finds the links naming it as target through this (migration 0011).
+        Index("ix_smq_chain_links_target", "target_execution_id"),
     )
 
     id: Mapped[int] = mapped_column(
@@ -317,3 +325,21 @@ class RecoveryPolicyRow(Base):
     state_machine_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     strategy: Mapped[str] = mapped_column(String(20), nullable=False)
     max_attempts: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
+class OperatorActionRow(Base):
+    """What a person did to an execution (redrive, stop, resume, a dead letter retried or purged, a
+    message or callback answer), by whom and when: shown with its history. Written in the transaction
+    of the change itself where smq makes one (stop, redrive, resume)."""
+
+    __tablename__ = "smq_operator_actions"
+    __table_args__ = (Index("ix_smq_operator_actions_execution_id_created_at", "execution_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    execution_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    action: Mapped[str] = mapped_column(String(40), nullable=False)
+    actor: Mapped[str] = mapped_column(String(200), nullable=False)
+    detail: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)

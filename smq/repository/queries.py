@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, exists, func, not_, select, tuple_
 
 from smq.repository.filters import ExecutionFilter
-from smq.repository.paging import ExecutionPage, PagePosition, decode_token, encode_token
+from smq.repository.paging import ExecutionPage, Keyset
 from smq.repository.records import (
     DefinitionRecord,
     ExecutionKey,
@@ -24,6 +24,32 @@ from smq.repository.records import (
     iso,
 )
 from smq.repository.tables import CHAIN_LINKS, DEFINITIONS, EXECUTIONS, HISTORY
+
+# One row per state machine (what `definitions list` shows), as a subquery so it pages like a table.
+DEFINITION_SUMMARY = (
+    select(
+        DEFINITIONS.c.state_machine_id,
+        func.max(DEFINITIONS.c.version).label("latest_version"),
+        func.count().label("versions"),
+        func.max(DEFINITIONS.c.created_at).label("updated_at"),
+    )
+    .group_by(DEFINITIONS.c.state_machine_id)
+    .subquery("definition_summary")
+)
+EXECUTION_PAGES = Keyset("executions", (EXECUTIONS.c.start_time, EXECUTIONS.c.id))
+HISTORY_PAGES = Keyset("history", (HISTORY.c.sequence,))
+DEFINITION_PAGES = Keyset(
+    "definitions", (DEFINITION_SUMMARY.c.updated_at, DEFINITION_SUMMARY.c.state_machine_id)
+)
+
+
+def _definition_summary(row: Any) -> dict[str, Any]:
+    return {
+        "state_machine_id": row.state_machine_id,
+        "latest_version": row.latest_version,
+        "versions": row.versions,
+        "updated_at": iso(row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)),
+    }
 
 
 class Reads:
@@ -58,29 +84,27 @@ class Reads:
         return DefinitionRecord(row.state_machine_id, row.version, row.definition, row.created_at)
 
     def list_definitions(self) -> list[dict[str, Any]]:
-        """One row per state machine: latest version, number of versions, last change."""
+        """One row per state machine: latest version, number of versions, last change (by id)."""
         with self.reader.connect() as connection:
             rows = connection.execute(
-                select(
-                    DEFINITIONS.c.state_machine_id,
-                    func.max(DEFINITIONS.c.version).label("latest_version"),
-                    func.count().label("versions"),
-                    func.max(DEFINITIONS.c.created_at).label("updated_at"),
-                )
-                .group_by(DEFINITIONS.c.state_machine_id)
-                .order_by(DEFINITIONS.c.state_machine_id)
+                select(DEFINITION_SUMMARY).order_by(DEFINITION_SUMMARY.c.state_machine_id)
             ).all()
-        return [
-            {
-                "state_machine_id": row.state_machine_id,
-                "latest_version": row.latest_version,
-                "versions": row.versions,
-                "updated_at": iso(
-                    row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
-                ),
-            }
-            for row in rows
-        ]
+        return [_definition_summary(row) for row in rows]
+
+    def page_definitions(
+        self, *, limit: int = 50, page_token: str | None = None, oldest_first: bool = False
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of `list_definitions`' rows, the most recently changed first unless `oldest_first`,
+        and the next page's token."""
+        with self.reader.connect() as connection:
+            rows, next_token = DEFINITION_PAGES.page(
+                connection,
+                select(DEFINITION_SUMMARY),
+                limit=limit,
+                page_token=page_token,
+                oldest_first=oldest_first,
+            )
+        return [_definition_summary(row) for row in rows], next_token
 
     # ------------------------------------------------------------------ executions
 
@@ -114,6 +138,10 @@ class Reads:
 
     # ------------------------------------------------------------------ queries
 
+    def filter_clauses(self, flt: ExecutionFilter) -> list[Any]:
+        """The WHERE clauses of a filter, for statements built elsewhere in the repository (retention)."""
+        return self._where(flt)
+
     def _where(self, flt: ExecutionFilter) -> list[Any]:
         clauses: list[Any] = []
         c = EXECUTIONS.c
@@ -133,6 +161,12 @@ class Reads:
             clauses.append(c.current_state == flt.current_state)
         if flt.source_execution_id is not None:
             clauses.append(c.source_execution_id == flt.source_execution_id)
+        for key, value in flt.tags:
+            # JSON is TEXT on SQLite, JSONB on PostgreSQL: each has its own way to read one key.
+            if self.reader.dialect.name == "sqlite":
+                clauses.append(func.json_extract(c.tags, f'$."{key}"') == value)
+            else:
+                clauses.append(func.jsonb_extract_path_text(c.tags, key) == value)
         if flt.not_chained_into is not None:
             clauses.append(
                 not_(
@@ -167,26 +201,12 @@ class Reads:
     ) -> ExecutionPage:
         """One page of matching executions, newest first unless `oldest_first`; pass the page's
         `next_token` back for the next page. Keyset, so any page of a million rows costs the same."""
-        if limit < 1:
-            raise ValueError(f"limit: must be >= 1, got {limit}")
-        flt = flt or ExecutionFilter()
-        c = EXECUTIONS.c
-        query = select(EXECUTIONS).where(and_(True, *self._where(flt)))
-        if page_token is not None:
-            after = decode_token(page_token, oldest_first=oldest_first)
-            key, last = tuple_(c.start_time, c.id), tuple_(after.start_time, after.execution_id)
-            query = query.where(key > last if oldest_first else key < last)
-        order = (c.start_time, c.id) if oldest_first else (c.start_time.desc(), c.id.desc())
+        query = select(EXECUTIONS).where(and_(True, *self._where(flt or ExecutionFilter())))
         with self.reader.connect() as connection:
-            rows = connection.execute(query.order_by(*order).limit(limit + 1)).all()
-        records = [execution_record(row) for row in rows[:limit]]
-        next_token = None
-        if len(rows) > limit:
-            last_record = records[-1]
-            next_token = encode_token(
-                PagePosition(last_record.start_time, last_record.execution_id, oldest_first)
+            rows, next_token = EXECUTION_PAGES.page(
+                connection, query, limit=limit, page_token=page_token, oldest_first=oldest_first
             )
-        return ExecutionPage(records, next_token)
+        return ExecutionPage([execution_record(row) for row in rows], next_token)
 
     def count_executions(self, flt: ExecutionFilter | None = None) -> int:
         flt = flt or ExecutionFilter()
@@ -253,6 +273,26 @@ class Reads:
             ).all()
         return [history_record(row) for row in rows]
 
+    def page_history(
+        self,
+        execution_id: str,
+        *,
+        limit: int = 50,
+        page_token: str | None = None,
+        oldest_first: bool = True,
+    ) -> tuple[list[HistoryRecord], str | None]:
+        """A page of an execution's history, in the order it happened unless not `oldest_first`."""
+        self.get_execution(execution_id)  # NotFound for an unknown id rather than an empty page
+        with self.reader.connect() as connection:
+            rows, next_token = HISTORY_PAGES.page(
+                connection,
+                select(HISTORY).where(HISTORY.c.execution_id == execution_id),
+                limit=limit,
+                page_token=page_token,
+                oldest_first=oldest_first,
+            )
+        return [history_record(row) for row in rows], next_token
+
     def last_output_of_state(self, execution_id: str, state_name: str) -> Any:
         """The output of the last successful visit of a top-level state (for chaining from a state)."""
         with self.reader.connect() as connection:
@@ -280,6 +320,22 @@ class Reads:
                 .order_by(EXECUTIONS.c.start_time, EXECUTIONS.c.id)
             ).all()
         return [execution_record(row) for row in rows]
+
+    def status_counts_of(self, state_machine_id: str, names: list[str]) -> dict[str, int]:
+        """Executions per status among these names of one machine (names not started: not counted);
+        1,000 names per query."""
+        c = EXECUTIONS.c
+        counts: dict[str, int] = {}
+        with self.reader.connect() as connection:
+            for start in range(0, len(names), 1000):
+                rows = connection.execute(
+                    select(c.status, func.count())
+                    .where(c.state_machine_id == state_machine_id, c.name.in_(names[start : start + 1000]))
+                    .group_by(c.status)
+                )
+                for status, count in rows:
+                    counts[status] = counts.get(status, 0) + int(count)
+        return counts
 
     def count_by_status(self) -> dict[str, int]:
         """Executions per status, all machines together (cheap: one grouped count)."""

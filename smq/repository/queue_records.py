@@ -7,6 +7,7 @@ the queue.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +18,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from smq.engine.jsontext import compact
 from smq.repository.models import FAILED, RUNNING
+from smq.repository.paging import Keyset
 from smq.repository.tables import DEAD_LETTERS, ENQUEUED, EXECUTIONS
+
+# Dead letters page by (failed_at, task_id): the index ix_smq_dead_letters_failed.
+DEAD_LETTER_PAGES = Keyset("dead letters", (DEAD_LETTERS.c.failed_at, DEAD_LETTERS.c.task_id))
 
 # The error of an execution whose task went to the dead letters (the dead letter's reason is its cause).
 DEAD_LETTERED = "smq.DeadLettered"
@@ -120,6 +125,25 @@ class DeadLetters:
             query = query.limit(limit)
         with self.engine.connect() as connection:
             return [DeadLetter(**row._mapping) for row in connection.execute(query)]
+
+    def page(
+        self,
+        *,
+        queue: str | None = None,
+        limit: int = 50,
+        page_token: str | None = None,
+        oldest_first: bool = False,
+    ) -> tuple[builtins.list[DeadLetter], str | None]:
+        """A page of dead letters, the latest failure first unless `oldest_first`, and the next page's
+        token."""
+        query = select(DEAD_LETTERS)
+        if queue is not None:
+            query = query.where(DEAD_LETTERS.c.queue == queue)
+        with self.engine.connect() as connection:
+            rows, next_token = DEAD_LETTER_PAGES.page(
+                connection, query, limit=limit, page_token=page_token, oldest_first=oldest_first
+            )
+        return [DeadLetter(**row._mapping) for row in rows], next_token
 
     def get(self, task_id: str) -> DeadLetter | None:
         with self.engine.connect() as connection:

@@ -96,6 +96,8 @@ class ExecutionRecord:
     # Renewed in the background while it runs, so not part of a record's equality.
     lease_owner: str | None = field(default=None, compare=False)
     lease_expires_at: datetime | None = field(default=None, compare=False)
+    index: int | None = None  # the payload's `index`: its position in the batch that started it
+    tags: dict[str, str] | None = None  # user keys and values (the payload's tags and user options)
 
     @property
     def finished(self) -> bool:
@@ -123,6 +125,8 @@ class ExecutionRecord:
             "queue": self.queue,
             "lease_owner": self.lease_owner,
             "lease_expires_at": iso(self.lease_expires_at),
+            "index": self.index,
+            "tags": self.tags or {},
         }
 
 
@@ -182,6 +186,8 @@ def execution_record(row: Any) -> ExecutionRecord:
         queue=row.queue,
         lease_owner=row.lease_owner,
         lease_expires_at=row.lease_expires_at,
+        index=row.execution_index,
+        tags=row.tags,
     )
 
 
@@ -212,6 +218,8 @@ def new_execution_record(
     queue: str | None = None,
     lease_owner: str | None = None,
     lease_seconds: float = 0,
+    index: int | None = None,
+    tags: dict[str, str] | None = None,
 ) -> ExecutionRecord:
     """The RUNNING execution that `cursor` (from `StateMachine.begin`) starts, not yet written; with
     `lease_owner`, leased to that process from the start (so a duplicate delivery cannot run it too)."""
@@ -240,6 +248,8 @@ def new_execution_record(
         queue=queue,
         lease_owner=lease_owner if leased else None,
         lease_expires_at=utc(info.start_time) + timedelta(seconds=lease_seconds) if leased else None,
+        index=index,
+        tags=tags or None,
     )
 
 

@@ -18,6 +18,7 @@ from smq.repository.models import (
     ExecutionRow,
     HistoryRow,
     MessageRow,
+    OperatorActionRow,
     RecoveryPolicyRow,
     WaitRow,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "EXECUTIONS",
     "HISTORY",
     "MESSAGES",
+    "OPERATOR_ACTIONS",
     "RECOVERY_POLICIES",
     "WAITS",
 ]
@@ -43,3 +45,4 @@ ENQUEUED = cast(Table, EnqueuedRow.__table__)  # the enqueue ledger
 WAITS = cast(Table, WaitRow.__table__)
 MESSAGES = cast(Table, MessageRow.__table__)
 RECOVERY_POLICIES = cast(Table, RecoveryPolicyRow.__table__)
+OPERATOR_ACTIONS = cast(Table, OperatorActionRow.__table__)

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, update
 
 from smq.repository.models import ABORTED, RUNNING
+from smq.repository.operator_actions import OperatorAction, insert_action
 from smq.repository.tables import EXECUTIONS
 from smq.repository.waits import WaitStore
 
@@ -30,9 +31,10 @@ def abort_execution(
     cause: str,
     start_time: datetime,
     now: datetime,
+    audit: OperatorAction | None = None,
 ) -> bool:
     """End the execution ABORTED, if it is in one of `from_statuses`, and cancel its open waits in the
-    same transaction; whether it was."""
+    same transaction (with `audit`, the operator's action too); whether it was."""
     c = EXECUTIONS.c
     with engine.begin() as connection:
         stopped = connection.execute(
@@ -52,6 +54,8 @@ def abort_execution(
         if stopped != 1:
             return False
         WaitStore(engine).cancel(connection, execution_id)
+        if audit is not None:
+            insert_action(connection, audit)
     return True
 
 
@@ -65,11 +69,13 @@ def restart_execution(
     now: datetime,
     grace: float,
     queue: str | None,
+    audit: OperatorAction | None = None,
 ) -> bool:
     """Make the execution RUNNING again from `cursor` (no output, error or stop time; recovery attempts
     counted from zero), if it is still in one of `from_statuses` at `history_length`; whether it was.
     It is handed to the queue: no process holds it, and the recovery scanner re-enqueues it when no
-    worker has taken it within `grace` seconds. `queue`, when given, becomes its queue."""
+    worker has taken it within `grace` seconds. `queue`, when given, becomes its queue. `audit`, the
+    operator's action, is recorded in the same transaction."""
     c = EXECUTIONS.c
     moved_to = {} if queue is None else {"queue": queue}
     with engine.begin() as connection:
@@ -97,4 +103,6 @@ def restart_execution(
                 **moved_to,
             )
         ).rowcount
+        if moved == 1 and audit is not None:
+            insert_action(connection, audit)
     return bool(moved == 1)

@@ -50,6 +50,8 @@ def execution_row(record: ExecutionRecord, now: datetime) -> dict[str, Any]:
         "queue": record.queue,
         "lease_owner": record.lease_owner,
         "lease_expires_at": record.lease_expires_at,
+        "execution_index": record.index,
+        "tags": record.tags,
     }
 
 
@@ -238,7 +240,7 @@ _HISTORY_COLUMNS = (
     "output jsonb, error text, cause text, entered_at timestamptz, exited_at timestamptz"
 )
 _HISTORY_NAMES = "sequence, state_name, state_type, status, scope, attempt, input, output, error, cause, entered_at, exited_at"
-_JSON_COLUMNS = frozenset({"cursor", "output", "input"})
+_JSON_COLUMNS = frozenset({"cursor", "output", "input", "tags"})
 
 
 class PostgresWrites(CoreWrites):
@@ -317,6 +319,8 @@ class PostgresWrites(CoreWrites):
             record.queue,
             record.lease_owner,
             record.lease_expires_at,
+            record.index,
+            _json(record.tags),
         )
         if latest_guard:
             params += (record.state_machine_id, record.version)
@@ -360,6 +364,7 @@ _INSERT_COLUMNS = [
     "id", "name", "state_machine_id", "version", "status", "input", "output", "error", "cause",
     "current_state", "cursor", "history_length", "start_time", "stop_time", "duration_ms", "updated_at",
     "source_execution_id", "source_state_name", "transformer", "queue", "lease_owner", "lease_expires_at",
+    "execution_index", "tags",
 ]  # fmt: skip
 
 

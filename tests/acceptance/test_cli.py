@@ -192,3 +192,33 @@ def test_run_of_an_execution_that_parks_says_where_it_waits_not_error_none() -> 
     assert "Status: WAITING" in result.stdout
     assert "Error:  None" not in result.stdout
     assert "In state AwaitPayment" in result.stdout and "smq executions show" in result.stdout
+
+
+def test_stats_watch_without_a_terminal_prints_each_refresh(tmp_path: Path) -> None:
+    """Piped (a log, `| tee`), `--watch` prints one plain snapshot after another instead of a live
+    display that shows nothing until it stops."""
+    import signal
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SMQ_")}
+    env["SMQ_DATABASE_URL"] = DATABASE["url"]
+    watching = subprocess.Popen(
+        [sys.executable, "-m", "smq.cli", "stats", "--watch", "0.2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watching.stdout is not None
+        seen: list[str] = []
+        while sum(line.startswith("-- ") for line in seen) < 3:
+            line = watching.stdout.readline()
+            assert line, watching.stderr.read() if watching.stderr else ""
+            seen.append(line)
+        watching.send_signal(signal.SIGINT)
+        assert watching.wait(timeout=10) == 0  # Ctrl-C ends it cleanly
+    finally:
+        watching.kill()
+    text = "".join(seen)
+    assert text.count("queues") >= 2 and "\x1b[" not in text  # whole tables, no terminal control codes
+    assert "no broker configured" in text

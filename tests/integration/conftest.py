@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.integration.aws.moto_server import Moto, moto_server
 from tests.integration.distributed.harness import RedisServer, private_redis_server
 
 
@@ -30,3 +31,10 @@ def tier_broker_url(request: pytest.FixtureRequest, variable: str, db: int) -> s
         return explicit
     server: RedisServer = request.getfixturevalue("scratch_redis")
     return server.url_of_db(db)
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[Moto]:
+    """moto's server on a free loopback port, for the session (tests/integration/aws/moto_server.py)."""
+    with moto_server() as server:
+        yield server

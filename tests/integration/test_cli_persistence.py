@@ -143,7 +143,8 @@ def test_definitions_put_list_show(cli: Cli) -> None:
     )
     assert listed.returncode == latest.returncode == oldest.returncode == 0
     assert [
-        (d["state_machine_id"], d["latest_version"], d["versions"]) for d in json.loads(listed.stdout)
+        (d["state_machine_id"], d["latest_version"], d["versions"])
+        for d in json.loads(listed.stdout)["definitions"]
     ] == [("orders", 2, 2)]
     shown = json.loads(latest.stdout)
     assert (shown["version"], shown["definition"]) == (
@@ -151,7 +152,9 @@ def test_definitions_put_list_show(cli: Cli) -> None:
         {"StartAt": "Only", "States": {"Only": {"Type": "Succeed"}}},
     )
     assert json.loads(oldest.stdout)["definition"] == ORDERS
-    assert missing.returncode == 2 and "version 9" in missing.stderr and "orders" in missing.stderr
+    assert (
+        missing.returncode == 3 and "version 9" in missing.stderr and "orders" in missing.stderr
+    )  # not found
     assert invalid.returncode == 2 and "bad.json" in invalid.stderr
     repository = cli.repository()
     assert repository.get_definition("orders").version == 2  # the invalid one added nothing
@@ -194,9 +197,11 @@ def test_start_query_and_inspect_executions(cli: Cli) -> None:
     assert count.strip() == "5"  # the second bulk start made nothing new
     assert finished.strip() == "5"
 
-    # The JSON list is exactly the repository's records, oldest first, limited.
-    expected = [r.to_dict() for r in repository.list_executions(parse_filter(list_filter, limit=3))]
-    assert listed == expected and len(listed) == 3
+    # The JSON list is exactly the repository's records, newest first, one page of 3.
+    page = repository.page_executions(parse_filter(list_filter), limit=3)
+    assert listed == {"executions": [r.to_dict() for r in page.executions], "next_token": page.next_token}
+    assert page.next_token is not None
+    listed = listed["executions"]
     assert {e["name"] for e in listed} < {"p-1", "p-2", "p-4", "p-5"}
     for entry in [*listed, shown]:
         assert EXECUTION_KEYS <= set(entry), set(entry) ^ EXECUTION_KEYS
@@ -212,6 +217,8 @@ def test_start_query_and_inspect_executions(cli: Cli) -> None:
     assert (shown["input"], shown["output"]) == ({"n": 60}, None)
     assert repository.find_execution("orders", "p-2").output == {"n": 2, "double": 4}
 
+    assert entries["next_token"] is None
+    entries = entries["history"]
     assert [e["sequence"] for e in entries] == [1, 2, 3]
     assert [(e["state_name"], e["state_type"], e["status"]) for e in entries] == [
         ("Prepare", "Pass", "SUCCEEDED"),
@@ -312,7 +319,7 @@ def test_run_records_an_execution_visible_in_queries(cli: Cli) -> None:
     ran = cli.ok("run", definition, "--input", '{"n": 4}', "--name", "first-run", "--json")
     assert (ran["status"], ran["output"], ran["name"]) == ("SUCCEEDED", {"n": 4, "double": 8}, "first-run")
 
-    listed = cli.ok("executions", "list", "--filter", "state_machine_id=doubler", "--json")
+    listed = cli.ok("executions", "list", "--filter", "state_machine_id=doubler", "--json")["executions"]
     assert [(e["execution_id"], e["name"], e["status"], e["output"]) for e in listed] == [
         (ran["execution_id"], "first-run", "SUCCEEDED", {"n": 4, "double": 8})
     ]
@@ -366,4 +373,4 @@ def test_start_chains_from_a_source_named_by_id_or_by_machine_and_name(cli: Cli)
         assert record.input == {"n": 4, "double": 8}  # the source's output
     repository.close()
     missing = cli("start", "orders", "--source-execution", "orders/nobody", "--name", "chained-3")
-    assert missing.returncode == 1 and "orders/nobody" in missing.stderr, missing.stderr
+    assert missing.returncode == 3 and "orders/nobody" in missing.stderr, missing.stderr  # not found

@@ -82,7 +82,13 @@ def test_a_full_payload_parses_and_round_trips() -> None:
         ({**VALID, "transformer": "t"}, "'transformer'"),
         ({**VALID, "source_execution_id": "e1", "source_state_name": ""}, "'source_state_name'"),
         ({**VALID, "options": "fast"}, "'options'"),
-        ({**VALID, "options": {"priority": 9}}, "'priority'"),
+        ({**VALID, "options": {"bad key!": 9}}, "'bad key!'"),
+        ({**VALID, "options": {"note": [1]}}, "'note'"),
+        ({**VALID, "tags": ["a"]}, "'tags'"),
+        ({**VALID, "tags": {"k": {"nested": 1}}}, "'k'"),
+        ({**VALID, "tags": {"a,b": "x"}}, "'a,b'"),
+        ({**VALID, "tags": {"k": "x" * 257}}, "'k'"),
+        ({**VALID, "tags": {f"k{i}": "v" for i in range(51)}}, "at most 50"),
         ({**VALID, "options": {"queue": "urgent"}}, "'queue'"),
         ({**VALID, "options": {"unique": "yes"}}, "'unique'"),
         ({**VALID, "options": {"max_retries": -1}}, "'max_retries'"),
@@ -95,6 +101,24 @@ def test_each_bad_field_is_named(payload: Any, named: str) -> None:
         parse_payload(payload)
     assert named in str(caught.value)
     assert isinstance(caught.value, ValueError)  # `smq dead retry` and the client catch ValueError
+
+
+def test_user_keys_of_options_and_tags_are_kept_as_the_executions_tags() -> None:
+    """The seed's free-form Options map carries user data: keys smq does not know become tags (text),
+    next to the payload's own `tags` (which win); smq's options stay options."""
+    parsed = parse_payload(
+        {
+            **VALID,
+            "index": 7,
+            "options": {"queue": "low", "customer": "c-9", "priority": 3, "rush": True},
+            "tags": {"team": "billing", "priority": "high"},
+        }
+    )
+    assert parsed.options == {"queue": "low"}
+    assert parsed.tags == {"customer": "c-9", "priority": "high", "rush": "true", "team": "billing"}
+    request = parsed.start_request()
+    assert (request.index, request.tags) == (7, parsed.tags)
+    assert parse_payload(parsed.to_dict()) == parsed
 
 
 @pytest.mark.parametrize("options", [False, 0, "", []])

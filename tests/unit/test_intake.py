@@ -72,7 +72,7 @@ def _kombu_message(task_id: str = "t1") -> dict[str, Any]:
         "body": base64.b64encode(b'[[{"state_machine_id": "M", "name": "n"}], {}, {}]').decode(),
         "content-encoding": "utf-8",
         "content-type": "application/json",
-        "headers": {"lang": "py", "task": "smq.execute_state_machine", "id": task_id},
+        "headers": {"lang": "py", "task": "execute_state_machine", "id": task_id},
         "properties": {
             "correlation_id": task_id,
             "delivery_info": {"exchange": "default", "routing_key": "default"},

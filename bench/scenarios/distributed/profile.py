@@ -15,6 +15,8 @@ from typing import Any
 from harness.paths import ROOT
 from harness.report import simple_table
 
+from scenarios.distributed.rig import TASK_FUNCTIONS
+
 
 class PySpy:
     """`py-spy record` on each pool child while part 2 drains: wall-clock samples (--idle, so time spent
@@ -83,7 +85,7 @@ def summarize_py_spy(paths: list[Path], rate: int, executions: int, top: int = 3
             functions = [frame.partition(" (")[0].rsplit(".", 1)[-1] for frame in frames]  # qualname's tail
             if "trace_task" in functions:
                 traced += samples
-            start = next((i for i, f in enumerate(functions) if f == "execute_state_machine"), None)
+            start = next((i for i, f in enumerate(functions) if f in TASK_FUNCTIONS), None)
             if start is None:
                 continue
             in_task += samples

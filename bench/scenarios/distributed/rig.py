@@ -29,7 +29,9 @@ PASS3_STATES = 3
 
 NOOP_TASK = "smq_bench.noop"  # registered by bench_handlers.py
 INSERT_TASK = "smq_bench.insert_row"  # likewise: one PostgreSQL INSERT, then what noop does
-SMQ_TASK = "smq.execute_state_machine"
+SMQ_TASK = "execute_state_machine"
+# The task's body as profiles name it (smq.tasks registers run_state_machine_task under SMQ_TASK).
+TASK_FUNCTIONS = ("run_state_machine_task", "execute_state_machine")
 MACHINE_PREFIX = "bench-pass3"  # part 2's timed executions: round i runs state machine bench-pass3-i
 WARM_MACHINE = "bench-warm"  # part 2's warm-up (same definition, another id)
 SOURCE_MACHINE = "bench-source"  # part 3's sources

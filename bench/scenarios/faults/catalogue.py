@@ -46,7 +46,7 @@ def bad_envelopes() -> list[str]:
         "content-encoding": "binary",
         "content-type": "application/x-python-serialize",
         "headers": {
-            "lang": "py", "task": "smq.execute_state_machine", "id": task_id, "root_id": task_id,
+            "lang": "py", "task": "execute_state_machine", "id": task_id, "root_id": task_id,
             "parent_id": None, "group": None, "retries": 0, "argsrepr": "()", "kwargsrepr": "{}",
             "origin": "bench/faults.py",
         },

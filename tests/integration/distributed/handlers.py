@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from smq import TaskContext, handler
+from smq import TaskContext, TaskError, handler
 from smq.engine.errors import InfrastructureError
 
 
@@ -126,3 +126,12 @@ def hold_then_fail_infra(payload: dict[str, Any], ctx: TaskContext) -> dict[str,
         time.sleep(0.05)
     _record_call(payload, ctx)
     raise InfrastructureError("simulated: a service is down as well")
+
+
+@handler("reject-while-flag")
+def reject_while_flag(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    """Fail the workflow (an ASL error, not an infrastructure one) while the file `flag` exists; the
+    cause quotes the input's `note` (the console test puts HTML there)."""
+    if Path(payload["flag"]).exists():
+        raise TaskError("Card.Declined", f"card declined for {payload.get('note', '')}")
+    return _worker()

@@ -245,8 +245,8 @@ class Worker:
         self.kill_group()
 
     def task_ids(self, event: str) -> set[str]:
-        """Task ids of `smq.execute_state_machine` lines with `event` ("received", "succeeded")."""
-        pattern = re.compile(rf"smq\.execute_state_machine\[([0-9a-f-]{{36}})\] {event}")
+        """Task ids of `execute_state_machine` lines (or its old name's) with `event` ("received", ...)."""
+        pattern = re.compile(rf"execute_state_machine\[([0-9a-f-]{{36}})\] {event}")
         return set(pattern.findall(self.stderr()))
 
 

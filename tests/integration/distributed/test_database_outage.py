@@ -146,7 +146,9 @@ def test_a_dead_letter_written_during_a_database_outage_is_spooled_and_listed_on
         assert spooled["payload"] == payload
 
         private_pg.start()
-        listed = smq_json(["dead", "list"], env)  # moves the spooled letter into the database first
+        listed = smq_json(["dead", "list"], env)[
+            "dead_letters"
+        ]  # moves the spooled letter into the database first
         assert [(item["task_id"], item["reason"]) for item in listed] == [
             (ids["doomed"], "retries_exhausted")
         ]

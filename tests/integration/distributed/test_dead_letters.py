@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from smq import Repository
+from smq.distributed.task_names import TASK_NAME
 from tests.integration.distributed.harness import (
     Db,
     Worker,
@@ -26,7 +27,7 @@ from tests.integration.distributed.harness import (
     wait_until,
 )
 
-TASK = "smq.execute_state_machine"
+TASK = TASK_NAME
 PASS = {"StartAt": "Only", "States": {"Only": {"Type": "Pass", "End": True}}}
 FLAKY = {
     "StartAt": "Before",
@@ -149,14 +150,21 @@ def test_poison_payloads_are_dead_at_once_and_smq_dead_lists_shows_purges(
         "low": 0,
     }
     assert stats["executions"] == {"SUCCEEDED": 1}
-    everything = json.loads(smq_here(["dead", "list", "--json"], env).stdout)
+    everything = json.loads(smq_here(["dead", "list", "--oldest-first", "--json"], env).stdout)[
+        "dead_letters"
+    ]
     assert sorted(item["task_id"] for item in everything) == sorted(ids.values())
     assert all("traceback" not in item for item in everything)  # the list leaves tracebacks out
     assert [item["failed_at"] for item in everything] == sorted(item["failed_at"] for item in everything)
-    assert len(json.loads(smq_here(["dead", "list", "--queue", "low", "--json"], env).stdout)) == len(poison)
-    assert json.loads(smq_here(["dead", "list", "--queue", "critical", "--json"], env).stdout) == []
+    low = json.loads(smq_here(["dead", "list", "--queue", "low", "--json"], env).stdout)["dead_letters"]
+    assert len(low) == len(poison)
+    assert [item["failed_at"] for item in low] == sorted((item["failed_at"] for item in low), reverse=True)
+    assert json.loads(smq_here(["dead", "list", "--queue", "critical", "--json"], env).stdout) == {
+        "dead_letters": [],
+        "next_token": None,
+    }
     table = smq_here(["dead", "list"], env).stdout
-    assert f"{len(poison)} dead letter(s)" in table and "invalid_payload" in table
+    assert table.count("invalid_payload") == len(POISON) and table.count("rejected") == 1
     detail = json.loads(smq_here(["dead", "show", version_id, "--json"], env).stdout)
     assert detail["task_id"] == version_id
     assert detail["reason"] == "invalid_payload" and detail["attempts"] == 1 and detail["queue"] == "low"
@@ -167,7 +175,7 @@ def test_poison_payloads_are_dead_at_once_and_smq_dead_lists_shows_purges(
     assert f"task_id: {version_id}" in text and "reason: invalid_payload" in text
     (payload_line,) = [line for line in text.splitlines() if line.startswith("payload: ")]
     assert json.loads(payload_line.removeprefix("payload: ")) == POISON["version"][0]
-    assert "no-such-task" in smq_here(["dead", "show", "no-such-task"], env, expect=1).stderr
+    assert "no-such-task" in smq_here(["dead", "show", "no-such-task"], env, expect=3).stderr
 
     # A malformed payload cannot be retried: `smq dead retry` refuses it, names the field, keeps it.
     refused = smq_json(["dead", "retry", version_id], env, expect=1)
@@ -178,7 +186,7 @@ def test_poison_payloads_are_dead_at_once_and_smq_dead_lists_shows_purges(
 
     # purge one by id, then an empty queue, then everything.
     assert json.loads(smq_here(["dead", "purge", version_id, "--json"], env).stdout) == {"deleted": 1}
-    assert version_id in smq_here(["dead", "purge", version_id], env, expect=1).stderr
+    assert version_id in smq_here(["dead", "purge", version_id], env, expect=3).stderr
     purge_critical = ["dead", "purge", "--all", "--queue", "critical", "--yes", "--json"]
     assert json.loads(smq_here(purge_critical, env).stdout) == {"deleted": 0}
     assert "--all" in smq_here(["dead", "purge"], env, expect=2).stderr  # neither ids nor --all

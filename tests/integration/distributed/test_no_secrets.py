@@ -76,9 +76,11 @@ def test_urls_are_masked_in_every_output(
 
     # A broker that refuses the password: the error is shown, the password is not.
     wrong = smq_env(database_url, broker_url.replace(BROKER_SECRET, f"{BROKER_SECRET}-wrong"))
-    refused = json.loads(run_smq(["stats", "--json"], wrong).stdout)
+    refused_run = run_smq(["stats", "--json"], wrong, expect=5)  # the broker is unreachable: exit 5
+    refused = json.loads(refused_run.stdout)
     assert refused["broker"] == masked_broker and refused["broker_error"]
-    _assert_clean(json.dumps(refused))
+    assert "smq stats: broker unreachable" in refused_run.stderr
+    _assert_clean(json.dumps(refused), refused_run.stderr)
 
     upgraded = run_smq(["db", "upgrade"], env)
     assert upgraded.stdout.startswith(f"{masked_database}: at revision ")
@@ -91,12 +93,12 @@ def test_urls_are_masked_in_every_output(
 
     # Failures quote the URL: an unreachable database, a URL SQLAlchemy cannot parse.
     unreachable = _with_password("postgresql+psycopg://postgres@127.0.0.1:1/nowhere", DB_SECRET)
-    down = run_smq(["stats"], smq_env(unreachable, broker_url), expect=2)
+    down = run_smq(["stats"], smq_env(unreachable, broker_url), expect=5)  # unreachable
     assert "cannot open the database postgresql+psycopg://postgres:***@127.0.0.1:1/nowhere" in down.stderr
     garbled = f"postgresql+psycopg://postgres:{DB_SECRET}@127.0.0.1:port/x"
     bad_url = run_smq(["executions", "list"], smq_env(garbled, broker_url), expect=2)
     assert "postgres:***@127.0.0.1:port/x" in bad_url.stderr, bad_url.stderr
-    failed_upgrade = run_smq(["db", "upgrade"], smq_env(unreachable, broker_url), expect=2)
+    failed_upgrade = run_smq(["db", "upgrade"], smq_env(unreachable, broker_url), expect=5)
     assert "upgrade of postgresql+psycopg://postgres:***@127.0.0.1:1/nowhere failed" in failed_upgrade.stderr
     _assert_clean(down.stdout, down.stderr, bad_url.stdout, bad_url.stderr, failed_upgrade.stderr)
 

@@ -163,11 +163,11 @@ def test_callback_tokens_success_failure_and_heartbeat_timeout(
     assert sorted(calls.read_text().splitlines()) == ["hb Approve 1", "no Approve 1", "ok Approve 1"]
 
     # A token is answered once; an unknown token is refused.
-    again = smq_here(["task", "success", tokens["ok"][0]], local(env), expect=1)
+    again = smq_here(["task", "success", tokens["ok"][0]], local(env), expect=4)  # wrong state
     assert "no longer waited on" in again.stderr
-    unknown = smq_here(["task", "failure", "not-a-token"], local(env), expect=1)
+    unknown = smq_here(["task", "failure", "not-a-token"], local(env), expect=3)  # not found
     assert "no execution waits on task token" in unknown.stderr
-    late_beat = smq_here(["task", "heartbeat", tokens["hb"][0]], local(env), expect=1)
+    late_beat = smq_here(["task", "heartbeat", tokens["hb"][0]], local(env), expect=4)
     assert "no longer waited on" in late_beat.stderr
     assert execution(db, APPROVALS, "ok").output == ok.output
 

@@ -182,7 +182,7 @@ def test_recovery_strategies(repository: Repository, database_url: str, tmp_path
 
     # Nothing is left for a scan; a PAUSED execution waits for an operator.
     assert json.loads(smq_here(["recover", "--json"], env).stdout)["recovered"] == []
-    refused = smq_here(["executions", "resume", "wt-rec-retry/retry-1"], env, expect=2)
+    refused = smq_here(["executions", "resume", "wt-rec-retry/retry-1"], env, expect=4)
     assert "only PAUSED" in refused.stderr
     resumed = json.loads(smq_here(["executions", "resume", "wt-rec-pause/pause-1", "--json"], env).stdout)
     assert resumed["status"] == "SUCCEEDED"

@@ -96,7 +96,7 @@ def test_redrive_resumes_at_the_failed_state(
         ("Two", "SUCCEEDED", None),
         ("Three", "FAILED", "Flaky.NotYet"),
     ]
-    refused = smq_here(["redrive", "nobody/none"], local(env), expect=2)
+    refused = smq_here(["redrive", "nobody/none"], local(env), expect=3)
     assert "nobody/none" in refused.stderr
 
     flag.touch()
@@ -130,7 +130,7 @@ def test_redrive_resumes_at_the_failed_state(
         "rd-1 Two 1",
     ]
     # A SUCCEEDED execution is not redriven.
-    again = smq_here(["redrive", f"{FLAKY}/rd-1"], local(env), expect=2)
+    again = smq_here(["redrive", f"{FLAKY}/rd-1"], local(env), expect=4)
     assert "only FAILED, TIMED_OUT, ABORTED" in again.stderr
 
 
@@ -161,7 +161,7 @@ def test_stop_aborts_a_waiting_execution_and_cancels_its_wait(
     row = execution(db, HELD, "held-1")
     assert (row.status, history(db, row.id)) == ("ABORTED", [])
     # Stopping twice is refused with the status it is in.
-    twice = smq_here(["executions", "stop", f"{HELD}/held-1"], local(env), expect=2)
+    twice = smq_here(["executions", "stop", f"{HELD}/held-1"], local(env), expect=4)
     assert "is ABORTED" in twice.stderr
 
 

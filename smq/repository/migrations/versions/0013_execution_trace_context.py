@@ -1,7 +1,7 @@
 """executions keep the trace context of their last run, so the next one (resume, redrive) links to it
 
 Revision ID: 0013
-Revises: 0009
+Revises: 0012 (assigned after 0009; chained after main's 0011 and 0012 when main was merged in)
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0013"
-down_revision = "0009"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
