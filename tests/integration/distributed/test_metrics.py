@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from smq import Repository
+from smq.distributed.task_names import TASK_NAME
 from tests.integration.distributed.harness import (
     SMQ,
     Db,
@@ -144,9 +145,7 @@ def test_scrapes_of_workers_and_scheduler_match_the_database(
             lines.write(json.dumps(item) + "\n")
     run_smq(["start", MACHINE_ID, "--name", "on-low", "--queue", "low", "--input", "{}"], base)
     # A payload that is not an execution: rejected into the dead letters by whichever worker takes it.
-    client_app(broker_url).send_task(
-        "smq.execute_state_machine", args=[{"not": "a payload"}], queue="critical"
-    )
+    client_app(broker_url).send_task(TASK_NAME, args=[{"not": "a payload"}], queue="critical")
     # The batch is published while the endpoints are scraped, and runs on: its parked executions wait
     # 3 s for their timer after the others have ended.
     publisher = subprocess.Popen(

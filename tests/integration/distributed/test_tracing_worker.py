@@ -15,6 +15,7 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from smq import Repository
+from smq.distributed.task_names import TASK_NAME
 from tests.integration.distributed.harness import Db, Worker, run_smq, smq_env, wait_until
 
 MACHINE = {
@@ -146,7 +147,7 @@ def test_a_worker_traces_runs_states_and_sql_inside_the_celery_task(
     assert first["service"] == "smq-worker"
     for run in (first, second):
         task = spans[run["parent"]]  # the Celery task's span, from OpenTelemetry's Celery instrumentation
-        assert task["name"] == "run/smq.execute_state_machine" and task["trace"] == run["trace"]
+        assert task["name"] == f"run/{TASK_NAME}" and task["trace"] == run["trace"]
         assert run["attributes"]["smq.execution.name"] == "t-1"
     # The resumed run (another task, another trace) links to the run that parked the execution.
     assert second["links"] == [(first["trace"], first["id"])]
