@@ -99,8 +99,16 @@ class ExecutionHeld(Exception):
 def _local_owner_is_dead(owner: str) -> bool:
     """A lease of a process on this host, in this pid namespace, that no longer exists (a killed pool
     child): free at once. Any other owner (another host or container, an unknown format) holds until
-    its lease expires."""
+    its lease expires.
+
+    Owners written before smq named the pid namespace read `host:pid`. Only a process of an older smq
+    writes that form, so after an upgrade such a lease is taken at once when `pid` is no process here
+    (the older worker that held it was stopped for the upgrade) instead of stranding its execution
+    until the lease expires. The one case this misjudges is an older smq still running in another
+    container under the same fixed hostname (smq's compose gives every container its own)."""
     parts = owner.rsplit(":", 2)
+    if len(parts) == 2 and parts[0] == socket.gethostname() and parts[1].isdigit():
+        parts = [parts[0], _pid_namespace(), parts[1]]
     if len(parts) != 3:
         return False
     host, namespace, pid = parts

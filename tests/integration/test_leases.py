@@ -208,9 +208,9 @@ def test_this_process_pid_is_alive_so_its_lease_is_not_free(repository: Reposito
     "owner_of",
     [
         lambda pid: f"{socket.gethostname()}:0:{pid}",  # same hostname, another container's namespace
-        lambda pid: f"{socket.gethostname()}:{pid}",  # no namespace: an owner name of an older smq
+        lambda pid: f"other-host:{pid}",  # an older smq's owner name on another host
     ],
-    ids=["other-pid-namespace", "no-namespace"],
+    ids=["other-pid-namespace", "old-form-other-host"],
 )
 def test_a_dead_pid_counts_only_in_this_pid_namespace(
     repository: Repository, owner_of: Callable[[int], str]
@@ -265,3 +265,32 @@ def test_two_threads_of_one_process_never_run_an_execution_at_once(repository: R
         first.join(30)
     assert [record.status for record in results] == ["SUCCEEDED"]
     assert calls == ["First", "Second"]
+
+
+def test_an_old_form_lease_of_a_dead_local_process_is_taken_at_once(repository: Repository) -> None:
+    """Issue 22, point 4: owners an older smq wrote as `host:pid` (no pid namespace). After an upgrade
+    the worker that held one is gone: its execution is run at once, not after the lease expires."""
+    repository.put_definition("lease-old", TWO_TASKS)
+    calls = Calls()
+    record = _stopped_at_second(repository, calls, "lease-old", "old-1")
+    owner = f"{socket.gethostname()}:{_dead_local_pid()}"
+    _lease(repository, record.execution_id, owner, datetime.now(UTC) + timedelta(seconds=300))
+    done = start_execution(
+        repository, StartRequest("lease-old", {}, name="old-1"), handlers=calls.registry, defer_held=True
+    )
+    assert (done.status, calls.states) == ("SUCCEEDED", ["First", "Second"])
+
+
+def test_an_old_form_lease_of_a_live_local_process_still_holds(repository: Repository) -> None:
+    """The old form is read as this host's process: a live pid (our parent) keeps its lease."""
+    repository.put_definition("lease-old-live", TWO_TASKS)
+    calls = Calls()
+    record = _stopped_at_second(repository, calls, "lease-old-live", "old-2")
+    owner = f"{socket.gethostname()}:{os.getppid()}"
+    _lease(repository, record.execution_id, owner, datetime.now(UTC) + timedelta(seconds=60))
+    with pytest.raises(ExecutionHeld) as held:
+        start_execution(
+            repository, StartRequest("lease-old-live", {}, name="old-2"), handlers=calls.registry, defer_held=True
+        )
+    assert held.value.owner == owner
+    assert calls.states == ["First"]
