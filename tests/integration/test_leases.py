@@ -290,7 +290,10 @@ def test_an_old_form_lease_of_a_live_local_process_still_holds(repository: Repos
     _lease(repository, record.execution_id, owner, datetime.now(UTC) + timedelta(seconds=60))
     with pytest.raises(ExecutionHeld) as held:
         start_execution(
-            repository, StartRequest("lease-old-live", {}, name="old-2"), handlers=calls.registry, defer_held=True
+            repository,
+            StartRequest("lease-old-live", {}, name="old-2"),
+            handlers=calls.registry,
+            defer_held=True,
         )
     assert held.value.owner == owner
     assert calls.states == ["First"]
