@@ -6,35 +6,18 @@ Commands run in this process (click's runner)."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from click.testing import CliRunner, Result
 
-from smq.cli import main
 from smq.repository.queue_records import DeadLetters
 from smq.repository.repository import Repository
 from smq.repository.tables import DEAD_LETTERS, DEFINITIONS, EXECUTIONS, HISTORY
+from tests.integration.cli import Smq
 
 BASE = datetime(2026, 3, 1, tzinfo=UTC)
 PASS = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
-
-
-class Smq:
-    def __init__(self, url: str) -> None:
-        self.env: dict[str, str | None] = {key: None for key in os.environ if key.startswith("SMQ_")}
-        self.env["SMQ_DATABASE_URL"] = url
-
-    def __call__(self, *args: str, expect: int = 0) -> Result:
-        result = CliRunner().invoke(main, list(args), env=self.env, catch_exceptions=False, prog_name="smq")
-        assert result.exit_code == expect, (args, result.stdout, result.stderr)
-        return result
-
-    def json(self, *args: str) -> dict:
-        return json.loads(self(*args, "--json").stdout)
 
 
 @pytest.fixture

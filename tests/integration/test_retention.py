@@ -6,14 +6,11 @@ whole; the scheduler prunes on its own with SMQ_RETENTION."""
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
-from smq.cli import main
 from smq.execution.pruning import PruneChore
 from smq.repository.repository import Repository
 from smq.repository.retention import DefinitionInUse, Retention
@@ -27,6 +24,7 @@ from smq.repository.tables import (
     WAITS,
 )
 from smq.settings import Settings, SettingsError
+from tests.integration.cli import Smq
 
 NOW = datetime.now(UTC)
 PASS = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
@@ -233,19 +231,6 @@ def test_retention_setting() -> None:
     for bad in ("soon", "10m", "-1d"):
         with pytest.raises(SettingsError, match="SMQ_RETENTION"):
             Settings.from_env({"SMQ_RETENTION": bad})
-
-
-class Smq:
-    def __init__(self, url: str) -> None:
-        self.env: dict[str, str | None] = {key: None for key in os.environ if key.startswith("SMQ_")}
-        self.env["SMQ_DATABASE_URL"] = url
-
-    def __call__(self, *args: str, expect: int = 0, **env: str) -> Result:
-        result = CliRunner().invoke(
-            main, list(args), env={**self.env, **env}, catch_exceptions=False, prog_name="smq"
-        )
-        assert result.exit_code == expect, (args, result.stdout, result.stderr)
-        return result
 
 
 def test_the_commands(repository: Repository, database_url: str) -> None:

@@ -5,17 +5,15 @@ starts set them; `smq leader --limit` chains at most N sources."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
 from smq import HandlerRegistry
-from smq.cli import main
 from smq.execution.runner import StartRequest, start_execution
 from smq.repository.filters import FilterError, parse_filter
 from smq.repository.repository import Repository
+from tests.integration.cli import Smq
 
 PASS = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
 
@@ -52,17 +50,6 @@ def test_index_and_tags_are_kept_shown_and_filterable(repository: Repository) ->
     for bad in ("tag.=x", "tag.a,b=x", "tag.team="):
         with pytest.raises(FilterError, match="tag"):
             parse_filter(bad)
-
-
-class Smq:
-    def __init__(self, url: str) -> None:
-        self.env: dict[str, str | None] = {key: None for key in os.environ if key.startswith("SMQ_")}
-        self.env["SMQ_DATABASE_URL"] = url
-
-    def __call__(self, *args: str, expect: int = 0) -> Result:
-        result = CliRunner().invoke(main, list(args), env=self.env, catch_exceptions=False, prog_name="smq")
-        assert result.exit_code == expect, (args, result.stdout, result.stderr)
-        return result
 
 
 def test_start_tags_index_and_leader_limit(repository: Repository, database_url: str, tmp_path: Path) -> None:
