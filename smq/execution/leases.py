@@ -34,6 +34,7 @@ __all__ = [
     "LeaseKeeper",
     "claim",
     "lease_keeper",
+    "let_go_if_idle",
     "local_owner",
     "process_owner",
     "running_here",
@@ -121,6 +122,17 @@ def _local_owner_is_dead(owner: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def let_go_if_idle(engine: Engine, execution_id: str) -> None:
+    """Let go of this process's lease on an execution whose run stopped with an exception, unless
+    another thread here still runs it. Best effort: with the database down the lease simply expires."""
+    if running_here(execution_id):
+        return
+    try:
+        let_go_of_lease(engine, execution_id, process_owner())
+    except Exception as exc:  # the database may be what failed; the lease then expires on its own
+        log.debug("could not let go of the lease on %s: %s", execution_id, exc)
 
 
 class Claimed(NamedTuple):

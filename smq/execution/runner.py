@@ -32,7 +32,14 @@ from smq.execution.checkpoints import (
     Unstorable,
     starts_side_effect_free,
 )
-from smq.execution.leases import ExecutionHeld, claim, lease_keeper, process_owner, running_here
+from smq.execution.leases import (
+    ExecutionHeld,
+    claim,
+    lease_keeper,
+    let_go_if_idle,
+    process_owner,
+    running_here,
+)
 from smq.execution.observer import NOOP, Observer
 from smq.execution.transformers import apply_transformer
 from smq.logs import ended_fields, execution_run, log_end
@@ -415,6 +422,12 @@ def _drive(
         return _run(repository, exc.existing, None, plan, held_here(exc.existing), runtime_options)
     except Unstorable:
         return _ended(writer.result(), observer)
+    except Exception:
+        # The run stops here and its delivery will be retried, maybe by another process: let go of the
+        # lease now so the retry resumes from the last checkpoint at once, not after the lease expires.
+        if seconds > 0:
+            let_go_if_idle(repository.engine, record.execution_id)
+        raise
     had_branches = fanout_pending((record.cursor or {}).get("pending")) is not None
     if result.status not in (WAITING, "RUNNING") and had_branches:
         # Its Parallel or Map moved on while other branches still waited: their answers are moot now.

@@ -297,3 +297,44 @@ def test_an_old_form_lease_of_a_live_local_process_still_holds(repository: Repos
         )
     assert held.value.owner == owner
     assert calls.states == ["First"]
+
+
+class Interrupted(Exception):
+    """Stands for what stops a worker's run and is retried by Celery (a soft time limit, an outage)."""
+
+
+def test_a_run_stopped_by_an_exception_lets_go_of_its_lease_for_the_retry(
+    repository: Repository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Celery retry may land on another pool process of the same worker: it resumes at once from the
+    last checkpoint instead of waiting for the stopped run's lease to expire (this process is alive)."""
+    repository.put_definition("lease-retry", TWO_TASKS)
+    calls = Calls()
+    record = _stopped_at_second(repository, calls, "lease-retry", "retry-1")
+
+    def interrupted(payload: Any, ctx: Any) -> Any:
+        raise Interrupted("soft time limit")
+
+    stopping = HandlerRegistry()
+    stopping.register("count", interrupted)
+    with pytest.raises(Interrupted):
+        start_execution(
+            repository,
+            StartRequest("lease-retry", {}, name="retry-1"),
+            handlers=stopping,
+            pass_through=(Interrupted,),
+            lease_seconds=30,
+        )
+    row = _lease_row(repository, record.execution_id)
+    assert (row.lease_owner, row.lease_expires_at) == (process_owner(), None)
+
+    # The retry, in another (live) process of this host: stood in for by another owner name.
+    monkeypatch.setattr("smq.execution.leases._owner", (os.getpid(), local_owner(os.getppid())))
+    done = start_execution(
+        repository,
+        StartRequest("lease-retry", {}, name="retry-1"),
+        handlers=calls.registry,
+        defer_held=True,
+        lease_seconds=30,
+    )
+    assert (done.status, calls.states) == ("SUCCEEDED", ["First", "Second"])
