@@ -19,11 +19,14 @@ from typing import Any
 
 import redis
 
+from smq.logs import ended_fields, log_end
 from smq.repository.database import database_unavailable
-from smq.repository.queue_records import DeadLetters
+from smq.repository.queue_records import DeadLetters, FailedExecution
 
 SPOOL_KEY = "smq:dead-letters:spool"
 log = logging.getLogger("smq.dead_letters")
+# An execution a dead letter fails gets its end line where every other execution's end is logged.
+execution_log = logging.getLogger("smq.execution")
 
 # Told of each dead letter kept (written or spooled): its reason, its queue, and the state machine of the
 # execution it failed (None: none was RUNNING, or the letter waits in the spool). smq's metrics.
@@ -56,7 +59,9 @@ class SpooledDeadLetters:
                 SPOOL_KEY,
             )
             return
-        self._recorded(letter, failed)
+        self._recorded(letter, failed.state_machine_id if failed else None)
+        if failed is not None:
+            log_failed(failed)
         if self.broker_url:
             try:
                 drain_spool(self.store, self.broker_url)  # the database is back: letters spooled earlier
@@ -66,6 +71,11 @@ class SpooledDeadLetters:
     def _recorded(self, letter: dict[str, Any], failed: str | None) -> None:
         if self.on_recorded is not None:
             self.on_recorded(str(letter.get("reason")), letter.get("queue"), failed)
+
+
+def log_failed(failed: FailedExecution) -> None:
+    """The end line of an execution a dead letter failed, naming it (not whatever context is bound)."""
+    log_end(execution_log, ended_fields(failed), level=logging.WARNING)
 
 
 def spool(broker_url: str, letter: dict[str, Any]) -> None:
@@ -89,7 +99,9 @@ def drain_spool(store: DeadLetters, broker_url: str, *, limit: int = 1000) -> in
     try:
         entries: list[bytes] = client.lrange(SPOOL_KEY, 0, limit - 1)  # type: ignore[assignment]
         for raw in entries:
-            store.record(**_letter(raw))
+            failed = store.record(**_letter(raw))
+            if failed is not None:
+                log_failed(failed)
             client.lrem(SPOOL_KEY, 1, raw)  # type: ignore[arg-type]  # bytes: the very entry read
             moved += 1
     finally:

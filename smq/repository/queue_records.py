@@ -11,7 +11,7 @@ import builtins
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -87,9 +87,9 @@ class DeadLetters:
         traceback: str | None,
         attempts: int,
         first_attempt_at: datetime | None = None,
-    ) -> str | None:
-        """Write the dead letter, and fail its execution if it is RUNNING: returns the execution's state
-        machine id when it was failed, else None."""
+    ) -> FailedExecution | None:
+        """Write the dead letter, and fail its execution if it is RUNNING: returns that execution as it
+        ended (for its end log line and metrics), else None."""
         identity = payload if isinstance(payload, dict) else {}
         values = {
             "task_id": task_id,
@@ -113,8 +113,7 @@ class DeadLetters:
         with self.engine.begin() as connection:
             connection.execute(statement)
             if values["state_machine_id"] and values["execution_name"]:
-                if _fail_dead_lettered(connection, values):
-                    return str(values["state_machine_id"])
+                return _fail_dead_lettered(connection, values)
         return None
 
     def list(self, *, queue: str | None = None, limit: int | None = None) -> list[DeadLetter]:
@@ -167,36 +166,59 @@ class DeadLetters:
             return {queue: int(count) for queue, count in rows}
 
 
-def _fail_dead_lettered(connection: Connection, values: dict[str, Any]) -> bool:
+class FailedExecution(NamedTuple):
+    """An execution a dead letter failed, as it ended (what an execution's end log line names)."""
+
+    execution_id: str
+    name: str
+    state_machine_id: str
+    current_state: str | None
+    status: str
+    error: str
+    cause: str
+    duration_ms: int
+
+
+def _fail_dead_lettered(connection: Connection, values: dict[str, Any]) -> FailedExecution | None:
     """The execution of a dead-lettered task ends FAILED (error smq.DeadLettered, the reason as cause),
     where everybody sees it and nothing recovers it behind the operator's back. Its cursor stays at the
     last checkpoint: `smq dead retry` or `smq redrive` goes on from there."""
     found = connection.execute(
-        select(EXECUTIONS.c.id, EXECUTIONS.c.start_time).where(
+        select(EXECUTIONS.c.id, EXECUTIONS.c.start_time, EXECUTIONS.c.current_state).where(
             EXECUTIONS.c.state_machine_id == values["state_machine_id"],
             EXECUTIONS.c.name == values["execution_name"],
             EXECUTIONS.c.status == RUNNING,
         )
     ).first()
     if found is None:
-        return False
+        return None
     now = values["failed_at"]
     start = found.start_time if found.start_time.tzinfo else found.start_time.replace(tzinfo=UTC)
+    ended = FailedExecution(
+        execution_id=str(found.id),
+        name=str(values["execution_name"]),
+        state_machine_id=str(values["state_machine_id"]),
+        current_state=found.current_state,
+        status=FAILED,
+        error=DEAD_LETTERED,
+        cause=f"{values['reason']}: {values['error']}"[:4000],
+        duration_ms=max(0, round((now - start).total_seconds() * 1000)),
+    )
     failed = connection.execute(
         update(EXECUTIONS)
         .where(EXECUTIONS.c.id == found.id, EXECUTIONS.c.status == RUNNING)
         .values(
             status=FAILED,
             error=DEAD_LETTERED,
-            cause=f"{values['reason']}: {values['error']}"[:4000],
+            cause=ended.cause,
             stop_time=now,
-            duration_ms=max(0, round((now - start).total_seconds() * 1000)),
+            duration_ms=ended.duration_ms,
             updated_at=now,
             lease_owner=None,
             lease_expires_at=None,
         )
     ).rowcount
-    return bool(failed)
+    return ended if failed else None
 
 
 def _short(value: Any) -> str | None:
