@@ -38,7 +38,7 @@ Environment (the README's Configuration lists every variable):
   SMQ_DATABASE_URL   SQLAlchemy URL (default sqlite:///smq.db; postgresql+psycopg://... for workers)
   SMQ_BROKER_URL     Redis URL: start, leader, redrive and answers enqueue for the workers
   SMQ_HANDLERS       handler modules or .py files, comma-separated (also --handlers)
-  SMQ_RETENTION      the scheduler deletes executions finished longer ago than this (e.g. 30d)
+  SMQ_RETENTION      the scheduler deletes executions finished (and messages, dead letters) longer ago than this (e.g. 30d)
   SMQ_LOG_FORMAT     text or json
   SMQ_WEB_USERS      who may act in `smq web` (name:HASH,...; none: read-only)
 \b

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import click
 from rich.table import Table
@@ -40,12 +41,16 @@ def _store() -> tuple[DeadLetters, Repository]:
 
 
 def _chosen(
-    store: DeadLetters, task_ids: tuple[str, ...], every: bool, queue: str | None
+    store: DeadLetters,
+    task_ids: tuple[str, ...],
+    every: bool,
+    queue: str | None,
+    before: datetime | None = None,
 ) -> list[DeadLetter]:
     if every == bool(task_ids):
         raise UsageError("name TASK_ID(s) or give --all, not both")
     if every:
-        return store.list(queue=queue)
+        return store.list(queue=queue, before=before)
     found = []
     for task_id in task_ids:
         found.append(_letter(store, task_id))
@@ -173,12 +178,34 @@ def retry_dead(
 @click.argument("task_ids", nargs=-1)
 @click.option("--all", "every", is_flag=True, help="Every dead letter (of --queue, if given).")
 @click.option("--queue", type=queue_choice, help="With --all: only this queue's dead letters.")
+@click.option(
+    "--older-than",
+    metavar="DURATION",
+    help="With --all: only letters that failed longer ago than this (e.g. 14d, 12h).",
+)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation with --all.")
 @json_option
-def purge_dead(task_ids: tuple[str, ...], every: bool, queue: str | None, yes: bool, as_json: bool) -> None:
-    """Delete dead letters for good."""
+def purge_dead(
+    task_ids: tuple[str, ...],
+    every: bool,
+    queue: str | None,
+    older_than: str | None,
+    yes: bool,
+    as_json: bool,
+) -> None:
+    """Delete dead letters for good (SMQ_RETENTION also deletes those older than the retention)."""
+    before = None
+    if older_than is not None:
+        from smq.settings import SettingsError, parse_duration
+
+        if not every:
+            raise UsageError("--older-than goes with --all")
+        try:
+            before = datetime.now(UTC) - timedelta(seconds=parse_duration(older_than, "--older-than"))
+        except SettingsError as exc:
+            raise UsageError(str(exc)) from exc
     store, repository = _store()
-    letters = _chosen(store, task_ids, every, queue)
+    letters = _chosen(store, task_ids, every, queue, before)
     if every and not yes and not as_json:
         click.confirm(f"delete {len(letters)} dead letter(s)?", abort=True)
     from smq.distributed.dead_letter_actions import purge_dead_letters

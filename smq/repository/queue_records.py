@@ -116,10 +116,15 @@ class DeadLetters:
                 return _fail_dead_lettered(connection, values)
         return None
 
-    def list(self, *, queue: str | None = None, limit: int | None = None) -> list[DeadLetter]:
+    def list(
+        self, *, queue: str | None = None, limit: int | None = None, before: datetime | None = None
+    ) -> list[DeadLetter]:
+        """Oldest failure first; of one queue, and only those that failed before `before`, if given."""
         query = select(DEAD_LETTERS).order_by(DEAD_LETTERS.c.failed_at, DEAD_LETTERS.c.task_id)
         if queue is not None:
             query = query.where(DEAD_LETTERS.c.queue == queue)
+        if before is not None:
+            query = query.where(DEAD_LETTERS.c.failed_at < before)
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as connection:
