@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from smq.repository.models import WAITING
-from smq.repository.queue_records import DeadLetter
 from smq.repository.tables import DEAD_LETTERS, DEFINITIONS, EXECUTIONS, WAITS
 
 # What a wait row may show: its token is a capability (whoever holds it completes the task).
@@ -119,15 +118,6 @@ class ConsoleQueries:
                 )
             ).first()
         return None if row is None else dict(row._mapping)
-
-    def dead_letters(self, *, queue: str | None = None, limit: int = 200) -> list[DeadLetter]:
-        """The newest first."""
-        d = DEAD_LETTERS.c
-        query = select(DEAD_LETTERS).order_by(d.failed_at.desc(), d.task_id.desc()).limit(limit)
-        if queue is not None:
-            query = query.where(d.queue == queue)
-        with self.engine.connect() as connection:
-            return [DeadLetter(**row._mapping) for row in connection.execute(query)]
 
     def versions(self, state_machine_id: str) -> list[dict[str, Any]]:
         d = DEFINITIONS.c

@@ -317,13 +317,23 @@ def execution_state(request: Request) -> Response:
 
 # ---------------------------------------------------------------------------------------------- dead letters
 
+DEAD_LETTER_PAGE = 100  # the newest first, a page at a time (keyset pages, as `smq dead list`)
+
 
 def dead_letters(request: Request) -> Response:
     console = console_of(request)
     queue = request.query_params.get("queue") or None
     if queue is not None and queue not in QUEUES:
         queue = None
-    letters = console.queries.dead_letters(queue=queue, limit=500)
+    token = request.query_params.get("token") or None
+    error = None
+    try:
+        letters, next_token = DeadLetters(console.repository.reader).page(
+            queue=queue, limit=DEAD_LETTER_PAGE, page_token=token
+        )
+    except InvalidPageToken as exc:
+        letters, next_token, error = [], None, str(exc)
+    kept = [("queue", queue)] if queue else []
     return console.render(
         request,
         "dead.html",
@@ -332,6 +342,10 @@ def dead_letters(request: Request) -> Response:
         queue=queue,
         queues=QUEUES,
         total=console.queries.dead_letter_count(),
+        error=error,
+        paged=token is not None,
+        first_url="/dead?" + urlencode(kept),
+        next_url="/dead?" + urlencode([*kept, ("token", next_token)]) if next_token else None,
     )
 
 

@@ -366,3 +366,34 @@ def test_the_cli_records_its_actions_too(
         "no longer needed",
         "WAITING",
     )
+
+
+def test_dead_letters_page_through_every_letter(
+    repository: Repository, registry: HandlerRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every dead letter is reachable, newest first, a page at a time (not only the newest few)."""
+    monkeypatch.setattr("smq.web.pages.DEAD_LETTER_PAGE", 3)
+    store = DeadLetters(repository.engine)
+    for i in range(7):
+        store.record(
+            task_id=f"p-{i}",
+            task_name="execute_state_machine",
+            queue="low" if i == 6 else "default",
+            reason="rejected",
+            payload=None,
+            error="InvalidPayload: bad",
+            traceback=None,
+            attempts=1,
+        )
+    client = _client(repository, registry, {})
+    seen: list[str] = []
+    url: str | None = "/dead?queue=default"
+    while url is not None:
+        page = client.get(url)
+        assert page.status_code == 200
+        seen += re.findall(r'<a href="/dead/(p-\d)">', page.text)
+        found = re.search(r'<a href="([^"]+)" id="next-page">', page.text)
+        url = found.group(1).replace("&amp;", "&") if found else None
+    assert sorted(seen) == [f"p-{i}" for i in range(6)] and len(seen) == 6  # each once, low's left out
+    bad = client.get("/dead?token=nonsense")
+    assert bad.status_code == 200 and 'class="error"' in bad.text
