@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Delete, Engine, delete, select
 
 from smq.repository.tables import DEAD_LETTERS, MESSAGES
 
@@ -41,17 +41,9 @@ def prune_messages(
     max_seconds: float | None = None,
 ) -> int:
     """Delete the messages sent before `before`, a batch per transaction; how many went."""
-    deadline = None if max_seconds is None else time.monotonic() + max_seconds
-    total = 0
-    while True:
-        oldest = select(MESSAGES.c.id).order_by(MESSAGES.c.id).limit(batch_size).scalar_subquery()
-        with engine.begin() as connection:
-            gone = connection.execute(
-                delete(MESSAGES).where(MESSAGES.c.id.in_(oldest), MESSAGES.c.sent_at < before)
-            ).rowcount
-        total += gone
-        if gone < batch_size or (deadline is not None and time.monotonic() >= deadline):
-            return total
+    oldest = select(MESSAGES.c.id).order_by(MESSAGES.c.id).limit(batch_size)
+    statement = delete(MESSAGES).where(MESSAGES.c.id.in_(oldest), MESSAGES.c.sent_at < before)
+    return _in_batches(engine, statement, batch_size, max_seconds)
 
 
 def prune_dead_letters(
@@ -62,19 +54,19 @@ def prune_dead_letters(
     max_seconds: float | None = None,
 ) -> int:
     """Delete the dead letters that failed before `before` (by their `failed_at` index); how many went."""
+    c = DEAD_LETTERS.c
+    oldest = select(c.task_id).where(c.failed_at < before).order_by(c.failed_at).limit(batch_size)
+    return _in_batches(engine, delete(DEAD_LETTERS).where(c.task_id.in_(oldest)), batch_size, max_seconds)
+
+
+def _in_batches(engine: Engine, statement: Delete, batch_size: int, max_seconds: float | None) -> int:
+    """Run `statement` (which deletes at most `batch_size` rows) a transaction at a time until it
+    deletes fewer, or `max_seconds` are spent (after one batch at least); how many rows went."""
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
     total = 0
-    c = DEAD_LETTERS.c
     while True:
-        oldest = (
-            select(c.task_id)
-            .where(c.failed_at < before)
-            .order_by(c.failed_at)
-            .limit(batch_size)
-            .scalar_subquery()
-        )
         with engine.begin() as connection:
-            gone = connection.execute(delete(DEAD_LETTERS).where(c.task_id.in_(oldest))).rowcount
+            gone = connection.execute(statement).rowcount
         total += gone
         if gone < batch_size or (deadline is not None and time.monotonic() >= deadline):
             return total
