@@ -122,6 +122,14 @@ class ExecutionRow(Base):
         Index("ix_smq_executions_status_lease", "status", "lease_expires_at"),
         # Retention takes the oldest finished executions a batch at a time (migration 0011).
         Index("ix_smq_executions_status_stop", "status", "stop_time", "id"),
+        # `tag.KEY=VALUE` filters are one JSONB containment (tags @> {...}) on PostgreSQL, served by
+        # this GIN index (migration 0016); SQLite reads the tag of each row it walks.
+        Index(
+            "ix_smq_executions_tags",
+            "tags",
+            postgresql_using="gin",
+            postgresql_ops={"tags": "jsonb_path_ops"},
+        ).ddl_if(dialect="postgresql"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -42,7 +43,17 @@ def test_upgrade_of_an_empty_database_matches_the_models(database_url: str) -> N
     upgrade(engine)
     assert current_revision(engine) == head_revision(engine)
     with engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        dialect = engine.dialect.name
+
+        def built_here(obj: Any, name: Any, type_: str, reflected: bool, compare_to: Any) -> bool:
+            """What the models build on this backend: an index made for one dialect only (ddl_if, e.g.
+            the GIN index on tags) is not expected on the others."""
+            only = getattr(obj, "_ddl_if", None)
+            return only is None or only.dialect in (None, dialect)
+
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "include_object": built_here}
+        )
         differences = compare_metadata(context, Base.metadata)
     assert differences == [], differences
     assert {"smq_definitions", "smq_executions", "smq_history", "smq_chain_links"} <= set(
