@@ -175,3 +175,27 @@ def test_redact_masks_the_password_of_a_url_wherever_it_is(password: str) -> Non
 )
 def test_redact_leaves_what_holds_no_password(text: str) -> None:
     assert redact(text) == text
+
+
+# kombu 5.7.0's Channel._brpop_read, its comments and blank lines left out: smq's worker Channel
+# re-implements it with one step added (the envelope check), so a kombu that changes it must be read.
+KOMBU_BRPOP_READ_SHA256 = "f7e4afb7bac8b1748a2df0567202d4a3cce41c31809a6cdc5ff54f78805d6e9f"
+
+
+def test_kombus_brpop_read_is_the_one_smqs_channel_copies() -> None:
+    import hashlib
+    import inspect
+    import re
+
+    import kombu
+    from kombu.transport import redis as kombu_redis
+
+    lines = (
+        re.sub(r"\s+#.*$", "", line).strip()
+        for line in inspect.getsource(kombu_redis.Channel._brpop_read).splitlines()
+    )
+    code = "\n".join(line for line in lines if line and not line.startswith("#"))
+    assert hashlib.sha256(code.encode()).hexdigest() == KOMBU_BRPOP_READ_SHA256, (
+        f"kombu {kombu.__version__} changed Channel._brpop_read: bring smq.distributed.intake.Channel."
+        "_brpop_read in line with it, then record the new digest here"
+    )
