@@ -87,6 +87,8 @@ class StateMachine:
         for state_name, task in self.machine.resources():
             if task.base_resource == LAMBDA_INVOKE and task.function_name is None:
                 continue  # FunctionName.$ is dynamic: checked when the state runs
+            if task.nested is not None:
+                continue  # nested executions are smq's own (smq.engine.nested), not a handler's
             try:
                 handlers.resolve_name(task.resource, task.function_name)
             except UnknownResourceError as exc:
