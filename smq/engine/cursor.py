@@ -148,6 +148,8 @@ class ExecutionInfo:
     redrive_count: int = 0
     region: str = AwsIdentity.region
     account: str = AwsIdentity.account
+    # The execution whose Task started this one (`states:startExecution`): told when this one ends.
+    parent_id: str | None = None
 
     @property
     def state_machine_arn(self) -> str:
@@ -174,6 +176,7 @@ class ExecutionInfo:
             "redrive_count": self.redrive_count,
             "region": self.region,
             "account": self.account,
+            **({"parent_id": self.parent_id} if self.parent_id is not None else {}),
         }
 
     def execution_context(self) -> dict[str, Any]:

@@ -523,6 +523,13 @@ class WaitStore:
                     woken.append(replace(wake, due_at=wait.due_at))
         return woken
 
+    def fire_timers_of(self, execution_id: str) -> list[Woken]:
+        """Fire this execution's open timers now, due or not (a nested child it polls for has ended:
+        smq.execution.children); nothing when it does not wait on a timer."""
+        with self.engine.begin() as connection:
+            timers = self._waits(connection, WAITS.c.execution_id == execution_id, WAITS.c.kind == "timer")
+            return self._fire_timers(connection, timers) if timers else []
+
     def cancel(self, connection: Connection, execution_id: str) -> int:
         """Cancel an execution's open waits (inside the caller's transaction): a late timer or message
         finds nothing to resolve."""
