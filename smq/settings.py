@@ -289,7 +289,7 @@ def _state_machine_arns(env: dict[str, str]) -> dict[str, str]:
             parsed = json.loads(raw)
         except ValueError as exc:
             raise SettingsError(f"SMQ_STATE_MACHINE_ARNS is not a JSON object: {exc}") from None
-        pairs = list(parsed.items()) if isinstance(parsed, dict) else []
+        pairs: list[tuple[Any, ...]] = list(parsed.items()) if isinstance(parsed, dict) else [(parsed,)]
     else:
         pairs = [tuple(item.strip().rsplit("=", 1)) for item in raw.split(",") if item.strip()]
     mapping: dict[str, str] = {}
