@@ -301,3 +301,44 @@ def test_sync_job_timeout_is_states_timeout(repository: Repository) -> None:
     assert record.error == "States.Timeout"
     assert time.monotonic() - started >= 1.0
     assert cancelled == ["run-1"]
+
+
+def test_console_and_cli_show_parent_and_children(repository: Repository, database_url: str) -> None:
+    from starlette.testclient import TestClient
+
+    from smq.execution.continuation import LocalLauncher
+    from smq.web.app import create_app
+    from smq.web.config import WebConfig
+    from tests.integration.distributed.harness import smq_here
+
+    repository.put_definition("child", CHILD)
+    repository.put_definition("parent", _parent("arn:aws:states:::states:startExecution.sync:2", "child"))
+    record = _run(repository, "parent", {"n": 1})
+    [link] = children_of(repository.engine, record.execution_id)
+    settings = Settings(database_url="unused")
+    app = create_app(repository, settings, WebConfig(users={}), launcher=LocalLauncher(repository, settings))
+    client = TestClient(app, base_url="http://127.0.0.1")
+    page = client.get(f"/executions/{record.execution_id}").text
+    assert f'href="/executions/{link.child_execution_id}">child/{link.name}</a> from Call (sync:2)' in page
+    back = client.get(f"/executions/{link.child_execution_id}").text
+    assert (
+        f'started by <a href="/executions/{record.execution_id}">parent/{record.name}</a> (state Call, sync:2)'
+        in back
+    )
+    shown = smq_here(["executions", "show", record.execution_id], {"SMQ_DATABASE_URL": database_url}).stdout
+    assert f"child        child/{link.name} ({link.child_execution_id}) SUCCEEDED, from Call, sync:2" in shown
+    shown = smq_here(
+        ["executions", "show", link.child_execution_id], {"SMQ_DATABASE_URL": database_url}
+    ).stdout
+    assert f"parent       parent/{record.name} ({record.execution_id}), state Call, sync:2" in shown
+
+
+def test_retention_deletes_the_links_with_their_executions(repository: Repository) -> None:
+    from smq.repository.retention import Retention
+
+    repository.put_definition("child", CHILD)
+    repository.put_definition("parent", _parent("arn:aws:states:::states:startExecution.sync:2", "child"))
+    record = _run(repository, "parent", {"n": 1})
+    deleted = Retention(repository.engine).delete_executions([record.execution_id])
+    assert deleted.child_links == 1
+    assert children_of(repository.engine, record.execution_id) == []
