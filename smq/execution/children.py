@@ -80,6 +80,10 @@ class ExecutionChildren:
         self.runtime_options = runtime_options
         self.launch = launch
         self.arns: Mapping[str, str] = dict(arns or {})
+        # Parents whose child runs here, inside their step (they check it next: no timer to fire), and
+        # the children that ended so (their first check needs no query).
+        self._inline_parents: set[str] = set()
+        self._ended_here: dict[str, ExecutionRecord] = {}
 
     # ------------------------------------------------------------------ NestedHost
 
@@ -118,11 +122,18 @@ class ExecutionChildren:
                     [Continuation(record.state_machine_id, record.name, self.plan.queue or "default")]
                 )
             else:
-                record = self._run_here(record, claimed=True)
+                self._inline_parents.add(ctx.execution_id)
+                try:
+                    record = self._run_here(record, claimed=True)
+                finally:
+                    self._inline_parents.discard(ctx.execution_id)
+                if record.finished and mode in ("sync", "sync:2"):
+                    self._ended_here[record.execution_id] = record
         return child_view(record)
 
     def child(self, execution_id: str) -> ChildView:
-        return child_view(self.repository.get_execution(execution_id))
+        ended = self._ended_here.pop(execution_id, None)
+        return child_view(ended or self.repository.get_execution(execution_id))
 
     def stop_child(self, execution_id: str, cause: str) -> None:
         from smq.execution.control import stop_execution
@@ -137,7 +148,7 @@ class ExecutionChildren:
     def child_ended(self, record: ExecutionRecord) -> None:
         """`record`, a child, has ended: wake its parent now if it waits for a check of it."""
         parent_id = _parent_id(record)
-        if parent_id is None:
+        if parent_id is None or parent_id in self._inline_parents:
             return
         woken = WaitStore(self.repository.engine).fire_timers_of(parent_id)
         if not woken:

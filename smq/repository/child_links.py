@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from smq.repository.tables import CHILD_LINKS, EXECUTIONS
 
@@ -43,20 +44,18 @@ class ChildLink:
 def link_child(engine: Engine, child_id: str, parent_id: str, parent_state: str, mode: str) -> None:
     """Record that `parent_id`'s state `parent_state` started `child_id` (once: a second start of the
     same named child keeps the first link)."""
-    with engine.begin() as connection:
-        found = connection.execute(
-            select(CHILD_LINKS.c.child_execution_id).where(CHILD_LINKS.c.child_execution_id == child_id)
-        ).first()
-        if found is None:
-            connection.execute(
-                insert(CHILD_LINKS).values(
-                    child_execution_id=child_id,
-                    parent_execution_id=parent_id,
-                    parent_state_name=parent_state,
-                    mode=mode,
-                    created_at=datetime.now(UTC),
-                )
-            )
+    row = {
+        "child_execution_id": child_id,
+        "parent_execution_id": parent_id,
+        "parent_state_name": parent_state,
+        "mode": mode,
+        "created_at": datetime.now(UTC),
+    }
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(CHILD_LINKS).values(**row))
+    except IntegrityError:
+        return  # linked already (the same named child started again)
 
 
 def children_of(engine: Engine, parent_id: str, limit: int = 100) -> list[ChildLink]:
