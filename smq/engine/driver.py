@@ -21,7 +21,7 @@ from smq.engine.interpreter import run_state
 from smq.engine.model import Machine
 from smq.engine.runtime import ExecutionAborted, ExecutionTimedOut, Runtime
 from smq.engine.status import Status
-from smq.engine.sync import poll_pending
+from smq.engine.sync import awaits_check
 
 Checkpoint = Callable[[Step], None]
 
@@ -59,7 +59,7 @@ def drive(
     steps = 0
     try:
         while True:
-            polling = poll_pending(cursor.pending) is not None
+            polling = cursor.not_before is not None and awaits_check(cursor.pending)
             if polling and steps == 0 and cursor.not_before is not None:
                 # A `.sync` job's check, resumed (its timer, or woken early because the job ended):
                 # check at once.

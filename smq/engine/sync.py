@@ -93,6 +93,22 @@ def poll_pending(pending: Any) -> dict[str, Any] | None:
     return pending if isinstance(pending, dict) and pending.get("kind") == POLL else None
 
 
+def awaits_check(pending: Any) -> bool:
+    """A `.sync` job between two checks, here or in a paused branch of a Parallel/Map (nested ones
+    included): resumed, it checks at once; between checks it always parks (smq.engine.driver)."""
+    if poll_pending(pending) is not None:
+        return True
+    if not isinstance(pending, dict) or pending.get("kind") != "fanout":
+        return False
+    jobs = pending.get("jobs")
+    return isinstance(jobs, dict) and any(
+        isinstance(job, dict)
+        and job.get("status") == "WAITING"
+        and awaits_check((job.get("cursor") or {}).get("pending"))
+        for job in jobs.values()
+    )
+
+
 def intervals(handler: Any) -> tuple[float, float]:
     """(first interval, largest interval) of a `.sync` handler; 1 and 30 seconds by default."""
     first = getattr(handler, "interval", None)

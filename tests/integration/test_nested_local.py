@@ -342,3 +342,39 @@ def test_retention_deletes_the_links_with_their_executions(repository: Repositor
     deleted = Retention(repository.engine).delete_executions([record.execution_id])
     assert deleted.child_links == 1
     assert children_of(repository.engine, record.execution_id) == []
+
+
+def test_map_iterations_each_wait_for_their_parked_child(
+    repository: Repository, handlers: HandlerRegistry
+) -> None:
+    repository.put_definition("asker", TOKEN_CHILD)
+    call = _parent("arn:aws:states:::states:startExecution.sync:2", "asker")["States"]["Call"]
+    call["Parameters"]["Input"] = {"n.$": "$"}
+    call["ResultSelector"] = {"answer.$": "$.Output"}
+    repository.put_definition(
+        "fan",
+        {
+            "StartAt": "Each",
+            "States": {
+                "Each": {
+                    "Type": "Map",
+                    "ItemsPath": "$.items",
+                    "ItemProcessor": {"StartAt": "Call", "States": {"Call": call}},
+                    "End": True,
+                }
+            },
+        },
+    )
+    record = _run(repository, "fan", {"items": [1, 2, 3]}, handlers=handlers, park_after=0)
+    assert record.status == "WAITING"
+    links = children_of(repository.engine, record.execution_id)
+    assert len(links) == 3 and {link.status for link in links} == {"WAITING"}
+    ops = Operations(repository, Settings(), handlers=handlers)
+    waits = WaitStore(repository.engine)
+    for link in links:
+        [wait] = waits.waiting_for(link.child_execution_id)
+        child = repository.get_execution(link.child_execution_id)
+        ops.task_success(wait["token"], {"item": child.input["n"]})
+    final = repository.get_execution(record.execution_id)
+    assert final.status == "SUCCEEDED", final.cause
+    assert final.output == [{"answer": {"item": n}} for n in (1, 2, 3)]
