@@ -204,7 +204,11 @@ def with_children(repository: Repository, plan: RunPlan, runtime_options: dict[s
 
 
 def notify_parent(repository: Repository, record: ExecutionRecord, launcher: Launcher) -> None:
-    """A child ended outside a run (stopped by an operator): wake its parent if it waits on a check."""
+    """A child ended outside a run (stopped by an operator): wake its parent if it waits on a check.
+    A parent stopped so stops the children its `.sync` Tasks were waiting for (best effort, as AWS
+    tries to stop the job of a stopped `.sync` Task)."""
+    if record.status == "ABORTED":
+        _stop_sync_children(repository, record)
     parent_id = _parent_id(record)
     if parent_id is None or not record.finished:
         return
@@ -225,3 +229,20 @@ def ended_child(runtime_options: dict[str, Any], record: ExecutionRecord) -> Non
         log.warning(
             "could not wake the parent of %s now; its next check will", record.execution_id, exc_info=True
         )
+
+
+def _stop_sync_children(repository: Repository, record: ExecutionRecord) -> None:
+    from smq.execution.control import stop_execution
+    from smq.repository.child_links import children_of
+
+    for link in children_of(repository.engine, record.execution_id):
+        if link.mode in ("sync", "sync:2") and link.status in ("RUNNING", "WAITING", "PAUSED"):
+            try:
+                stop_execution(
+                    repository,
+                    link.child_execution_id,
+                    cause=f"its parent {record.state_machine_id}/{record.name} was stopped",
+                    actor="smq (parent stopped)",
+                )
+            except SmqError:
+                continue  # ended meanwhile

@@ -378,3 +378,23 @@ def test_map_iterations_each_wait_for_their_parked_child(
     final = repository.get_execution(record.execution_id)
     assert final.status == "SUCCEEDED", final.cause
     assert final.output == [{"answer": {"item": n}} for n in (1, 2, 3)]
+
+
+def test_stopping_a_parent_stops_the_child_its_sync_task_waits_for(
+    repository: Repository, handlers: HandlerRegistry
+) -> None:
+    repository.put_definition("asker", TOKEN_CHILD)
+    repository.put_definition("parent", _parent("arn:aws:states:::states:startExecution.sync:2", "asker"))
+    repository.put_definition("fire", _parent("arn:aws:states:::states:startExecution", "asker"))
+    record = _run(repository, "parent", {"n": 1}, handlers=handlers, park_after=0)
+    forgotten = _run(repository, "fire", {"n": 1}, handlers=handlers, park_after=0)
+    ops = Operations(repository, Settings(), handlers=handlers)
+    ops.stop(record.execution_id, cause="enough")
+    [link] = children_of(repository.engine, record.execution_id)
+    assert (link.status, repository.get_execution(link.child_execution_id).cause) == (
+        "ABORTED",
+        f"its parent parent/{record.name} was stopped",
+    )
+    # A child started and left (startExecution alone) lives on.
+    [free] = children_of(repository.engine, forgotten.execution_id)
+    assert free.status == "WAITING"
