@@ -232,6 +232,7 @@ def _run_delivery(
             # Nested executions (states:startExecution) are enqueued for the workers too.
             child_launch="queue",
             state_machine_arns=settings.state_machine_arns,
+            wake_grace=settings.wake_grace,
         )
     except ExecutionHeld as held:
         return _check_again_later(

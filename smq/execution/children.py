@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from smq.engine.cursor import AwsIdentity, Cursor
@@ -25,6 +26,7 @@ from smq.execution.continuation import Continuation, Launcher
 from smq.execution.runner import RunPlan, StartRequest, prepare_execution, resume_execution
 from smq.repository.child_links import link_child
 from smq.repository.records import NotFound
+from smq.repository.recovery_queries import extend_handed_over
 from smq.repository.repository import ExecutionRecord, Repository
 from smq.repository.waits import WaitStore
 
@@ -72,6 +74,7 @@ class ExecutionChildren:
         *,
         launch: str = LOCAL,
         arns: Mapping[str, str] | None = None,
+        wake_grace: float = 300.0,
     ):
         if launch not in (LOCAL, QUEUE):
             raise ValueError(f"child_launch must be {LOCAL!r} or {QUEUE!r}, got {launch!r}")
@@ -79,6 +82,7 @@ class ExecutionChildren:
         self.plan = plan
         self.runtime_options = runtime_options
         self.launch = launch
+        self.wake_grace = wake_grace  # an enqueued child is handed over: recovered only after this
         self.arns: Mapping[str, str] = dict(arns or {})
         # Parents whose child runs here, inside their step (they check it next: no timer to fire), and
         # the children that ended so (their first check needs no query).
@@ -118,6 +122,10 @@ class ExecutionChildren:
         link_child(self.repository.engine, record.execution_id, ctx.execution_id, ctx.state_name, mode)
         if created and not record.finished:
             if queued:
+                # Handed to the queue: the recovery scanner re-enqueues it if no worker takes it in time.
+                extend_handed_over(
+                    self.repository.engine, record.execution_id, now=datetime.now(UTC), grace=self.wake_grace
+                )
                 self._launcher().continue_executions(
                     [Continuation(record.state_machine_id, record.name, self.plan.queue or "default")]
                 )
@@ -192,14 +200,15 @@ def _parent_id(record: ExecutionRecord) -> str | None:
 
 def with_children(repository: Repository, plan: RunPlan, runtime_options: dict[str, Any]) -> dict[str, Any]:
     """`runtime_options` with the host of nested executions (`host`), built from the options that
-    choose it: `child_launch` ("local", the default, or "queue" on workers) and `state_machine_arns`
-    (SMQ_STATE_MACHINE_ARNS). A host already there is kept (the runs it starts share it)."""
+    choose it: `child_launch` ("local", the default, or "queue" on workers), `state_machine_arns`
+    (SMQ_STATE_MACHINE_ARNS) and `wake_grace` (SMQ_WAKE_GRACE, for enqueued children). A host already there is kept (the runs it starts share it)."""
     if runtime_options.get("host") is not None:
         return runtime_options
     options = dict(runtime_options)
     launch = options.pop("child_launch", None) or LOCAL
     arns = options.pop("state_machine_arns", None)
-    options["host"] = ExecutionChildren(repository, plan, options, launch=launch, arns=arns)
+    grace = options.pop("wake_grace", None) or 300.0
+    options["host"] = ExecutionChildren(repository, plan, options, launch=launch, arns=arns, wake_grace=grace)
     return options
 
 
