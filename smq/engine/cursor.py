@@ -20,7 +20,8 @@ resumes it by adding a delivery (`cursor.deliver({...})`, or setting `pending["d
         delivery {"kind": "heartbeat_timeout"}         -> States.HeartbeatTimeout
 
 A Parallel or Map state whose branches are paused has `pending` `{"kind": "fanout", ...}` and a
-`not_before` (see `smq.engine.fanout`): not parked, it is resumed by time, like a Wait.
+`not_before` (see `smq.engine.fanout`): not parked, it is resumed by time, like a Wait. So is a `.sync`
+Task between two checks of its job, `{"kind": "poll", ...}` (see `smq.engine.sync`).
 """
 
 from __future__ import annotations

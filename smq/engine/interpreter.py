@@ -11,7 +11,8 @@ raw input) → OutputPath; `null` InputPath/OutputPath give `{}` and a `null` Re
 Message states and callback Tasks (`.waitForTaskToken`) take two steps: the first parks the cursor
 (no history entry; `cursor.pending` says what it waits for, see `smq.engine.cursor`), the second runs
 once the layer above has added a delivery to `pending` and finishes the state as usual. A parked cursor
-given to `run_state` comes back unchanged.
+given to `run_state` comes back unchanged. `.sync` Tasks take a step to start their job and one per check
+(`smq.engine.sync_steps`); `states:startExecution` starts a nested execution (`smq.engine.nested`).
 """
 
 from __future__ import annotations
