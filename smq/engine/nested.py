@@ -199,3 +199,21 @@ class NestedSync:
 
     def cancel(self, job: Any, ctx: TaskContext) -> None:
         self.host.stop_child(job["execution_id"], f"the parent's Task {ctx.state_name!r} gave up on it")
+
+
+def checks_child(cursor: Mapping[str, Any] | None, execution_id: str) -> bool:
+    """Is this cursor (a parent's, as JSON) a `.sync` Task checking the child `execution_id`, itself or
+    in a paused branch of a Parallel/Map? Only then may the child's end wake it early."""
+    pending = (cursor or {}).get("pending")
+    if not isinstance(pending, dict):
+        return False
+    if pending.get("kind") == "poll":
+        job = pending.get("job")
+        return isinstance(job, dict) and job.get("execution_id") == execution_id
+    jobs = pending.get("jobs") if pending.get("kind") == "fanout" else None
+    return isinstance(jobs, dict) and any(
+        isinstance(job, dict)
+        and job.get("status") == "WAITING"
+        and checks_child(job.get("cursor"), execution_id)
+        for job in jobs.values()
+    )

@@ -21,14 +21,15 @@ from typing import Any
 from smq.engine.cursor import AwsIdentity, Cursor
 from smq.engine.errors import SmqError, StatesError
 from smq.engine.handlers import TaskContext
-from smq.engine.nested import ALREADY_EXISTS, DOES_NOT_EXIST, ChildRequest, ChildView
+from smq.engine.nested import ALREADY_EXISTS, DOES_NOT_EXIST, ChildRequest, ChildView, checks_child
 from smq.execution.continuation import Continuation, Launcher
 from smq.execution.runner import RunPlan, StartRequest, prepare_execution, resume_execution
 from smq.repository.child_links import link_child
+from smq.repository.models import WAITING
 from smq.repository.records import NotFound
 from smq.repository.recovery_queries import extend_handed_over
 from smq.repository.repository import ExecutionRecord, Repository
-from smq.repository.waits import WaitStore
+from smq.repository.waits import WaitStore, Woken
 
 log = logging.getLogger("smq.execution")
 
@@ -158,7 +159,7 @@ class ExecutionChildren:
         parent_id = _parent_id(record)
         if parent_id is None or parent_id in self._inline_parents:
             return
-        woken = WaitStore(self.repository.engine).fire_timers_of(parent_id)
+        woken = wake_parent(self.repository, record.execution_id, parent_id)
         if not woken:
             return  # running (it checks as it goes on), or not waiting for this child
         if self.launch == QUEUE:
@@ -192,6 +193,18 @@ class ExecutionChildren:
         )
 
 
+def wake_parent(repository: Repository, child_id: str, parent_id: str) -> list[Woken]:
+    """Fire the timer of the parent if it is parked checking on this child (never another timer of
+    it: a Wait state's, or a check of another child); the executions woken."""
+    try:
+        parent = repository.get_execution(parent_id)
+    except NotFound:
+        return []
+    if parent.status != WAITING or not checks_child(parent.cursor, child_id):
+        return []
+    return WaitStore(repository.engine).fire_timers_of(parent_id, parent.history_length)
+
+
 def _parent_id(record: ExecutionRecord) -> str | None:
     execution = (record.cursor or {}).get("execution") or {}
     parent = execution.get("parent_id")
@@ -221,7 +234,7 @@ def notify_parent(repository: Repository, record: ExecutionRecord, launcher: Lau
     parent_id = _parent_id(record)
     if parent_id is None or not record.finished:
         return
-    woken = WaitStore(repository.engine).fire_timers_of(parent_id)
+    woken = wake_parent(repository, record.execution_id, parent_id)
     if woken:
         launcher.continue_executions(Continuation(w.state_machine_id, w.name, w.queue) for w in woken)
 

@@ -523,11 +523,16 @@ class WaitStore:
                     woken.append(replace(wake, due_at=wait.due_at))
         return woken
 
-    def fire_timers_of(self, execution_id: str) -> list[Woken]:
-        """Fire this execution's open timers now, due or not (a nested child it polls for has ended:
-        smq.execution.children); nothing when it does not wait on a timer."""
+    def fire_timers_of(self, execution_id: str, history_length: int) -> list[Woken]:
+        """Fire now, due or not, the open timer of this execution parked at `history_length` (a nested
+        child it checks on has ended: smq.execution.children); nothing if it parked elsewhere since."""
         with self.engine.begin() as connection:
-            timers = self._waits(connection, WAITS.c.execution_id == execution_id, WAITS.c.kind == "timer")
+            timers = self._waits(
+                connection,
+                WAITS.c.execution_id == execution_id,
+                WAITS.c.history_length == history_length,
+                WAITS.c.kind == "timer",
+            )
             return self._fire_timers(connection, timers) if timers else []
 
     def cancel(self, connection: Connection, execution_id: str) -> int:

@@ -398,3 +398,26 @@ def test_stopping_a_parent_stops_the_child_its_sync_task_waits_for(
     # A child started and left (startExecution alone) lives on.
     [free] = children_of(repository.engine, forgotten.execution_id)
     assert free.status == "WAITING"
+
+
+def test_a_child_ending_never_cuts_short_another_timer_of_its_parent(
+    repository: Repository, handlers: HandlerRegistry
+) -> None:
+    repository.put_definition("asker", TOKEN_CHILD)
+    definition = _parent("arn:aws:states:::states:startExecution", "asker")
+    definition["States"]["Call"].pop("End")
+    definition["States"]["Call"]["Next"] = "Nap"
+    definition["States"]["Nap"] = {"Type": "Wait", "Seconds": 3600, "End": True}
+    repository.put_definition("napper", definition)
+    record = _run(repository, "napper", {"n": 1}, handlers=handlers, park_after=0)
+    assert record.status == "WAITING"
+    [link] = children_of(repository.engine, record.execution_id)
+    [wait] = WaitStore(repository.engine).waiting_for(link.child_execution_id)
+    before = repository.get_execution(record.execution_id).updated_at
+    Operations(repository, Settings(), handlers=handlers).task_success(wait["token"], {})
+    assert repository.get_execution(link.child_execution_id).status == "SUCCEEDED"
+    parent = repository.get_execution(record.execution_id)
+    # Not woken at all (a woken parent would have been written, then parked again).
+    assert (parent.status, parent.current_state, parent.updated_at) == ("WAITING", "Nap", before)
+    [timer] = WaitStore(repository.engine).waiting_for(record.execution_id)
+    assert timer["kind"] == "timer"
