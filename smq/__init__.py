@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from smq.engine.machine import ExecutionResult, StateMachine
     from smq.engine.runtime import Runtime, VirtualClock
     from smq.engine.status import EntryStatus, Status
+    from smq.engine.sync import Failed, Running, Succeeded, SyncJob
     from smq.errors import EnqueueError, NotAllowed, NotFound, SettingsError
     from smq.execution.operations import Operations
     from smq.execution.runner import StartRequest, resume_execution, start_execution
@@ -58,6 +59,10 @@ _LAZY = {
     "TaskError": "smq.engine.handlers",
     "default_registry": "smq.engine.handlers",
     "handler": "smq.engine.handlers",
+    "SyncJob": "smq.engine.sync",
+    "Running": "smq.engine.sync",
+    "Succeeded": "smq.engine.sync",
+    "Failed": "smq.engine.sync",
     "DefinitionError": "smq.engine.errors",
     "InfrastructureError": "smq.engine.errors",
     "Problem": "smq.engine.errors",
@@ -111,6 +116,11 @@ __all__ = [
     "TaskContext",
     "default_registry",
     "handler",
+    # `.sync` jobs (start, then checked until they end)
+    "SyncJob",
+    "Running",
+    "Succeeded",
+    "Failed",
     # persistence
     "Repository",
     "ExecutionRecord",

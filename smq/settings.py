@@ -5,6 +5,7 @@ Everything configurable lives here so that the CLI, workers and tests agree on n
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -221,6 +222,9 @@ class Settings:
     # The built-in AWS integrations (smq[aws]): "auto" serves them when boto3 is installed, "on"
     # insists (an edge fails without boto3), "off" never serves them.
     aws_integrations: str = "auto"
+    # StateMachineArn -> smq state machine id, for nested executions (states:startExecution) whose ARN's
+    # last segment is not the smq id: SMQ_STATE_MACHINE_ARNS, a JSON object or `arn=id,arn=id`.
+    state_machine_arns: dict[str, str] = field(default_factory=dict)
     # The scheduler deletes executions finished longer ago than this many seconds (None: never).
     retention: float | None = None
     # Prometheus metrics (smq.observability): collected by workers, the scheduler and the leader, each
@@ -248,6 +252,7 @@ class Settings:
             aws_identity=_aws_identity(env),
             aws_integrations=_aws_integrations(env),
             retention=_retention(env),
+            state_machine_arns=_state_machine_arns(env),
             **_observability(env),
             **_distributed(env),
         )
@@ -272,6 +277,29 @@ def _aws_identity(env: dict[str, str]) -> AwsIdentity:
     if not _AWS_ACCOUNT.fullmatch(account):
         raise SettingsError(f"SMQ_AWS_ACCOUNT_ID must be 12 digits, got {account!r}")
     return AwsIdentity(region, account)
+
+
+def _state_machine_arns(env: dict[str, str]) -> dict[str, str]:
+    """SMQ_STATE_MACHINE_ARNS: `{"arn:...:stateMachine:X": "smq-id"}` or `arn:...:stateMachine:X=smq-id,...`."""
+    raw = (env.get("SMQ_STATE_MACHINE_ARNS") or "").strip()
+    if not raw:
+        return {}
+    if raw.startswith("{"):
+        try:
+            parsed = json.loads(raw)
+        except ValueError as exc:
+            raise SettingsError(f"SMQ_STATE_MACHINE_ARNS is not a JSON object: {exc}") from None
+        pairs: list[tuple[Any, ...]] = list(parsed.items()) if isinstance(parsed, dict) else [(parsed,)]
+    else:
+        pairs = [tuple(item.strip().rsplit("=", 1)) for item in raw.split(",") if item.strip()]
+    mapping: dict[str, str] = {}
+    for pair in pairs:
+        if len(pair) != 2 or not all(isinstance(part, str) and part for part in pair):
+            raise SettingsError(
+                f"SMQ_STATE_MACHINE_ARNS: each entry maps a StateMachineArn to an smq id (ARN=ID), got {pair!r}"
+            )
+        mapping[pair[0]] = pair[1]
+    return mapping
 
 
 AWS_INTEGRATION_MODES = ("auto", "on", "off")

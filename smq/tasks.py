@@ -229,6 +229,10 @@ def _run_delivery(
             # Metrics and traces of the run, as SMQ_METRICS and SMQ_TRACING say.
             observer=worker_observer(),
             pass_through=WORKER_PASS_THROUGH,
+            # Nested executions (states:startExecution) are enqueued for the workers too.
+            child_launch="queue",
+            state_machine_arns=settings.state_machine_arns,
+            wake_grace=settings.wake_grace,
         )
     except ExecutionHeld as held:
         return _check_again_later(

@@ -35,6 +35,7 @@ SMQ_TABLES = (
     "smq_messages",
     "smq_recovery_policies",
     "smq_operator_actions",
+    "smq_child_links",
 )
 
 

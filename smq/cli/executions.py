@@ -104,6 +104,15 @@ def show(execution: str, as_json: bool) -> None:
 
         # What it waits for: an operator at 3 a.m. needs the key, the token or the due time.
         body["waiting_for"] = WaitStore(repository.engine).waiting_for(record.execution_id)
+    from smq.repository.child_links import children_of, parent_of
+
+    # Nested executions (states:startExecution): the execution that started this one, and its own.
+    parent = parent_of(repository.engine, record.execution_id)
+    if parent is not None:
+        body["parent"] = parent.to_dict()
+    children = children_of(repository.engine, record.execution_id)
+    if children:
+        body["children"] = [child.to_dict() for child in children]
     progress = branch_progress((record.cursor or {}).get("pending"))
     if progress is not None:  # a Parallel or Map parked with its branches: how far they got
         body["branches"] = {"state": record.current_state, **progress}
@@ -140,6 +149,17 @@ def describe_execution(record: ExecutionRecord, body: dict[str, Any]) -> str:
             if value
         )
         lines.append(f"chained from {record.source_execution_id}{extra}")
+    if "parent" in body:
+        parent = body["parent"]
+        lines.append(
+            f"parent       {parent['state_machine_id']}/{parent['name']} ({parent['parent_execution_id']}), "
+            f"state {parent['parent_state_name']}, {parent['mode']}"
+        )
+    for child in body.get("children", ()):
+        lines.append(
+            f"child        {child['state_machine_id']}/{child['name']} ({child['child_execution_id']}) "
+            f"{child['status']}, from {child['parent_state_name']}, {child['mode']}"
+        )
     if record.error is not None:
         lines += [f"error        {record.error}", f"cause        {record.cause}"]
     for wait in body.get("waiting_for", ()):
@@ -313,7 +333,7 @@ def report_deleted(deleted: Deleted, as_json: bool, *, older_than: datetime | No
     else:
         click.echo(
             f"{deleted.executions} execution(s) deleted ({deleted.history} history rows, {deleted.waits} waits "
-            f"and timers, {deleted.chain_links} chain links, {deleted.ledger} ledger entries) "
+            f"and timers, {deleted.chain_links} chain links, {deleted.child_links} child links, {deleted.ledger} ledger entries) "
             f"in {deleted.batches} batch(es)"
         )
     if older_than is None and not deleted.executions:

@@ -109,6 +109,7 @@ def run(
             max_workers=settings.max_workers,
             lease_seconds=settings.lease_seconds,
             checkpoints=settings.checkpoints,
+            state_machine_arns=settings.state_machine_arns,
         )
     except DefinitionError as exc:
         fail(f"{file}: {exc}")

@@ -272,6 +272,7 @@ def _start_here(repository: Repository, request: StartRequest, settings: Any) ->
         identity=settings.aws_identity,
         lease_seconds=settings.lease_seconds,
         checkpoints=settings.checkpoints,
+        state_machine_arns=settings.state_machine_arns,
     )
 
 

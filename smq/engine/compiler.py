@@ -47,6 +47,8 @@ from smq.engine.model import (
     TaskState,
     WaitState,
 )
+from smq.engine.nested import nested_mode
+from smq.engine.sync import is_sync_resource
 from smq.engine.templates import compile_expression
 from smq.engine.timestamps import parse_timestamp
 
@@ -221,10 +223,6 @@ class _Compiler(FieldCompiler):
         if not isinstance(resource, str) or not resource:
             self.report(join_where(where, "Resource"), "required: the name or ARN of a registered handler")
             resource = ""
-        elif resource.endswith(".sync") or ".sync:" in resource:
-            self.report(
-                join_where(where, "Resource"), f"{resource!r}: .sync integrations are not supported yet"
-            )
         timeout = self.int_or_path(raw, "TimeoutSeconds", where, minimum=1)
         heartbeat = self.int_or_path(raw, "HeartbeatSeconds", where, minimum=1)
         if (
@@ -244,6 +242,8 @@ class _Compiler(FieldCompiler):
             timeout=timeout,
             heartbeat=heartbeat,
             wait_for_token=resource.endswith(WAIT_FOR_TASK_TOKEN),
+            sync=is_sync_resource(resource),
+            nested=nested_mode(resource),
         )
 
     def state_choice(

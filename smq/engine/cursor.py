@@ -20,7 +20,8 @@ resumes it by adding a delivery (`cursor.deliver({...})`, or setting `pending["d
         delivery {"kind": "heartbeat_timeout"}         -> States.HeartbeatTimeout
 
 A Parallel or Map state whose branches are paused has `pending` `{"kind": "fanout", ...}` and a
-`not_before` (see `smq.engine.fanout`): not parked, it is resumed by time, like a Wait.
+`not_before` (see `smq.engine.fanout`): not parked, it is resumed by time, like a Wait. So is a `.sync`
+Task between two checks of its job, `{"kind": "poll", ...}` (see `smq.engine.sync`).
 """
 
 from __future__ import annotations
@@ -148,6 +149,8 @@ class ExecutionInfo:
     redrive_count: int = 0
     region: str = AwsIdentity.region
     account: str = AwsIdentity.account
+    # The execution whose Task started this one (`states:startExecution`): told when this one ends.
+    parent_id: str | None = None
 
     @property
     def state_machine_arn(self) -> str:
@@ -174,6 +177,7 @@ class ExecutionInfo:
             "redrive_count": self.redrive_count,
             "region": self.region,
             "account": self.account,
+            **({"parent_id": self.parent_id} if self.parent_id is not None else {}),
         }
 
     def execution_context(self) -> dict[str, Any]:

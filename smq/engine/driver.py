@@ -21,6 +21,7 @@ from smq.engine.interpreter import run_state
 from smq.engine.model import Machine
 from smq.engine.runtime import ExecutionAborted, ExecutionTimedOut, Runtime
 from smq.engine.status import Status
+from smq.engine.sync import awaits_check
 
 Checkpoint = Callable[[Step], None]
 
@@ -58,13 +59,20 @@ def drive(
     steps = 0
     try:
         while True:
-            if cursor.not_before is not None and not cursor.parked:
+            polling = cursor.not_before is not None and awaits_check(cursor.pending)
+            if polling and steps == 0 and cursor.not_before is not None:
+                # A `.sync` job's check, resumed (its timer, or woken early because the job ended):
+                # check at once.
+                if runtime.deadline is not None and runtime.clock() >= runtime.deadline:
+                    raise ExecutionTimedOut("the execution exceeded its TimeoutSeconds")
+            elif cursor.not_before is not None and not cursor.parked:
                 if runtime.park_after is not None:
-                    # Park unless the pause (or the execution deadline, if sooner) is due shortly.
+                    # Park unless the pause (or the execution deadline, if sooner) is due shortly; a
+                    # `.sync` job's next check always parks, holding nothing until then.
                     wake = cursor.not_before
                     if runtime.deadline is not None:
                         wake = min(wake, runtime.deadline)
-                    if wake - runtime.clock() > runtime.park_after:
+                    if wake - runtime.clock() > (0.0 if polling else runtime.park_after):
                         return Outcome(WAITING, history=history, cursor=cursor)
                 runtime.wait_until(cursor.not_before)
             elif runtime.deadline is not None and runtime.clock() >= runtime.deadline:

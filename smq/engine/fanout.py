@@ -34,6 +34,7 @@ from smq.engine.jsontext import compact
 from smq.engine.model import Machine, MapState, ParallelState
 from smq.engine.paths import PathNotFound, Scope
 from smq.engine.runtime import ExecutionAborted, ExecutionTimedOut, Runtime
+from smq.engine.sync import awaits_check
 
 
 def branch_progress(pending: Any) -> dict[str, int] | None:
@@ -170,6 +171,8 @@ def _known_outcome(before: dict[str, Any] | None, parent: Cursor, runtime: Runti
     cursor = _restored(parent, before["cursor"])
     if cursor.parked:
         return Outcome(WAITING, cursor=cursor)
+    if awaits_check(cursor.pending):
+        return None  # a `.sync` job's check: resumed, it checks at once (smq.engine.sync)
     if cursor.not_before is not None and runtime.park_after is not None:
         wake = cursor.not_before if runtime.deadline is None else min(cursor.not_before, runtime.deadline)
         if wake - runtime.clock() > runtime.park_after:

@@ -11,7 +11,8 @@ raw input) → OutputPath; `null` InputPath/OutputPath give `{}` and a `null` Re
 Message states and callback Tasks (`.waitForTaskToken`) take two steps: the first parks the cursor
 (no history entry; `cursor.pending` says what it waits for, see `smq.engine.cursor`), the second runs
 once the layer above has added a delivery to `pending` and finishes the state as usual. A parked cursor
-given to `run_state` comes back unchanged.
+given to `run_state` comes back unchanged. `.sync` Tasks take a step to start their job and one per check
+(`smq.engine.sync_steps`); `states:startExecution` starts a nested execution (`smq.engine.nested`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from smq.engine.model import (
 )
 from smq.engine.paths import MISSING, Path, PathNotFound, Scope, set_at
 from smq.engine.runtime import Runtime
+from smq.engine.sync import poll_pending
 from smq.engine.timestamps import parse_timestamp
 
 MAX_WAIT_SECONDS = 2**31 - 1  # AWS rejects a Wait longer than this ("delay is too long")
@@ -558,8 +560,10 @@ def _run_result_state(
     raw_input = cursor.input
     # A callback Task resumed with its delivery: the task ran in an earlier step, only its result is new.
     callback = cursor.pending if isinstance(state, TaskState) and state.wait_for_token else None
-    if callback is not None:
-        attempt_start = callback.get("started_at", attempt_start)
+    # A `.sync` Task between two checks of its job (smq.engine.sync): this step checks it.
+    poll = poll_pending(cursor.pending) if isinstance(state, TaskState) and state.sync else None
+    if callback is not None or poll is not None:
+        attempt_start = (callback or poll or {}).get("started_at", attempt_start)
         effective = None
     else:
         effective = raw_input if state.jsonata else apply_input_path(state, scope)
@@ -571,6 +575,14 @@ def _run_result_state(
         if callback is not None:
             assert isinstance(state, TaskState)
             result = _callback_result(state, callback, runtime)
+        elif poll is not None:
+            assert isinstance(state, TaskState)
+            from smq.engine.sync_steps import check_job
+
+            checked = check_job(state, cursor, poll, runtime, entered_at)
+            if isinstance(checked, Step):
+                return checked  # still running: parked on its next check
+            result = checked
         elif isinstance(state, MapState):
             from smq.engine.fanout import run_map  # fan-out drives sub-machines with this interpreter
 
@@ -589,7 +601,12 @@ def _run_result_state(
                 if state.wait_for_token:
                     # The handler hands the token over (its return value is ignored); then wait.
                     assert token is not None
-                    _invoke_task(state, cursor, effective, runtime, timeout, None, token)
+                    if state.nested is not None:  # a child execution whose input carries the token
+                        from smq.engine.sync_steps import start_child
+
+                        start_child(state, cursor, effective, runtime, token)
+                    else:
+                        _invoke_task(state, cursor, effective, runtime, timeout, None, token)
                     waiting = {
                         "kind": "callback",
                         "token": token,
@@ -599,7 +616,18 @@ def _run_result_state(
                     }
                     parked = cursor.moved(pending=waiting, not_before=None, entered_at=entered_at)
                     return Step([], cursor=parked)
-                result = _invoke_task(state, cursor, effective, runtime, timeout, heartbeat)
+                if state.sync:
+                    from smq.engine.sync_steps import start_job
+
+                    return start_job(
+                        state, cursor, effective, runtime, timeout, heartbeat, attempt_start, entered_at
+                    )
+                if state.nested is not None:
+                    from smq.engine.sync_steps import start_child
+
+                    result = start_child(state, cursor, effective, runtime, None)
+                else:
+                    result = _invoke_task(state, cursor, effective, runtime, timeout, heartbeat)
             else:
                 assert isinstance(state, ParallelState)
                 from smq.engine.fanout import run_parallel

@@ -87,6 +87,8 @@ class StateMachine:
         for state_name, task in self.machine.resources():
             if task.base_resource == LAMBDA_INVOKE and task.function_name is None:
                 continue  # FunctionName.$ is dynamic: checked when the state runs
+            if task.nested is not None:
+                continue  # nested executions are smq's own (smq.engine.nested), not a handler's
             try:
                 handlers.resolve_name(task.resource, task.function_name)
             except UnknownResourceError as exc:
@@ -105,9 +107,11 @@ class StateMachine:
         start_time: float | None = None,
         clock: Callable[[], float] | None = None,
         identity: AwsIdentity | None = None,
+        parent_id: str | None = None,
     ) -> Cursor:
         """The cursor of a new execution, positioned on StartAt. Runs nothing. `identity`: the region
-        and account of the ARNs the Context object gives (`$$.Execution.Id`)."""
+        and account of the ARNs the Context object gives (`$$.Execution.Id`); `parent_id`: the
+        execution that started it (a nested execution)."""
         identity = identity or AwsIdentity()
         execution_input = {} if input is None else input
         execution_id = execution_id or str(uuid.uuid4())
@@ -120,6 +124,7 @@ class StateMachine:
             state_machine_name=self.name,
             region=identity.region,
             account=identity.account,
+            parent_id=parent_id,
         )
         return Cursor(execution=info, state=self.machine.start_at, input=execution_input)
 

@@ -104,6 +104,8 @@ class TaskState(ResultState):
     timeout: IntOrPath | None = None
     heartbeat: IntOrPath | None = None
     wait_for_token: bool = False  # Resource ends in `.waitForTaskToken`: a callback task
+    sync: bool = False  # Resource ends in `.sync` / `.sync:N`: start a job, check on it until it ends
+    nested: str | None = None  # `states:startExecution`: "async", "sync", "sync:2" or "token"
 
     @property
     def base_resource(self) -> str:

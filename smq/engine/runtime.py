@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from smq.engine.errors import PASS_THROUGH
 from smq.engine.handlers import HandlerRegistry, default_registry
@@ -85,6 +86,9 @@ class Runtime:
     # Exceptions a handler raises that are not the workflow's failure (never ASL errors): they leave the
     # engine as they are, the execution at its last checkpoint. A Celery worker adds its soft time limit.
     pass_through: tuple[type[BaseException], ...] = PASS_THROUGH
+    # Where nested executions (`states:startExecution`) start: the execution layer's (a repository,
+    # the workers); None when the machine runs on its own (`StateMachine.run`).
+    host: Any = None
 
     def __post_init__(self) -> None:
         owner = getattr(self.sleep, "__self__", None)

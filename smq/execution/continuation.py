@@ -106,6 +106,7 @@ class LocalLauncher:
                 lease_seconds=settings.lease_seconds,
                 checkpoints=settings.checkpoints,
                 observer=self.observer,
+                state_machine_arns=settings.state_machine_arns,
             )
             summary.ran += 1
             summary.statuses[record.status] = summary.statuses.get(record.status, 0) + 1

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from smq.engine.handlers import HandlerRegistry, default_registry
+from smq.execution.children import notify_parent
 from smq.execution.continuation import Continuation, ContinuationSummary, Launcher, woken_continuations
 from smq.execution.control import redrive_execution, resume_paused, stop_execution
 from smq.launching import launcher_for
@@ -118,7 +119,9 @@ class Operations:
         self, reference: str, error: str = "States.Aborted", cause: str | None = None
     ) -> ExecutionRecord:
         """Abort a RUNNING, WAITING or PAUSED execution with `error` and `cause`; its waits are cancelled."""
-        return stop_execution(self.repository, reference, error=error, cause=cause, actor=self.actor)
+        record = stop_execution(self.repository, reference, error=error, cause=cause, actor=self.actor)
+        notify_parent(self.repository, record, self.launcher)  # a nested child: its parent goes on
+        return record
 
     def _continue_restarted(self, record: ExecutionRecord) -> tuple[ExecutionRecord, ContinuationSummary]:
         item = Continuation(record.state_machine_id, record.name, record.queue or "default")

@@ -205,6 +205,7 @@ def prepare_execution(
     queue: str | None = None,
     lease_seconds: float = 0,
     identity: AwsIdentity | None = None,
+    parent_id: str | None = None,
 ) -> tuple[ExecutionRecord, StateMachine, bool | None]:
     """Validate everything, then write the RUNNING execution (or find the existing one). Runs nothing.
 
@@ -233,7 +234,11 @@ def prepare_execution(
             return existing, machine, False
         execution_id = str(uuid.uuid4())
         cursor = machine.begin(
-            execution_input, name=request.name or execution_id, execution_id=execution_id, identity=identity
+            execution_input,
+            name=request.name or execution_id,
+            execution_id=execution_id,
+            identity=identity,
+            parent_id=parent_id,
         )
         record = new_execution_record(
             cursor,
@@ -332,6 +337,9 @@ def _run(
     step by step); where this run ends it, or parks it, one line says so (`log_end`)."""
     if record.finished or record.status in (WAITING, PAUSED):
         return record
+    from smq.execution.children import with_children  # it starts executions with this module
+
+    runtime_options = with_children(repository, plan, runtime_options)
     with execution_run(
         execution_id=record.execution_id,
         execution_name=record.name,
@@ -455,7 +463,12 @@ def _drive(
         if parked != PARKED:
             return current
         return _ended(current, observer, waiting_for(result.cursor.to_dict()))
-    return _ended(writer.result(), observer)
+    ended = _ended(writer.result(), observer)
+    if cursor.execution.parent_id is not None:
+        from smq.execution.children import ended_child
+
+        ended_child(runtime_options, ended)  # a nested execution: its parent goes on now
+    return ended
 
 
 def _ended(record: ExecutionRecord, observer: Observer, waiting: str | None = None) -> ExecutionRecord:
@@ -476,6 +489,9 @@ def waiting_for(cursor: dict[str, Any]) -> str:
         return f"message {pending.get('key')}={value if len(value) <= 100 else value[:100] + '...'}"
     if kind == "callback":
         return "a callback (task token)"
+    if kind == "poll" and cursor.get("not_before") is not None:
+        moment = datetime.fromtimestamp(cursor["not_before"], UTC).isoformat(timespec="seconds")
+        return f"a .sync job (next check {moment})"
     if cursor.get("not_before") is not None:
         return (
             f"a timer until {datetime.fromtimestamp(cursor['not_before'], UTC).isoformat(timespec='seconds')}"

@@ -59,12 +59,14 @@ def resource_notes(machine: Machine, registry: HandlerRegistry) -> list[str]:
     notes = []
     for state_name, task in machine.resources():
         base = strip_wait_for_token(task.resource)
-        if not is_service_integration(base):
-            continue
+        if not is_service_integration(base) or task.nested is not None:
+            continue  # nested executions (states:startExecution) are smq's own
         providers = registry.providers
         if any(provider.handler_for(base) is not None for provider in providers):
             continue
         reasons = [reason for provider in providers if (reason := provider.why_not(base))]
         reason = "; ".join(dict.fromkeys(reasons)) or builtin_gap(base) or "no built-in integration serves it"
+        if task.sync:
+            reason += " (a .sync resource: a smq.SyncJob, which starts the job and checks on it)"
         notes.append(f"States.{state_name}.Resource: {base!r}: {reason}")
     return notes

@@ -217,6 +217,19 @@ class ChainLinkRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
+class ChildLinkRow(Base):
+    """Execution `child` was started by a Task of `parent` (`states:startExecution`, smq.engine.nested)."""
+
+    __tablename__ = "smq_child_links"
+    __table_args__ = (Index("ix_smq_child_links_parent", "parent_execution_id", "created_at"),)
+
+    child_execution_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    parent_execution_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    parent_state_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    mode: Mapped[str] = mapped_column(String(20), nullable=False)  # async, sync, sync:2, token
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
 class DeadLetterRow(Base):
     """A task smq gave up on (retries exhausted, time limit, malformed payload), keyed by Celery task id.
 

@@ -26,6 +26,7 @@ from smq.engine.status import FINAL_STATUSES
 from smq.repository.records import NotFound
 from smq.repository.tables import (
     CHAIN_LINKS,
+    CHILD_LINKS,
     DEFINITIONS,
     ENQUEUED,
     EXECUTIONS,
@@ -52,6 +53,7 @@ class Deleted:
     history: int = 0
     waits: int = 0
     chain_links: int = 0
+    child_links: int = 0  # nested executions' links, naming them as parent or as child
     ledger: int = 0
     batches: int = 0
 
@@ -185,6 +187,10 @@ class Retention:
             deleted.chain_links = sum(
                 _rowcount(connection, delete(CHAIN_LINKS).where(column.in_(ids)))
                 for column in (CHAIN_LINKS.c.source_execution_id, CHAIN_LINKS.c.target_execution_id)
+            )
+            deleted.child_links = sum(
+                _rowcount(connection, delete(CHILD_LINKS).where(column.in_(ids)))
+                for column in (CHILD_LINKS.c.child_execution_id, CHILD_LINKS.c.parent_execution_id)
             )
             # Ledger claims by machine, then names: a range of its primary key each (a row-value IN list
             # of (machine, name) pairs is planned as one index probe per pair, 4x slower).

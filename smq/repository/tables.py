@@ -12,6 +12,7 @@ from sqlalchemy import Table
 
 from smq.repository.models import (
     ChainLinkRow,
+    ChildLinkRow,
     DeadLetterRow,
     DefinitionRow,
     EnqueuedRow,
@@ -25,6 +26,7 @@ from smq.repository.models import (
 
 __all__ = [
     "CHAIN_LINKS",
+    "CHILD_LINKS",
     "DEAD_LETTERS",
     "DEFINITIONS",
     "ENQUEUED",
@@ -46,3 +48,4 @@ WAITS = cast(Table, WaitRow.__table__)
 MESSAGES = cast(Table, MessageRow.__table__)
 RECOVERY_POLICIES = cast(Table, RecoveryPolicyRow.__table__)
 OPERATOR_ACTIONS = cast(Table, OperatorActionRow.__table__)
+CHILD_LINKS = cast(Table, ChildLinkRow.__table__)

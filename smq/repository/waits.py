@@ -523,6 +523,18 @@ class WaitStore:
                     woken.append(replace(wake, due_at=wait.due_at))
         return woken
 
+    def fire_timers_of(self, execution_id: str, history_length: int) -> list[Woken]:
+        """Fire now, due or not, the open timer of this execution parked at `history_length` (a nested
+        child it checks on has ended: smq.execution.children); nothing if it parked elsewhere since."""
+        with self.engine.begin() as connection:
+            timers = self._waits(
+                connection,
+                WAITS.c.execution_id == execution_id,
+                WAITS.c.history_length == history_length,
+                WAITS.c.kind == "timer",
+            )
+            return self._fire_timers(connection, timers) if timers else []
+
     def cancel(self, connection: Connection, execution_id: str) -> int:
         """Cancel an execution's open waits (inside the caller's transaction): a late timer or message
         finds nothing to resolve."""

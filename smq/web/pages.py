@@ -16,6 +16,7 @@ from smq.engine.fanout import branch_progress
 from smq.engine.status import Status
 from smq.graph.path import Outcome, overlay_from_history
 from smq.graph.svg import render_svg
+from smq.repository.child_links import children_of, parent_of
 from smq.repository.filters import (
     FILTER_KEYS,
     ExecutionFilter,
@@ -277,6 +278,8 @@ def execution(request: Request) -> Response:
         outcome=overlay.outcome(selected).value if selected else None,
         source=source,
         targets=repository.chained_targets(record.execution_id),
+        parent=parent_of(repository.reader, record.execution_id),
+        children=children_of(repository.reader, record.execution_id),
         iterations=sorted(overlay.iterations.items(), key=lambda item: _scope_key(item[0])),
         branches=branch_progress((record.cursor or {}).get("pending")),
         waits=waits,

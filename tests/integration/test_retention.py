@@ -165,6 +165,7 @@ def test_prune_deletes_old_final_executions_with_their_rows_in_batches(repositor
         "history": 22,
         "waits": 22,
         "chain_links": 10,
+        "child_links": 0,
         "ledger": 11,
         "batches": 3,
     }

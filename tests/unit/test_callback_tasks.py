@@ -104,10 +104,12 @@ class TestValidation:
     @pytest.mark.parametrize(
         "resource", ["arn:aws:states:::ecs:runTask.sync", "arn:aws:states:::states:startExecution.sync:2"]
     )
-    def test_sync_integrations_are_still_rejected(self, resource):
-        found = validate_definition({"StartAt": "T", "States": {"T": callback_task(Resource=resource)}})
-        assert [p.where for p in found] == ["States.T.Resource"]
-        assert ".sync" in found[0].message
+    def test_sync_integrations_validate(self, resource):
+        # Issue 23: `.sync` validates; a handler (a SyncJob) is needed only to run it, and
+        # startExecution is smq's own.
+        task = {"Type": "Task", "Resource": resource, "End": True}
+        assert validate_definition({"StartAt": "T", "States": {"T": task}}) == []
+        assert machine(task).machine.states["T"].sync
 
     def test_inside_a_map_each_iteration_parks_on_its_own_token(self):
         """A callback task per Map iteration: the Map parks with one token per iteration; answering

@@ -13,6 +13,7 @@ PUBLIC = {
     "StateMachine", "ExecutionResult", "Runtime", "VirtualClock", "Cursor", "Step", "HistoryEntry",
     "Status", "EntryStatus",
     "HandlerRegistry", "TaskContext", "default_registry", "handler",
+    "SyncJob", "Running", "Succeeded", "Failed",
     "Repository", "ExecutionRecord", "ExecutionFilter", "ExecutionPage", "StartRequest", "start_execution", "resume_execution", "Operations",
     "Settings",
     "QueueClient", "QueuedStateMachine", "Enqueued", "enqueue_execution",

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from smq import TaskContext, TaskError, handler
+from smq import Running, Succeeded, SyncJob, TaskContext, TaskError, default_registry, handler
 
 
 def _append(path: str | None, line: str) -> None:
@@ -65,3 +65,20 @@ def token_out(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
     _record(payload, ctx)
     _append(payload["token_file"], f"{payload.get('token')} {ctx.task_token}")
     return {"ignored": True}
+
+
+def _job_started(payload: dict[str, Any], ctx: TaskContext) -> dict[str, Any]:
+    _record(payload, ctx)
+    return {"flag": payload["flag"], "checks": payload.get("checks")}
+
+
+def _job_status(job: dict[str, Any], ctx: TaskContext) -> Any:
+    """Succeeded once the file `flag` exists (its text is the output); each check is a line in `checks`."""
+    _append(job.get("checks"), f"{ctx.execution_name} check")
+    flag = Path(job["flag"])
+    return Succeeded({"flag": flag.read_text()}) if flag.exists() else Running()
+
+
+# A `.sync` job: started once, then checked on durable timers (0.3 s, doubling up to 1 s) until its
+# flag file exists.
+default_registry.register("wt-job.sync", SyncJob(_job_started, _job_status, interval=0.3, max_interval=1.0))
