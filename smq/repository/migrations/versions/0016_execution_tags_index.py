@@ -1,7 +1,7 @@
 """a GIN index on executions' tags (PostgreSQL): `tag.KEY=VALUE` filters stop scanning every execution
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0015
 
 Building it reads the whole table once and holds off writes to it meanwhile (about a second per
 million executions on a small server); nothing to do on SQLite, which has no such index.
@@ -12,7 +12,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0016"
-down_revision = "0013"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
