@@ -172,9 +172,11 @@ def describe(child: ChildView, json_values: bool) -> dict[str, Any]:
 
 
 def outcome(child: ChildView, json_values: bool) -> JobStatus:
-    """Running until the child ends; then its DescribeExecution, or States.TaskFailed carrying it."""
+    """Running until the child ends; then its DescribeExecution, or States.TaskFailed carrying it.
+    A child still running or waiting is alive: that counts as the Task's heartbeat (HeartbeatSeconds
+    bounds silence, and the child has its own timeouts for how long it may take)."""
     if child.status not in ENDED:
-        return Running()
+        return Running(progress=True)
     if child.status == "SUCCEEDED":
         return Succeeded(describe(child, json_values))
     return Failed(errors.TASK_FAILED, compact(describe(child, False)))

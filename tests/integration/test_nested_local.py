@@ -421,3 +421,34 @@ def test_a_child_ending_never_cuts_short_another_timer_of_its_parent(
     assert (parent.status, parent.current_state, parent.updated_at) == ("WAITING", "Nap", before)
     [timer] = WaitStore(repository.engine).waiting_for(record.execution_id)
     assert timer["kind"] == "timer"
+
+
+def test_a_live_child_is_its_sync_tasks_heartbeat(repository: Repository, handlers: HandlerRegistry) -> None:
+    """HeartbeatSeconds bounds a job's silence; a child that is still running or waiting is alive, so
+    its parent's `.sync` Task outlasts HeartbeatSeconds and ends with the child."""
+    from smq.execution.runner import resume_execution
+
+    repository.put_definition("asker", TOKEN_CHILD)
+    repository.put_definition(
+        "parent", _parent("arn:aws:states:::states:startExecution.sync:2", "asker", HeartbeatSeconds=1)
+    )
+    record = _run(repository, "parent", {"n": 1}, handlers=handlers, park_after=0)
+    assert record.status == "WAITING"
+    waits = WaitStore(repository.engine)
+    checked = 0
+    deadline = time.monotonic() + 4.0  # the checks come at 1 s, 2 s: past HeartbeatSeconds
+    while time.monotonic() < deadline:
+        for woken in waits.fire_due(now=None):
+            resume_execution(
+                repository, repository.get_execution(woken.execution_id), handlers=handlers, park_after=0
+            )
+            checked += 1
+        time.sleep(0.1)
+    parent = repository.get_execution(record.execution_id)
+    assert checked >= 2 and parent.status == "WAITING", (checked, parent.status, parent.error)
+    [link] = children_of(repository.engine, record.execution_id)
+    [wait] = waits.waiting_for(link.child_execution_id)
+    Operations(repository, Settings(), handlers=handlers).task_success(wait["token"], {"ok": 2})
+    done = repository.get_execution(record.execution_id)
+    assert done.status == "SUCCEEDED", done.cause
+    assert done.output["Output"] == {"ok": 2}
