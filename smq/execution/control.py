@@ -14,6 +14,7 @@ from smq.engine.cursor import Cursor
 from smq.engine.errors import SmqError
 from smq.engine.fanout import kept_for_redrive
 from smq.logs import ended_fields, log_end
+from smq.repository.branches import ExecutionBranches
 from smq.repository.models import ABORTED, FAILED, PAUSED, RUNNING, TIMED_OUT, WAITING
 from smq.repository.operator_actions import OperatorAction, default_actor
 from smq.repository.queue_records import DEAD_LETTERED
@@ -153,7 +154,7 @@ def redrive_execution(
         attempt=1,
         retry_counts=(),
         entered_at=None,
-        kept_results=kept_for_redrive(cursor),
+        kept_results=kept_for_redrive(cursor, ExecutionBranches(repository.engine, record.execution_id)),
     )
     return _restart(repository, record, REDRIVABLE, fresh.to_dict(), grace, queue, audit)
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from smq.engine.branch_rows import rows_summary
 from smq.engine.cursor import AwsIdentity, Cursor, Step, fanout_pending
 from smq.engine.errors import SmqError
 from smq.engine.handlers import HandlerRegistry, default_registry
@@ -36,6 +37,7 @@ from smq.execution.leases import ExecutionHeld, claim, lease_keeper, process_own
 from smq.execution.observer import NOOP, Observer
 from smq.execution.transformers import apply_transformer
 from smq.logs import ended_fields, execution_run, log_end
+from smq.repository.branches import ExecutionBranches
 from smq.repository.models import PAUSED, SUCCEEDED, WAITING
 from smq.repository.repository import (
     CheckpointConflict,
@@ -400,7 +402,13 @@ def _drive(
 
     try:
         with lease:
-            result = machine.resume(cursor, handlers=plan.handlers, on_step=on_step, **runtime_options)
+            result = machine.resume(
+                cursor,
+                handlers=plan.handlers,
+                on_step=on_step,
+                branch_rows=ExecutionBranches(repository.engine, record.execution_id),
+                **runtime_options,
+            )
         if result.status in (WAITING, "RUNNING"):
             writer.flush()  # nothing waits before a park; a run stopped early may leave steps
         elif not writer.ended:
@@ -419,6 +427,11 @@ def _drive(
     if result.status not in (WAITING, "RUNNING") and had_branches:
         # Its Parallel or Map moved on while other branches still waited: their answers are moot now.
         WaitStore(repository.engine).cancel_branch_waits(record.execution_id)
+    elif rows_summary((record.cursor or {}).get("pending")) is not None and (
+        result.cursor is None or rows_summary(result.cursor.pending) is None
+    ):
+        # Its fan-out left rows mode (ended, or keeps its progress in the cursor now): drop the rows.
+        WaitStore(repository.engine).end_branch_rows(record.execution_id)
     if result.status == WAITING:
         assert result.cursor is not None
         # The parked cursor is the one just checkpointed: record what it waits for and let go of it.

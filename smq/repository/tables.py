@@ -11,6 +11,7 @@ from typing import cast
 from sqlalchemy import Table
 
 from smq.repository.models import (
+    BranchRow,
     ChainLinkRow,
     DeadLetterRow,
     DefinitionRow,
@@ -24,6 +25,7 @@ from smq.repository.models import (
 )
 
 __all__ = [
+    "BRANCHES",
     "CHAIN_LINKS",
     "DEAD_LETTERS",
     "DEFINITIONS",
@@ -46,3 +48,4 @@ WAITS = cast(Table, WaitRow.__table__)
 MESSAGES = cast(Table, MessageRow.__table__)
 RECOVERY_POLICIES = cast(Table, RecoveryPolicyRow.__table__)
 OPERATOR_ACTIONS = cast(Table, OperatorActionRow.__table__)
+BRANCHES = cast(Table, BranchRow.__table__)  # per-iteration progress of a parked fan-out
