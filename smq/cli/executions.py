@@ -104,6 +104,12 @@ def show(execution: str, as_json: bool) -> None:
 
         # What it waits for: an operator at 3 a.m. needs the key, the token or the due time.
         body["waiting_for"] = WaitStore(repository.engine).waiting_for(record.execution_id)
+    from smq.repository.waits import WaitStore as Waits
+
+    # Answers that reached it when no branch waited for them any more: kept, shown, never dropped.
+    undelivered = Waits(repository.engine).undelivered(record.execution_id)
+    if undelivered:
+        body["undelivered"] = undelivered
     progress = branch_progress((record.cursor or {}).get("pending"))
     if progress is not None:  # a Parallel or Map parked with its branches: how far they got
         body["branches"] = {"state": record.current_state, **progress}
@@ -145,6 +151,15 @@ def describe_execution(record: ExecutionRecord, body: dict[str, Any]) -> str:
     for wait in body.get("waiting_for", ()):
         details = " ".join(f"{key}={value}" for key, value in wait.items() if key != "kind")
         lines.append(f"waiting for  {wait['kind']} {details}")
+    for answer in body.get("undelivered", ()):
+        what = " ".join(
+            f"{key}={answer[key]}"
+            for key in ("branch", "token", "correlation_key", "correlation_value")
+            if key in answer
+        )
+        lines.append(
+            f"undelivered  {answer.get('kind')} answer {what} ({answer.get('resolution')}, {answer.get('resolved_at')})"
+        )
     if "branches" in body:
         counts = ", ".join(
             f"{value} {key.replace('_', ' ')}"

@@ -41,6 +41,11 @@ class BranchRows(Protocol):
         """Every branch's job by index, READY ones as WAITING without their delivery."""
         ...
 
+    def applied(self, indices: list[int]) -> None:
+        """These READY branches ran with their answers (which a row dropped unwritten must not report
+        as undelivered)."""
+        ...
+
 
 def rows_summary(pending: Any, count: int | None = None) -> dict[str, Any] | None:
     """`pending` when it is a rows-mode fan-out summary (of `count` branches, when given), else None."""

@@ -460,6 +460,7 @@ def _run_from_rows(
         lambda k, outcome: on_failure(indices[k], outcome),
         isolated,
     )
+    runtime.branch_rows.applied([index for index, outcome in zip(indices, driven, strict=True) if outcome])
     waiting = int(summary.get("waiting") or 0) - len(indices)
     succeeded = int(summary.get("succeeded") or 0)
     simple = True

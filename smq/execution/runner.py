@@ -400,14 +400,11 @@ def _drive(
         writer(step)
         observer.step(record, step)
 
+    branches = ExecutionBranches(repository.engine, record.execution_id)
     try:
         with lease:
             result = machine.resume(
-                cursor,
-                handlers=plan.handlers,
-                on_step=on_step,
-                branch_rows=ExecutionBranches(repository.engine, record.execution_id),
-                **runtime_options,
+                cursor, handlers=plan.handlers, on_step=on_step, branch_rows=branches, **runtime_options
             )
         if result.status in (WAITING, "RUNNING"):
             writer.flush()  # nothing waits before a park; a run stopped early may leave steps
@@ -426,12 +423,12 @@ def _drive(
     had_branches = fanout_pending((record.cursor or {}).get("pending")) is not None
     if result.status not in (WAITING, "RUNNING") and had_branches:
         # Its Parallel or Map moved on while other branches still waited: their answers are moot now.
-        WaitStore(repository.engine).cancel_branch_waits(record.execution_id)
+        WaitStore(repository.engine).cancel_branch_waits(record.execution_id, branches.applied_indices)
     elif rows_summary((record.cursor or {}).get("pending")) is not None and (
         result.cursor is None or rows_summary(result.cursor.pending) is None
     ):
         # Its fan-out left rows mode (ended, or keeps its progress in the cursor now): drop the rows.
-        WaitStore(repository.engine).end_branch_rows(record.execution_id)
+        WaitStore(repository.engine).end_branch_rows(record.execution_id, branches.applied_indices)
     if result.status == WAITING:
         assert result.cursor is not None
         # The parked cursor is the one just checkpointed: record what it waits for and let go of it.

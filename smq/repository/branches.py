@@ -9,6 +9,7 @@ the same transaction, and dropped by the first checkpoint that no longer keeps t
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -146,10 +147,13 @@ def mark_undelivered(
     connection.execute(update(WAITS).where(WAITS.c.id.in_(wait_ids)).values(**values))
 
 
-def drop(connection: Connection, execution_id: str) -> int:
-    """Delete the execution's branch rows; answers READY in them and never applied are recorded
-    UNDELIVERED on their waits (their Parallel or Map ended, or went on, without them)."""
+def drop(connection: Connection, execution_id: str, applied: Collection[int] = ()) -> int:
+    """Delete the execution's branch rows; answers READY in them and never applied (not in `applied`,
+    those the run that leaves rows mode ran with) are recorded UNDELIVERED on their waits (their
+    Parallel or Map ended, or went on, without them)."""
     for row in ready_rows(connection, execution_id):
+        if row.idx in applied:
+            continue
         held = row.delivery or {}
         if held.get("wait"):
             mark_undelivered(connection, [held["wait"]], "branch ended", held.get("answer"))
@@ -162,6 +166,10 @@ class ExecutionBranches:
     def __init__(self, engine: Engine, execution_id: str) -> None:
         self.engine = engine
         self.execution_id = execution_id
+        self.applied_indices: set[int] = set()  # READY rows this run applied (see `drop`)
+
+    def applied(self, indices: list[int]) -> None:
+        self.applied_indices.update(indices)
 
     def ready(self) -> dict[str, dict[str, Any]]:
         found: dict[str, dict[str, Any]] = {}

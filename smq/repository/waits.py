@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -696,12 +696,12 @@ class WaitStore:
             ).rowcount
         )
 
-    def cancel_branch_waits(self, execution_id: str) -> int:
+    def cancel_branch_waits(self, execution_id: str, applied: Collection[int] = ()) -> int:
         """Cancel the open and held waits of an execution's branches once it has ended (its Parallel
         or Map failed, or was caught, while other branches still waited): a late answer finds nothing."""
         with self.engine.begin() as connection:
             self._undeliver_held(connection, execution_id)  # accepted, never applied: kept and shown
-            branch_store.drop(connection, execution_id)
+            branch_store.drop(connection, execution_id, applied)
             return int(
                 connection.execute(
                     update(WAITS)
@@ -714,11 +714,12 @@ class WaitStore:
                 ).rowcount
             )
 
-    def end_branch_rows(self, execution_id: str) -> None:
+    def end_branch_rows(self, execution_id: str, applied: Collection[int] = ()) -> None:
         """The execution's fan-out has left rows mode (ended, or went on with its progress in the
-        cursor): drop its branch rows, recording answers READY in them, never applied, UNDELIVERED."""
+        cursor): drop its branch rows, recording answers READY in them and not `applied` by the run
+        (branch indices) UNDELIVERED."""
         with self.engine.begin() as connection:
-            branch_store.drop(connection, execution_id)
+            branch_store.drop(connection, execution_id, applied)
 
     def undelivered(self, execution_id: str) -> list[dict[str, Any]]:
         """Answers that reached the execution but no waiting branch (UNDELIVERED waits), JSON-ready:
