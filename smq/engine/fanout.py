@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
+from typing import Any, overload
 
 from smq.engine import branch_rows, errors, interpreter
 from smq.engine.cursor import FANOUT, PARKED_KINDS, Cursor, HistoryEntry, fanout_pending
@@ -268,7 +268,7 @@ class _Slots:
 
 
 def _run_all(
-    jobs: list[tuple[Machine, Any, str]],
+    jobs: Sequence[tuple[Machine, Any, str]],
     parent: Cursor,
     runtime: Runtime,
     concurrency: int,
@@ -399,7 +399,7 @@ def _run_all(
 
 
 def _drive_jobs(
-    jobs: list[tuple[Machine, Any, str]],
+    jobs: Sequence[tuple[Machine, Any, str]],
     parent: Cursor,
     runtime: Runtime,
     concurrency: int,
@@ -425,7 +425,7 @@ def _drive_jobs(
 
 
 def _run_from_rows(
-    jobs: list[tuple[Machine, Any, str]],
+    jobs: Sequence[tuple[Machine, Any, str]],
     parent: Cursor,
     runtime: Runtime,
     summary: dict[str, Any],
@@ -491,6 +491,28 @@ def _run_from_rows(
         if position not in changed and known is not None and known.status not in (SUCCEEDED, WAITING):
             on_failure(position, known)  # a failure tolerated before still counts
     return outcomes, changed
+
+
+class _Jobs(Sequence[tuple[Machine, Any, str]]):
+    """A Map's jobs made when asked for, by index: a Map resumed in rows mode looks at a few."""
+
+    def __init__(self, count: int, make: Callable[[int], tuple[Machine, Any, str]]) -> None:
+        self.size = count
+        self.make = make
+
+    def __len__(self) -> int:
+        return self.size
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[Machine, Any, str]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tuple[Machine, Any, str]]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self.make(i) for i in range(*index.indices(self.size))]
+        if not -self.size <= index < self.size:
+            raise IndexError(index)
+        return self.make(index % self.size)
 
 
 def run_parallel(
@@ -575,28 +597,30 @@ def run_map(
     )
     batch_size = interpreter.resolve_number(state, state.max_items_per_batch, scope, minimum=1)
 
-    inputs: list[Any] = []
-    if batch_size:
-        extra = state.batch_input(scope) if state.batch_input is not None else {}
-        size = int(batch_size)
-        for start in range(0, len(items), size):
-            inputs.append({**extra, "Items": items[start : start + size]})
-    else:
-        for index, item in enumerate(items):
-            if state.item_selector is None:
-                inputs.append(item)
-                continue
-            item_context = {"Map": {"Item": {"Index": index, "Value": item}}}
-            item_scope = Scope(
-                effective,
-                cursor.variables,
-                interpreter.context_factory(cursor, state, entered_at, item_context),
-            )
-            inputs.append(state.item_selector(item_scope))
+    def item_input(index: int) -> Any:
+        """The input of iteration `index`: its batch, its item through ItemSelector, or its item."""
+        if batch_size:
+            size = int(batch_size)
+            extra = state.batch_input(scope) if state.batch_input is not None else {}
+            return {**extra, "Items": items[index * size : (index + 1) * size]}
+        item = items[index]
+        if state.item_selector is None:
+            return item
+        item_context = {"Map": {"Item": {"Index": index, "Value": item}}}
+        item_scope = Scope(
+            effective, cursor.variables, interpreter.context_factory(cursor, state, entered_at, item_context)
+        )
+        return state.item_selector(item_scope)
 
+    count = -(-len(items) // int(batch_size)) if batch_size else len(items)
     assert state.processor is not None
     processor = state.processor
-    jobs = [(processor, item_input, f"{state.name}[{i}]") for i, item_input in enumerate(inputs)]
+    jobs: Sequence[tuple[Machine, Any, str]]
+    if branch_rows.rows_summary(cursor.pending, count) is not None:
+        # Resumed in rows mode: every iteration started before; only those answered are looked at.
+        jobs = _Jobs(count, lambda i: (processor, item_input(i), f"{state.name}[{i}]"))
+    else:  # every input first (an ItemSelector that fails, fails the state before any iteration runs)
+        jobs = [(processor, item_input(i), f"{state.name}[{i}]") for i in range(count)]
     total = len(jobs)
     tolerant = tolerated_count is not None or tolerated_pct is not None
     failures: list[Outcome] = []

@@ -448,9 +448,10 @@ def _drive(
             # this process's to run.
             again = repository.get_execution(record.execution_id)
             return _run(repository, again, machine, plan, True, runtime_options)
-        current = repository.get_execution(record.execution_id)
         if parked != PARKED:
-            return current
+            return repository.get_execution(record.execution_id)
+        # As written, parked: not read back (a Map's input can be large, and this runs on every answer).
+        current = replace(writer.result(), status=WAITING, lease_owner=None, lease_expires_at=None)
         return _ended(current, observer, waiting_for(result.cursor.to_dict()))
     return _ended(writer.result(), observer)
 

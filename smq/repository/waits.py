@@ -417,6 +417,9 @@ class WaitStore:
             connection.execute(
                 insert(WAITS), [{key: row.get(key) for key in columns} for row in wanted.values()]
             )
+        if only is not None:
+            return  # rows mode, parked again: it had no timer (and scanning every branch's wait would
+            # cost as much as the branches that wait)
         # The timer of an earlier park (the earliest paused branch then) is superseded by this one's.
         connection.execute(
             update(WAITS)
