@@ -37,7 +37,7 @@ from smq.execution.leases import ExecutionHeld, claim, lease_keeper, process_own
 from smq.execution.observer import NOOP, Observer
 from smq.execution.transformers import apply_transformer
 from smq.logs import ended_fields, execution_run, log_end
-from smq.repository.branches import ExecutionBranches
+from smq.repository.branches import ExecutionBranches, restore_inputs
 from smq.repository.models import PAUSED, SUCCEEDED, WAITING
 from smq.repository.repository import (
     CheckpointConflict,
@@ -373,7 +373,7 @@ def _drive(
     """The run itself, once this process may run `record`: resume its cursor, checkpoint every step,
     and record how it ended or where it parked."""
     assert record.cursor is not None
-    cursor = Cursor.from_dict(record.cursor)
+    cursor = Cursor.from_dict(restore_inputs(repository.engine, record.cursor, record.input))
     start_time = cursor.execution.start_time
     seconds = plan.lease_seconds
     observer = plan.observer

@@ -10,6 +10,7 @@ the same transaction, and dropped by the first checkpoint that no longer keeps t
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +23,12 @@ from smq.repository.tables import BRANCHES, WAITS
 WAITING = "WAITING"
 READY = "READY"
 UNDELIVERED = "UNDELIVERED"  # a wait's status: its answer reached no waiting branch
+# Where a rows-mode checkpoint's inputs are (`pending["inputs"]`): the execution's input column, or
+# (the parked state's own input, when it is another) the row INPUT_ROW.
+INPUTS = "inputs"
+EXECUTION_INPUT = "execution"
+INPUT_ROW_KIND = "INPUT"
+INPUT_ROW = -1
 
 
 def _row(execution_id: str, index: str, job: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -60,16 +67,62 @@ def step_branch_writes(step: Step) -> tuple[Step, Any]:
         return step, lambda connection: drop(connection, execution_id)
     changes: dict[str, dict[str, Any]] = fanout.get(branch_rows.CHANGES) or {}
     fresh = bool(fanout.get(branch_rows.FRESH))
+    # The state's input and the execution's are kept out of the checkpoint: an answer does not read
+    # and rewrite them (a Map's items are as large as the Map). The execution's input is its `input`
+    # column already; the state's, when it is another, is a row of its own (`INPUT_ROW`).
+    execution = cursor.execution
+    same = cursor.input is execution.input or (fresh and cursor.input == execution.input)
+    aside = None if same else cursor.input
     kept = Step(
         step.entries,
-        cursor=cursor.moved(pending=branch_rows.stored(fanout)),
+        cursor=cursor.moved(
+            input=None,
+            execution=replace(execution, input=None),
+            pending={**branch_rows.stored(fanout), INPUTS: EXECUTION_INPUT if same else INPUT_ROW_KIND},
+        ),
         status=step.status,
         output=step.output,
         error=step.error,
         cause=step.cause,
         failed_at=step.failed_at,
     )
-    return kept, lambda connection: write(connection, execution_id, changes, fresh)
+
+    def writes(connection: Connection) -> None:
+        write(connection, execution_id, changes, fresh)
+        if fresh and not same:
+            connection.execute(
+                insert(BRANCHES),
+                {
+                    "execution_id": execution_id,
+                    "idx": INPUT_ROW,
+                    "status": INPUT_ROW_KIND,
+                    "output": aside,
+                    "updated_at": datetime.now(UTC),
+                },
+            )
+
+    return kept, writes
+
+
+def restore_inputs(engine: Engine, cursor: dict[str, Any], execution_input: Any) -> dict[str, Any]:
+    """A checkpointed cursor (JSON) with the inputs a rows-mode park kept out of it put back: the
+    execution's (`execution_input`, its record's) and the parked state's."""
+    pending = cursor.get("pending")
+    where = pending.get(INPUTS) if isinstance(pending, dict) else None
+    if where is None:
+        return cursor
+    state_input = execution_input
+    if where == INPUT_ROW_KIND:
+        with engine.connect() as connection:
+            state_input = connection.execute(
+                select(BRANCHES.c.output).where(
+                    BRANCHES.c.execution_id == cursor["execution"]["id"], BRANCHES.c.idx == INPUT_ROW
+                )
+            ).scalar()
+    assert isinstance(pending, dict)
+    kept = {key: value for key, value in pending.items() if key != INPUTS}
+    execution = {**cursor["execution"], "input": execution_input}
+    return {**cursor, "input": state_input, "execution": execution, "pending": kept}
 
 
 def write(connection: Connection, execution_id: str, changes: dict[str, dict[str, Any]], fresh: bool) -> None:
@@ -187,5 +240,7 @@ class ExecutionBranches:
 
     def jobs(self) -> dict[str, dict[str, Any]]:
         with self.engine.connect() as connection:
-            rows = connection.execute(select(BRANCHES).where(BRANCHES.c.execution_id == self.execution_id))
+            rows = connection.execute(
+                select(BRANCHES).where(BRANCHES.c.execution_id == self.execution_id, BRANCHES.c.idx >= 0)
+            )
             return {str(row.idx): _job(row) for row in rows}
