@@ -15,6 +15,11 @@ Map failure) or `{"status": "WAITING", "cursor": CURSOR}` (without the shared ex
 then parked). A delivery is written into its branch's cursor (`smq.engine.cursor.deliver_at`). Branches never started (MaxConcurrency, which counts parked ones)
 are absent and start on resume. Resumed, ended branches keep their results and parked ones go on from
 their cursors; a Retry of the state drops all of it and starts afresh.
+
+With the runtime's `branch_rows` (a persisted execution's top-level state), a state whose branches
+have all started and whose paused ones all wait for a delivery parks in rows mode instead
+(`smq.engine.branch_rows`): the jobs go to rows of their own, `pending` keeps counts, and a resumed
+run drives only the branches whose answer has come (`_run_from_rows`).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ INPUTS = "inputs"
 EXECUTION_INPUT = "execution"
 INPUT_ROW_KIND = "INPUT"
 INPUT_ROW = -1
+TIMEOUTS = frozenset({"timeout", "heartbeat_timeout"})
 
 
 def _row(execution_id: str, index: str, job: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -208,6 +209,8 @@ def drop(connection: Connection, execution_id: str, applied: Collection[int] = (
         if row.idx in applied:
             continue
         held = row.delivery or {}
+        if (held.get("answer") or {}).get("kind") in TIMEOUTS:
+            continue  # a timeout is no one's answer: nothing was lost
         if held.get("wait"):
             mark_undelivered(connection, [held["wait"]], "branch ended", held.get("answer"))
     return int(connection.execute(delete(BRANCHES).where(BRANCHES.c.execution_id == execution_id)).rowcount)

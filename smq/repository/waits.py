@@ -9,6 +9,13 @@ WAITING -> RESOLVED by a conditional update, which has exactly one winner when a
 timeout race, and the execution goes back to RUNNING with the delivery written into its cursor. The
 caller then enqueues the continuation (or runs it in-process). A continuation that arrives for an
 execution no longer RUNNING (stopped, already resumed) does nothing.
+
+A fan-out parked in rows mode (smq.engine.branch_rows) keeps its branches' progress in smq_branches:
+an answer then goes to its branch's row (READY) instead of the cursor, and parking again moves only
+the wait rows of the branches that run changed, so an answer costs the same however many branches
+wait. An answer that reaches no waiting branch (held for a branch that has ended since, or for one
+whose row waits for something else) is never dropped: its wait becomes UNDELIVERED with the answer
+on it, `undelivered` lists them (`smq executions show`), and the caller is told (Woken.undelivered).
 """
 
 from __future__ import annotations
@@ -243,7 +250,7 @@ class WaitStore:
                 )
                 delivered = True
             else:
-                branch_store.mark_undelivered(connection, [wait.id], "branch no longer waiting", None)
+                self._set_aside(connection, wait, "branch no longer waiting")
         return delivered
 
     @staticmethod
@@ -329,13 +336,27 @@ class WaitStore:
 
     def _undeliver_held(self, connection: Connection, execution_id: str) -> int:
         """The execution's held answers, recorded UNDELIVERED: the branches they were for have ended."""
-        held = list(
-            connection.execute(
-                select(WAITS.c.id).where(WAITS.c.execution_id == execution_id, WAITS.c.status == HELD)
-            ).scalars()
-        )
-        branch_store.mark_undelivered(connection, held, "branch ended", None)
+        held = connection.execute(
+            select(WAITS.c.id, WAITS.c.delivery).where(
+                WAITS.c.execution_id == execution_id, WAITS.c.status == HELD
+            )
+        ).all()
+        for wait in held:
+            self._set_aside(connection, wait, "branch ended")
         return len(held)
+
+    @staticmethod
+    def _set_aside(connection: Connection, wait: Any, reason: str) -> None:
+        """A held delivery that reaches no branch: an answer is recorded UNDELIVERED; a timeout, which
+        is no one's answer, is cancelled."""
+        if (wait.delivery or {}).get("kind") in branch_store.TIMEOUTS:
+            connection.execute(
+                update(WAITS)
+                .where(WAITS.c.id == wait.id)
+                .values(status=CANCELLED, resolution=reason, resolved_at=datetime.now(UTC))
+            )
+        else:
+            branch_store.mark_undelivered(connection, [wait.id], reason, None)
 
     def _apply_held(self, connection: Connection, execution_id: str, cursor: dict[str, Any]) -> Any:
         """Deliveries held for this execution's branches, written into `cursor` (None if none fits: a
@@ -350,7 +371,7 @@ class WaitStore:
         for wait in held:
             target = deliver_at(delivered or cursor, wait.branch or "", wait.delivery or {})
             if target is None:  # its branch no longer waits for it: kept, shown, never dropped
-                branch_store.mark_undelivered(connection, [wait.id], "branch no longer waiting", None)
+                self._set_aside(connection, wait, "branch no longer waiting")
                 continue
             delivered = target
             connection.execute(
