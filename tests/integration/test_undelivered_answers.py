@@ -95,3 +95,22 @@ def test_an_answer_held_for_a_branch_that_ended_is_recorded_shown_and_reported(
         f"undelivered (its branch no longer waits for it; see smq executions show) to {second.execution_id}"
         in out
     )
+
+
+def test_the_web_console_shows_an_undelivered_answer(repository: Repository, database_url: str) -> None:
+    from starlette.testclient import TestClient
+
+    from smq import Settings, StartRequest, start_execution
+    from smq.execution.continuation import LocalLauncher
+    from smq.web.app import create_app
+    from smq.web.config import WebConfig
+
+    repository.put_definition("ua-web", BOTH_THEN_LATER)
+    parked = start_execution(repository, StartRequest("ua-web", {"ref": "w"}, name="w-1"))
+    _smq(database_url, "message", "send", "--key", "signal", "--value", "w")
+    settings = Settings(database_url=database_url)
+    app = create_app(repository, settings, WebConfig(users={}), launcher=LocalLauncher(repository, settings))
+    page = TestClient(app, base_url="http://127.0.0.1").get(f"/executions/{parked.execution_id}")
+    assert page.status_code == 200
+    assert "Undelivered answers" in page.text and "branch ended" in page.text
+    assert "signal = &#34;w&#34;" in page.text or 'signal = "w"' in page.text
