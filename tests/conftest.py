@@ -32,6 +32,7 @@ SMQ_TABLES = (
     "smq_dead_letters",
     "smq_enqueued",
     "smq_waits",
+    "smq_branches",
     "smq_messages",
     "smq_recovery_policies",
     "smq_operator_actions",

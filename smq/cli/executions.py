@@ -113,6 +113,13 @@ def show(execution: str, as_json: bool) -> None:
     children = children_of(repository.engine, record.execution_id)
     if children:
         body["children"] = [child.to_dict() for child in children]
+
+    from smq.repository.waits import WaitStore as Waits
+
+    # Answers that reached it when no branch waited for them any more: kept, shown, never dropped.
+    undelivered = Waits(repository.engine).undelivered(record.execution_id)
+    if undelivered:
+        body["undelivered"] = undelivered
     progress = branch_progress((record.cursor or {}).get("pending"))
     if progress is not None:  # a Parallel or Map parked with its branches: how far they got
         body["branches"] = {"state": record.current_state, **progress}
@@ -165,6 +172,15 @@ def describe_execution(record: ExecutionRecord, body: dict[str, Any]) -> str:
     for wait in body.get("waiting_for", ()):
         details = " ".join(f"{key}={value}" for key, value in wait.items() if key != "kind")
         lines.append(f"waiting for  {wait['kind']} {details}")
+    for answer in body.get("undelivered", ()):
+        what = " ".join(
+            f"{key}={answer[key]}"
+            for key in ("branch", "token", "correlation_key", "correlation_value")
+            if key in answer
+        )
+        lines.append(
+            f"undelivered  {answer.get('kind')} answer {what} ({answer.get('resolution')}, {answer.get('resolved_at')})"
+        )
     if "branches" in body:
         counts = ", ".join(
             f"{value} {key.replace('_', ' ')}"

@@ -14,6 +14,7 @@ import click
 
 from smq.cli.common import (
     EXIT_NOT_SUCCEEDED,
+    EXIT_WRONG_STATE,
     echo_json,
     handlers_option,
     json_option,
@@ -63,11 +64,15 @@ def send_message(
             click.echo(f"{_what(w)} {w.execution_id} {w.state_machine_id}/{w.name}")
     else:
         click.echo(f"no match: no execution waits on {key}={value_text} (the message is recorded)")
-    sys.exit(0 if resumed.matched else EXIT_NOT_SUCCEEDED)
+    delivered = any(not w.undelivered for w in resumed.executions)
+    sys.exit(0 if delivered else EXIT_NOT_SUCCEEDED)
 
 
 def _what(woken: Woken) -> str:
-    """How an answer reached its execution: it woke it, or it is held for it (it was running)."""
+    """How an answer reached its execution: it woke it, it is held for it (it was running), or its
+    branch no longer waits for it (recorded, shown by `smq executions show`)."""
+    if woken.undelivered:
+        return "undelivered (its branch no longer waits for it; see smq executions show) to"
     return "held for running execution" if woken.held else "resumed"
 
 
@@ -88,6 +93,8 @@ def _answer(
         click.echo(
             f"{woken.resolution}: {_what(woken)} {woken.execution_id} {woken.state_machine_id}/{woken.name}"
         )
+    if woken.undelivered:
+        sys.exit(EXIT_WRONG_STATE)
 
 
 @task.command("success")

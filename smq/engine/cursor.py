@@ -21,7 +21,8 @@ resumes it by adding a delivery (`cursor.deliver({...})`, or setting `pending["d
 
 A Parallel or Map state whose branches are paused has `pending` `{"kind": "fanout", ...}` and a
 `not_before` (see `smq.engine.fanout`): not parked, it is resumed by time, like a Wait. So is a `.sync`
-Task between two checks of its job, `{"kind": "poll", ...}` (see `smq.engine.sync`).
+Task between two checks of its job, `{"kind": "poll", ...}` (see `smq.engine.sync`). In rows mode
+(`smq.engine.branch_rows`) the branches' progress is in rows of their own and `pending` is a summary.
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ def is_parked(pending: Any) -> bool:
     fanout = fanout_pending(pending)
     if fanout is None:
         return False
+    if fanout.get("rows"):
+        # Rows mode (smq.engine.branch_rows): parked by the step that wrote its rows; read back from a
+        # checkpoint it is run, and its READY rows say which branches go on.
+        return "changes" in fanout
     paused = [
         job.get("cursor") or {} for job in _jobs(fanout).values() if job.get("status") == Status.WAITING
     ]

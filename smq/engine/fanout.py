@@ -15,18 +15,23 @@ Map failure) or `{"status": "WAITING", "cursor": CURSOR}` (without the shared ex
 then parked). A delivery is written into its branch's cursor (`smq.engine.cursor.deliver_at`). Branches never started (MaxConcurrency, which counts parked ones)
 are absent and start on resume. Resumed, ended branches keep their results and parked ones go on from
 their cursors; a Retry of the state drops all of it and starts afresh.
+
+With the runtime's `branch_rows` (a persisted execution's top-level state), a state whose branches
+have all started and whose paused ones all wait for a delivery parks in rows mode instead
+(`smq.engine.branch_rows`): the jobs go to rows of their own, `pending` keeps counts, and a resumed
+run drives only the branches whose answer has come (`_run_from_rows`).
 """
 
 from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import Any
+from typing import Any, overload
 
-from smq.engine import errors, interpreter
-from smq.engine.cursor import FANOUT, Cursor, HistoryEntry, fanout_pending
+from smq.engine import branch_rows, errors, interpreter
+from smq.engine.cursor import FANOUT, PARKED_KINDS, Cursor, HistoryEntry, fanout_pending
 from smq.engine.driver import ABORTED, SUCCEEDED, TIMED_OUT, WAITING, Outcome, drive
 from smq.engine.errors import BranchesFailed, BranchesParked, StatesError
 from smq.engine.jsonata import unexpected_type
@@ -43,6 +48,16 @@ def branch_progress(pending: Any) -> dict[str, int] | None:
     fanout = fanout_pending(pending)
     if fanout is None:
         return None
+    if fanout.get(branch_rows.ROWS):  # rows mode: the summary counts them
+        count, waiting = int(fanout.get("count") or 0), int(fanout.get("waiting") or 0)
+        succeeded = int(fanout.get("succeeded") or 0)
+        return {
+            "count": count,
+            "succeeded": succeeded,
+            "failed": count - waiting - succeeded,
+            "waiting": waiting,
+            "not_started": 0,
+        }
     statuses = [job.get("status") for job in (fanout.get("jobs") or {}).values()]
     count = int(fanout.get("count") or 0)
     return {
@@ -74,13 +89,19 @@ def _kept_outputs(parent: Cursor, count: int) -> dict[str, Any]:
     return outputs if isinstance(outputs, dict) else {}
 
 
-def kept_for_redrive(cursor: Cursor) -> dict[str, Any] | None:
+def kept_for_redrive(cursor: Cursor, rows: branch_rows.BranchRows | None = None) -> dict[str, Any] | None:
     """What a redriven Parallel or Map keeps (`Cursor.kept_results`): the branches that succeeded
-    before it failed, or before the execution was stopped or timed out while its branches were parked."""
+    before it failed, or before the execution was stopped or timed out while its branches were parked
+    (in rows mode, read from `rows`)."""
     fanout = fanout_pending(cursor.pending)
     if fanout is None:
         return cursor.kept_results
-    jobs = fanout.get("jobs") or {}
+    if fanout.get(branch_rows.ROWS):
+        if cursor.kept_results is not None or rows is None:
+            return cursor.kept_results  # it failed: what it kept then (or nothing can be read)
+        jobs = rows.jobs()
+    else:
+        jobs = fanout.get("jobs") or {}
     outputs = {index: job.get("output") for index, job in jobs.items() if job.get("status") == SUCCEEDED}
     return {"count": fanout.get("count"), "outputs": outputs}
 
@@ -117,25 +138,56 @@ def _restored(parent: Cursor, data: dict[str, Any]) -> Cursor:
     return Cursor.from_dict({**data, "execution": parent.execution.to_dict()})
 
 
-def _park_if_waiting(outcomes: list[Outcome | None], runtime: Runtime) -> None:
+def _job(outcome: Outcome) -> dict[str, Any]:
+    """A job's progress as the state parks: its cursor while it waits, else its result."""
+    if _is_parked(outcome):
+        assert outcome.cursor is not None
+        return {"status": WAITING, "cursor": _stored(outcome.cursor)}
+    if outcome.status == SUCCEEDED:
+        return {"status": SUCCEEDED, "output": outcome.output}
+    # a failure a Map tolerates: it still counts when the state goes on
+    return {"status": outcome.status, "error": outcome.error, "cause": outcome.cause}
+
+
+def _waits_for_delivery(outcome: Outcome) -> bool:
+    """A parked job waiting for a message or a token itself (no timer, no fan-out of its own)."""
+    cursor = outcome.cursor
+    pending = cursor.pending if cursor is not None else None
+    return (
+        cursor is not None
+        and cursor.not_before is None
+        and isinstance(pending, dict)
+        and pending.get("kind") in PARKED_KINDS
+        and "delivery" not in pending
+    )
+
+
+def _park_if_waiting(
+    outcomes: list[Outcome | None], runtime: Runtime, changed: set[int] | None = None
+) -> None:
     """When jobs are parked (and none failed the state), park the state with every job's progress:
-    results of those that ended, cursors of those that wait; those never started start on resume."""
+    results of those that ended, cursors of those that wait; those never started start on resume.
+
+    In rows mode (`smq.engine.branch_rows`: a top-level state, every job started, every parked one
+    waiting for a delivery) the progress goes to the execution's branch rows: every job's (`changed`
+    None), or only `changed` ones' (the others' rows are as they were)."""
     parked = [outcome for outcome in outcomes if outcome is not None and _is_parked(outcome)]
     if not parked:
         return
     if runtime.cancelled():
         raise ExecutionAborted("the execution was stopped")
-    jobs: dict[str, dict[str, Any]] = {}
-    for index, outcome in enumerate(outcomes):
-        if outcome is None:
-            continue
-        if _is_parked(outcome):
-            assert outcome.cursor is not None
-            jobs[str(index)] = {"status": WAITING, "cursor": _stored(outcome.cursor)}
-        elif outcome.status == SUCCEEDED:
-            jobs[str(index)] = {"status": SUCCEEDED, "output": outcome.output}
-        else:  # a failure a Map tolerates: it still counts when the state goes on
-            jobs[str(index)] = {"status": outcome.status, "error": outcome.error, "cause": outcome.cause}
+    if (
+        runtime.branch_rows is not None
+        and all(outcome is not None for outcome in outcomes)
+        and all(_waits_for_delivery(outcome) for outcome in parked)
+    ):
+        indices = range(len(outcomes)) if changed is None else sorted(changed)
+        changes = {str(index): _job(outcome) for index in indices if (outcome := outcomes[index]) is not None}
+        succeeded = sum(1 for outcome in outcomes if outcome is not None and outcome.status == SUCCEEDED)
+        raise BranchesParked(
+            branch_rows.summary(len(outcomes), len(parked), succeeded, changes, fresh=changed is None), None
+        )
+    jobs = {str(index): _job(outcome) for index, outcome in enumerate(outcomes) if outcome is not None}
     timers = [outcome.cursor.not_before for outcome in parked if outcome.cursor and outcome.cursor.not_before]
     raise BranchesParked({"kind": FANOUT, "count": len(outcomes), "jobs": jobs}, min(timers, default=None))
 
@@ -224,7 +276,7 @@ class _Slots:
 
 
 def _run_all(
-    jobs: list[tuple[Machine, Any, str]],
+    jobs: Sequence[tuple[Machine, Any, str]],
     parent: Cursor,
     runtime: Runtime,
     concurrency: int,
@@ -354,6 +406,123 @@ def _run_all(
     return outcomes
 
 
+def _drive_jobs(
+    jobs: Sequence[tuple[Machine, Any, str]],
+    parent: Cursor,
+    runtime: Runtime,
+    concurrency: int,
+    inline: bool,
+    nested: list[HistoryEntry],
+    on_failure: Callable[[int, Outcome], bool],
+    isolated: bool = False,
+) -> tuple[list[Outcome | None], set[int] | None]:
+    """`_run_all`, or, when the state parked in rows mode, `_run_from_rows`. Also returns which jobs
+    this run changed when they are not all (rows mode), for `_park_if_waiting`."""
+    summary = branch_rows.rows_summary(parent.pending)
+    if summary is None:
+        return _run_all(jobs, parent, runtime, concurrency, inline, nested, on_failure, isolated), None
+    if runtime.branch_rows is None:
+        raise StatesError(
+            errors.RUNTIME, "the branches' progress is kept in branch rows: resume it through its repository"
+        )
+    if summary.get("count") != len(jobs):
+        raise StatesError(
+            errors.RUNTIME, f"the state parked with {summary.get('count')} branches, not {len(jobs)}"
+        )
+    return _run_from_rows(jobs, parent, runtime, summary, concurrency, inline, nested, on_failure, isolated)
+
+
+def _run_from_rows(
+    jobs: Sequence[tuple[Machine, Any, str]],
+    parent: Cursor,
+    runtime: Runtime,
+    summary: dict[str, Any],
+    concurrency: int,
+    inline: bool,
+    nested: list[HistoryEntry],
+    on_failure: Callable[[int, Outcome], bool],
+    isolated: bool,
+) -> tuple[list[Outcome | None], set[int]]:
+    """Go on from rows mode: drive only the jobs whose answer has come. When they all end well or wait
+    again for a delivery while others still wait, park at once with only their rows (BranchesParked):
+    nothing here is as large as the fan-out. Otherwise (the last one ended, one failed, one waits on a
+    timer) every row is read and the outcomes of all jobs are returned, for the state to end or park
+    as usual, with the jobs this run drove (the others' rows are unchanged)."""
+    assert runtime.branch_rows is not None
+    ready = runtime.branch_rows.ready()
+    indices = sorted(int(index) for index in ready if int(index) < len(jobs))
+    resumed = parent.moved(
+        pending={
+            "kind": FANOUT,
+            "count": len(indices),
+            "jobs": {str(k): ready[str(index)] for k, index in enumerate(indices)},
+        }
+    )
+    driven = _run_all(
+        [jobs[index] for index in indices],
+        resumed,
+        runtime,
+        concurrency,
+        inline,
+        nested,
+        lambda k, outcome: on_failure(indices[k], outcome),
+        isolated,
+    )
+    runtime.branch_rows.applied([index for index, outcome in zip(indices, driven, strict=True) if outcome])
+    waiting = int(summary.get("waiting") or 0) - len(indices)
+    succeeded = int(summary.get("succeeded") or 0)
+    simple = True
+    for outcome in driven:
+        if outcome is None or not (outcome.status == SUCCEEDED or _waits_for_delivery(outcome)):
+            simple = False
+        elif outcome.status == SUCCEEDED:
+            succeeded += 1
+        else:
+            waiting += 1
+    if simple and waiting > 0:
+        if runtime.cancelled():
+            raise ExecutionAborted("the execution was stopped")
+        changes = {
+            str(index): _job(outcome) for index, outcome in zip(indices, driven, strict=True) if outcome
+        }
+        raise BranchesParked(branch_rows.summary(len(jobs), waiting, succeeded, changes, fresh=False), None)
+    outcomes: list[Outcome | None] = [None] * len(jobs)
+    for key, job in runtime.branch_rows.jobs().items():
+        if int(key) < len(jobs):
+            outcomes[int(key)] = _known_outcome(job, parent, runtime)
+    changed: set[int] = set()
+    for position, outcome in zip(indices, driven, strict=True):
+        if outcome is not None:  # a job cancelled before it ran keeps its row (and its answer)
+            outcomes[position] = outcome
+            changed.add(position)
+    for position, known in enumerate(outcomes):
+        if position not in changed and known is not None and known.status not in (SUCCEEDED, WAITING):
+            on_failure(position, known)  # a failure tolerated before still counts
+    return outcomes, changed
+
+
+class _Jobs(Sequence[tuple[Machine, Any, str]]):
+    """A Map's jobs made when asked for, by index: a Map resumed in rows mode looks at a few."""
+
+    def __init__(self, count: int, make: Callable[[int], tuple[Machine, Any, str]]) -> None:
+        self.size = count
+        self.make = make
+
+    def __len__(self) -> int:
+        return self.size
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[Machine, Any, str]: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[tuple[Machine, Any, str]]: ...
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return [self.make(i) for i in range(*index.indices(self.size))]
+        if not -self.size <= index < self.size:
+            raise IndexError(index)
+        return self.make(index % self.size)
+
+
 def run_parallel(
     state: ParallelState,
     cursor: Cursor,
@@ -370,11 +539,11 @@ def run_parallel(
         return True
 
     inline = all(branch.pure for branch in state.branches)
-    outcomes = _run_all(jobs, cursor, runtime, 0, inline, nested, on_failure)
+    outcomes, changed = _drive_jobs(jobs, cursor, runtime, 0, inline, nested, on_failure)
     if failure:
         first = failure[0]
         raise _failed(first.error, first.cause, outcomes)
-    _park_if_waiting(outcomes, runtime)
+    _park_if_waiting(outcomes, runtime, changed)
     return [outcome.output for outcome in outcomes if outcome is not None]
 
 
@@ -436,28 +605,30 @@ def run_map(
     )
     batch_size = interpreter.resolve_number(state, state.max_items_per_batch, scope, minimum=1)
 
-    inputs: list[Any] = []
-    if batch_size:
-        extra = state.batch_input(scope) if state.batch_input is not None else {}
-        size = int(batch_size)
-        for start in range(0, len(items), size):
-            inputs.append({**extra, "Items": items[start : start + size]})
-    else:
-        for index, item in enumerate(items):
-            if state.item_selector is None:
-                inputs.append(item)
-                continue
-            item_context = {"Map": {"Item": {"Index": index, "Value": item}}}
-            item_scope = Scope(
-                effective,
-                cursor.variables,
-                interpreter.context_factory(cursor, state, entered_at, item_context),
-            )
-            inputs.append(state.item_selector(item_scope))
+    def item_input(index: int) -> Any:
+        """The input of iteration `index`: its batch, its item through ItemSelector, or its item."""
+        if batch_size:
+            size = int(batch_size)
+            extra = state.batch_input(scope) if state.batch_input is not None else {}
+            return {**extra, "Items": items[index * size : (index + 1) * size]}
+        item = items[index]
+        if state.item_selector is None:
+            return item
+        item_context = {"Map": {"Item": {"Index": index, "Value": item}}}
+        item_scope = Scope(
+            effective, cursor.variables, interpreter.context_factory(cursor, state, entered_at, item_context)
+        )
+        return state.item_selector(item_scope)
 
+    count = -(-len(items) // int(batch_size)) if batch_size else len(items)
     assert state.processor is not None
     processor = state.processor
-    jobs = [(processor, item_input, f"{state.name}[{i}]") for i, item_input in enumerate(inputs)]
+    jobs: Sequence[tuple[Machine, Any, str]]
+    if branch_rows.rows_summary(cursor.pending, count) is not None:
+        # Resumed in rows mode: every iteration started before; only those answered are looked at.
+        jobs = _Jobs(count, lambda i: (processor, item_input(i), f"{state.name}[{i}]"))
+    else:  # every input first (an ItemSelector that fails, fails the state before any iteration runs)
+        jobs = [(processor, item_input(i), f"{state.name}[{i}]") for i in range(count)]
     total = len(jobs)
     tolerant = tolerated_count is not None or tolerated_pct is not None
     failures: list[Outcome] = []
@@ -474,7 +645,9 @@ def run_map(
         return not tolerant or exceeded(len(failures))
 
     isolated = state.mode == "DISTRIBUTED"
-    outcomes = _run_all(jobs, cursor, runtime, int(concurrency), processor.pure, nested, on_failure, isolated)
+    outcomes, changed = _drive_jobs(
+        jobs, cursor, runtime, int(concurrency), processor.pure, nested, on_failure, isolated
+    )
     if failures:
         if not tolerant:
             first = failures[0]
@@ -485,7 +658,7 @@ def run_map(
                 f"The Map state '{state.name}' had {len(failures)} failed item(s) of {total}, above its tolerated threshold",
                 outcomes,
             )
-    _park_if_waiting(outcomes, runtime)
+    _park_if_waiting(outcomes, runtime, changed)
     results: list[Any] = []
     for outcome in outcomes:
         assert outcome is not None

@@ -10,10 +10,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smq.engine.errors import PASS_THROUGH
 from smq.engine.handlers import HandlerRegistry, default_registry
+
+if TYPE_CHECKING:
+    from smq.engine.branch_rows import BranchRows
 
 AWS_PAYLOAD_LIMIT = 256 * 1024
 DEFAULT_PAYLOAD_LIMIT = 1024 * 1024
@@ -89,6 +92,9 @@ class Runtime:
     # Where nested executions (`states:startExecution`) start: the execution layer's (a repository,
     # the workers); None when the machine runs on its own (`StateMachine.run`).
     host: Any = None
+    # The execution's branch rows (smq.engine.branch_rows), where a top-level Parallel or Map keeps its
+    # waiting branches' progress; None: in the cursor. Never handed to a branch's own runtime.
+    branch_rows: BranchRows | None = None
 
     def __post_init__(self) -> None:
         owner = getattr(self.sleep, "__self__", None)
@@ -110,7 +116,7 @@ class Runtime:
         They park like the execution does (`park_after`): a branch or iteration paused for longer
         returns WAITING, and once none runs any more the Parallel or Map state parks with every one's
         progress (`smq.engine.fanout`)."""
-        return replace(self, abort=threading.Event(), parent=self)
+        return replace(self, abort=threading.Event(), parent=self, branch_rows=None)
 
     def wait_until(self, moment: float) -> None:
         """Sleep until `moment`, waking for the execution deadline or an abort."""

@@ -28,7 +28,7 @@ class Continuation:
 def woken_continuations(woken: Iterable[Woken]) -> list[Continuation]:
     """The continuations of woken executions; an answer held for a running execution has none (the
     execution takes it when it parks again)."""
-    return [Continuation(w.state_machine_id, w.name, w.queue) for w in woken if not w.held]
+    return [Continuation(w.state_machine_id, w.name, w.queue) for w in woken if not (w.held or w.undelivered)]
 
 
 @dataclass

@@ -14,6 +14,7 @@ from smq.engine.cursor import Cursor
 from smq.engine.errors import SmqError
 from smq.engine.fanout import kept_for_redrive
 from smq.logs import ended_fields, log_end
+from smq.repository.branches import ExecutionBranches, restore_inputs
 from smq.repository.models import ABORTED, FAILED, PAUSED, RUNNING, TIMED_OUT, WAITING
 from smq.repository.operator_actions import OperatorAction, default_actor
 from smq.repository.queue_records import DEAD_LETTERED
@@ -137,7 +138,7 @@ def redrive_execution(
         )
     if record.cursor is None:
         raise NotAllowed(f"execution {record.execution_id} has no recorded position to redrive from")
-    cursor = Cursor.from_dict(record.cursor)
+    cursor = Cursor.from_dict(restore_inputs(repository.engine, record.cursor, record.input))
     info = cursor.execution
     counted = type(info)(**{**info.to_dict(), "redrive_count": info.redrive_count + 1})
     audit = _audit(record, "redrive", actor, state=record.current_state, queue=queue)
@@ -153,7 +154,7 @@ def redrive_execution(
         attempt=1,
         retry_counts=(),
         entered_at=None,
-        kept_results=kept_for_redrive(cursor),
+        kept_results=kept_for_redrive(cursor, ExecutionBranches(repository.engine, record.execution_id)),
     )
     return _restart(repository, record, REDRIVABLE, fresh.to_dict(), grace, queue, audit)
 

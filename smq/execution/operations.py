@@ -8,7 +8,7 @@ recorded with the execution's history as an operator action, with who did it (`a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from smq.engine.handlers import HandlerRegistry, default_registry
@@ -18,7 +18,7 @@ from smq.execution.control import redrive_execution, resume_paused, stop_executi
 from smq.launching import launcher_for
 from smq.repository.operator_actions import OperatorAction, default_actor, record_actions
 from smq.repository.repository import ExecutionRecord, Repository
-from smq.repository.waits import WaitStore, Woken
+from smq.repository.waits import UNDELIVERED, WaitStore, Woken
 from smq.settings import Settings
 
 
@@ -37,7 +37,11 @@ class Resumed:
         return {
             "matched": len(self.executions),
             "resumed": list(dict.fromkeys(w.execution_id for w in self.executions if not w.held)),
-            "held": list(dict.fromkeys(w.execution_id for w in self.executions if w.held)),
+            "held": list(
+                dict.fromkeys(w.execution_id for w in self.executions if w.held and not w.undelivered)
+            ),
+            # Its branch no longer waited for the answer: recorded (UNDELIVERED), shown by executions show.
+            "undelivered": list(dict.fromkeys(w.execution_id for w in self.executions if w.undelivered)),
             "continuations": self.continued.to_dict(),
         }
 
@@ -78,7 +82,16 @@ class Operations:
             ),
         )
         items = woken_continuations(woken)
-        return Resumed(woken, self._continue(items))
+        continued = self._continue(items)
+        # A held answer is applied when its execution parks again: when that happened here (in-process
+        # continuations), say if it reached no branch after all.
+        woken = [
+            replace(w, undelivered=True)
+            if w.held and w.wait_id and self.waits.wait_status(w.wait_id) == UNDELIVERED
+            else w
+            for w in woken
+        ]
+        return Resumed(woken, continued)
 
     def send_message(self, key: str, value: Any, data: Any = None) -> Resumed:
         """Resume every execution parked on a Message state waiting for (key, value); `data` is the

@@ -29,6 +29,7 @@ from smq.engine.cursor import Cursor
 from smq.engine.errors import SmqError
 from smq.execution.continuation import Continuation
 from smq.logs import execution_context, log_end
+from smq.repository.branches import restore_inputs
 from smq.repository.models import FAILED, PAUSED, RECOVERY_OWNER
 from smq.repository.recovery_queries import (
     expired_executions,
@@ -218,7 +219,7 @@ def _skip(repository: Repository, current: Any) -> dict[str, Any] | None:
     """The cursor moved past its state (input passed through), or None when the state has no Next."""
     if current.cursor is None:
         return None
-    cursor = Cursor.from_dict(current.cursor)
+    cursor = Cursor.from_dict(restore_inputs(repository.engine, current.cursor, current.input))
     machine, _ = repository.state_machine(current.state_machine_id, current.version)
     state = machine.machine.states.get(cursor.state)
     if state is None or not getattr(state, "next", None):

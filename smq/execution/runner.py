@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from smq.engine.branch_rows import rows_summary
 from smq.engine.cursor import AwsIdentity, Cursor, Step, fanout_pending
 from smq.engine.errors import SmqError
 from smq.engine.handlers import HandlerRegistry, default_registry
@@ -43,6 +44,7 @@ from smq.execution.leases import (
 from smq.execution.observer import NOOP, Observer
 from smq.execution.transformers import apply_transformer
 from smq.logs import ended_fields, execution_run, log_end
+from smq.repository.branches import ExecutionBranches, restore_inputs
 from smq.repository.models import PAUSED, SUCCEEDED, WAITING
 from smq.repository.repository import (
     CheckpointConflict,
@@ -386,7 +388,7 @@ def _drive(
     """The run itself, once this process may run `record`: resume its cursor, checkpoint every step,
     and record how it ended or where it parked."""
     assert record.cursor is not None
-    cursor = Cursor.from_dict(record.cursor)
+    cursor = Cursor.from_dict(restore_inputs(repository.engine, record.cursor, record.input))
     start_time = cursor.execution.start_time
     seconds = plan.lease_seconds
     observer = plan.observer
@@ -413,9 +415,12 @@ def _drive(
         writer(step)
         observer.step(record, step)
 
+    branches = ExecutionBranches(repository.engine, record.execution_id)
     try:
         with lease:
-            result = machine.resume(cursor, handlers=plan.handlers, on_step=on_step, **runtime_options)
+            result = machine.resume(
+                cursor, handlers=plan.handlers, on_step=on_step, branch_rows=branches, **runtime_options
+            )
         if result.status in (WAITING, "RUNNING"):
             writer.flush()  # nothing waits before a park; a run stopped early may leave steps
         elif not writer.ended:
@@ -439,7 +444,12 @@ def _drive(
     had_branches = fanout_pending((record.cursor or {}).get("pending")) is not None
     if result.status not in (WAITING, "RUNNING") and had_branches:
         # Its Parallel or Map moved on while other branches still waited: their answers are moot now.
-        WaitStore(repository.engine).cancel_branch_waits(record.execution_id)
+        WaitStore(repository.engine).cancel_branch_waits(record.execution_id, branches.applied_indices)
+    elif rows_summary((record.cursor or {}).get("pending")) is not None and (
+        result.cursor is None or rows_summary(result.cursor.pending) is None
+    ):
+        # Its fan-out left rows mode (ended, or keeps its progress in the cursor now): drop the rows.
+        WaitStore(repository.engine).end_branch_rows(record.execution_id, branches.applied_indices)
     if result.status == WAITING:
         assert result.cursor is not None
         # The parked cursor is the one just checkpointed: record what it waits for and let go of it.
@@ -459,9 +469,10 @@ def _drive(
             # this process's to run.
             again = repository.get_execution(record.execution_id)
             return _run(repository, again, machine, plan, True, runtime_options)
-        current = repository.get_execution(record.execution_id)
         if parked != PARKED:
-            return current
+            return repository.get_execution(record.execution_id)
+        # As written, parked: not read back (a Map's input can be large, and this runs on every answer).
+        current = replace(writer.result(), status=WAITING, lease_owner=None, lease_expires_at=None)
         return _ended(current, observer, waiting_for(result.cursor.to_dict()))
     ended = _ended(writer.result(), observer)
     if cursor.execution.parent_id is not None:

@@ -322,6 +322,27 @@ class WaitRow(Base):
     delivery: Mapped[Any] = mapped_column(JSONType, nullable=True)
 
 
+class BranchRow(Base):
+    """One iteration (or branch) of a parked top-level Map (or Parallel) whose iterations wait for
+    messages or task tokens: its own cursor while it waits, the answer it got (READY) until a run of
+    its execution applies it, and its result once it has ended. The execution's cursor keeps only the
+    fan-out's counts, so an answer reads and writes this row, not every iteration's progress
+    (smq.engine.branch_rows)."""
+
+    __tablename__ = "smq_branches"
+    __table_args__ = (Index("ix_smq_branches_execution_status", "execution_id", "status"),)
+
+    execution_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idx: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)  # WAITING, READY, SUCCEEDED, FAILED
+    cursor: Mapped[Any] = mapped_column(JSONType, nullable=True)  # WAITING/READY: without execution info
+    delivery: Mapped[Any] = mapped_column(JSONType, nullable=True)  # READY: the answer to apply
+    output: Mapped[Any] = mapped_column(JSONType, nullable=True)  # SUCCEEDED
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)  # FAILED (a failure a Map tolerates)
+    cause: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
 class MessageRow(Base):
     """Every message sent, matched or not: a message that matched nothing is recorded, never dropped."""
 

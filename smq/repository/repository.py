@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from smq.engine.cursor import Cursor, HistoryEntry, Step
 from smq.engine.errors import SmqError
 from smq.engine.machine import StateMachine
+from smq.repository.branches import step_branch_writes
 from smq.repository.database import autocommit_engine, create_database_engine, ensure_schema, is_sqlite
 from smq.repository.leases import lease_is_free
 from smq.repository.models import RUNNING
@@ -259,12 +260,20 @@ class Repository(Reads):
         now = datetime.now(UTC)
         rows: list[dict[str, Any]] = []
         values: dict[str, Any] = {"updated_at": now}
+        branch_writes = None
         if first_step is not None:
+            first_step, branch_writes = step_branch_writes(first_step)
             values = _step_values(first_step, 0, record.start_time.timestamp(), now, ended_in)
             rows = _history_rows(record.execution_id, 1, first_step.entries)
         record = replace(record, **values)
         try:
-            if not self._writes.insert_execution(record, now, latest_guard=latest_guard, history=rows):
+            if branch_writes is not None:
+                inserted = self._writes.insert_with(
+                    record, now, latest_guard=latest_guard, history=rows, extra=branch_writes
+                )
+            else:
+                inserted = self._writes.insert_execution(record, now, latest_guard=latest_guard, history=rows)
+            if not inserted:
                 self.forget_latest(record.state_machine_id)
                 raise StaleDefinition(
                     f"state machine {record.state_machine_id!r} has a version newer than {record.version}"
@@ -326,9 +335,16 @@ class Repository(Reads):
         (the update is conditional on the history length this writer saw, and on RUNNING).
         """
         now = datetime.now(UTC)
+        step, branch_writes = step_branch_writes(step)
         values = _step_values(step, seen_history_length, start_time, now, ended_in)
         rows = _history_rows(execution_id, seen_history_length + 1, step.entries)
-        if not self._writes.checkpoint(execution_id, seen_history_length, values, rows):
+        if branch_writes is not None:  # a fan-out parks: its branch rows in the same transaction
+            written = self._writes.checkpoint_with(
+                execution_id, seen_history_length, values, rows, branch_writes
+            )
+        else:
+            written = self._writes.checkpoint(execution_id, seen_history_length, values, rows)
+        if not written:
             raise CheckpointConflict(
                 f"execution {execution_id} moved on without this writer (expected history length "
                 f"{seen_history_length}); another process is running it or it has finished"

@@ -1,7 +1,7 @@
 """Retention: deleting executions with everything recorded about them, and state machines.
 
 An execution's rows live in several tables: its history, its waits (timers, message and callback waits,
-branch waits), the chain links that name it as source or target, and its name's claim in the enqueue
+branch waits), a parked fan-out's iteration rows, the chain links that name it as source or target, and its name's claim in the enqueue
 ledger. They go together, in batches (`batch_size` executions per transaction, 500 by default), so a
 prune of millions of rows never holds a lock for long: each batch takes only the rows it deletes
 (PostgreSQL skips rows another transaction is updating right now, SQLite holds its write lock for one
@@ -25,6 +25,7 @@ from smq.engine.errors import SmqError
 from smq.engine.status import FINAL_STATUSES
 from smq.repository.records import NotFound
 from smq.repository.tables import (
+    BRANCHES,
     CHAIN_LINKS,
     CHILD_LINKS,
     DEFINITIONS,
@@ -38,7 +39,11 @@ from smq.repository.tables import (
 DEFAULT_BATCH_SIZE = 500
 FINAL = tuple(sorted(FINAL_STATUSES))
 # Rows that belong to one execution, by the column naming it: deleted with it.
-EXECUTION_ROWS = ((HISTORY, HISTORY.c.execution_id, "history"), (WAITS, WAITS.c.execution_id, "waits"))
+EXECUTION_ROWS = (
+    (HISTORY, HISTORY.c.execution_id, "history"),
+    (WAITS, WAITS.c.execution_id, "waits"),
+    (BRANCHES, BRANCHES.c.execution_id, "branches"),  # a parked fan-out's per-iteration rows
+)
 
 
 class DefinitionInUse(SmqError):
@@ -52,6 +57,7 @@ class Deleted:
     executions: int = 0
     history: int = 0
     waits: int = 0
+    branches: int = 0
     chain_links: int = 0
     child_links: int = 0  # nested executions' links, naming them as parent or as child
     ledger: int = 0

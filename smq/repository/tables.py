@@ -11,6 +11,7 @@ from typing import cast
 from sqlalchemy import Table
 
 from smq.repository.models import (
+    BranchRow,
     ChainLinkRow,
     ChildLinkRow,
     DeadLetterRow,
@@ -25,6 +26,7 @@ from smq.repository.models import (
 )
 
 __all__ = [
+    "BRANCHES",
     "CHAIN_LINKS",
     "CHILD_LINKS",
     "DEAD_LETTERS",
@@ -49,3 +51,4 @@ MESSAGES = cast(Table, MessageRow.__table__)
 RECOVERY_POLICIES = cast(Table, RecoveryPolicyRow.__table__)
 OPERATOR_ACTIONS = cast(Table, OperatorActionRow.__table__)
 CHILD_LINKS = cast(Table, ChildLinkRow.__table__)
+BRANCHES = cast(Table, BranchRow.__table__)  # per-iteration progress of a parked fan-out

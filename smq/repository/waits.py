@@ -9,20 +9,30 @@ WAITING -> RESOLVED by a conditional update, which has exactly one winner when a
 timeout race, and the execution goes back to RUNNING with the delivery written into its cursor. The
 caller then enqueues the continuation (or runs it in-process). A continuation that arrives for an
 execution no longer RUNNING (stopped, already resumed) does nothing.
+
+A fan-out parked in rows mode (smq.engine.branch_rows) keeps its branches' progress in smq_branches:
+an answer then goes to its branch's row (READY) instead of the cursor, and parking again moves only
+the wait rows of the branches that run changed, so an answer costs the same however many branches
+wait. An answer that reaches no waiting branch (held for a branch that has ended since, or for one
+whose row waits for something else) is never dropped: its wait becomes UNDELIVERED with the answer
+on it, `undelivered` lists them (`smq executions show`), and the caller is told (Woken.undelivered).
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, exists, func, insert, select, update
 
-from smq.engine.cursor import branch_waits, deliver_at
+from smq.engine import branch_rows
+from smq.engine.cursor import branch_waits, check_delivery, deliver_at
 from smq.engine.errors import SmqError
+from smq.repository import branches as branch_store
 from smq.repository.models import RUNNING, WAITING
 from smq.repository.tables import EXECUTIONS, MESSAGES, WAITS
 
@@ -31,6 +41,12 @@ CANCELLED = "CANCELLED"
 # A branch's wait resolved while its execution was running (woken by another branch, or not parked
 # yet): the delivery is held on the row and applied when the execution next parks.
 HELD = "HELD"
+# An answer that reached no wait: its branch no longer waited for it when it could be applied (its
+# Parallel or Map ended, or went on without it). Kept on the row with the answer, shown by
+# `smq executions show`; never dropped silently.
+UNDELIVERED = branch_store.UNDELIVERED
+
+_NOT_IN_ROWS = object()  # `_resolve_in_rows`: the branch keeps its progress in the cursor
 
 # What `WaitStore.park` did.
 PARKED = "parked"
@@ -73,6 +89,9 @@ class Woken:
     held: bool = False
     # When the wait was due, for one the dispatcher resolved because it was (a timer, a timeout).
     due_at: datetime | None = None
+    # The answer reached its execution but no branch waits for it any more: recorded UNDELIVERED.
+    undelivered: bool = False
+    wait_id: str | None = None  # the wait the answer resolved
 
 
 class WaitStore:
@@ -104,6 +123,8 @@ class WaitStore:
         resumed from a park with branches, whose rows must be moved or cancelled even if none waits
         now (without either, parking costs no query about branches)."""
         pending = cursor.get("pending") or {}
+        if branch_rows.just_parked(pending):
+            return self._park_rows(execution_id, history_length, pending, queue, deadline)
         kind = pending.get("kind") or "timer"
         now = datetime.now(UTC)
         rows: list[dict[str, Any]] = []
@@ -140,6 +161,8 @@ class WaitStore:
                         update(EXECUTIONS).where(*at_checkpoint).values(cursor=delivered, updated_at=now)
                     )
                     return DELIVERED
+                if not branches:  # its Parallel or Map has ended: what was held for it reaches nothing
+                    self._undeliver_held(connection, execution_id)
             parked = connection.execute(
                 update(EXECUTIONS)
                 .where(*at_checkpoint)
@@ -158,6 +181,92 @@ class WaitStore:
                     connection, execution_id, history_length, queue, now, deadline, branches
                 )
         return PARKED
+
+    def _park_rows(
+        self,
+        execution_id: str,
+        history_length: int,
+        pending: dict[str, Any],
+        queue: str,
+        deadline: float | None,
+    ) -> str:
+        """`park` in rows mode (smq.engine.branch_rows): only the branches this run changed get wait
+        rows; the others keep theirs. Answers held while it ran go to their rows (READY): then it stays
+        RUNNING and goes on (DELIVERED); one whose branch no longer waits is recorded UNDELIVERED."""
+        now = datetime.now(UTC)
+        changes: dict[str, dict[str, Any]] = pending.get(branch_rows.CHANGES) or {}
+        fresh = bool(pending.get(branch_rows.FRESH))
+        waiting = [
+            (path, job["cursor"]["pending"])
+            for path, job in changes.items()
+            if job.get("status") == WAITING and branch_rows.waits_directly(job.get("cursor"))
+        ]
+        with self.engine.begin() as connection:
+            at_checkpoint = (
+                EXECUTIONS.c.id == execution_id,
+                EXECUTIONS.c.status == RUNNING,
+                EXECUTIONS.c.history_length == history_length,
+            )
+            if fresh:
+                self._lock_waits(connection, execution_id)  # as `park` does: wait rows, then the execution
+            if self._lock_execution(connection, *at_checkpoint) is None:
+                return MOVED_ON
+            delivered = self._held_to_rows(connection, execution_id)
+            if delivered or branch_store.ready_exists(connection, execution_id):
+                return DELIVERED
+            parked = connection.execute(
+                update(EXECUTIONS)
+                .where(*at_checkpoint)
+                .values(status=WAITING, lease_owner=None, lease_expires_at=None, updated_at=now)
+            ).rowcount
+            if parked != 1:
+                return MOVED_ON
+            self._keep_branch_waits(
+                connection,
+                execution_id,
+                history_length,
+                queue,
+                now,
+                deadline,
+                waiting,
+                only=None if fresh else list(changes),
+            )
+        return PARKED
+
+    def _held_to_rows(self, connection: Connection, execution_id: str) -> bool:
+        """Answers held while the execution ran, moved to their branch rows (READY); True if any was.
+        One whose branch no longer waits for it is recorded UNDELIVERED."""
+        held = connection.execute(
+            select(WAITS).where(WAITS.c.execution_id == execution_id, WAITS.c.status == HELD)
+        ).all()
+        delivered = False
+        now = datetime.now(UTC)
+        for wait in held:
+            row = branch_store.branch_row(connection, execution_id, wait.branch)
+            if row is not None and self._row_waits_for(row, wait):
+                branch_store.mark_ready(connection, execution_id, row.idx, wait.id, wait.delivery or {})
+                connection.execute(
+                    update(WAITS).where(WAITS.c.id == wait.id).values(status=RESOLVED, resolved_at=now)
+                )
+                delivered = True
+            else:
+                self._set_aside(connection, wait, "branch no longer waiting")
+        return delivered
+
+    @staticmethod
+    def _row_waits_for(row: Any, wait: Any) -> bool:
+        """Does the branch row still wait for what `wait` is (the same token, or message key/value)?"""
+        if row.status != branch_store.WAITING:
+            return False
+        pending = (row.cursor or {}).get("pending")
+        if not isinstance(pending, dict) or "delivery" in pending or pending.get("kind") != wait.kind:
+            return False
+        if wait.kind == "callback":
+            return str(pending.get("token")) == wait.token
+        return (str(pending.get("key")), canonical(pending.get("value"))) == (
+            wait.correlation_key,
+            wait.correlation_value,
+        )
 
     def _row_base(
         self, execution_id: str, history_length: int, queue: str, now: datetime, deadline: float | None
@@ -225,9 +334,33 @@ class WaitStore:
             query = query.with_for_update()
         return connection.execute(query).first()
 
+    def _undeliver_held(self, connection: Connection, execution_id: str) -> int:
+        """The execution's held answers, recorded UNDELIVERED: the branches they were for have ended."""
+        held = connection.execute(
+            select(WAITS.c.id, WAITS.c.delivery).where(
+                WAITS.c.execution_id == execution_id, WAITS.c.status == HELD
+            )
+        ).all()
+        for wait in held:
+            self._set_aside(connection, wait, "branch ended")
+        return len(held)
+
+    @staticmethod
+    def _set_aside(connection: Connection, wait: Any, reason: str) -> None:
+        """A held delivery that reaches no branch: an answer is recorded UNDELIVERED; a timeout, which
+        is no one's answer, is cancelled."""
+        if (wait.delivery or {}).get("kind") in branch_store.TIMEOUTS:
+            connection.execute(
+                update(WAITS)
+                .where(WAITS.c.id == wait.id)
+                .values(status=CANCELLED, resolution=reason, resolved_at=datetime.now(UTC))
+            )
+        else:
+            branch_store.mark_undelivered(connection, [wait.id], reason, None)
+
     def _apply_held(self, connection: Connection, execution_id: str, cursor: dict[str, Any]) -> Any:
         """Deliveries held for this execution's branches, written into `cursor` (None if none fits: a
-        held delivery whose branch no longer waits for it is dropped, like a late answer)."""
+        held delivery whose branch no longer waits for it is recorded UNDELIVERED)."""
         held = connection.execute(
             select(WAITS).where(WAITS.c.execution_id == execution_id, WAITS.c.status == HELD)
         ).all()
@@ -237,8 +370,10 @@ class WaitStore:
         delivered: dict[str, Any] | None = None
         for wait in held:
             target = deliver_at(delivered or cursor, wait.branch or "", wait.delivery or {})
-            if target is not None:
-                delivered = target
+            if target is None:  # its branch no longer waits for it: kept, shown, never dropped
+                self._set_aside(connection, wait, "branch no longer waiting")
+                continue
+            delivered = target
             connection.execute(
                 update(WAITS).where(WAITS.c.id == wait.id).values(status=RESOLVED, resolved_at=now)
             )
@@ -252,22 +387,26 @@ class WaitStore:
         queue: str,
         now: datetime,
         deadline: float | None,
-        branches: list[tuple[str, dict[str, Any]]],
+        waiting: list[tuple[str, dict[str, Any]]],
+        only: list[str] | None = None,
     ) -> None:
         """One open row per branch waiting for a delivery: a row that still fits its branch moves to
-        this checkpoint (a token stays the same row), any other open branch row is cancelled."""
+        this checkpoint (a token stays the same row), any other open branch row is cancelled. `only`:
+        the branches to consider (rows mode: those this run changed), the others' rows are left as
+        they are."""
         wanted = {
             path: self._wait_row(execution_id, history_length, queue, now, deadline, pending, branch=path)
-            for path, pending in branches
+            for path, pending in waiting
         }
-        open_rows = connection.execute(
-            select(
-                WAITS.c.id, WAITS.c.branch, WAITS.c.kind, WAITS.c.token, WAITS.c.correlation_key,
-                WAITS.c.correlation_value,
-            ).where(
-                WAITS.c.execution_id == execution_id, WAITS.c.status == WAITING, WAITS.c.branch.is_not(None)
-            )
-        ).all()  # fmt: skip
+        which = WAITS.c.branch.is_not(None) if only is None else WAITS.c.branch.in_(only)
+        open_rows: Sequence[Any] = []
+        if only is None or only:
+            open_rows = connection.execute(
+                select(
+                    WAITS.c.id, WAITS.c.branch, WAITS.c.kind, WAITS.c.token, WAITS.c.correlation_key,
+                    WAITS.c.correlation_value,
+                ).where(WAITS.c.execution_id == execution_id, WAITS.c.status == WAITING, which)
+            ).all()  # fmt: skip
         kept: list[str] = []
         superseded: list[str] = []
         for existing in open_rows:
@@ -299,6 +438,9 @@ class WaitStore:
             connection.execute(
                 insert(WAITS), [{key: row.get(key) for key in columns} for row in wanted.values()]
             )
+        if only is not None:
+            return  # rows mode, parked again: it had no timer (and scanning every branch's wait would
+            # cost as much as the branches that wait)
         # The timer of an earlier park (the earliest paused branch then) is superseded by this one's.
         connection.execute(
             update(WAITS)
@@ -328,6 +470,10 @@ class WaitStore:
         ).first()
         if won is None:
             return None  # the other side of the race got it
+        if wait.branch is not None:
+            in_rows = self._resolve_in_rows(connection, wait, resolution, delivery, now)
+            if in_rows is not _NOT_IN_ROWS:
+                return in_rows  # type: ignore[return-value]
         parked = (
             EXECUTIONS.c.id == wait.execution_id,
             EXECUTIONS.c.status == WAITING,
@@ -354,6 +500,40 @@ class WaitStore:
             raise RuntimeError(f"execution {wait.execution_id} changed while its wait {wait.id} was resolved")
         return Woken(wait.execution_id, found.state_machine_id, found.name, wait.queue, resolution)
 
+    def _resolve_in_rows(
+        self, connection: Connection, wait: Any, resolution: str, delivery: dict[str, Any], now: datetime
+    ) -> Woken | None | object:
+        """`_resolve` for a branch of a fan-out parked in rows mode (smq.engine.branch_rows): the answer
+        goes to the branch's row (READY), not into the execution's cursor, and wakes the execution; it
+        costs the same however many branches wait. `_NOT_IN_ROWS` when the branch has no row."""
+        query = select(EXECUTIONS.c.status, EXECUTIONS.c.state_machine_id, EXECUTIONS.c.name).where(
+            EXECUTIONS.c.id == wait.execution_id
+        )
+        if self._lock_rows:
+            query = query.with_for_update()  # answers to one execution, one at a time (as below)
+        execution = connection.execute(query).first()
+        row = branch_store.branch_row(connection, wait.execution_id, wait.branch)
+        if row is None:
+            return _NOT_IN_ROWS
+        if execution is None:
+            return None
+        if execution.status == RUNNING:
+            return self._hold(connection, wait, resolution, delivery)  # moved to its row at the park
+        if execution.status != WAITING:
+            return None  # stopped or ended: its waits were cancelled
+        found = (wait.execution_id, execution.state_machine_id, execution.name, wait.queue, resolution)
+        if not self._row_waits_for(row, wait):
+            branch_store.mark_undelivered(connection, [wait.id], "branch no longer waiting", delivery)
+            return Woken(*found, undelivered=True, wait_id=wait.id)
+        check_delivery(wait.kind, delivery)
+        branch_store.mark_ready(connection, wait.execution_id, row.idx, wait.id, delivery)
+        connection.execute(
+            update(EXECUTIONS)
+            .where(EXECUTIONS.c.id == wait.execution_id, EXECUTIONS.c.status == WAITING)
+            .values(**self._awake(now))
+        )
+        return Woken(*found, wait_id=wait.id)
+
     def _hold(
         self, connection: Connection, wait: Any, resolution: str, delivery: dict[str, Any]
     ) -> Woken | None:
@@ -368,7 +548,13 @@ class WaitStore:
             return None
         connection.execute(update(WAITS).where(WAITS.c.id == wait.id).values(status=HELD, delivery=delivery))
         return Woken(
-            wait.execution_id, running.state_machine_id, running.name, wait.queue, resolution, held=True
+            wait.execution_id,
+            running.state_machine_id,
+            running.name,
+            wait.queue,
+            resolution,
+            held=True,
+            wait_id=wait.id,
         )
 
     def _awake(self, now: datetime) -> dict[str, Any]:
@@ -546,21 +732,65 @@ class WaitStore:
             ).rowcount
         )
 
-    def cancel_branch_waits(self, execution_id: str) -> int:
+    def cancel_branch_waits(self, execution_id: str, applied: Collection[int] = ()) -> int:
         """Cancel the open and held waits of an execution's branches once it has ended (its Parallel
         or Map failed, or was caught, while other branches still waited): a late answer finds nothing."""
         with self.engine.begin() as connection:
+            self._undeliver_held(connection, execution_id)  # accepted, never applied: kept and shown
+            branch_store.drop(connection, execution_id, applied)
             return int(
                 connection.execute(
                     update(WAITS)
                     .where(
                         WAITS.c.execution_id == execution_id,
-                        WAITS.c.status.in_((WAITING, HELD)),
+                        WAITS.c.status == WAITING,
                         WAITS.c.branch.is_not(None),
                     )
                     .values(status=CANCELLED, resolution="branch ended", resolved_at=datetime.now(UTC))
                 ).rowcount
             )
+
+    def end_branch_rows(self, execution_id: str, applied: Collection[int] = ()) -> None:
+        """The execution's fan-out has left rows mode (ended, or went on with its progress in the
+        cursor): drop its branch rows, recording answers READY in them and not `applied` by the run
+        (branch indices) UNDELIVERED."""
+        with self.engine.begin() as connection:
+            branch_store.drop(connection, execution_id, applied)
+
+    def undelivered(self, execution_id: str) -> list[dict[str, Any]]:
+        """Answers that reached the execution but no waiting branch (UNDELIVERED waits), JSON-ready:
+        what they answered (token or message key/value), the branch, why, when, and the answer."""
+        shown = (
+            "kind",
+            "branch",
+            "correlation_key",
+            "correlation_value",
+            "token",
+            "resolution",
+            "resolved_at",
+        )
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(WAITS)
+                .where(WAITS.c.execution_id == execution_id, WAITS.c.status == UNDELIVERED)
+                .order_by(WAITS.c.resolved_at)
+            )
+            return [
+                {
+                    **{
+                        key: value.isoformat() if hasattr(value, "isoformat") else value
+                        for key, value in row._mapping.items()
+                        if key in shown and value is not None
+                    },
+                    "answer": row.delivery,
+                }
+                for row in rows
+            ]
+
+    def wait_status(self, wait_id: str) -> str | None:
+        """A wait's status now (UNDELIVERED: its held answer reached no branch); None if unknown."""
+        with self.engine.connect() as connection:
+            return connection.execute(select(WAITS.c.status).where(WAITS.c.id == wait_id)).scalar()
 
     def waiting_for(self, execution_id: str) -> list[dict[str, Any]]:
         """What a parked execution waits for, as an operator (or Flower) needs it: the kind, the

@@ -11,12 +11,12 @@ connection, which costs no network at all.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -82,6 +82,18 @@ class CoreWrites:
         """Insert, with its chain link and `history` rows; with `latest_guard`, only if `record.version`
         is still the latest definition version (the caller used a cached one). False when the guard
         failed; IntegrityError on a duplicate."""
+        return self.insert_with(record, now, latest_guard=latest_guard, history=history)
+
+    def insert_with(
+        self,
+        record: ExecutionRecord,
+        now: datetime,
+        *,
+        latest_guard: bool = False,
+        history: list[dict[str, Any]] | None = None,
+        extra: Callable[[Connection], None] | None = None,
+    ) -> bool:
+        """`insert_execution` through SQLAlchemy Core, with `extra` written in the same transaction."""
         with self.engine.begin() as connection:
             if latest_guard:
                 latest = connection.execute(_latest_version(record.state_machine_id)).scalar()
@@ -92,11 +104,25 @@ class CoreWrites:
                 connection.execute(insert(CHAIN_LINKS), link_row(record, now))
             if history:
                 connection.execute(insert(HISTORY), history)
+            if extra is not None:
+                extra(connection)
         return True
 
     def checkpoint(
         self, execution_id: str, seen: int, values: dict[str, Any], rows: list[dict[str, Any]]
     ) -> bool:
+        return self.checkpoint_with(execution_id, seen, values, rows)
+
+    def checkpoint_with(
+        self,
+        execution_id: str,
+        seen: int,
+        values: dict[str, Any],
+        rows: list[dict[str, Any]],
+        extra: Callable[[Connection], None] | None = None,
+    ) -> bool:
+        """Through SQLAlchemy Core: the conditional update of the execution and its history rows; `extra` writes more in the
+        same transaction, once the update has won."""
         with self.engine.begin() as connection:
             result = connection.execute(
                 update(EXECUTIONS)
@@ -111,6 +137,8 @@ class CoreWrites:
                 return False
             if rows:
                 connection.execute(insert(HISTORY), rows)
+            if extra is not None:
+                extra(connection)
         return True
 
 

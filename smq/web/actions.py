@@ -306,10 +306,19 @@ async def answer_wait(request: Request) -> Response:
         else:
             error = str(form.get("error") or "").strip() or "States.TaskFailed"
             resumed = operations.task_failure(target["token"], error, str(form.get("cause") or "") or None)
-        _flash(request, f"answered: {len(resumed.executions)} execution(s) resumed or held")
+        _flash(
+            request,
+            f"answered: {len(resumed.executions)} execution(s) resumed or held{_undelivered(resumed)}",
+        )
         return back
 
     return await _perform(request, action, subject, back, run, hidden={"wait": wait_id})
+
+
+def _undelivered(resumed: Any) -> str:
+    """What a flash adds when an answer reached no waiting branch (recorded, shown on the execution)."""
+    count = sum(1 for woken in resumed.executions if woken.undelivered)
+    return f", {count} undelivered (its branch no longer waits: see the execution)" if count else ""
 
 
 async def send_message(request: Request) -> Response:
@@ -328,7 +337,7 @@ async def send_message(request: Request) -> Response:
             request,
             f"message {key}={value}: "
             + (
-                f"{len(resumed.executions)} execution(s) resumed"
+                f"{len(resumed.executions)} execution(s) resumed{_undelivered(resumed)}"
                 if resumed.matched
                 else "no match (recorded)"
             ),

@@ -28,6 +28,7 @@ from smq.repository.operator_actions import actions_of
 from smq.repository.paging import InvalidPageToken
 from smq.repository.queue_records import DeadLetters
 from smq.repository.records import NotFound
+from smq.repository.waits import WaitStore
 from smq.settings import QUEUES
 from smq.web import present
 from smq.web.console import Console
@@ -265,6 +266,7 @@ def execution(request: Request) -> Response:
         except NotFound:
             source = None
     waits = console.queries.open_waits(execution_id=record.execution_id)
+    undelivered = WaitStore(repository.engine).undelivered(record.execution_id)
     return console.render(
         request,
         "execution.html",
@@ -283,6 +285,7 @@ def execution(request: Request) -> Response:
         iterations=sorted(overlay.iterations.items(), key=lambda item: _scope_key(item[0])),
         branches=branch_progress((record.cursor or {}).get("pending")),
         waits=waits,
+        undelivered=undelivered,
         actions=actions_of(repository.reader, record.execution_id),
         failed=failed_node[1] if failed_node else None,
         finished=record.status in ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"),

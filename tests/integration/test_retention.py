@@ -15,6 +15,7 @@ from smq.execution.pruning import PruneChore
 from smq.repository.repository import Repository
 from smq.repository.retention import DefinitionInUse, Retention
 from smq.repository.tables import (
+    BRANCHES,
     CHAIN_LINKS,
     DEFINITIONS,
     ENQUEUED,
@@ -39,8 +40,8 @@ def seed(
     ended_days_ago: float = 40,
     prefix: str = "e",
 ) -> list[str]:
-    """`count` executions of `machine` with 2 history rows, a wait (and a branch wait), a ledger claim
-    each; every one after the first is chained from the one before. Returns their ids."""
+    """`count` executions of `machine` with 2 history rows, a wait (and a branch wait), a branch row
+    (a parked fan-out's iteration), a ledger claim each; every one after the first is chained from the one before. Returns their ids."""
     final = status in ("SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED")
     stop = NOW - timedelta(days=ended_days_ago)
     ids = [f"{machine}-{prefix}-{i:04d}" for i in range(count)]
@@ -98,6 +99,19 @@ def seed(
                 for branch in (None, "0")
             ],
         )
+        connection.execute(
+            BRANCHES.insert(),
+            [
+                {
+                    "execution_id": execution_id,
+                    "idx": 0,
+                    "status": "SUCCEEDED",
+                    "output": 1,
+                    "updated_at": stop,
+                }
+                for execution_id in ids
+            ],
+        )
         links = [
             {
                 "source_execution_id": source,
@@ -135,6 +149,7 @@ def remaining(repository: Repository, ids: list[str]) -> dict[str, int]:
         "executions": count(repository, EXECUTIONS, EXECUTIONS.c.id.in_(ids)),
         "history": count(repository, HISTORY, HISTORY.c.execution_id.in_(ids)),
         "waits": count(repository, WAITS, WAITS.c.execution_id.in_(ids)),
+        "branches": count(repository, BRANCHES, BRANCHES.c.execution_id.in_(ids)),
         "links": count(
             repository,
             CHAIN_LINKS,
@@ -159,17 +174,25 @@ def test_prune_deletes_old_final_executions_with_their_rows_in_batches(repositor
     assert remaining(repository, old_failed) == dict.fromkeys(remaining(repository, old_failed), 0)
 
     deleted = retention.prune(cutoff, state_machine_id="orders")
-    # 11 in batches of 4: 4 + 4 + 3; 2 history rows and 2 waits each; 10 links among the 11.
+    # 11 in batches of 4: 4 + 4 + 3; 2 history rows, 2 waits and a branch row each; 10 links among the 11.
     assert deleted.to_dict() == {
         "executions": 11,
         "history": 22,
         "waits": 22,
+        "branches": 11,
         "chain_links": 10,
         "child_links": 0,
         "ledger": 11,
         "batches": 3,
     }
-    assert remaining(repository, old) == {"executions": 0, "history": 0, "waits": 0, "links": 0, "ledger": 0}
+    assert remaining(repository, old) == {
+        "executions": 0,
+        "history": 0,
+        "waits": 0,
+        "branches": 0,
+        "links": 0,
+        "ledger": 0,
+    }
     for kept in (recent, waiting, other):  # newer, not final, another machine: whole
         assert remaining(repository, kept)["executions"] == len(kept)
         assert remaining(repository, kept)["history"] == 2 * len(kept)
@@ -189,6 +212,7 @@ def test_a_batch_keeps_an_execution_that_left_its_final_status(repository: Repos
         "executions": 1,
         "history": 2,
         "waits": 2,
+        "branches": 1,
         "links": 0,
         "ledger": 1,
     }
