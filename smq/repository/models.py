@@ -293,7 +293,8 @@ class WaitRow(Base):
     __table_args__ = (
         Index("ix_smq_waits_correlation", "status", "correlation_key", "correlation_value"),
         Index("ix_smq_waits_due", "status", "due_at"),
-        Index("ix_smq_waits_execution", "execution_id", "status"),
+        # An answer in rows mode re-parks one branch: its open row is found by branch (migration 0017).
+        Index("ix_smq_waits_execution", "execution_id", "status", "branch"),
     )
 
     id: Mapped[str] = mapped_column(String(100), primary_key=True)

@@ -20,6 +20,7 @@ from smq.repository.records import (
     ExecutionRecord,
     HistoryRecord,
     NotFound,
+    execution_columns,
     execution_record,
     history_record,
     iso,
@@ -111,7 +112,9 @@ class Reads:
 
     def get_execution(self, execution_id: str) -> ExecutionRecord:
         with self.reader.connect() as connection:
-            row = connection.execute(select(EXECUTIONS).where(EXECUTIONS.c.id == execution_id)).first()
+            row = connection.execute(
+                select(*execution_columns(self.reader.dialect.name)).where(EXECUTIONS.c.id == execution_id)
+            ).first()
         if row is None:
             raise NotFound(f"no execution with id {execution_id!r}")
         return execution_record(row)
@@ -119,7 +122,7 @@ class Reads:
     def find_execution(self, state_machine_id: str, name: str) -> ExecutionRecord | None:
         with self.reader.connect() as connection:
             row = connection.execute(
-                select(EXECUTIONS).where(
+                select(*execution_columns(self.reader.dialect.name)).where(
                     EXECUTIONS.c.state_machine_id == state_machine_id, EXECUTIONS.c.name == name
                 )
             ).first()

@@ -10,9 +10,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Text, type_coerce
+
 from smq.engine.cursor import Cursor
 from smq.engine.errors import SmqError
+from smq.repository.input_cache import INPUTS
 from smq.repository.models import FINAL_STATUSES, RUNNING
+from smq.repository.tables import EXECUTIONS
 
 
 class NotFound(SmqError, LookupError):
@@ -163,13 +167,20 @@ class HistoryRecord:
 
 
 def execution_record(row: Any) -> ExecutionRecord:
+    """The record of an executions row; a row read with `execution_columns` on SQLite has its input as
+    JSON text, decoded through the process's cache (smq.repository.input_cache)."""
+    mapping = row._mapping
+    if INPUT_TEXT in mapping:
+        execution_input = INPUTS.value(row.id, mapping[INPUT_TEXT])
+    else:
+        execution_input = row.input
     return ExecutionRecord(
         execution_id=row.id,
         name=row.name,
         state_machine_id=row.state_machine_id,
         version=row.version,
         status=row.status,
-        input=row.input,
+        input=execution_input,
         output=row.output,
         error=row.error,
         cause=row.cause,
@@ -189,6 +200,19 @@ def execution_record(row: Any) -> ExecutionRecord:
         index=row.execution_index,
         tags=row.tags,
     )
+
+
+INPUT_TEXT = "input_text"
+
+
+def execution_columns(dialect: str) -> list[Any]:
+    """The executions columns to read a whole record: on SQLite the input as its JSON text (see
+    `execution_record`), elsewhere as the column itself."""
+    if dialect != "sqlite":
+        return list(EXECUTIONS.c)
+    return [column for column in EXECUTIONS.c if column.name != "input"] + [
+        type_coerce(EXECUTIONS.c.input, Text).label(INPUT_TEXT)
+    ]
 
 
 def history_record(row: Any) -> HistoryRecord:
