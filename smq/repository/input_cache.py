@@ -1,11 +1,11 @@
-"""Execution inputs decoded once per process, on SQLite.
+"""Execution inputs decoded once per process.
 
 An execution's input never changes, yet it is read with the execution every time the execution is
 resumed: a Map of thousands of items parked on callbacks is read on every answer, and decoding its
-input each time made an answer cost more the bigger the Map (issue 22.3). On SQLite the input is read
-as its JSON text and decoded through this cache: the same text for the same execution is the same
-value (shared, as every JSON value in smq is: nothing mutates it). PostgreSQL keeps its own path
-(psycopg decodes JSONB itself, and its answers stay flat without this).
+input each time made an answer cost more the bigger the Map (issue 22.3). Reading a whole execution
+record, its input comes as JSON text and is decoded through this cache: the same text for the same
+execution is the same value (shared, as every JSON value in smq is: handlers get copies, nothing
+mutates it).
 """
 
 from __future__ import annotations

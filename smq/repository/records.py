@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, type_coerce
+from sqlalchemy import Text, cast, type_coerce
 
 from smq.engine.cursor import Cursor
 from smq.engine.errors import SmqError
@@ -206,13 +206,10 @@ INPUT_TEXT = "input_text"
 
 
 def execution_columns(dialect: str) -> list[Any]:
-    """The executions columns to read a whole record: on SQLite the input as its JSON text (see
-    `execution_record`), elsewhere as the column itself."""
-    if dialect != "sqlite":
-        return list(EXECUTIONS.c)
-    return [column for column in EXECUTIONS.c if column.name != "input"] + [
-        type_coerce(EXECUTIONS.c.input, Text).label(INPUT_TEXT)
-    ]
+    """The executions columns to read a whole record, the input as its JSON text (see
+    `execution_record`): SQLite keeps it as text, PostgreSQL writes its JSONB out as text."""
+    as_text = type_coerce(EXECUTIONS.c.input, Text) if dialect == "sqlite" else cast(EXECUTIONS.c.input, Text)
+    return [column for column in EXECUTIONS.c if column.name != "input"] + [as_text.label(INPUT_TEXT)]
 
 
 def history_record(row: Any) -> HistoryRecord:
