@@ -38,7 +38,7 @@ from smq.engine.cursor import (
     iso,
 )
 from smq.engine.errors import BranchesFailed, BranchesParked, StatesError, error_matches
-from smq.engine.handlers import LAMBDA_INVOKE, TaskContext
+from smq.engine.handlers import LAMBDA_INVOKE
 from smq.engine.invoke import call_handler, lambda_error
 from smq.engine.jsonata import Expression, unexpected_type
 from smq.engine.jsontext import compact
@@ -61,6 +61,7 @@ from smq.engine.model import (
 from smq.engine.paths import MISSING, Path, PathNotFound, Scope, set_at
 from smq.engine.runtime import Runtime
 from smq.engine.sync import poll_pending
+from smq.engine.sync_steps import task_context
 from smq.engine.timestamps import parse_timestamp
 
 MAX_WAIT_SECONDS = 2**31 - 1  # AWS rejects a Wait longer than this ("delay is too long")
@@ -793,16 +794,7 @@ def _invoke_task(
         (effective.get("Payload", {}) if isinstance(effective, dict) else {}) if payload_only else effective
     )
     remaining = None if runtime.deadline is None else max(0.0, runtime.deadline - runtime.clock())
-    ctx = TaskContext(
-        execution_id=cursor.execution.id,
-        execution_name=cursor.execution.name,
-        state_name=state.name,
-        attempt=cursor.attempt,
-        deadline=None,
-        task_token=token,
-        execution_arn=cursor.execution.execution_arn,
-        state_machine_arn=cursor.execution.state_machine_arn,
-    )
+    ctx = task_context(state, cursor, token)
     # The handler may mutate its input and keep its result: both cross as JSON text, which also
     # enforces the payload limit on the task's input (after Parameters) and on its raw result.
     isolated = json.loads(_sized_json(state, payload, runtime, "input after Parameters"))

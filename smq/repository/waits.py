@@ -163,12 +163,7 @@ class WaitStore:
                     return DELIVERED
                 if not branches:  # its Parallel or Map has ended: what was held for it reaches nothing
                     self._undeliver_held(connection, execution_id)
-            parked = connection.execute(
-                update(EXECUTIONS)
-                .where(*at_checkpoint)
-                .values(status=WAITING, lease_owner=None, lease_expires_at=None, updated_at=now)
-            ).rowcount
-            if parked != 1:
+            if not _parked(connection, at_checkpoint, now):
                 return MOVED_ON
             for row in rows:
                 exists_ = connection.execute(select(WAITS.c.id).where(WAITS.c.id == row["id"])).first()
@@ -214,12 +209,7 @@ class WaitStore:
             delivered = self._held_to_rows(connection, execution_id)
             if delivered or branch_store.ready_exists(connection, execution_id):
                 return DELIVERED
-            parked = connection.execute(
-                update(EXECUTIONS)
-                .where(*at_checkpoint)
-                .values(status=WAITING, lease_owner=None, lease_expires_at=None, updated_at=now)
-            ).rowcount
-            if parked != 1:
+            if not _parked(connection, at_checkpoint, now):
                 return MOVED_ON
             self._keep_branch_waits(
                 connection,
@@ -849,3 +839,13 @@ class WaitStore:
                 .order_by(WAITS.c.due_at)
                 .limit(1)
             ).scalar()
+
+
+def _parked(connection: Connection, at_checkpoint: tuple[Any, ...], now: datetime) -> bool:
+    """Mark the execution WAITING, its lease let go, if it is still at the checkpoint that parks it."""
+    parked = connection.execute(
+        update(EXECUTIONS)
+        .where(*at_checkpoint)
+        .values(status=WAITING, lease_owner=None, lease_expires_at=None, updated_at=now)
+    ).rowcount
+    return bool(parked == 1)
