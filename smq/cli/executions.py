@@ -91,6 +91,10 @@ def count(filter_text: str | None, as_json: bool) -> None:
         click.echo(total)
 
 
+# Open waits `executions show` prints as text (a Map of thousands parked on callbacks has one each).
+SHOWN_WAITS = 20
+
+
 @executions.command("show")
 @click.argument("execution")
 @json_option
@@ -114,10 +118,10 @@ def show(execution: str, as_json: bool) -> None:
     if children:
         body["children"] = [child.to_dict() for child in children]
 
-    from smq.repository.waits import WaitStore as Waits
+    from smq.repository.waits import WaitStore
 
     # Answers that reached it when no branch waited for them any more: kept, shown, never dropped.
-    undelivered = Waits(repository.engine).undelivered(record.execution_id)
+    undelivered = WaitStore(repository.engine).undelivered(record.execution_id)
     if undelivered:
         body["undelivered"] = undelivered
     progress = branch_progress((record.cursor or {}).get("pending"))
@@ -169,9 +173,12 @@ def describe_execution(record: ExecutionRecord, body: dict[str, Any]) -> str:
         )
     if record.error is not None:
         lines += [f"error        {record.error}", f"cause        {record.cause}"]
-    for wait in body.get("waiting_for", ()):
+    waits = body.get("waiting_for", [])
+    for wait in waits[:SHOWN_WAITS]:
         details = " ".join(f"{key}={value}" for key, value in wait.items() if key != "kind")
         lines.append(f"waiting for  {wait['kind']} {details}")
+    if len(waits) > SHOWN_WAITS:
+        lines.append(f"             ... and {len(waits) - SHOWN_WAITS:,} more (--json lists every one)")
     for answer in body.get("undelivered", ()):
         what = " ".join(
             f"{key}={answer[key]}"
