@@ -7,7 +7,6 @@ on its row and applied when the execution parks again: nothing is lost, nothing 
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -15,7 +14,6 @@ import pytest
 
 from smq import (
     ExecutionRecord,
-    HandlerRegistry,
     Operations,
     Repository,
     Settings,
@@ -23,6 +21,7 @@ from smq import (
     start_execution,
 )
 from smq.repository.waits import TokenNotWaiting, WaitStore
+from tests.integration.callbacks import Asker
 
 CALLBACK_MAP = {
     "StartAt": "Each",
@@ -82,22 +81,6 @@ MESSAGE_PARALLEL = {
         }
     },
 }
-
-
-class Asker:
-    """The `ask` callback handler: records each order's task token."""
-
-    def __init__(self) -> None:
-        self.tokens: dict[int, str] = {}
-        self.calls = 0
-        self._lock = threading.Lock()
-        self.registry = HandlerRegistry()
-        self.registry.register("ask", self._ask)
-
-    def _ask(self, payload: Any, ctx: Any) -> None:
-        with self._lock:
-            self.tokens[payload["order"]] = payload["token"]
-            self.calls += 1
 
 
 def _open_waits(repository: Repository, record: ExecutionRecord) -> list[tuple[str | None, str]]:

@@ -11,7 +11,6 @@ cursor as before."""
 from __future__ import annotations
 
 import json
-import threading
 from typing import Any
 
 import pytest
@@ -19,7 +18,6 @@ from sqlalchemy import select
 
 from smq import (
     ExecutionRecord,
-    HandlerRegistry,
     Operations,
     Repository,
     Settings,
@@ -29,6 +27,7 @@ from smq import (
 from smq.execution.control import redrive_execution, stop_execution
 from smq.repository.tables import BRANCHES
 from smq.repository.waits import WaitStore
+from tests.integration.callbacks import Asker
 
 ASK = {
     "Type": "Task",
@@ -39,22 +38,6 @@ ASK = {
 }
 EACH = {"Type": "Map", "ItemProcessor": {"StartAt": "Ask", "States": {"Ask": ASK}}, "End": True}
 MAP = {"StartAt": "Each", "States": {"Each": EACH}}
-
-
-class Asker:
-    """The `ask` callback handler: records each order's task token."""
-
-    def __init__(self) -> None:
-        self.tokens: dict[Any, str] = {}
-        self.calls = 0
-        self._lock = threading.Lock()
-        self.registry = HandlerRegistry()
-        self.registry.register("ask", self._ask)
-
-    def _ask(self, payload: Any, ctx: Any) -> None:
-        with self._lock:
-            self.tokens[payload["order"]] = payload["token"]
-            self.calls += 1
 
 
 def _rows(repository: Repository, record: ExecutionRecord) -> dict[int, dict[str, Any]]:
