@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -57,6 +58,16 @@ def error_console() -> Console:
 
 def echo_json(value: Any) -> None:
     click.echo(json.dumps(value, ensure_ascii=False))
+
+
+def cutoff_before(older_than: str, option: str = "--older-than") -> datetime:
+    """The moment `older_than` (`30d`, `12h`, seconds) ago; a clear usage error names the option."""
+    from smq.settings import parse_duration
+
+    try:
+        return datetime.now(UTC) - timedelta(seconds=parse_duration(older_than, option))
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def parse_json_argument(value: str | None, option: str, default: Any = None) -> Any:

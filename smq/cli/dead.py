@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import click
 from rich.table import Table
@@ -13,6 +13,7 @@ from rich.table import Table
 from smq.cli.common import (
     EXIT_NOT_SUCCEEDED,
     UsageError,
+    cutoff_before,
     echo_json,
     json_option,
     load_settings,
@@ -196,14 +197,9 @@ def purge_dead(
     """Delete dead letters for good (SMQ_RETENTION also deletes those older than the retention)."""
     before = None
     if older_than is not None:
-        from smq.settings import SettingsError, parse_duration
-
         if not every:
             raise UsageError("--older-than goes with --all")
-        try:
-            before = datetime.now(UTC) - timedelta(seconds=parse_duration(older_than, "--older-than"))
-        except SettingsError as exc:
-            raise UsageError(str(exc)) from exc
+        before = cutoff_before(older_than)
     store, repository = _store()
     letters = _chosen(store, task_ids, every, queue, before)
     if every and not yes and not as_json:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import click
@@ -15,6 +15,7 @@ from smq.cli.common import (
     EXIT_NOT_SUCCEEDED,
     console,
     continue_queue_option,
+    cutoff_before,
     echo_json,
     filter_opt,
     filter_option,
@@ -322,12 +323,7 @@ def prune(
 ) -> None:
     """Delete finished executions older than --older-than, with their history, waits, timers and chain
     links, oldest first, in batches (the scheduler does it on its own with SMQ_RETENTION)."""
-    from smq.settings import SettingsError, parse_duration
-
-    try:
-        cutoff = datetime.now(UTC) - timedelta(seconds=parse_duration(older_than, "--older-than"))
-    except SettingsError as exc:
-        raise click.UsageError(str(exc)) from None
+    cutoff = cutoff_before(older_than)
     statuses: tuple[str, ...] = FINAL
     if status_text:
         statuses = tuple(part.strip().upper() for part in status_text.split("|") if part.strip())
