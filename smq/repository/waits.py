@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -765,17 +765,7 @@ class WaitStore:
                 .where(WAITS.c.execution_id == execution_id, WAITS.c.status == UNDELIVERED)
                 .order_by(WAITS.c.resolved_at)
             )
-            return [
-                {
-                    **{
-                        key: value.isoformat() if hasattr(value, "isoformat") else value
-                        for key, value in row._mapping.items()
-                        if key in shown and value is not None
-                    },
-                    "answer": row.delivery,
-                }
-                for row in rows
-            ]
+            return [{**_json_ready(row._mapping, shown), "answer": row.delivery} for row in rows]
 
     def wait_status(self, wait_id: str) -> str | None:
         """A wait's status now (UNDELIVERED: its held answer reached no branch); None if unknown."""
@@ -795,14 +785,7 @@ class WaitStore:
             "timeout_at",
             "queue",
         )
-        return [
-            {
-                key: value.isoformat() if hasattr(value, "isoformat") else value
-                for key, value in wait.items()
-                if key in shown and value is not None
-            }
-            for wait in self.open_waits(execution_id)
-        ]
+        return [_json_ready(wait, shown) for wait in self.open_waits(execution_id)]
 
     def open_waits(self, execution_id: str) -> list[dict[str, Any]]:
         with self.engine.connect() as connection:
@@ -849,3 +832,12 @@ def _parked(connection: Connection, at_checkpoint: tuple[Any, ...], now: datetim
         .values(status=WAITING, lease_owner=None, lease_expires_at=None, updated_at=now)
     ).rowcount
     return bool(parked == 1)
+
+
+def _json_ready(wait: Mapping[Any, Any], shown: Collection[str]) -> dict[str, Any]:
+    """The `shown` columns of a wait that are set, times as ISO-8601 text."""
+    return {
+        key: value.isoformat() if hasattr(value, "isoformat") else value
+        for key, value in wait.items()
+        if key in shown and value is not None
+    }
