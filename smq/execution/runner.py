@@ -500,14 +500,10 @@ def waiting_for(cursor: dict[str, Any]) -> str:
         return f"message {pending.get('key')}={value if len(value) <= 100 else value[:100] + '...'}"
     if kind == "callback":
         return "a callback (task token)"
-    if kind == "poll" and cursor.get("not_before") is not None:
-        moment = datetime.fromtimestamp(cursor["not_before"], UTC).isoformat(timespec="seconds")
-        return f"a .sync job (next check {moment})"
-    if cursor.get("not_before") is not None:
-        return (
-            f"a timer until {datetime.fromtimestamp(cursor['not_before'], UTC).isoformat(timespec='seconds')}"
-        )
-    return "its branches"
+    if cursor.get("not_before") is None:
+        return "its branches"
+    moment = datetime.fromtimestamp(cursor["not_before"], UTC).isoformat(timespec="seconds")
+    return f"a .sync job (next check {moment})" if kind == "poll" else f"a timer until {moment}"
 
 
 def held_here(record: ExecutionRecord) -> bool:
