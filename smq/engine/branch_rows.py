@@ -68,12 +68,22 @@ def stored(pending: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in pending.items() if key not in (CHANGES, FRESH)}
 
 
+def waits_for_delivery(pending: Any, not_before: float | None) -> bool:
+    """A parked job (its cursor's `pending` and `not_before`) that waits for a message or a token
+    itself, with no timer and no fan-out of its own: what a branch row may hold."""
+    return (
+        not_before is None
+        and isinstance(pending, dict)
+        and pending.get("kind") in PARKED_KINDS
+        and "delivery" not in pending
+    )
+
+
 def waits_directly(cursor: dict[str, Any] | None) -> bool:
-    """A parked job's cursor (JSON) that waits for a message or a token itself, with no timer."""
-    if not cursor or cursor.get("not_before") is not None:
+    """`waits_for_delivery` of a parked job's cursor as JSON."""
+    if not cursor:
         return False
-    pending = cursor.get("pending")
-    return isinstance(pending, dict) and pending.get("kind") in PARKED_KINDS and "delivery" not in pending
+    return waits_for_delivery(cursor.get("pending"), cursor.get("not_before"))
 
 
 def summary(

@@ -31,7 +31,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, overload
 
 from smq.engine import branch_rows, errors, interpreter
-from smq.engine.cursor import FANOUT, PARKED_KINDS, Cursor, HistoryEntry, fanout_pending
+from smq.engine.cursor import FANOUT, Cursor, HistoryEntry, fanout_pending
 from smq.engine.driver import ABORTED, SUCCEEDED, TIMED_OUT, WAITING, Outcome, drive
 from smq.engine.errors import BranchesFailed, BranchesParked, StatesError
 from smq.engine.jsonata import unexpected_type
@@ -150,16 +150,9 @@ def _job(outcome: Outcome) -> dict[str, Any]:
 
 
 def _waits_for_delivery(outcome: Outcome) -> bool:
-    """A parked job waiting for a message or a token itself (no timer, no fan-out of its own)."""
+    """A parked job waiting for a message or a token itself (`branch_rows.waits_for_delivery`)."""
     cursor = outcome.cursor
-    pending = cursor.pending if cursor is not None else None
-    return (
-        cursor is not None
-        and cursor.not_before is None
-        and isinstance(pending, dict)
-        and pending.get("kind") in PARKED_KINDS
-        and "delivery" not in pending
-    )
+    return cursor is not None and branch_rows.waits_for_delivery(cursor.pending, cursor.not_before)
 
 
 def _park_if_waiting(
