@@ -8,6 +8,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Text, cast, type_coerce
@@ -205,11 +206,13 @@ def execution_record(row: Any) -> ExecutionRecord:
 INPUT_TEXT = "input_text"
 
 
-def execution_columns(dialect: str) -> list[Any]:
+@cache
+def execution_columns(dialect: str) -> tuple[Any, ...]:
     """The executions columns to read a whole record, the input as its JSON text (see
-    `execution_record`): SQLite keeps it as text, PostgreSQL writes its JSONB out as text."""
+    `execution_record`): SQLite keeps it as text, PostgreSQL writes its JSONB out as text. Built once
+    per dialect: every resume reads its execution through them."""
     as_text = type_coerce(EXECUTIONS.c.input, Text) if dialect == "sqlite" else cast(EXECUTIONS.c.input, Text)
-    return [column for column in EXECUTIONS.c if column.name != "input"] + [as_text.label(INPUT_TEXT)]
+    return (*(column for column in EXECUTIONS.c if column.name != "input"), as_text.label(INPUT_TEXT))
 
 
 def history_record(row: Any) -> HistoryRecord:
